@@ -1,0 +1,47 @@
+# The user's commands: `make demo` and `make test`. Every target creates .venv and
+# installs the project into it when it is missing or pyproject.toml changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Nothing is ever written to the user's home directory.
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
+
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+.PHONY: demo test test-fast ui ingest bench validate clean-data install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/workflows demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q workflows_tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" workflows_tests
+
+ui: $(STAMP)
+	env --default-signal=INT,TERM $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) -w workspace.yaml
+
+ingest: $(STAMP)
+	$(BIN)/workflows ingest
+
+validate: $(STAMP)
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_ingest.py
+
+clean-data:
+	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports

@@ -1,0 +1,1 @@
+"""The Dagster layer: thin definitions that call the domain code."""

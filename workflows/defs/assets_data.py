@@ -1,0 +1,114 @@
+"""Data assets: `candles` (raw hourly candles in DuckDB) and `features`."""
+
+import dagster as dg
+from pydantic import Field
+
+from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_check_result
+from workflows.defs.partitions import symbols_partitions
+from workflows.defs.resources import WarehouseResource
+from workflows.features import FEATURE_COLUMNS, FEATURES_DDL, compute_features, feature_summary
+from workflows.ingest import land, missing_hours
+from workflows.quality import candle_findings, feature_findings
+from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
+from workflows.sources.candles import CANDLE_COLUMNS, ReadResult
+from workflows.sources.exchange import ExchangeClient, default_start, exchange_source
+from workflows.sources.files import read_candle_file
+from workflows.sources.synthetic import SyntheticSpec, synthetic_source
+from workflows.warehouse import load_candles, load_table_slice, replace_table_slice, slice_fingerprint
+
+OWNERS = ["team:forecasting"]
+
+
+class CandlesConfig(dg.Config):
+    source: str = Field(default="synthetic", description="synthetic | files | exchange")
+    files: list[str] = Field(default=[], description="Candle files to land (source=files)")
+    days: int = Field(default=90, description="Synthetic: days of history; exchange: days on first fetch")
+    seed: int = Field(default=7, description="Synthetic: random seed")
+    planted_lag: int = Field(default=24, description="Synthetic: lag (hours) of the planted dependency")
+    planted_strength: float = Field(default=0.25, description="Synthetic: AR coefficient at that lag (0 = noise)")
+    exchange_url: str = Field(default="https://api.binance.com", description="Exchange: base URL")
+
+
+def _read_sources(config: CandlesConfig, symbol: str, last_ts) -> list[ReadResult]:
+    if config.source == "synthetic":
+        spec = SyntheticSpec(
+            symbol=symbol, days=config.days, seed=config.seed, lag=config.planted_lag, strength=config.planted_strength
+        )
+        return [synthetic_source(spec)]
+    if config.source == "files":
+        return [read_candle_file(path) for path in config.files]
+    if config.source == "exchange":
+        client = ExchangeClient(base_url=config.exchange_url)
+        return [exchange_source(client, symbol, default_start(last_ts, config.days))]
+    raise dg.Failure(f"unknown candle source {config.source!r}: use synthetic, files or exchange")
+
+
+@dg.asset(
+    partitions_def=symbols_partitions,
+    pool="duckdb",
+    group_name="data",
+    kinds={"duckdb", "polars"},
+    owners=OWNERS,
+    code_version="1",
+    check_specs=CANDLE_CHECK_SPECS,
+    description="Hourly OHLCV candles per symbol in DuckDB `candles`; bad rows in `candles_rejected`.",
+)
+def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse: WarehouseResource):
+    symbol = context.partition_key
+    with warehouse.connect() as con:
+        stored = load_candles(con, symbol)
+        last_ts = stored["ts"].max() if stored.height else None
+        results = _read_sources(config, symbol, last_ts)
+        report = land(con, symbol, results)
+        frame = load_candles(con, symbol)
+        span = missing_hours(con, symbol)
+        version = slice_fingerprint(con, "candles", symbol, CANDLE_COLUMNS[1:])
+    context.log.info(
+        f"{symbol}: +{report.stats.inserted} rows, {report.stats.updated} updated, {report.rejected} rejected"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **report.metadata(),
+            **span,
+            "rejected_reasons": dg.MetadataValue.md(counts_to_markdown(dict(report.reasons))),
+            "preview": dg.MetadataValue.md(frame_to_markdown(frame.tail(5))),
+            "dagster/row_count": frame.height,
+        },
+        check_results=[to_check_result(f) for f in candle_findings(frame)],
+        data_version=dg.DataVersion(version),
+    )
+
+
+@dg.asset(
+    partitions_def=symbols_partitions,
+    deps=[candles],
+    pool="duckdb",
+    group_name="data",
+    kinds={"duckdb", "polars"},
+    owners=OWNERS,
+    code_version="1",
+    check_specs=FEATURE_CHECK_SPECS,
+    description="Per-hour features (returns, volume, volatility, RSI, MACD, Bollinger, calendar) in DuckDB `features`.",
+)
+def features(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    symbol = context.partition_key
+    with warehouse.connect() as con:
+        candle_frame = load_candles(con, symbol)
+        table = compute_features(candle_frame)
+        replace_table_slice(con, "features", symbol, table, FEATURES_DDL)
+        stored = load_table_slice(con, "features", symbol)
+        version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+    summary = feature_summary(candle_frame, table)
+    context.log.info(f"{symbol}: {summary}")
+    return dg.MaterializeResult(
+        metadata={
+            **summary,
+            "first_hour": stored["ts"].min().isoformat() if stored.height else "none",
+            "last_hour": stored["ts"].max().isoformat() if stored.height else "none",
+            "columns": ", ".join(FEATURE_COLUMNS),
+            "preview": dg.MetadataValue.md(frame_to_markdown(stored.tail(5))),
+            "dagster/row_count": stored.height,
+        },
+        check_results=[to_check_result(f) for f in feature_findings(stored)],
+        data_version=dg.DataVersion(version),
+    )

@@ -1,0 +1,153 @@
+"""Landing files: find them, read them, land their rows, and file the originals away.
+
+The original bytes of an input file are never deleted: a file that was read goes
+to `processed/`, a file that cannot be read as a whole goes to `quarantine/`
+with a `<name>.reason` file beside it. Both moves are atomic renames within the
+data folder, and never overwrite an earlier file of the same name.
+"""
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from workflows.settings import DataPaths
+from workflows.sources.candles import CandleSourceError, ReadResult
+from workflows.sources.files import read_candle_file
+from workflows.warehouse import UpsertStats, load_candles, record_rejections, upsert_candles
+
+HOUR = 3600
+
+
+@dataclass
+class IncomingScan:
+    files: list[Path] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_incoming(paths: DataPaths) -> IncomingScan:
+    """Regular files in `incoming/`, oldest first. Symlinks and anything resolving
+    outside the folder are refused (and reported), never followed."""
+    scan = IncomingScan()
+    if not paths.incoming.is_dir():
+        return scan
+    root = paths.incoming.resolve()
+    entries = []
+    for entry in paths.incoming.iterdir():
+        if entry.name.startswith(".") or entry.name.endswith((".part", ".partial", ".tmp")):
+            continue
+        if entry.is_symlink():
+            scan.refused.append((entry, "symbolic links are not followed"))
+            continue
+        if entry.resolve().parent != root:
+            scan.refused.append((entry, "path resolves outside the incoming folder"))
+            continue
+        if entry.is_file():
+            stat = entry.stat()
+            entries.append((stat.st_mtime, entry.name, entry))
+    scan.files = [e for _, _, e in sorted(entries)]
+    return scan
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target = folder / name
+    if not target.exists():
+        return target
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return folder / f"{Path(name).stem}.{stamp}{Path(name).suffix}"
+
+
+def move_to_processed(path: Path, paths: DataPaths) -> Path:
+    paths.processed.mkdir(parents=True, exist_ok=True)
+    target = _free_name(paths.processed, path.name)
+    os.replace(path, target)
+    return target
+
+
+def move_to_quarantine(path: Path, paths: DataPaths, reason: str) -> Path:
+    """Move the original bytes to quarantine/ and write the reason beside them."""
+    paths.quarantine.mkdir(parents=True, exist_ok=True)
+    target = _free_name(paths.quarantine, path.name)
+    reason_file = target.with_name(target.name + ".reason")
+    tmp = reason_file.with_name(reason_file.name + ".tmp")
+    tmp.write_text(reason.rstrip() + "\n", encoding="utf-8")
+    os.replace(path, target)
+    os.replace(tmp, reason_file)
+    return target
+
+
+@dataclass
+class LandingReport:
+    """What landing one symbol's inputs did, for the asset's metadata."""
+
+    symbol: str
+    sources: list[str]
+    stats: UpsertStats
+    rejected: int
+    reasons: Counter
+    notes: list[str]
+
+    def metadata(self) -> dict:
+        return {
+            "rows_added": self.stats.inserted,
+            "rows_updated": self.stats.updated,
+            "rows_unchanged": self.stats.unchanged,
+            "rows_rejected": self.rejected,
+            "sources": ", ".join(self.sources) or "none",
+            "notes": "\n".join(self.notes) or "none",
+        }
+
+
+def land(con: duckdb.DuckDBPyConnection, symbol: str, results: list[ReadResult]) -> LandingReport:
+    """Upsert one symbol's valid rows from every result and record its rejected rows."""
+    inserted = updated = unchanged = rejected = 0
+    reasons: Counter = Counter()
+    notes: list[str] = []
+    for result in results:
+        part = result.for_symbol(symbol)
+        stats = upsert_candles(con, part.candles, source=result.source)
+        inserted, updated, unchanged = inserted + stats.inserted, updated + stats.updated, unchanged + stats.unchanged
+        record_rejections(con, result.source, part.rejected, symbol=symbol)
+        rejected += part.rejected.height
+        reasons.update(_reason_keys(part.rejected))
+        notes.extend(f"{result.source}: {n}" for n in part.notes)
+    return LandingReport(symbol, [r.source for r in results], UpsertStats(inserted, updated, unchanged), rejected, reasons, notes)
+
+
+def _reason_keys(rejected: pl.DataFrame) -> list[str]:
+    keys = []
+    for reason in rejected["reason"].to_list():
+        # "duplicate hour ...: line 123 was kept" -> group without the line number
+        keys.append(reason.split(": line")[0].split(": identical")[0])
+    return keys
+
+
+def read_files(files: list[Path]) -> tuple[list[ReadResult], list[tuple[Path, CandleSourceError]]]:
+    results, failures = [], []
+    for path in files:
+        try:
+            results.append(read_candle_file(path))
+        except CandleSourceError as exc:
+            failures.append((path, exc))
+    return results, failures
+
+
+def missing_hours(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
+    """First and last stored hour and how many hours in between are missing."""
+    frame = load_candles(con, symbol)
+    if frame.is_empty():
+        return {"first_hour": "none", "last_hour": "none", "hours": 0, "missing_hours": 0, "missing_ratio": 0.0}
+    first, last = frame["ts"].min(), frame["ts"].max()
+    expected = int((last - first).total_seconds() // HOUR) + 1
+    missing = expected - frame.height
+    return {
+        "first_hour": first.isoformat(),
+        "last_hour": last.isoformat(),
+        "hours": frame.height,
+        "missing_hours": missing,
+        "missing_ratio": round(missing / expected, 6),
+    }

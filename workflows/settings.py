@@ -1,0 +1,50 @@
+"""Where runtime data lives. Read from the environment when asked, never at import."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR_ENV = "WORKFLOWS_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Every runtime path hangs off one root, so `WORKFLOWS_DATA_DIR` relocates all of it."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, root: str | os.PathLike | None = None) -> "DataPaths":
+        """`root` if given, else `$WORKFLOWS_DATA_DIR`, else `<project>/data`."""
+        chosen = root or os.environ.get(DATA_DIR_ENV) or PROJECT_ROOT / "data"
+        return cls(Path(chosen).expanduser().resolve())
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def incoming(self) -> Path:
+        return self.root / "incoming"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "processed"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def ensure(self) -> "DataPaths":
+        for folder in (self.root, self.incoming, self.processed, self.quarantine):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
