@@ -1,0 +1,67 @@
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from workflows.cli import main
+from workflows.sources.synthetic import SyntheticSpec, generate_candles
+
+
+def write_candles(path: Path, symbol: str, days: int = 3, seed: int = 0):
+    frame = generate_candles(SyntheticSpec(symbol=symbol, days=days, seed=seed))
+    frame.drop("symbol").rename({"ts": "timestamp"}).write_csv(path)
+    return frame
+
+
+def test_ingest_lands_files_and_files_them_away(data_dir, tmp_path):
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    write_candles(incoming / "BTCUSDT-1h-2025-12.csv", "BTCUSDT")
+    write_candles(incoming / "ETHUSDT-1h-2025-12.csv", "ETHUSDT", seed=1)
+    (incoming / "notes.csv").write_bytes(b"\x00\x01binary")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("x")
+    os.symlink(outside, incoming / "link.csv")
+
+    assert main(["ingest"]) == 0
+
+    assert sorted(p.name for p in (data_dir / "processed").iterdir()) == [
+        "BTCUSDT-1h-2025-12.csv", "ETHUSDT-1h-2025-12.csv"
+    ]
+    quarantined = sorted(p.name for p in (data_dir / "quarantine").iterdir())
+    assert quarantined == ["notes.csv", "notes.csv.reason"]
+    reason = (data_dir / "quarantine" / "notes.csv.reason").read_text()
+    assert "notes.csv" in reason and "binary content" in reason
+    assert (data_dir / "quarantine" / "notes.csv").read_bytes() == b"\x00\x01binary"
+    # the symlink is refused and left alone, never followed
+    assert (incoming / "link.csv").is_symlink() and outside.read_text() == "x"
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        counts = dict(con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol").fetchall())
+    assert counts == {"BTCUSDT": 72, "ETHUSDT": 72}
+
+    # the runs are recorded in the instance the UI reads
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_runs()
+    assert len(runs) == 2 and {r.tags["dagster/partition"] for r in runs} == {"BTCUSDT", "ETHUSDT"}
+    assert set(instance.get_dynamic_partitions("symbols")) == {"BTCUSDT", "ETHUSDT"}
+
+
+def test_ingest_twice_with_same_file_adds_nothing(data_dir):
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    write_candles(incoming / "BTCUSDT-a.csv", "BTCUSDT")
+    assert main(["ingest"]) == 0
+    write_candles(incoming / "BTCUSDT-a.csv", "BTCUSDT")  # the same file again
+    assert main(["ingest"]) == 0
+    processed = sorted(p.name for p in (data_dir / "processed").iterdir())
+    assert len(processed) == 2 and "BTCUSDT-a.csv" in processed  # the earlier copy is not overwritten
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 72
+
+
+def test_demo_runs_offline(data_dir, capsys):
+    assert main(["demo", "--days", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "features: 86 rows" in out

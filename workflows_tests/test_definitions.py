@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import dagster as dg
+
+from workflows.definitions import defs
+from workflows_tests.conftest import PROJECT_ROOT
+
+
+def test_asset_keys_and_checks():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"candles", "features"} <= keys
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert {
+        ("candles", "candles_schema"),
+        ("candles", "duplicate_hours"),
+        ("candles", "ohlc_consistent"),
+        ("candles", "missing_hour_ratio"),
+        ("features", "features_schema"),
+        ("features", "segments_contiguous"),
+    } <= checks
+    features = graph.get(dg.AssetKey("features"))
+    assert dg.AssetKey("candles") in features.parent_keys
+
+
+def test_assets_are_partitioned_by_symbol_and_pooled():
+    for key in ("candles", "features"):
+        spec = defs.resolve_assets_def(key)
+        assert spec.partitions_def.name == "symbols"
+        assert spec.code_versions_by_key[dg.AssetKey(key)] is not None
+
+
+def test_dagster_definitions_validate(tmp_path):
+    env = {"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful" in done.stderr + done.stdout
