@@ -35,6 +35,9 @@ class SyntheticSpec:
     strength: float = 0.25
     hourly_vol: float = 0.006  # typical recent BTC hourly return std
     start_price: float = 40_000.0
+    tail_df: float = 5.0  # Student-t degrees of freedom of the shocks (lower = heavier tails)
+    garch_alpha: float = 0.05
+    garch_beta: float = 0.90
     end: datetime = DEFAULT_END  # exclusive: the last candle opens one hour earlier
 
     def __post_init__(self) -> None:
@@ -42,6 +45,10 @@ class SyntheticSpec:
             raise ValueError(f"days must be positive, got {self.days}")
         if self.lag < 1:
             raise ValueError(f"lag must be at least 1 hour, got {self.lag}")
+        if self.tail_df <= 2:
+            raise ValueError(f"tail_df must exceed 2 for a finite variance, got {self.tail_df}")
+        if not (self.garch_alpha >= 0 and self.garch_beta >= 0 and self.garch_alpha + self.garch_beta < 1):
+            raise ValueError("GARCH needs alpha, beta >= 0 and alpha + beta < 1")
         if not -0.95 < self.strength < 0.95:
             raise ValueError(f"strength must lie in (-0.95, 0.95) for a stationary series, got {self.strength}")
 
@@ -62,9 +69,9 @@ def generate_candles(spec: SyntheticSpec = SyntheticSpec()) -> pl.DataFrame:
     season /= np.sqrt(np.mean(season**2))
 
     # GARCH(1,1) on unit-variance Student-t(4) shocks.
-    nu = 4.0
+    nu = spec.tail_df
     shocks = rng.standard_t(nu, size=total) / np.sqrt(nu / (nu - 2))
-    alpha, beta = 0.06, 0.92
+    alpha, beta = spec.garch_alpha, spec.garch_beta
     # Innovation variance chosen so returns have std ~= hourly_vol after the AR term.
     target = spec.hourly_vol**2 * (1 - spec.strength**2)
     omega = target * (1 - alpha - beta)

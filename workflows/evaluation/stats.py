@@ -1,0 +1,63 @@
+"""Forecast comparison tests: Diebold-Mariano (with the Harvey-Leybourne-Newbold
+small-sample correction) and a binomial test for directional accuracy."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class DMResult:
+    statistic: float  # HLN-corrected DM statistic; negative means model 1 has lower loss
+    p_better: float  # one-sided p-value for "model 1 is more accurate than model 2"
+    p_two_sided: float
+    n: int
+    mean_loss_diff: float
+
+
+def diebold_mariano(errors_1: np.ndarray, errors_2: np.ndarray, horizon: int = 1, power: int = 2) -> DMResult:
+    """Compare forecast errors of model 1 against model 2 under |e|^power loss.
+
+    The long-run variance of the loss differential uses autocovariances up to
+    lag horizon-1 (Newey-West style truncation as in Diebold & Mariano 1995); the
+    statistic is scaled by the HLN (1997) correction and compared with Student t
+    with n-1 degrees of freedom.
+    """
+    e1, e2 = np.asarray(errors_1, dtype=float), np.asarray(errors_2, dtype=float)
+    if e1.shape != e2.shape or e1.ndim != 1:
+        raise ValueError("error series must be 1-D and of equal length")
+    d = np.abs(e1) ** power - np.abs(e2) ** power
+    n = len(d)
+    if n < 10:
+        raise ValueError(f"need at least 10 forecasts for a Diebold-Mariano test, got {n}")
+    mean = d.mean()
+    centred = d - mean
+    gamma = [centred @ centred / n]
+    for k in range(1, horizon):
+        gamma.append(centred[k:] @ centred[:-k] / n)
+    long_run = gamma[0] + 2 * sum(gamma[1:])
+    if long_run <= 0:
+        long_run = gamma[0]
+    if long_run == 0:
+        return DMResult(0.0, 0.5, 1.0, n, 0.0)
+    dm = mean / np.sqrt(long_run / n)
+    h = horizon
+    correction = np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    stat = float(dm * correction)
+    p_better = float(stats.t.cdf(stat, df=n - 1))
+    p_two = float(2 * min(p_better, 1 - p_better))
+    return DMResult(stat, p_better, p_two, n, float(mean))
+
+
+def direction_binomial(correct: np.ndarray, chance: float = 0.5) -> tuple[float, float]:
+    """Hit rate and one-sided binomial p-value of doing better than `chance`."""
+    correct = np.asarray(correct, dtype=bool)
+    hits, n = int(correct.sum()), len(correct)
+    p = float(stats.binomtest(hits, n, chance, alternative="greater").pvalue) if n else 1.0
+    return hits / max(n, 1), p
+
+
+def skill(mse_model: float, mse_baseline: float) -> float:
+    """1 - MSE_model / MSE_baseline: positive when the model beats the baseline."""
+    return 1.0 - mse_model / mse_baseline if mse_baseline > 0 else float("nan")

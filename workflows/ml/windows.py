@@ -1,0 +1,178 @@
+"""Model windows from the `features` table: inputs, targets, chronological splits.
+
+A window ending at hour t holds the feature rows t-W+1 .. t (W = 48 by default),
+all of them consecutive hours of one segment: a window never spans a gap. Its
+targets are about the hours after t:
+
+* `ret`: the log return of hour t+1 (the next candle);
+* `vol`: the realised volatility of hours t+1 .. t+24 (root mean square of their
+  log returns), which also must be consecutive;
+* `direction`: DOWN (0) / STABLE (1) / UP (2) for `ret` below -threshold, within,
+  or above +threshold (default 0.5%).
+
+Position p of a window (0 = oldest, W-1 = newest) is `W - p` hours before the
+predicted hour, so a dependency of r(t+1) on the return k hours earlier sits at
+position W - k, and "hours ago" in the analysis means this lag.
+
+Splits are chronological (train, then validation, then test) with an embargo of
+W + 24 hours between them, so no input or target hour of one split appears in
+another. Feature scalers are fitted on the training rows only; the return and
+volatility targets are divided by the training returns' standard deviation (not
+centred, so zero stays "no move").
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from workflows.features import REFERENCE_FEATURES
+
+DOWN, STABLE, UP = 0, 1, 2
+DIRECTION_NAMES = ("DOWN", "STABLE", "UP")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    window: int = 48
+    vol_horizon: int = 24
+    direction_threshold: float = 0.005
+    train_frac: float = 0.70
+    val_frac: float = 0.15
+    features: tuple[str, ...] = tuple(REFERENCE_FEATURES)
+
+    @property
+    def embargo(self) -> int:
+        return self.window + self.vol_horizon
+
+
+@dataclass
+class Scaler:
+    """Per-feature mean/std fitted on training rows, plus the target scale."""
+
+    mean: list[float]
+    std: list[float]
+    target_scale: float
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": list(map(float, self.mean)), "std": list(map(float, self.std)), "target_scale": float(self.target_scale)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scaler":
+        return cls(list(d["mean"]), list(d["std"]), float(d["target_scale"]))
+
+
+@dataclass
+class Split:
+    """Scaled arrays for one split. `x`: (N, W, F); targets (N,); `end_ts`: hour t of each window."""
+
+    x: np.ndarray
+    ret: np.ndarray
+    vol: np.ndarray
+    direction: np.ndarray
+    end_ts: np.ndarray
+    raw_ret: np.ndarray  # unscaled log return of hour t+1
+
+    def __len__(self) -> int:
+        return len(self.ret)
+
+
+@dataclass
+class WindowData:
+    spec: WindowSpec
+    scaler: Scaler
+    train: Split
+    val: Split
+    test: Split
+    data_version: str
+
+    def summary(self) -> dict:
+        return {
+            "train_windows": len(self.train),
+            "val_windows": len(self.val),
+            "test_windows": len(self.test),
+            "window": self.spec.window,
+            "features": ", ".join(self.spec.features),
+            "embargo_hours": self.spec.embargo,
+        }
+
+    def spec_dict(self) -> dict:
+        d = asdict(self.spec)
+        d["features"] = list(d["features"])
+        return d
+
+
+def direction_classes(ret: np.ndarray, threshold: float) -> np.ndarray:
+    out = np.full(ret.shape, STABLE, dtype=np.int64)
+    out[ret < -threshold] = DOWN
+    out[ret > threshold] = UP
+    return out
+
+
+def _window_ends(ts_hours: np.ndarray, segment: np.ndarray, window: int, horizon: int) -> np.ndarray:
+    """Row indices t whose window and target horizon are consecutive hours of one segment."""
+    n = len(ts_hours)
+    if n < window + horizon:
+        return np.empty(0, dtype=np.int64)
+    t = np.arange(window - 1, n - horizon)
+    start, stop = t - (window - 1), t + horizon
+    ok = (ts_hours[stop] - ts_hours[start] == window - 1 + horizon) & (segment[start] == segment[stop])
+    return t[ok]
+
+
+def build_windows(features: pl.DataFrame, spec: WindowSpec = WindowSpec(), data_version: str = "") -> WindowData:
+    """Windows, targets and chronological splits for one symbol's feature rows."""
+    if features["symbol"].n_unique() > 1:
+        raise ValueError("build_windows takes one symbol's features at a time")
+    frame = features.sort("ts")
+    missing = [c for c in spec.features if c not in frame.columns]
+    if missing:
+        raise ValueError(f"features table lacks {missing}")
+    values = frame.select(spec.features).to_numpy().astype(np.float32)
+    ret_all = frame["log_return"].to_numpy().astype(np.float64)
+    ts_hours = (frame["ts"].dt.epoch("s").to_numpy() // 3600).astype(np.int64)
+    segment = frame["segment"].to_numpy()
+    ends = _window_ends(ts_hours, segment, spec.window, spec.vol_horizon)
+    if len(ends) < 50:
+        raise ValueError(
+            f"only {len(ends)} complete {spec.window}-hour windows in {frame.height} feature rows; "
+            "ingest more history"
+        )
+
+    n = len(ends)
+    t_train_end = ends[int(n * spec.train_frac) - 1]
+    t_val_end = ends[int(n * (spec.train_frac + spec.val_frac)) - 1]
+    in_train = ends <= t_train_end
+    in_val = (ends > t_train_end + spec.embargo) & (ends <= t_val_end)
+    in_test = ends > t_val_end + spec.embargo
+
+    train_rows = np.zeros(len(frame), dtype=bool)
+    train_rows[: t_train_end + 1] = True
+    mean = values[train_rows].mean(axis=0)
+    std = values[train_rows].std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    target_scale = float(np.std(ret_all[1 : t_train_end + 2]))
+    scaler = Scaler(mean.tolist(), std.tolist(), target_scale if target_scale > 0 else 1.0)
+    scaled = scaler.transform(values)
+
+    offsets = np.arange(-(spec.window - 1), 1)
+    future = np.arange(1, spec.vol_horizon + 1)
+
+    def make(mask: np.ndarray) -> Split:
+        t = ends[mask]
+        x = scaled[t[:, None] + offsets[None, :]]
+        nxt = ret_all[t + 1]
+        vol = np.sqrt(np.mean(ret_all[t[:, None] + future[None, :]] ** 2, axis=1))
+        return Split(
+            x=x.astype(np.float32),
+            ret=(nxt / scaler.target_scale).astype(np.float32),
+            vol=(vol / scaler.target_scale).astype(np.float32),
+            direction=direction_classes(nxt, spec.direction_threshold),
+            end_ts=frame["ts"].to_numpy()[t],
+            raw_ret=nxt,
+        )
+
+    return WindowData(spec, scaler, make(in_train), make(in_val), make(in_test), data_version)
