@@ -61,7 +61,10 @@ def test_ingest_twice_with_same_file_adds_nothing(data_dir):
         assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 72
 
 
-def test_demo_runs_offline(data_dir, capsys):
-    assert main(["demo", "--days", "5"]) == 0
+def test_demo_runs_offline_end_to_end(data_dir, capsys):
+    assert main(["demo", "--days", "30", "--profile", "ci"]) == 0
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "features: 86 rows" in out
+    assert "SYNTHETIC" in out and "features: 686 rows" in out
+    for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
+        assert kind in out
+    assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 5

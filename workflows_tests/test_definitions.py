@@ -10,7 +10,10 @@ from workflows_tests.conftest import PROJECT_ROOT
 def test_asset_keys_and_checks():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"candles", "features"} <= keys
+    assert keys == {
+        "candles", "features", "reference_lstm_model", "attention_lstm_model", "transformer_model",
+        "multitask_model", "ensemble_model",
+    }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert {
         ("candles", "candles_schema"),
@@ -39,3 +42,7 @@ def test_dagster_definitions_validate(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful" in done.stderr + done.stdout
+
+
+def test_jobs():
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest", "train_models", "pipeline"}

@@ -1,0 +1,87 @@
+"""Model assets: one per model kind, each a checkpoint file trained on one symbol's features."""
+
+from dataclasses import replace
+
+import dagster as dg
+from pydantic import Field
+
+from workflows.defs.assets_data import OWNERS, features
+from workflows.defs.partitions import symbols_partitions
+from workflows.defs.resources import WarehouseResource
+from workflows.features import FEATURE_COLUMNS
+from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
+from workflows.ml.pipeline import fit
+from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
+from workflows.ml.windows import build_windows
+from workflows.warehouse import load_table_slice, slice_fingerprint
+
+# Bump when a change to the model code should retrain every model.
+MODEL_CODE_VERSION = "1"
+
+DESCRIPTIONS = {
+    "reference_lstm": "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h).",
+    "attention_lstm": "Attention LSTM that learns where to look: last-state query over time-aligned input encodings.",
+    "transformer": "8-head Transformer encoder; per-layer, per-head attention maps for the last position.",
+    "multitask": "Attention LSTM with return (Gaussian NLL), volatility and DOWN/STABLE/UP heads on all features.",
+    "ensemble": "Five attention LSTMs differing by seed: mean forecast, member spread as uncertainty.",
+}
+
+
+class TrainingConfig(dg.Config):
+    profile: str = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
+    device: str = Field(default="auto", description="auto (CUDA, MPS, CPU) or a torch device such as cpu / cuda")
+
+
+def build_model_asset(kind: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{kind}_model",
+        partitions_def=symbols_partitions,
+        deps=[features],
+        pool="gpu",
+        group_name="models",
+        kinds={"pytorch"},
+        owners=OWNERS,
+        code_version=MODEL_CODE_VERSION,
+        description=DESCRIPTIONS[kind],
+    )
+    def _model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource) -> dg.Output:
+        symbol = context.partition_key
+        profile = resolve_profile(config.profile or None)
+        recipe = recipe_for(kind, profile)
+        if config.device != "auto":
+            recipe = replace(recipe, train=replace(recipe.train, device=config.device))
+        with warehouse.connect() as con:
+            table = load_table_slice(con, "features", symbol)
+            version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+        data = build_windows(table, recipe.window_spec, data_version=version)
+        context.log.info(f"{kind} on {symbol} ({profile} profile): {data.summary()}")
+
+        def log_epoch(member, report):
+            prefix = f"member {member + 1}/{recipe.members} " if recipe.members > 1 else ""
+            context.log.info(
+                f"{prefix}epoch {report.epoch}/{report.epochs}: train {report.train_loss:.4f} "
+                f"val {report.val_loss:.4f} (best {report.best_val_loss:.4f}) {report.samples_per_s:.0f} samples/s"
+            )
+
+        result = fit(recipe, data, warehouse.paths().checkpoints / symbol, kind, callback=log_epoch)
+        metrics = result.metrics
+        if kind == "transformer":
+            context.log.info(
+                f"Transformer parameters: {metrics['parameters']:,} against the reference's "
+                f"{REFERENCE_TRANSFORMER_PARAMS:,} ({profile} profile)"
+            )
+        value = {"path": str(result.checkpoint), "sha256": result.sha256, "kind": kind, "profile": profile}
+        return dg.Output(
+            value,
+            metadata={
+                **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items()},
+                "profile": profile,
+                "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
+                "sha256": result.sha256,
+            },
+        )
+
+    return _model
+
+
+model_assets = [build_model_asset(kind) for kind in MODEL_KINDS]

@@ -1,0 +1,118 @@
+"""Model checkpoints: weights plus everything needed to use them, written atomically.
+
+A checkpoint holds the `state_dict` (on CPU, so a GPU-trained model loads on a
+machine without one), the architecture config, the scaler, the feature list and
+window spec, the data version of the training slice, metrics, device and wall
+time, and the attention snapshots taken during training. It is written to a
+temporary file and renamed into place, so a reader never sees half a file; it is
+loaded with `torch.load(weights_only=True)`, so loading never runs pickled code.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from workflows.ml.models import ArchConfig, Ensemble
+from workflows.ml.windows import Scaler
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    arch: ArchConfig | list[ArchConfig]
+    scaler: Scaler
+    window_spec: dict
+    data_version: str
+    metrics: dict
+    train_config: dict
+    snapshots: list[tuple[int, np.ndarray]]
+    path: Path
+    sha256: str
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    arch: ArchConfig | list[ArchConfig],
+    scaler: Scaler,
+    window_spec: dict,
+    data_version: str,
+    metrics: dict,
+    train_config: dict,
+    snapshots: list[tuple[int, np.ndarray]] = (),
+) -> tuple[Path, str]:
+    """Write atomically (temp file + rename); returns (path, sha256)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "state_dict": _cpu_state(model),
+        "arch": [a.to_dict() for a in arch] if isinstance(arch, list) else arch.to_dict(),
+        "scaler": scaler.to_dict(),
+        "window_spec": window_spec,
+        "data_version": data_version,
+        "metrics": metrics,
+        "train_config": train_config,
+        "snapshots": [(int(e), torch.as_tensor(a)) for e, a in snapshots],
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path, sha256_file(path)
+
+
+def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None) -> Checkpoint:
+    """Load on CPU with `weights_only=True`; refuse a file whose hash does not match."""
+    path = Path(path)
+    digest = sha256_file(path)
+    if expected_sha256 and digest != expected_sha256:
+        raise ValueError(f"{path}: sha256 {digest[:12]} does not match the expected {expected_sha256[:12]}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unknown checkpoint format {payload.get('format_version')}")
+    arch_raw = payload["arch"]
+    if isinstance(arch_raw, list):
+        arch: ArchConfig | list[ArchConfig] = [ArchConfig.from_dict(a) for a in arch_raw]
+        model: nn.Module = Ensemble([a.build() for a in arch])
+    else:
+        arch = ArchConfig.from_dict(arch_raw)
+        model = arch.build()
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return Checkpoint(
+        model=model,
+        arch=arch,
+        scaler=Scaler.from_dict(payload["scaler"]),
+        window_spec=payload["window_spec"],
+        data_version=payload["data_version"],
+        metrics=payload["metrics"],
+        train_config=payload["train_config"],
+        snapshots=[(int(e), t.numpy()) for e, t in payload["snapshots"]],
+        path=path,
+        sha256=digest,
+    )

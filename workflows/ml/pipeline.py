@@ -1,0 +1,104 @@
+"""Fit one model kind from a recipe: the function the Dagster assets and the CLI call."""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from workflows.evaluation.stats import skill
+from workflows.ml.checkpoints import save_checkpoint
+from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemble, count_parameters
+from workflows.ml.profiles import Recipe
+from workflows.ml.training import EpochReport, TrainResult, predict, train
+from workflows.ml.windows import WindowData
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    arch: ArchConfig | list[ArchConfig]
+    runs: list[TrainResult]
+    metrics: dict
+    checkpoint: Path
+    sha256: str
+
+
+def _member_seed(recipe: Recipe, member: int) -> int:
+    return recipe.train.seed + 1000 * member
+
+
+def fit(
+    recipe: Recipe,
+    data: WindowData,
+    checkpoint_dir: str | os.PathLike,
+    name: str,
+    callback: Callable[[int, EpochReport], None] | None = None,
+) -> FitResult:
+    """Train the recipe's model (every member of an ensemble), save the checkpoint.
+
+    Each member keeps a resume file keyed by recipe and data version, so a crashed
+    run continues after its last finished epoch; the file is removed on success.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    n_features = len(recipe.features)
+    archs = [ArchConfig(recipe.arch, n_features, dict(recipe.kwargs), dict(recipe.heads)) for _ in range(recipe.members)]
+    runs: list[TrainResult] = []
+    resume_files = []
+    for member, arch in enumerate(archs):
+        torch.manual_seed(_member_seed(recipe, member))
+        model = arch.build()
+        config = replace(recipe.train, seed=_member_seed(recipe, member))
+        resume = checkpoint_dir / ".resume" / f"{name}-{recipe.fingerprint()}-{data.data_version}-m{member}.pt"
+        resume_files.append(resume)
+        runs.append(train(model, data, config, callback=(lambda r, m=member: callback(m, r)) if callback else None,
+                          resume_path=resume))
+
+    model: nn.Module = runs[0].model if recipe.members == 1 else Ensemble([r.model for r in runs])
+    arch_out: ArchConfig | list[ArchConfig] = archs[0] if recipe.members == 1 else archs
+    metrics = summarise(recipe, data, model, runs)
+    tag = f"{name}-{data.data_version or 'nodata'}-{recipe.fingerprint()}"
+    path, digest = save_checkpoint(
+        checkpoint_dir / f"{tag}.pt",
+        model,
+        arch_out,
+        data.scaler,
+        data.spec_dict(),
+        data.data_version,
+        metrics,
+        recipe.train.to_dict(),
+        runs[0].snapshots,
+    )
+    for resume in resume_files:
+        resume.unlink(missing_ok=True)
+    return FitResult(model, arch_out, runs, metrics, path, digest)
+
+
+def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[TrainResult]) -> dict:
+    """Training figures for the UI, with the validation skill against the zero forecast."""
+    val = predict(model, data.val.x)
+    mse = float(np.mean((val["ret"] - data.val.ret) ** 2))
+    mse_zero = float(np.mean(data.val.ret**2))
+    params = count_parameters(model)
+    metrics = {
+        "kind": recipe.kind,
+        "architecture": recipe.arch,
+        "parameters": params,
+        "members": recipe.members,
+        "features": list(recipe.features),
+        "epochs_run": int(sum(r.epochs_run for r in runs)),
+        "best_epoch": int(runs[0].best_epoch),
+        "best_val_loss": float(np.mean([r.best_val_loss for r in runs])),
+        "device": runs[0].device,
+        "wall_s": float(sum(r.wall_s for r in runs)),
+        "samples_per_s": float(np.mean([r.samples_per_s for r in runs])),
+        "val_mse_scaled": mse,
+        "val_skill_vs_zero": skill(mse, mse_zero),
+        **data.summary(),
+    }
+    if recipe.arch == "transformer":
+        metrics["reference_parameters"] = REFERENCE_TRANSFORMER_PARAMS
+    return metrics

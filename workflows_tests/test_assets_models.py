@@ -1,0 +1,44 @@
+import dagster as dg
+
+from workflows.definitions import defs
+from workflows.defs.resources import WarehouseResource
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.profiles import MODEL_KINDS
+
+
+def test_pipeline_trains_every_model_kind_in_ci_profile(instance, data_dir):
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    job = defs.resolve_job_def("pipeline")
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key="BTCUSDT",
+        run_config={
+            "ops": {
+                "candles": {"config": {"source": "synthetic", "days": 30}},
+                **{f"{k}_model": {"config": {"profile": "ci"}} for k in MODEL_KINDS},
+            },
+            "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
+        },
+    )
+    assert result.success
+    for kind in MODEL_KINDS:
+        mat = result.asset_materializations_for_node(f"{kind}_model")[-1]
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        for key in ("parameters", "epochs_run", "best_val_loss", "device", "wall_s", "samples_per_s", "sha256"):
+            assert key in meta, (kind, key)
+        assert meta["device"] == "cpu" and meta["profile"] == "ci"
+        value = result.output_for_node(f"{kind}_model")
+        ckpt = load_checkpoint(value["path"], value["sha256"])
+        assert ckpt.data_version == ckpt.data_version.strip() and ckpt.data_version
+        assert str(data_dir) in value["path"]
+    ens = load_checkpoint(result.output_for_node("ensemble_model")["path"])
+    assert len(ens.arch) == 5
+
+
+def test_model_assets_are_in_the_gpu_pool_and_versioned():
+    for kind in MODEL_KINDS:
+        asset = defs.resolve_assets_def(f"{kind}_model")
+        assert asset.code_versions_by_key[dg.AssetKey(f"{kind}_model")]
+        assert dg.AssetKey("features") in asset.dependency_keys
+        node = asset.node_def
+        assert getattr(node, "pool", None) == "gpu"
