@@ -9,7 +9,6 @@ is timed separately (it is the stand-in for reading a file, not part of ingest).
 """
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,9 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_common import machine, write_section  # noqa: E402
 
 from workflows.features import FEATURES_DDL, compute_features  # noqa: E402
 from workflows.sources.candles import from_candles  # noqa: E402
@@ -29,22 +31,6 @@ from workflows.sources.synthetic import SyntheticSpec, generate_candles  # noqa:
 from workflows.warehouse import replace_table_slice, upsert_candles  # noqa: E402
 
 CASES = [("1 symbol x 90 days", 1, 90), ("5 symbols x 10 years", 5, 3650)]
-MARK_BEGIN = "<!-- bench_ingest:begin -->"
-MARK_END = "<!-- bench_ingest:end -->"
-
-
-def machine() -> str:
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, polars {pl.__version__}, duckdb {duckdb.__version__}"
 
 
 def one_run(frames: list[pl.DataFrame]) -> tuple[float, float]:
@@ -99,20 +85,8 @@ def main() -> None:
         f"Aim: 10 years x 5 symbols ingested with features in under 10 s on 2 cores: "
         f"measured {big[5]:.2f} s ({'met' if big[5] < 10 else 'NOT met'}).",
     ]
-    write_section(Path(args.out), "\n".join(table))
-
-
-def write_section(path: Path, body: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{MARK_BEGIN}\n## Ingest and features throughput (`scripts/bench_ingest.py`)\n\n{body}\n{MARK_END}"
-    if MARK_BEGIN in text:
-        start, end = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END)
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-    print(f"wrote {path}")
+    write_section(Path(args.out), "bench_ingest", "Ingest and features throughput (`scripts/bench_ingest.py`)",
+                  "\n".join(table))
 
 
 if __name__ == "__main__":

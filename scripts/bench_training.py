@@ -1,0 +1,156 @@
+"""Training throughput: the project's `train()` against a bare PyTorch loop of the
+same model and batch size, and the end-to-end `make demo` wall time and memory.
+
+    .venv/bin/python scripts/bench_training.py [--repeats 3] [--epochs 5] [--skip-demo]
+
+Writes a section of docs/benchmarks.md. All figures are medians of `--repeats`
+runs on this machine; the ratio (ours / bare) is what carries to other machines.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_common import machine, write_section  # noqa: E402
+
+from workflows.features import compute_features  # noqa: E402
+from workflows.ml.models import ReferenceAttentionLSTM  # noqa: E402
+from workflows.ml.profiles import recipe_for  # noqa: E402
+from workflows.ml.training import train  # noqa: E402
+from workflows.ml.windows import build_windows  # noqa: E402
+from workflows.sources.synthetic import SyntheticSpec, generate_candles  # noqa: E402
+
+
+def bare_loop(model, x, y, epochs: int, batch_size: int, lr: float, device: str) -> float:
+    """The plainest correct loop: shuffle, forward, MSE, backward, Adam step. Returns samples/s."""
+    dev = torch.device(device)
+    model.to(dev).train()
+    x, y = torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = len(y)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(n, device=dev)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            loss = F.mse_loss(model(x[idx]).ret, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return n * epochs / (time.perf_counter() - t0)
+
+
+def reference_data(days: int = 90):
+    feats = compute_features(generate_candles(SyntheticSpec(days=days)))
+    recipe = recipe_for("reference_lstm", "cpu")
+    return recipe, build_windows(feats, recipe.window_spec, data_version="bench")
+
+
+def compare(recipe, data, epochs: int, repeats: int, device: str) -> dict:
+    cfg = replace(recipe.train, epochs=epochs, patience=0, device=device)
+    hidden = recipe.kwargs["hidden"]
+    n_feat = len(recipe.features)
+    bare, ours_train, ours_wall = [], [], []
+
+    def run_bare(seed):
+        torch.manual_seed(seed)
+        bare.append(bare_loop(ReferenceAttentionLSTM(n_feat, hidden), data.train.x, data.train.ret, epochs,
+                              cfg.batch_size, cfg.lr, device))
+
+    def run_ours(seed):
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        result = train(ReferenceAttentionLSTM(n_feat, hidden), data, cfg)
+        ours_train.append(result.samples_per_s)
+        ours_wall.append(len(data.train) * epochs / (time.perf_counter() - t0))
+
+    for r in range(repeats):  # alternate the order so warm-up favours neither
+        first, second = (run_bare, run_ours) if r % 2 == 0 else (run_ours, run_bare)
+        first(r)
+        second(r)
+    b, t, w = statistics.median(bare), statistics.median(ours_train), statistics.median(ours_wall)
+    return {"bare": b, "train_phase": t, "end_to_end": w, "ratio_train": t / b, "ratio_end_to_end": w / b,
+            "windows": len(data.train), "batch_size": cfg.batch_size, "epochs": epochs, "hidden": hidden}
+
+
+def demo_run(profile: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of `workflows demo` in a fresh data folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "WORKFLOWS_DATA_DIR": f"{tmp}/data", "DAGSTER_HOME": f"{tmp}/home",
+               "WORKFLOWS_PROFILE": profile}
+        Path(f"{tmp}/home").mkdir()
+        t0 = time.perf_counter()
+        subprocess.run([str(ROOT / ".venv" / "bin" / "workflows"), "demo"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, peak_kib / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+
+    recipe, data = reference_data()
+    res = compare(recipe, data, args.epochs, args.repeats, "cpu")
+    print(res)
+    lines = [
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; median of {args.repeats} runs.",
+        "",
+        f"Reference LSTM (hidden {res['hidden']}, 48 x 3 inputs), {res['windows']:,} training windows "
+        f"(90 synthetic days), batch {res['batch_size']}, {res['epochs']} epochs, CPU:",
+        "",
+        "| loop | samples / s | ratio to bare loop |",
+        "| --- | ---: | ---: |",
+        f"| bare PyTorch loop (shuffle, forward, MSE, backward, Adam) | {res['bare']:,.0f} | 1.00 |",
+        f"| `train()`, training phase (adds gradient clipping) | {res['train_phase']:,.0f} | {res['ratio_train']:.2f} |",
+        f"| `train()`, end to end (adds validation, attention snapshots, early-stopping bookkeeping) "
+        f"| {res['end_to_end']:,.0f} | {res['ratio_end_to_end']:.2f} |",
+        "",
+        f"Aim: at least 0.9 of the bare loop. Training phase: {res['ratio_train']:.2f} "
+        f"({'met' if res['ratio_train'] >= 0.9 else 'NOT met'}); end to end: {res['ratio_end_to_end']:.2f}.",
+    ]
+    if not args.skip_demo:
+        walls, peaks = [], []
+        for _ in range(args.repeats):
+            wall, peak = demo_run("cpu")
+            walls.append(wall)
+            peaks.append(peak)
+        wall = statistics.median(walls)
+        lines += [
+            "",
+            f"`make demo` (`workflows demo`, `cpu` profile: candles, features and all five models on 90 "
+            f"synthetic days), fresh data folder: median wall time {wall:.0f} s "
+            f"(runs: {', '.join(f'{w:.0f}' for w in walls)} s), peak resident memory {max(peaks):,.0f} MiB. "
+            f"Aim: under 4 minutes on 2 cores ({'met' if wall < 240 else 'NOT met'}).",
+        ]
+    write_section(Path(args.out), "bench_training", "Training throughput (`scripts/bench_training.py`)",
+                        "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
