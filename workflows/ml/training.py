@@ -208,7 +208,7 @@ def train(
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
-        running = 0.0
+        running = torch.zeros((), device=device)  # summed on the device: no sync per batch
         for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
             batch = {k: v[idx] for k, v in train_t.items()}
@@ -222,9 +222,8 @@ def train(
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            running += float(loss.detach()) * len(idx)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            running += loss.detach() * len(idx)
+        running = float(running)  # one device sync per epoch
         t_train = time.perf_counter() - t0
         train_seconds += t_train
         val_loss = evaluate_loss(model, val_t, config, device)
