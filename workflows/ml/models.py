@@ -76,9 +76,11 @@ class ReferenceAttentionLSTM(nn.Module):
         self.score = nn.Linear(hidden, 1)
         self.heads = TaskHeads(hidden, heads)
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:  # x: (B, T, F)
+    def forward(self, x: torch.Tensor, uniform_attention: bool = False) -> ModelOutput:  # x: (B, T, F)
         outputs, _ = self.lstm(x)  # (B, T, H)
         weights = torch.softmax(self.score(outputs).squeeze(-1), dim=1)  # (B, T)
+        if uniform_attention:  # ablation: every hour weighted 1/T
+            weights = torch.full_like(weights, 1.0 / weights.shape[1])
         context = torch.bmm(weights.unsqueeze(1), outputs).squeeze(1)  # (B, H)
         return ModelOutput(attention=weights, **self.heads(context))
 
@@ -119,7 +121,7 @@ class QueryAttentionLSTM(nn.Module):
         masks = torch.stack([torch.arange(window) >= window - s for s in self.scales])  # (S, T)
         self.register_buffer("scale_mask", masks, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:  # x: (B, T, F)
+    def forward(self, x: torch.Tensor, uniform_attention: bool = False) -> ModelOutput:  # x: (B, T, F)
         b, t, _ = x.shape
         outputs, _ = self.lstm(x)
         last = outputs[:, -1]  # (B, H)
@@ -128,6 +130,8 @@ class QueryAttentionLSTM(nn.Module):
         queries = self.query(last).view(b, len(self.scales), self.d_attn)  # (B, S, D)
         scores = torch.einsum("bsd,btd->bst", queries, keys) / math.sqrt(self.d_attn)  # (B, S, T)
         scores = scores.masked_fill(~self.scale_mask[:, -t:].unsqueeze(0), float("-inf"))
+        if uniform_attention:  # ablation: equal weight on every hour of each pool
+            scores = torch.where(torch.isinf(scores), scores, torch.zeros_like(scores))
         weights = torch.softmax(scores, dim=-1)  # (B, S, T)
         context = torch.einsum("bst,btd->bsd", weights, values).reshape(b, -1)  # (B, S*D)
         rep = self.dropout(torch.cat([last, context], dim=-1))
@@ -145,7 +149,7 @@ class LastStateLSTM(nn.Module):
         self.lstm = nn.LSTM(n_features, hidden, batch_first=True)
         self.heads = TaskHeads(hidden, heads)
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, x: torch.Tensor, uniform_attention: bool = False) -> ModelOutput:
         outputs, _ = self.lstm(x)
         uniform = torch.full(x.shape[:2], 1.0 / x.shape[1], device=x.device, dtype=outputs.dtype)
         return ModelOutput(attention=uniform, **self.heads(outputs[:, -1]))
@@ -181,6 +185,13 @@ class EncoderLayer(nn.Module):
         x = self.norm1(x + self.drop(attended))
         x = self.norm2(x + self.drop(self.ff(x)))
         return x, weights
+
+
+def supports_uniform_ablation(model: nn.Module) -> bool:
+    """Whether `model(x, uniform_attention=True)` replaces its attention by uniform weights."""
+    if isinstance(model, Ensemble):
+        return all(supports_uniform_ablation(m) for m in model.members)
+    return isinstance(model, (ReferenceAttentionLSTM, QueryAttentionLSTM, LastStateLSTM))
 
 
 class AttentionTransformer(nn.Module):
@@ -264,8 +275,8 @@ class Ensemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        outs = [m(x) for m in self.members]
+    def forward(self, x: torch.Tensor, uniform_attention: bool = False) -> ModelOutput:
+        outs = [m(x, uniform_attention=True) if uniform_attention else m(x) for m in self.members]
         rets = torch.stack([o.ret for o in outs])  # (N, B)
         mean = rets.mean(0)
         spread_var = rets.var(0, unbiased=False)
