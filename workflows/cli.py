@@ -111,8 +111,16 @@ def cmd_demo(args) -> int:
             f"  {kind:<16} {meta.get('parameters', 0):>9,} {meta.get('epochs_run', 0):>6} "
             f"{meta.get('val_skill_vs_zero', float('nan')):>+18.4f} {meta.get('device', '?'):>6} {meta.get('wall_s', 0):>7.1f}"
         )
+    report_dir = paths.reports / args.symbol
+    report = report_dir / "attention_report.md"
+    summary = report.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0].strip() if report.exists() else ""
+    print("\nSummary (from the report):")
+    for line in summary.splitlines():
+        print("  " + line.replace("**", ""))
+    print(f"\nreport: {report}")
+    for png in sorted(report_dir.glob("*.png")):
+        print(f"figure: {png}")
     print(f"demo run {result.run_id} succeeded in {time.perf_counter() - started:.0f} s; warehouse: {paths.warehouse}")
-    print("validation skill is on a handful of synthetic days: evaluation against baselines comes next")
     print("browse it with `make ui` (http://127.0.0.1:3000)")
     return 0
 

@@ -194,3 +194,11 @@ def slice_fingerprint(con: duckdb.DuckDBPyConnection, table: str, symbol: str, c
         [symbol],
     ).fetchone()
     return f"{count}-{int(digest) & ((1 << 64) - 1):016x}"
+
+
+def candle_sources(con: duckdb.DuckDBPyConnection, symbol: str) -> list[str]:
+    """Distinct sources of one symbol's stored candles (e.g. to label synthetic data)."""
+    ensure_schema(con)
+    return [r[0] for r in con.execute(
+        "SELECT DISTINCT source FROM candles WHERE symbol = ? ORDER BY 1", [symbol]).fetchall()]
+

@@ -1,4 +1,5 @@
 import dagster as dg
+import duckdb
 
 from workflows.definitions import defs
 from workflows.defs.resources import WarehouseResource
@@ -6,7 +7,7 @@ from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import MODEL_KINDS
 
 
-def test_pipeline_trains_every_model_kind_in_ci_profile(instance, data_dir):
+def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir):
     instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
     job = defs.resolve_job_def("pipeline")
     result = job.execute_in_process(
@@ -33,6 +34,28 @@ def test_pipeline_trains_every_model_kind_in_ci_profile(instance, data_dir):
         assert str(data_dir) in value["path"]
     ens = load_checkpoint(result.output_for_node("ensemble_model")["path"])
     assert len(ens.arch) == 5
+
+    # evaluation, attention tensors, analysis and report follow in the same run
+    evaluation = result.output_for_node("evaluation")
+    assert set(evaluation) == set(MODEL_KINDS)
+    assert all(0 < ev["returns"]["rmse_pct"] < 5 for ev in evaluation.values())
+    assert "volatility" in evaluation["multitask"] and "garch_1_1" in evaluation["multitask"]["volatility"]
+    tensors = result.output_for_node("attention_tensors")
+    assert all(str(data_dir / "attention" / "BTCUSDT") in p for p in tensors.values())
+    analysis = result.output_for_node("attention_analysis")
+    assert set(analysis["transformer"]) >= {"summary", "controls", "heads", "verdict", "deletion"}
+    assert analysis["ensemble"]["ensemble_spread"]["members"]
+    report_dir = data_dir / "reports" / "BTCUSDT"
+    text = (report_dir / "attention_report.md").read_text()
+    assert text.startswith("# Attention report: BTCUSDT") and "SYNTHETIC" in text
+    for png in ("attention_analysis.png", "attention_analysis_reference_lstm.png", "attention_comparison.png",
+                "transformer_heads.png", "training.png"):
+        assert (report_dir / png).stat().st_size > 10_000, png
+        assert f"]({png})" in text
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert {"evaluation", "attention_summary", "attention_metrics"} <= tables
+        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 5
 
 
 def test_model_assets_are_in_the_gpu_pool_and_versioned():

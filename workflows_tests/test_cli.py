@@ -68,3 +68,5 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
         assert kind in out
     assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 5
+    assert "Summary (from the report)" in out
+    assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out

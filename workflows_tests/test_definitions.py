@@ -12,7 +12,7 @@ def test_asset_keys_and_checks():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
         "candles", "features", "reference_lstm_model", "attention_lstm_model", "transformer_model",
-        "multitask_model", "ensemble_model",
+        "multitask_model", "ensemble_model", "evaluation", "attention_tensors", "attention_analysis", "report",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert {
@@ -45,4 +45,4 @@ def test_dagster_definitions_validate(tmp_path):
 
 
 def test_jobs():
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest", "train_models", "pipeline"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest", "train_models", "analysis", "pipeline"}

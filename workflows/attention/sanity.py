@@ -96,9 +96,8 @@ def attribution_agreement(model: nn.Module, x: np.ndarray, attention: np.ndarray
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         return model(inputs).ret
 
-    # cuDNN-free CPU LSTMs need train mode off; backward through RNN in eval mode is fine on CPU.
     ig = IntegratedGradients(forward)
-    attributions = ig.attribute(xt, baselines=torch.zeros_like(xt), n_steps=32, internal_batch_size=64)
+    attributions = ig.attribute(xt, baselines=torch.zeros_like(xt), n_steps=32, internal_batch_size=8 * n)
     importance = attributions.detach().abs().sum(dim=-1).numpy()  # (n, T)
     rhos = []
     for a, imp in zip(attention[:n], importance):

@@ -74,7 +74,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         return dg.Output(
             value,
             metadata={
-                **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items()},
+                **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items() if k != "history"},
                 "profile": profile,
                 "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
                 "sha256": result.sha256,

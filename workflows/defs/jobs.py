@@ -1,5 +1,6 @@
 import dagster as dg
 
+from workflows.defs.assets_analysis import attention_analysis, attention_tensors, evaluation, report
 from workflows.defs.assets_data import candles, features
 from workflows.defs.assets_models import model_assets
 from workflows.defs.partitions import symbols_partitions
@@ -22,11 +23,22 @@ train_job = dg.define_asset_job(
     description="Train all model kinds for one symbol on its current features.",
 )
 
-# Everything for one symbol, from candles to models: what `make demo` runs.
-pipeline_job = dg.define_asset_job(
-    "pipeline",
-    selection=dg.AssetSelection.assets(candles, features, *model_assets),
+ANALYSIS_ASSETS = (evaluation, attention_tensors, attention_analysis, report)
+
+# Evaluation, attention and report for one symbol's current models.
+analysis_job = dg.define_asset_job(
+    "analysis",
+    selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
     partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
-    description="Candles, features and every model for one symbol.",
+    description="Evaluate the models, extract and analyse attention, write the report.",
+)
+
+# Everything for one symbol, from candles to the report: what `make demo` runs.
+pipeline_job = dg.define_asset_job(
+    "pipeline",
+    selection=dg.AssetSelection.assets(candles, features, *model_assets, *ANALYSIS_ASSETS),
+    partitions_def=symbols_partitions,
+    executor_def=dg.in_process_executor,
+    description="Candles, features, every model, evaluation, attention analysis and report for one symbol.",
 )

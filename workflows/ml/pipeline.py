@@ -98,6 +98,8 @@ def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[Tra
         "val_mse_scaled": mse,
         "val_skill_vs_zero": skill(mse, mse_zero),
         **data.summary(),
+        # first member's per-epoch losses, for the report's training curves
+        "history": [{k: float(v) for k, v in h.items()} for h in runs[0].history],
     }
     if recipe.arch == "transformer":
         metrics["reference_parameters"] = REFERENCE_TRANSFORMER_PARAMS

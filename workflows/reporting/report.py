@@ -209,6 +209,10 @@ def write_report(
               "direction | binomial p | PT p | 80% / 95% interval coverage |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [_row(m, ev) for m, ev in evaluations.items()]
+    if "coverage_80" in evaluations.get("ensemble", {}).get("returns", {}):
+        lines += ["", "The ensemble's intervals come from the spread of its members alone (its members predict no "
+                  "variance of their own); their coverage shows how far seed disagreement is from forecast "
+                  "uncertainty."]
     lines += [""] + [f"- {direction_sentence(m, ev)}" for m, ev in evaluations.items()]
     n = max(ev["returns"]["n"] for ev in evaluations.values())
     mds = min(ev["returns"]["min_detectable_skill"] for ev in evaluations.values())

@@ -1,0 +1,52 @@
+"""Attention tensors on disk: one `.npz` per model and symbol, written atomically,
+read with `allow_pickle=False` (no code can hide in them)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from workflows.attention import metrics as am
+
+ATTENTION_SUMMARY_DDL = (
+    "CREATE TABLE IF NOT EXISTS attention_summary (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
+    "windows BIGINT, first_window TIMESTAMP, last_window TIMESTAMP, file VARCHAR, "
+    "normalised_entropy_median DOUBLE, max_weight_median DOUBLE, top_hour BIGINT, profile_max_lift DOUBLE)"
+)
+
+
+def save_attention(path: Path, end_ts: np.ndarray, attention: np.ndarray, maps: np.ndarray | None = None,
+                   member_attention: np.ndarray | None = None) -> Path:
+    """Window end times (UTC, seconds), (N, T) weights, and optional (N, L, H, T) / (N, M, T) tensors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "end_ts": end_ts.astype("datetime64[s]").astype(np.int64),
+        "hours_ago": am.hours_ago(attention.shape[1]),
+        "attention": attention.astype(np.float32),
+    }
+    if maps is not None:
+        arrays["attention_maps"] = maps.astype(np.float32)
+    if member_attention is not None:
+        arrays["member_attention"] = member_attention.astype(np.float32)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_attention(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def summary_row(symbol: str, model: str, path: Path, end_ts: np.ndarray, attention: np.ndarray) -> dict:
+    s = am.summarise(attention)
+    ts = pl.Series(end_ts.astype("datetime64[us]"))
+    return {
+        "symbol": symbol, "model": model, "windows": int(attention.shape[0]),
+        "first_window": ts.min(), "last_window": ts.max(), "file": str(path),
+        "normalised_entropy_median": s["normalised_entropy"]["median"],
+        "max_weight_median": s["max_weight"]["median"], "top_hour": s["top_hours"][0],
+        "profile_max_lift": s["profile_max_lift"],
+    }

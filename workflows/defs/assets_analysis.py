@@ -1,0 +1,194 @@
+"""Evaluation, attention tensors, attention analysis and the report, per symbol."""
+
+import base64
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from workflows.attention.analysis import analyse
+from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
+from workflows.defs.assets_data import OWNERS
+from workflows.defs.partitions import symbols_partitions
+from workflows.defs.resources import WarehouseResource
+from workflows.evaluation.run import evaluate, predictions, window_data_for
+from workflows.features import FEATURE_COLUMNS
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.profiles import MODEL_KINDS
+from workflows.reporting import figures
+from workflows.reporting.markdown import frame_to_markdown
+from workflows.reporting.report import forecast_sentence, write_report
+from workflows.warehouse import candle_sources, load_table_slice, replace_table_slice, slice_fingerprint
+
+ANALYSIS_CODE_VERSION = "1"
+MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in MODEL_KINDS}
+EVALUATION_DDL = (
+    "CREATE TABLE IF NOT EXISTS evaluation (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
+    "metric VARCHAR NOT NULL, value DOUBLE, evaluated_at TIMESTAMP NOT NULL)"
+)
+ATTENTION_METRICS_DDL = (
+    "CREATE TABLE IF NOT EXISTS attention_metrics (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
+    "metric VARCHAR NOT NULL, median DOUBLE, p25 DOUBLE, p75 DOUBLE)"
+)
+
+
+def _load_inputs(warehouse: WarehouseResource, symbol: str, models: dict):
+    """Features, their version, and each model's checkpoint with its test windows."""
+    with warehouse.connect() as con:
+        table = load_table_slice(con, "features", symbol)
+        version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+        sources = candle_sources(con, symbol)
+    loaded = {}
+    for kind in MODEL_KINDS:  # reference first, in a fixed order
+        ref = models[f"{kind}_model"]
+        ckpt = load_checkpoint(ref["path"], ref["sha256"])  # the checkpoint the upstream run produced
+        loaded[kind] = (ckpt, window_data_for(ckpt, table, version))
+    return table, sources, loaded
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[prefix] = float(value)
+
+
+@dg.asset(
+    partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"duckdb"},
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    description="Test-split forecast metrics per model against the zero and mean forecasts, with DM/PT tests.",
+)
+def evaluation(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
+    symbol = context.partition_key
+    table, _, loaded = _load_inputs(warehouse, symbol, models)
+    results, rows = {}, []
+    stamp = datetime.now(timezone.utc).replace(tzinfo=None)
+    for name, (ckpt, data) in loaded.items():
+        results[name] = evaluate(ckpt, data, table, predictions(ckpt, data))
+        flat: dict = {}
+        _flatten("", results[name], flat)
+        rows += [{"symbol": symbol, "model": name, "metric": k, "value": v, "evaluated_at": stamp} for k, v in flat.items()]
+        context.log.info(forecast_sentence(name, results[name]))
+    with warehouse.connect() as con:
+        replace_table_slice(con, "evaluation", symbol, pl.DataFrame(rows), EVALUATION_DDL)
+    summary = pl.DataFrame([
+        {"model": m, "rmse_pct": r["returns"]["rmse_pct"], "zero_rmse_pct": r["returns"]["rmse_zero_pct"],
+         "skill_vs_zero": r["returns"]["skill_vs_zero"], "dm_p": r["returns"]["dm_vs_zero_p"],
+         "direction": r["returns"]["direction_accuracy"], "n": r["returns"]["n"]}
+        for m, r in results.items()
+    ])
+    context.add_output_metadata({"summary": dg.MetadataValue.md(frame_to_markdown(summary)),
+                                 "test_hours": int(summary["n"].max())})
+    return results
+
+
+@dg.asset(
+    partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"numpy", "duckdb"},
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
+)
+def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
+    symbol = context.partition_key
+    _, _, loaded = _load_inputs(warehouse, symbol, models)
+    folder = warehouse.paths().root / "attention" / symbol
+    files, rows = {}, []
+    for name, (ckpt, data) in loaded.items():
+        p = predictions(ckpt, data)
+        path = save_attention(folder / f"{name}-{ckpt.sha256[:12]}.npz", data.test.end_ts, p.attention,
+                              p.attention_maps, p.member_attention)
+        files[name] = str(path)
+        rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
+    frame = pl.DataFrame(rows)
+    with warehouse.connect() as con:
+        replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
+    context.add_output_metadata({"summary": dg.MetadataValue.md(frame_to_markdown(frame.drop("symbol", "file"))),
+                                 "folder": dg.MetadataValue.path(str(folder))})
+    return files
+
+
+@dg.asset(
+    partitions_def=symbols_partitions, ins={"attention_tensors": dg.AssetIn(), **MODEL_INS}, pool="gpu",
+    group_name="analysis", kinds={"pytorch"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    description="Attention metrics per model and head, against untrained and shuffled-target controls, "
+                "with ablation, deletion and attribution checks.",
+)
+def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseResource, attention_tensors: dict,
+                       **models) -> dict:
+    symbol = context.partition_key
+    _, _, loaded = _load_inputs(warehouse, symbol, models)
+    results, rows = {}, []
+    for name, (ckpt, data) in loaded.items():
+        tensors = load_attention(attention_tensors[name])
+        results[name] = analyse(ckpt, data, tensors["attention"], tensors.get("attention_maps"),
+                                tensors.get("member_attention"))
+        context.log.info(f"{name}: {results[name]['verdict']}")
+        for metric, stats in results[name]["summary"].items():
+            if isinstance(stats, dict) and "median" in stats:
+                rows.append({"symbol": symbol, "model": name, "metric": metric, **{k: stats[k] for k in ("median", "p25", "p75")}})
+    with warehouse.connect() as con:
+        replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)
+    out_dir = warehouse.paths().reports / symbol
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "attention_analysis.json").write_text(json.dumps(results, indent=1, default=float))
+    verdicts = pl.DataFrame([{"model": m, **{k: str(v) for k, v in r["verdict"].items()}} for m, r in results.items()])
+    context.add_output_metadata({"verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts))})
+    return results
+
+
+@dg.asset(
+    partitions_def=symbols_partitions,
+    ins={"evaluation": dg.AssetIn(), "attention_analysis": dg.AssetIn(), "attention_tensors": dg.AssetIn(), **MODEL_INS},
+    group_name="analysis", kinds={"markdown"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    description="attention_report.md and its figures under reports/<symbol>/, shown here with the images.",
+)
+def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, evaluation: dict,
+           attention_analysis: dict, attention_tensors: dict, **models) -> dg.MaterializeResult:
+    symbol = context.partition_key
+    _, sources, loaded = _load_inputs(warehouse, symbol, models)
+    out_dir = warehouse.paths().reports / symbol
+    tensors = {m: load_attention(p) for m, p in attention_tensors.items()}
+    figs = {}
+    for model, file in (("attention_lstm", "attention_analysis.png"), ("reference_lstm", "attention_analysis_reference_lstm.png")):
+        an = attention_analysis[model]
+        figures.attention_analysis_figure(tensors[model]["attention"], an["summary"], f"{symbol}: {model}",
+                                          out_dir / file, an["controls"])
+        figs[f"{model}: the seven panels"] = file
+    profiles = {m: np.asarray(a["summary"]["mean_profile"]) for m, a in attention_analysis.items()}
+    for ctrl, s in attention_analysis["attention_lstm"]["controls"].items():
+        profiles[f"attention_lstm control: {ctrl}"] = np.asarray(s["mean_profile"])
+    figures.comparison_figure(profiles, out_dir / "attention_comparison.png")
+    figs["mean attention of every model and the controls"] = "attention_comparison.png"
+    if "attention_maps" in tensors.get("transformer", {}):
+        figures.transformer_heads_figure(tensors["transformer"]["attention_maps"], out_dir / "transformer_heads.png",
+                                         f"{symbol}: Transformer, last query, per layer and head")
+        figs["Transformer heads"] = "transformer_heads.png"
+    ckpt_learning = loaded["attention_lstm"][0]
+    figures.training_figure({m: c.metrics.get("history", []) for m, (c, _) in loaded.items()},
+                            ckpt_learning.snapshots, "attention_lstm", out_dir / "training.png")
+    figs["training curves and attention snapshots"] = "training.png"
+
+    synthetic = any(s.startswith("synthetic") for s in sources)
+    note = ("SYNTHETIC data: generated candles with a planted dependency, not a market." if synthetic else
+            f"Data sources: {', '.join(sources)}.")
+    data = loaded["attention_lstm"][1]
+    context_info = {
+        "profile": models["attention_lstm_model"].get("profile", "?"),
+        "test_windows": len(data.test),
+        "test_start": str(data.test.end_ts.min())[:16], "test_end": str(data.test.end_ts.max())[:16],
+        "training": {m: c.metrics for m, (c, _) in loaded.items()},
+    }
+    text = write_report(symbol, note, evaluation, attention_analysis, figs, context_info)
+    path = out_dir / "attention_report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    preview = base64.b64encode((out_dir / "attention_analysis.png").read_bytes()).decode()
+    return dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.md(text),
+        "attention_analysis.png": dg.MetadataValue.md(f"![attention analysis](data:image/png;base64,{preview})"),
+        "path": dg.MetadataValue.path(str(path)),
+        "figures": ", ".join(figs.values()),
+    })
