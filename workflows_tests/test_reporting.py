@@ -74,3 +74,10 @@ def test_report_never_claims_what_it_cannot_show():
     assert "do not act on these forecasts" in text
     assert text.startswith("# Attention report: BTCUSDT")
     assert "![panels](attention_analysis.png)" in text
+
+
+def test_concentrated_but_unused_attention_is_called_a_quirk():
+    peaked = analysis_for(fake_attention(48), fake_attention(None, seed=1))
+    peaked["verdict"].update(relied_upon=False, faithful=False)
+    sentence = attention_sentence("reference_lstm", peaked)
+    assert "48 hours ago" in sentence and "not as a finding about the market" in sentence

@@ -57,9 +57,16 @@ def attention_sentence(name: str, an: dict) -> str:
     v = an["verdict"]
     s = an["summary"]
     if v["concentrated"]:
-        return (f"**{name}** concentrates its attention on **{v['peak_hour']} hours ago**: mean weight "
+        text = (f"**{name}** concentrates its attention on **{v['peak_hour']} hours ago**: mean weight "
                 f"{s['top_weights'][0]:.3f}, {v['peak_lift']:.1f}x uniform, against {v['control_lift']:.2f}x "
                 f"for the strongest control; normalised entropy {s['normalised_entropy']['median']:.3f}.")
+        if v.get("relied_upon") is False or v.get("faithful") is False:
+            text += (" But the checks below find no evidence that the model uses it"
+                     + (" (uniform weights barely change its error" if v.get("relied_upon") is False else " (")
+                     + ("; deleting those hours moves its forecasts no more than deleting random hours)"
+                        if v.get("faithful") is False else ")") + ": read it as a quirk of the architecture, "
+                     "not as a finding about the market.")
+        return text
     return (f"**{name}**: no preference beyond uniform. Its largest mean weight is {v['peak_lift']:.2f}x uniform "
             f"(controls: {v['control_lift']:.2f}x); normalised entropy {s['normalised_entropy']['median']:.4f}. "
             f"Which hour is 'top' ({v['peak_hour']} h ago) carries no meaning at this level.")
@@ -193,11 +200,22 @@ def write_report(
     lines = [f"# Attention report: {symbol}", ""]
     if data_note:
         lines += [f"> {data_note}", ""]
+    significant = [m for m, ev in evaluations.items()
+                   if ev["returns"]["dm_vs_zero_p"] < ALPHA and ev["returns"]["skill_vs_zero"] > 0]
+    n_test = max(ev["returns"]["n"] for ev in evaluations.values())
+    mds = min(ev["returns"]["min_detectable_skill"] for ev in evaluations.values())
+    bottom = (f"**Bottom line:** no model beats the zero-return forecast on these {n_test} test hours, and "
+              f"this many hours cannot resolve a skill below about {100 * mds:.1f}%."
+              if not significant else
+              f"**Bottom line:** {', '.join(significant)} beat{'s' if len(significant) == 1 else ''} the "
+              f"zero-return forecast on {n_test} test hours (Diebold-Mariano p < {ALPHA}).")
     lines += [
         f"Generated {now}; profile `{context.get('profile', '?')}`; test split: {context.get('test_windows', '?')} "
         f"windows from {context.get('test_start', '?')} to {context.get('test_end', '?')}.",
         "",
         "## Summary",
+        "",
+        bottom,
         "",
     ]
     lines += [f"- {forecast_sentence(m, ev)}" for m, ev in evaluations.items()]
@@ -214,9 +232,7 @@ def write_report(
                   "variance of their own); their coverage shows how far seed disagreement is from forecast "
                   "uncertainty."]
     lines += [""] + [f"- {direction_sentence(m, ev)}" for m, ev in evaluations.items()]
-    n = max(ev["returns"]["n"] for ev in evaluations.values())
-    mds = min(ev["returns"]["min_detectable_skill"] for ev in evaluations.values())
-    lines += ["", f"Statistical power: with {n} test hours, a skill below about {100 * mds:.1f}% cannot be told "
+    lines += ["", f"Statistical power: with {n_test} test hours, a skill below about {100 * mds:.1f}% cannot be told "
               "apart from luck (one-sided 5% test, 80% power, assuming a forecast uncorrelated with the size of "
               "the move; heavy tails raise this).", ""]
     lines += ["## Attention: reference design and learning design side by side", ""]
