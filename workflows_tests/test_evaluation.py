@@ -93,3 +93,25 @@ def test_garch_forecasts_track_volatility_clustering():
     realised = np.array([np.mean(returns[o + 1 : o + 25] ** 2) for o in origins])
     assert np.corrcoef(forecast, realised)[0, 1] > 0.2  # it follows the volatility clusters
     assert qlike(forecast, realised) < qlike(np.full_like(realised, returns[:train_end].var()), realised) + 0.05
+
+
+def test_walk_forward_pools_folds_and_respects_time():
+    from dataclasses import replace as dc_replace
+
+    from workflows.evaluation.walk_forward import enough_history, walk_forward
+    from workflows.features import compute_features
+    from workflows.ml.profiles import recipe_for
+    from workflows.sources.synthetic import SyntheticSpec, generate_candles
+
+    feats = compute_features(generate_candles(SyntheticSpec(days=120, seed=3)))
+    recipe = recipe_for("attention_lstm", "ci")
+    recipe = dc_replace(recipe, train=dc_replace(recipe.train, epochs=1))
+    assert enough_history(feats, folds=2, fold_days=7, max_train_days=60)
+    assert not enough_history(feats, folds=6, fold_days=30, max_train_days=365)
+    seen = []
+    out = walk_forward(feats, recipe, folds=2, fold_days=7, max_train_days=60, val_days=7,
+                       progress=lambda i, n, row: seen.append(i))
+    assert seen == [1, 2]
+    assert [f["test_hours"] for f in out["folds"]] == [7 * 24, 7 * 24]
+    assert out["pooled"]["n"] == 2 * 7 * 24
+    assert out["folds"][0]["test_start"] < out["folds"][1]["test_start"]

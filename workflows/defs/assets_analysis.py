@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from workflows.attention.analysis import analyse
 from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
@@ -14,9 +15,10 @@ from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import evaluate, predictions, window_data_for
+from workflows.evaluation.walk_forward import enough_history, history_days, walk_forward
 from workflows.features import FEATURE_COLUMNS
 from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.profiles import MODEL_KINDS
+from workflows.ml.profiles import MODEL_KINDS, recipe_for
 from workflows.reporting import figures
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.report import forecast_sentence, write_report
@@ -56,18 +58,39 @@ def _flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = float(value)
 
 
+class EvaluationConfig(dg.Config):
+    walk_forward_folds: int = Field(default=6, description="Rolling-origin folds when history allows (0 = off)")
+    walk_forward_fold_days: int = Field(default=30, description="Days tested per fold")
+    walk_forward_train_days: int = Field(default=365, description="Most days of history each fold trains on")
+    walk_forward_models: list[str] = Field(default=["reference_lstm", "attention_lstm"])
+
+
 @dg.asset(
     partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"duckdb"},
     owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
-    description="Test-split forecast metrics per model against the zero and mean forecasts, with DM/PT tests.",
+    description="Test-split forecast metrics per model against the zero and mean forecasts, with DM/PT tests; "
+                "rolling-origin over long histories.",
 )
-def evaluation(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
+def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource,
+               **models) -> dict:
     symbol = context.partition_key
     table, _, loaded = _load_inputs(warehouse, symbol, models)
     results, rows = {}, []
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
+    wf_on = enough_history(table, config.walk_forward_folds, config.walk_forward_fold_days,
+                           config.walk_forward_train_days)
+    if not wf_on:
+        context.log.info(f"rolling-origin evaluation skipped: {history_days(table):.0f} days of history are fewer "
+                         f"than {config.walk_forward_train_days} + {config.walk_forward_folds} x "
+                         f"{config.walk_forward_fold_days} + 14")
     for name, (ckpt, data) in loaded.items():
         results[name] = evaluate(ckpt, data, table, predictions(ckpt, data))
+        if wf_on and name in config.walk_forward_models:
+            recipe = recipe_for(name, models[f"{name}_model"].get("profile"))
+            results[name]["walk_forward"] = walk_forward(
+                table, recipe, config.walk_forward_folds, config.walk_forward_fold_days,
+                config.walk_forward_train_days,
+                progress=lambda i, n, row, m=name: context.log.info(f"{m} walk-forward fold {i}/{n}: {row}"))
         flat: dict = {}
         _flatten("", results[name], flat)
         rows += [{"symbol": symbol, "model": name, "metric": k, "value": v, "evaluated_at": stamp} for k, v in flat.items()]
@@ -185,10 +208,12 @@ def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, eval
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(path)
-    preview = base64.b64encode((out_dir / "attention_analysis.png").read_bytes()).decode()
+    ui_text = text
+    for name in figs.values():  # the UI shows the images inline
+        encoded = base64.b64encode((out_dir / name).read_bytes()).decode()
+        ui_text = ui_text.replace(f"]({name})", f"](data:image/png;base64,{encoded})")
     return dg.MaterializeResult(metadata={
-        "report": dg.MetadataValue.md(text),
-        "attention_analysis.png": dg.MetadataValue.md(f"![attention analysis](data:image/png;base64,{preview})"),
+        "report": dg.MetadataValue.md(ui_text),
         "path": dg.MetadataValue.path(str(path)),
         "figures": ", ".join(figs.values()),
     })

@@ -125,17 +125,7 @@ def _window_ends(ts_hours: np.ndarray, segment: np.ndarray, window: int, horizon
 
 def build_windows(features: pl.DataFrame, spec: WindowSpec = WindowSpec(), data_version: str = "") -> WindowData:
     """Windows, targets and chronological splits for one symbol's feature rows."""
-    if features["symbol"].n_unique() > 1:
-        raise ValueError("build_windows takes one symbol's features at a time")
-    frame = features.sort("ts")
-    missing = [c for c in spec.features if c not in frame.columns]
-    if missing:
-        raise ValueError(f"features table lacks {missing}")
-    values = frame.select(spec.features).to_numpy().astype(np.float32)
-    ret_all = frame["log_return"].to_numpy().astype(np.float64)
-    ts_hours = (frame["ts"].dt.epoch("s").to_numpy() // 3600).astype(np.int64)
-    segment = frame["segment"].to_numpy()
-    ends = _window_ends(ts_hours, segment, spec.window, spec.vol_horizon)
+    frame, values, ret_all, ends, _ = _prepare(features, spec)
     if len(ends) < 50:
         raise ValueError(
             f"only {len(ends)} complete {spec.window}-hour windows in {frame.height} feature rows; "
@@ -148,13 +138,60 @@ def build_windows(features: pl.DataFrame, spec: WindowSpec = WindowSpec(), data_
     in_train = ends <= t_train_end
     in_val = (ends > t_train_end + spec.embargo) & (ends <= t_val_end)
     in_test = ends > t_val_end + spec.embargo
+    return _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, data_version)
 
+
+def _prepare(features: pl.DataFrame, spec: WindowSpec):
+    if features["symbol"].n_unique() > 1:
+        raise ValueError("windows are built from one symbol's features at a time")
+    frame = features.sort("ts")
+    missing = [c for c in spec.features if c not in frame.columns]
+    if missing:
+        raise ValueError(f"features table lacks {missing}")
+    values = frame.select(spec.features).to_numpy().astype(np.float32)
+    ret_all = frame["log_return"].to_numpy().astype(np.float64)
+    ts_hours = (frame["ts"].dt.epoch("s").to_numpy() // 3600).astype(np.int64)
+    ends = _window_ends(ts_hours, frame["segment"].to_numpy(), spec.window, spec.vol_horizon)
+    return frame, values, ret_all, ends, ts_hours
+
+
+def build_fold(
+    features: pl.DataFrame,
+    spec: WindowSpec,
+    test_start_hour: int,
+    test_hours: int,
+    val_hours: int,
+    max_train_hours: int | None = None,
+    data_version: str = "",
+) -> WindowData:
+    """One rolling-origin fold: test on [test_start, test_start + test_hours), validate on the
+    `val_hours` before it, train on what precedes that (at most `max_train_hours`), with the
+    embargo between each. Hours are Unix hours (seconds // 3600) of the window end."""
+    frame, values, ret_all, ends, ts_hours = _prepare(features, spec)
+    end_hours = ts_hours[ends]
+    test_lo, test_hi = test_start_hour, test_start_hour + test_hours
+    val_hi = test_lo - spec.embargo
+    val_lo = val_hi - val_hours
+    train_hi = val_lo - spec.embargo
+    train_lo = train_hi - max_train_hours if max_train_hours else -np.inf
+    in_test = (end_hours >= test_lo) & (end_hours < test_hi)
+    in_val = (end_hours >= val_lo) & (end_hours < val_hi)
+    in_train = (end_hours >= train_lo) & (end_hours < train_hi)
+    if in_train.sum() < 50 or in_val.sum() < 10 or in_test.sum() < 10:
+        raise ValueError("fold too small: not enough windows before the test period")
+    return _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, data_version)
+
+
+def _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, data_version) -> WindowData:
+    """Fit the scaler on the training rows only and cut the three splits."""
+    t_train_end = ends[in_train].max()
+    t_train_start = ends[in_train].min() - (spec.window - 1)
     train_rows = np.zeros(len(frame), dtype=bool)
-    train_rows[: t_train_end + 1] = True
+    train_rows[t_train_start : t_train_end + 1] = True
     mean = values[train_rows].mean(axis=0)
     std = values[train_rows].std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
-    target_scale = float(np.std(ret_all[1 : t_train_end + 2]))
+    target_scale = float(np.std(ret_all[t_train_start + 1 : t_train_end + 2]))
     scaler = Scaler(mean.tolist(), std.tolist(), target_scale if target_scale > 0 else 1.0)
     scaled = scaler.transform(values)
 

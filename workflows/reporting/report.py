@@ -238,6 +238,14 @@ def write_report(
     lines += ["## Attention: reference design and learning design side by side", ""]
     lines += attention_table(analyses)
     lines += [""] + [f"- {bucket_sentence(m, an)}" for m, an in analyses.items()]
+    for m, an in analyses.items():
+        reg = an.get("regimes") or {}
+        if reg.get("low_volatility") and reg.get("high_volatility"):
+            lo, hi = reg["low_volatility"], reg["high_volatility"]
+            lines.append(f"- {m} by volatility regime (trailing 24 h, split at the median): calm windows "
+                         f"entropy {lo['normalised_entropy']['median']:.4f}, top hour {lo['top_hours'][0]} h; "
+                         f"volatile windows entropy {hi['normalised_entropy']['median']:.4f}, top hour "
+                         f"{hi['top_hours'][0]} h.")
     lines += ["", "## Do the attention weights mean anything?", "",
               "Controls: the same architecture untrained, and trained on shuffled targets. Attention that "
               "looks like theirs says nothing about the data.", ""]
