@@ -67,7 +67,7 @@ class EvaluationConfig(dg.Config):
 
 @dg.asset(
     partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=dg.AutomationCondition.eager(),
     description="Test-split forecast metrics per model against the zero and mean forecasts, with DM/PT tests; "
                 "rolling-origin over long histories.",
 )
@@ -110,7 +110,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, ware
 
 @dg.asset(
     partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"numpy", "duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=dg.AutomationCondition.eager(),
     description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
 )
 def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
@@ -135,6 +135,7 @@ def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 @dg.asset(
     partitions_def=symbols_partitions, ins={"attention_tensors": dg.AssetIn(), **MODEL_INS}, pool="gpu",
     group_name="analysis", kinds={"pytorch"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    automation_condition=dg.AutomationCondition.eager(),
     description="Attention metrics per model and head, against untrained and shuffled-target controls, "
                 "with ablation, deletion and attribution checks.",
 )
@@ -165,6 +166,7 @@ def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     partitions_def=symbols_partitions,
     ins={"evaluation": dg.AssetIn(), "attention_analysis": dg.AssetIn(), "attention_tensors": dg.AssetIn(), **MODEL_INS},
     group_name="analysis", kinds={"markdown"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    automation_condition=dg.AutomationCondition.eager(),
     description="attention_report.md and its figures under reports/<symbol>/, shown here with the images.",
 )
 def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, evaluation: dict,

@@ -1,5 +1,7 @@
 """Data assets: `candles` (raw hourly candles in DuckDB) and `features`."""
 
+from pathlib import Path
+
 import dagster as dg
 from pydantic import Field
 
@@ -7,7 +9,7 @@ from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_ch
 from workflows.defs.partitions import symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.features import FEATURE_COLUMNS, FEATURES_DDL, compute_features, feature_summary
-from workflows.ingest import land, missing_hours
+from workflows.ingest import land, missing_hours, move_to_processed
 from workflows.quality import candle_findings, feature_findings
 from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
 from workflows.sources.candles import CANDLE_COLUMNS, ReadResult
@@ -27,6 +29,7 @@ class CandlesConfig(dg.Config):
     planted_lag: int = Field(default=24, description="Synthetic: lag (hours) of the planted dependency")
     planted_strength: float = Field(default=0.25, description="Synthetic: AR coefficient at that lag (0 = noise)")
     exchange_url: str = Field(default="https://api.binance.com", description="Exchange: base URL")
+    archive: bool = Field(default=False, description="Files: move each landed single-symbol file to processed/")
 
 
 def _read_sources(config: CandlesConfig, symbol: str, last_ts) -> list[ReadResult]:
@@ -63,6 +66,10 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
         frame = load_candles(con, symbol)
         span = missing_hours(con, symbol)
         version = slice_fingerprint(con, "candles", symbol, CANDLE_COLUMNS[1:])
+    if config.source == "files" and config.archive:
+        for path, result in zip(config.files, results):
+            if result.symbols == [symbol]:  # multi-symbol files are left for `make ingest`
+                move_to_processed(Path(path), warehouse.paths())
     context.log.info(
         f"{symbol}: +{report.stats.inserted} rows, {report.stats.updated} updated, {report.rejected} rejected"
     )
@@ -88,6 +95,7 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
     owners=OWNERS,
     code_version="1",
     check_specs=FEATURE_CHECK_SPECS,
+    automation_condition=dg.AutomationCondition.eager(),
     description="Per-hour features (returns, volume, volatility, RSI, MACD, Bollinger, calendar) in DuckDB `features`.",
 )
 def features(context: dg.AssetExecutionContext, warehouse: WarehouseResource):

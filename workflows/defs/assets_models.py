@@ -43,6 +43,8 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         owners=OWNERS,
         code_version=MODEL_CODE_VERSION,
         description=DESCRIPTIONS[kind],
+        # Retrained by the daily schedule, and automatically when the model code changes.
+        automation_condition=dg.AutomationCondition.code_version_changed() & ~dg.AutomationCondition.in_progress(),
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource) -> dg.Output:
         symbol = context.partition_key

@@ -3,7 +3,19 @@ import dagster as dg
 from workflows.defs.assets_analysis import attention_analysis, attention_tensors, evaluation, report
 from workflows.defs.assets_data import candles, features
 from workflows.defs.assets_models import model_assets
+from workflows.defs.assets_serving import latest_forecast, production_model
 from workflows.defs.partitions import symbols_partitions
+
+SERVING_ASSETS = (production_model, latest_forecast)
+
+# Land candles only: what the sensor runs; features follow by declarative automation.
+candles_job = dg.define_asset_job(
+    "land_candles",
+    selection=dg.AssetSelection.assets(candles),
+    partitions_def=symbols_partitions,
+    executor_def=dg.in_process_executor,
+    description="Land candles for one symbol from files, the exchange or the synthetic generator.",
+)
 
 # Land candles for one symbol and refresh its features, in one process.
 ingest_job = dg.define_asset_job(
@@ -34,10 +46,19 @@ analysis_job = dg.define_asset_job(
     description="Evaluate the models, extract and analyse attention, write the report.",
 )
 
+# The daily retrain: models, then everything that depends on them.
+retrain_job = dg.define_asset_job(
+    "retrain",
+    selection=dg.AssetSelection.assets(*model_assets, *ANALYSIS_ASSETS, *SERVING_ASSETS),
+    partitions_def=symbols_partitions,
+    executor_def=dg.in_process_executor,
+    description="Retrain every model of one symbol, evaluate, analyse, report, gate and forecast.",
+)
+
 # Everything for one symbol, from candles to the report: what `make demo` runs.
 pipeline_job = dg.define_asset_job(
     "pipeline",
-    selection=dg.AssetSelection.assets(candles, features, *model_assets, *ANALYSIS_ASSETS),
+    selection=dg.AssetSelection.assets(candles, features, *model_assets, *ANALYSIS_ASSETS, *SERVING_ASSETS),
     partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Candles, features, every model, evaluation, attention analysis and report for one symbol.",

@@ -1,0 +1,120 @@
+"""Sensors and schedules: new files start ingest runs, the models retrain daily.
+
+* `incoming_files` (sensor): a file dropped into `<data>/incoming` starts one run
+  that lands it (`land_candles` job), once per file version (run key = name, size
+  and modification time), oldest first, at most `MAX_FILES_PER_RUN` files a run.
+  A file is left for the next tick while it is still being written (modified in
+  the last `SETTLE_SECONDS`). A file that cannot be read goes to quarantine with
+  its reason; symbolic links and paths resolving outside the folder are refused
+  and reported. New symbols become new partitions.
+* `daily_retrain` (schedule, 02:00 UTC): retrains every symbol's models on the
+  latest features and refreshes evaluation, attention analysis, report, the
+  promotion gate and the forecast, one run per symbol.
+* `hourly_exchange_ingest` (schedule, off by default): fetches closed candles
+  from the exchange for every symbol.
+* Declarative automation (on the assets): features, evaluation, attention,
+  report, production model and forecast follow their upstream eagerly.
+"""
+
+import json
+import time
+from collections import defaultdict
+
+import dagster as dg
+
+from workflows.defs.jobs import candles_job, retrain_job
+from workflows.defs.partitions import symbols_partitions
+from workflows.defs.resources import WarehouseResource
+from workflows.ingest import move_to_quarantine, scan_incoming
+from workflows.sources.candles import CandleSourceError
+from workflows.sources.files import read_candle_file
+
+MAX_FILES_PER_RUN = 20
+SETTLE_SECONDS = 2.0
+
+
+def _file_version(path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+@dg.sensor(
+    job=candles_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Lands new candle files from <data>/incoming, one run per symbol and batch of files.",
+)
+def incoming_files(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    paths = warehouse.paths()
+    scan = scan_incoming(paths)
+    for path, why in scan.refused:
+        context.log.warning(f"refused {path.name}: {why}")
+    seen: dict = json.loads(context.cursor)["seen"] if context.cursor else {}
+    present = {p.name for p in scan.files}
+    seen = {name: v for name, v in seen.items() if name in present}  # forget files that were filed away
+    now = time.time()
+    by_symbol: dict[str, list] = defaultdict(list)
+    for path in scan.files:  # oldest first
+        version = _file_version(path)
+        if seen.get(path.name) == version:
+            continue
+        if now - path.stat().st_mtime < SETTLE_SECONDS:
+            context.log.info(f"{path.name} is still being written; next tick")
+            continue
+        try:
+            symbols = read_candle_file(path).symbols
+        except CandleSourceError as exc:
+            move_to_quarantine(path, paths, str(exc))
+            context.log.warning(f"quarantined {path.name}: {exc}")
+            continue
+        if not symbols:
+            move_to_quarantine(path, paths, f"{path.name}: no valid rows: every row was rejected")
+            continue
+        for symbol in symbols:
+            by_symbol[symbol].append((path, version))
+        seen[path.name] = version
+
+    run_requests = []
+    for symbol, files in sorted(by_symbol.items()):
+        for start in range(0, len(files), MAX_FILES_PER_RUN):
+            batch = files[start : start + MAX_FILES_PER_RUN]
+            run_requests.append(dg.RunRequest(
+                run_key=f"{symbol}|" + "|".join(f"{p.name}:{v}" for p, v in batch),
+                partition_key=symbol,
+                run_config={"ops": {"candles": {"config": {
+                    "source": "files", "files": [str(p) for p, _ in batch], "archive": True}}}},
+                tags={"incoming_files": str(len(batch))},
+            ))
+    known = set(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    new_symbols = sorted(set(by_symbol) - known)
+    if not run_requests and scan.refused:
+        context.log.info(f"{len(scan.refused)} path(s) refused, nothing new")
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[symbols_partitions.build_add_request(new_symbols)] if new_symbols else [],
+        cursor=json.dumps({"seen": seen}),
+    )
+
+
+def _per_symbol(context, run_config: dict | None = None) -> list[dg.RunRequest]:
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
+    return [
+        dg.RunRequest(run_key=f"{symbol}|{stamp}", partition_key=symbol, run_config=run_config or {})
+        for symbol in context.instance.get_dynamic_partitions(symbols_partitions.name)
+    ]
+
+
+@dg.schedule(job=retrain_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="Daily retrain of every symbol's models, then evaluation, analysis, report and gate.")
+def daily_retrain(context: dg.ScheduleEvaluationContext):
+    requests = _per_symbol(context)
+    return requests or dg.SkipReason("no symbols yet: ingest candles first")
+
+
+@dg.schedule(job=candles_job, cron_schedule="5 * * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED,
+             description="Hourly fetch of closed candles from the exchange (off by default: needs the network).")
+def hourly_exchange_ingest(context: dg.ScheduleEvaluationContext):
+    config = {"ops": {"candles": {"config": {"source": "exchange"}}}}
+    return _per_symbol(context, config) or dg.SkipReason("no symbols yet")
