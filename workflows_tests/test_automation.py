@@ -125,3 +125,25 @@ def test_definitions_carry_sensors_schedules_and_automation():
     graph = defs.resolve_asset_graph()
     for key in ("features", "evaluation", "attention_tensors", "attention_analysis", "report", "latest_forecast"):
         assert graph.get(dg.AssetKey(key)).automation_condition is not None, key
+
+
+def test_features_wait_for_passing_candle_checks(instance, data_dir, tmp_path):
+    """A landing whose blocking check fails does not make features stale for automation."""
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    instance.add_dynamic_partitions("symbols", ["HOLEUSDT"])
+    good = tmp_path / "HOLEUSDT-a.csv"
+    good.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(
+        f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(60)) + "\n")
+    dg.materialize([candles, features], partition_key="HOLEUSDT", instance=instance, resources=resources,
+                   run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(good)]}}}})
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0
+    holey = tmp_path / "HOLEUSDT-b.csv"  # 60 hours more after a 600-hour hole: the missing ratio blocks
+    holey.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(
+        f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(660, 720)) + "\n")
+    result = dg.materialize([candles], partition_key="HOLEUSDT", instance=instance, resources=resources,
+                            run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(holey)]}}}},
+                            raise_on_error=False)
+    assert not result.success
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey("features")) == set()

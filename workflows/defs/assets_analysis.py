@@ -12,7 +12,7 @@ from pydantic import Field
 from workflows.attention.analysis import analyse
 from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.partitions import symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import evaluate, predictions, window_data_for
 from workflows.evaluation.walk_forward import enough_history, history_days, walk_forward
@@ -67,7 +67,7 @@ class EvaluationConfig(dg.Config):
 
 @dg.asset(
     partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=dg.AutomationCondition.eager(),
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=EAGER_AFTER_CHECKS,
     description="Test-split forecast metrics per model against the zero and mean forecasts, with DM/PT tests; "
                 "rolling-origin over long histories.",
 )
@@ -110,7 +110,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, ware
 
 @dg.asset(
     partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"numpy", "duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=dg.AutomationCondition.eager(),
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=EAGER_AFTER_CHECKS,
     description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
 )
 def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
@@ -135,7 +135,7 @@ def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 @dg.asset(
     partitions_def=symbols_partitions, ins={"attention_tensors": dg.AssetIn(), **MODEL_INS}, pool="gpu",
     group_name="analysis", kinds={"pytorch"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
     description="Attention metrics per model and head, against untrained and shuffled-target controls, "
                 "with ablation, deletion and attribution checks.",
 )
@@ -166,7 +166,7 @@ def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     partitions_def=symbols_partitions,
     ins={"evaluation": dg.AssetIn(), "attention_analysis": dg.AssetIn(), "attention_tensors": dg.AssetIn(), **MODEL_INS},
     group_name="analysis", kinds={"markdown"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
     description="attention_report.md and its figures under reports/<symbol>/, shown here with the images.",
 )
 def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, evaluation: dict,

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_check_result
-from workflows.defs.partitions import symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.features import FEATURE_COLUMNS, FEATURES_DDL, compute_features, feature_summary
 from workflows.ingest import land, missing_hours, move_to_processed
@@ -95,7 +95,7 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
     owners=OWNERS,
     code_version="1",
     check_specs=FEATURE_CHECK_SPECS,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
     description="Per-hour features (returns, volume, volatility, RSI, MACD, Bollinger, calendar) in DuckDB `features`.",
 )
 def features(context: dg.AssetExecutionContext, warehouse: WarehouseResource):

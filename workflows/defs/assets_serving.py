@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.partitions import symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
 from workflows.features import FEATURE_COLUMNS
@@ -26,7 +26,7 @@ FORECASTS_DDL = (
     ins={"candidate": dg.AssetIn(f"{SERVED_KIND}_model")},
     deps=["features"],
     group_name="serving", kinds={"pytorch"}, owners=OWNERS, code_version=SERVING_CODE_VERSION,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
     check_specs=[dg.AssetCheckSpec(
         "promotion_gate", asset="production_model", blocking=True,
         description="The candidate replaces production only if, on the same recent test hours, it is no worse "
@@ -67,7 +67,7 @@ def production_model(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     partitions_def=symbols_partitions,
     deps=[production_model, "features"],
     pool="duckdb", group_name="serving", kinds={"duckdb"}, owners=OWNERS, code_version=SERVING_CODE_VERSION,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
     description="Next-hour return, direction probabilities and an interval from the production model.",
 )
 def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
