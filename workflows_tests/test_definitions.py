@@ -13,6 +13,7 @@ def test_asset_keys_and_checks():
     assert keys == {
         "candles", "features", "reference_lstm_model", "attention_lstm_model", "transformer_model",
         "multitask_model", "ensemble_model", "evaluation", "attention_tensors", "attention_analysis", "report",
+        "production_model", "latest_forecast",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert {
@@ -22,6 +23,7 @@ def test_asset_keys_and_checks():
         ("candles", "missing_hour_ratio"),
         ("features", "features_schema"),
         ("features", "segments_contiguous"),
+        ("production_model", "promotion_gate"),
     } <= checks
     features = graph.get(dg.AssetKey("features"))
     assert dg.AssetKey("candles") in features.parent_keys
