@@ -14,11 +14,28 @@ from workflows.settings import PROJECT_ROOT, DataPaths
 
 
 def _instance():
+    """The instance in $DAGSTER_HOME (default: the project's dagster_home/).
+
+    Two commands started at once on a fresh home would both create the SQLite tables
+    and one would fail ("table ... already exists"): creation is serialised by a lock."""
+    import fcntl
+
     import dagster as dg
 
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.get()
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        # touch every storage so that its tables exist before the lock is released
+        instance.get_runs(limit=1)
+        instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1
+        )
+        if instance.schedule_storage is not None:
+            instance.schedule_storage.all_instigator_state()
+    return instance
 
 
 def run_for_symbol(instance, symbol: str, candles_config: dict, job_name: str = "ingest", ops: dict | None = None):
