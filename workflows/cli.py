@@ -159,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
     args = parser.parse_args(argv)
     handlers = {"ingest": cmd_ingest, "demo": cmd_demo}
+    try:
+        DataPaths.resolve(args.data_dir).ensure()
+    except OSError as exc:
+        root = DataPaths.resolve(args.data_dir).root
+        print(f"cannot use the data folder {root}: {exc.strerror or exc}. Set WORKFLOWS_DATA_DIR (or --data-dir) "
+              "to a writable folder.", file=sys.stderr)
+        return 2
     return handlers[args.command](args)
 
 
