@@ -43,6 +43,7 @@ validate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py
 	$(BIN)/python scripts/bench_training.py
+	$(BIN)/python scripts/bench_ui.py
 
 clean-data:
 	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports
