@@ -143,7 +143,8 @@ def main() -> None:
         wall = statistics.median(walls)
         lines += [
             "",
-            f"`make demo` (`workflows demo`, `cpu` profile: candles, features and all five models on 90 "
+            f"`make demo` (`workflows demo`, `cpu` profile: candles, features, all five models, evaluation, attention analysis, report, "
+            f"promotion gate and forecast on 90 "
             f"synthetic days), fresh data folder: median wall time {wall:.0f} s "
             f"(runs: {', '.join(f'{w:.0f}' for w in walls)} s), peak resident memory {max(peaks):,.0f} MiB. "
             f"Aim: under 4 minutes on 2 cores ({'met' if wall < 240 else 'NOT met'}).",

@@ -137,3 +137,28 @@ def test_exchange_source_validates_rows(fake):
     result = exchange_source(client(fake.url), "BTCUSDT", NOW - timedelta(hours=2), now=NOW)
     assert result.candles.is_empty()
     assert "high below low" in result.rejected["reason"][0]
+
+
+def test_exchange_down_writes_nothing(instance, data_dir):
+    """The candles asset with the exchange unreachable fails clearly and writes no row."""
+    import dagster as dg
+    import duckdb
+
+    from workflows.defs.assets_data import candles
+    from workflows.defs.resources import WarehouseResource
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    result = dg.materialize(
+        [candles], partition_key="BTCUSDT", instance=instance, raise_on_error=False,
+        resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+        run_config={"ops": {"candles": {"config": {"source": "exchange", "exchange_url": f"http://127.0.0.1:{port}",
+                                                   "days": 1}}}},
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "gave up after" in str(failure.event_specific_data.error)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 0
