@@ -35,6 +35,10 @@ def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
     assert main(["demo", "--days", "30", "--profile", "ci"]) == 0  # a report to look at
     shots = Path(os.environ.get("WORKFLOWS_SCREENSHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
+    # Dagster's "join the community" dialog covers the page until dismissed; mark it seen
+    nux = Path(os.environ["DAGSTER_HOME"]) / ".nux"
+    nux.mkdir(exist_ok=True)
+    (nux / "nux.yaml").write_text("seen: 1\n")
     port = free_port()
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.Popen(
