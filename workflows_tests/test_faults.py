@@ -142,3 +142,24 @@ def test_read_only_data_folder_is_a_clear_error(tmp_path):
         assert not list(Path(data).rglob("*"))
     finally:
         os.chmod(data, 0o700)
+
+
+def test_full_disk_while_saving_a_checkpoint_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    """ENOSPC in the middle of a checkpoint write: a clear OSError, no final file, no temp file."""
+    import errno
+
+    from workflows.ml import checkpoints
+    from workflows.ml.models import ArchConfig
+    from workflows.ml.windows import Scaler
+
+    def half_then_full(obj, path):
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.torch, "save", half_then_full)
+    arch = ArchConfig("reference_lstm", 3, {"hidden": 4})
+    target = tmp_path / "ckpt" / "m.pt"
+    with pytest.raises(OSError, match="No space left"):
+        checkpoints.save_checkpoint(target, arch.build(), arch, Scaler([0.0] * 3, [1.0] * 3, 1.0), {}, "v", {}, {})
+    assert not target.exists()
+    assert not list(target.parent.iterdir())  # the partial temp file is removed too
