@@ -120,7 +120,10 @@ def test_daily_retrain_schedule_requests_one_run_per_symbol(instance):
 
 
 def test_definitions_carry_sensors_schedules_and_automation():
-    assert {s.name for s in defs.sensors} >= {"incoming_files"}
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) >= {"incoming_files", "automation"}
+    assert sensors["automation"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["incoming_files"].default_status == dg.DefaultSensorStatus.RUNNING
     assert {s.name for s in defs.schedules} == {"daily_retrain", "hourly_exchange_ingest"}
     graph = defs.resolve_asset_graph()
     for key in ("features", "evaluation", "attention_tensors", "attention_analysis", "report", "latest_forecast"):

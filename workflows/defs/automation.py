@@ -13,7 +13,9 @@
 * `hourly_exchange_ingest` (schedule, off by default): fetches closed candles
   from the exchange for every symbol.
 * Declarative automation (on the assets): features, evaluation, attention,
-  report, production model and forecast follow their upstream eagerly.
+  report, production model and forecast follow their upstream eagerly; the
+  `automation` sensor that evaluates those conditions is on by default, so the
+  graph keeps itself fresh as soon as `make ui` starts the daemon.
 """
 
 import json
@@ -94,6 +96,15 @@ def incoming_files(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         dynamic_partitions_requests=[symbols_partitions.build_add_request(new_symbols)] if new_symbols else [],
         cursor=json.dumps({"seen": seen}),
     )
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates every asset's automation condition (on by default, unlike Dagster's own default sensor).",
+)
 
 
 def _per_symbol(context, run_config: dict | None = None) -> list[dg.RunRequest]:
