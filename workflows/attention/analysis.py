@@ -14,6 +14,9 @@ from workflows.ml.windows import WindowData
 # uniform weight by this factor AND by this factor over the strongest control.
 MIN_LIFT = 1.5
 CONTROL_MARGIN = 1.25
+# Attention "marks hours that matter" when deleting the top-k hours moves forecasts
+# more than 95% of random k-hour deletions AND at least this many times as much.
+MIN_DELETION_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Verdict:
     peak_lift: float
     control_lift: float
     relied_upon: bool | None  # uniform ablation made the error worse by more than 1%
-    faithful: bool | None  # deleting top-k hours moved predictions more than random hours (p < 0.05)
+    faithful: bool | None  # deleting top-k hours moved predictions >= 1.5x random hours (p < 0.05)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -103,5 +106,5 @@ def verdict(summary: dict, controls: dict, ablation: dict | None, deletion: dict
         peak_lift=float(lift),
         control_lift=float(control_lift),
         relied_upon=None if ablation is None else bool(ablation["relative_change"] > 0.01),
-        faithful=None if deletion is None else bool(deletion["p_value"] < 0.05 and deletion["ratio"] > 1.0),
+        faithful=None if deletion is None else bool(deletion["p_value"] < 0.05 and deletion["ratio"] >= MIN_DELETION_RATIO),
     )

@@ -57,7 +57,7 @@ def uniform_ablation(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict | N
 
 
 @torch.no_grad()
-def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int = 5, draws: int = 20, seed: int = 0) -> dict:
+def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int = 5, draws: int = 100, seed: int = 0) -> dict:
     """Mean |prediction change| after zeroing the top-k attended hours vs k random hours."""
     model.eval()
     rng = np.random.default_rng(seed)

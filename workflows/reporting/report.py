@@ -12,7 +12,8 @@ Rules the wording follows:
   more than the controls' largest difference plus 0.05.
 * "the model relies on its attention" only when uniform weights raise the test
   MSE by over 1%; "attention marks the hours that matter" only when deleting the
-  top-5 hours moves predictions more than 95% of random 5-hour deletions.
+  top-5 hours moves predictions more than 95% of 100 random 5-hour deletions and
+  at least 1.5x as much on average.
 * never "converged", never "detects a cycle": early stopping and lags are stated
   as what they are.
 """
@@ -95,11 +96,23 @@ def checks_sentences(name: str, an: dict) -> list[str]:
             out.append(f"{name} relies on its attention: uniform weights raise its test MSE by {_pct(change, 1)}.")
         else:
             out.append(f"{name} does not rely on its attention: uniform weights change its test MSE by {_pct(change, 1)}.")
+    else:
+        out.append(f"{name}: a uniform-weight ablation is not available (its attention sits inside every layer).")
     d = an.get("deletion")
     if d is not None:
-        if d["p_value"] < ALPHA and d["ratio"] > 1:
+        if an["verdict"].get("faithful") and not an["verdict"].get("concentrated"):
+            out.append(f"Deleting its top-{d['k']} hours moves predictions {d['ratio']:.1f}x as much as deleting "
+                       f"{d['k']} random hours (p = {_p(d['p_value'])}), but its weights are within "
+                       f"{an['verdict']['peak_lift']:.2f}x of uniform: the top hours change from window to window "
+                       "(they tend to be the hours with large inputs, which move any forecast more when deleted), "
+                       "so this shows no preference for any lag.")
+        elif an["verdict"].get("faithful"):
             out.append(f"Deleting its top-{d['k']} hours moves predictions {d['ratio']:.1f}x as much as deleting "
                        f"{d['k']} random hours (p = {_p(d['p_value'])}): attention marks hours that matter.")
+        elif d["p_value"] < ALPHA and d["ratio"] > 1:
+            out.append(f"Deleting its top-{d['k']} hours moves predictions {d['ratio']:.2f}x as much as random "
+                       f"hours (p = {_p(d['p_value'])}): a consistent but small effect, too small to read the "
+                       "attention map as an explanation.")
         else:
             out.append(f"Deleting its top-{d['k']} hours moves predictions {d['ratio']:.2f}x as much as random "
                        f"hours (p = {_p(d['p_value'])}): no evidence that attention marks the hours that matter.")
