@@ -4,10 +4,7 @@ the reason, where Chromium is not installed (Debian: `apt-get install chromium`)
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +12,7 @@ import pytest
 from PIL import Image
 
 from workflows.cli import main
-from workflows_tests.conftest import PROJECT_ROOT
-from workflows_tests.test_ui import QUERY, free_port, graphql
+from workflows.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -39,30 +35,11 @@ def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
     nux = Path(os.environ["DAGSTER_HOME"]) / ".nux"
     nux.mkdir(exist_ok=True)
     (nux / "nux.yaml").write_text("seen: 1\n")
-    port = free_port()
-    dagster = Path(sys.executable).parent / "dagster"
-    proc = subprocess.Popen(
-        ["env", "--default-signal=INT,TERM", str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port),
-         "-w", "workspace.yaml"], cwd=PROJECT_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 150
-        while time.time() < deadline:
-            try:
-                if graphql(port, QUERY)["data"]["assetNodes"]:
-                    break
-            except (OSError, KeyError, TypeError, ValueError):
-                time.sleep(1)
-        base = f"http://127.0.0.1:{port}"
-        pages = {"asset_graph.png": f"{base}/asset-groups", "report.png": f"{base}/assets/report?partition=BTCUSDT"}
+    with dagster_dev(os.environ["DAGSTER_HOME"]) as server:
+        pages = {"asset_graph.png": f"{server.url}/asset-groups",
+                 "report.png": f"{server.url}/assets/report?partition=BTCUSDT"}
         for name, url in pages.items():
             screenshot(url, shots / name, tmp_path / f"profile-{name}")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     for name in ("asset_graph.png", "report.png"):
         with Image.open(shots / name) as img:
             assert img.size == (1600, 1000)
