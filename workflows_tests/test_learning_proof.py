@@ -21,7 +21,7 @@ from workflows.ml.models import ArchConfig
 from workflows.ml.profiles import recipe_for
 from workflows.ml.training import predict, train
 from workflows.ml.windows import build_windows
-from workflows.reporting.report import attention_sentence
+from workflows.reporting.attention_text import attention_sentence
 from workflows.sources.synthetic import SyntheticSpec, generate_candles
 
 pytestmark = pytest.mark.slow

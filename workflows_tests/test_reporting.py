@@ -4,7 +4,8 @@ from PIL import Image
 
 from workflows.attention import metrics as am
 from workflows.reporting import figures
-from workflows.reporting.report import attention_sentence, bucket_sentence, forecast_sentence, write_report
+from workflows.reporting.attention_text import attention_sentence, bucket_sentence
+from workflows.reporting.report import forecast_sentence, write_report
 
 T = 48
 

@@ -1,7 +1,6 @@
-"""Evaluation, attention tensors, attention analysis and the report, per symbol."""
+"""Evaluation and the report, per symbol."""
 
 import base64
-import json
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -9,46 +8,23 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from workflows.attention.analysis import analyse
-from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
+from workflows.attention.extract import load_attention
 from workflows.defs.assets_data import OWNERS
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.evaluation.run import evaluate, predictions, window_data_for
+from workflows.evaluation.run import evaluate, predictions
 from workflows.evaluation.walk_forward import enough_history, history_days, walk_forward
-from workflows.features import FEATURE_COLUMNS
-from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.profiles import MODEL_KINDS, recipe_for
+from workflows.ml.profiles import recipe_for
 from workflows.reporting import figures
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.report import forecast_sentence, write_report
-from workflows.warehouse import candle_sources, load_table_slice, replace_table_slice, slice_fingerprint
+from workflows.warehouse import replace_table_slice
 
-ANALYSIS_CODE_VERSION = "1"
-MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in MODEL_KINDS}
 EVALUATION_DDL = (
     "CREATE TABLE IF NOT EXISTS evaluation (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
     "metric VARCHAR NOT NULL, value DOUBLE, evaluated_at TIMESTAMP NOT NULL)"
 )
-ATTENTION_METRICS_DDL = (
-    "CREATE TABLE IF NOT EXISTS attention_metrics (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
-    "metric VARCHAR NOT NULL, median DOUBLE, p25 DOUBLE, p75 DOUBLE)"
-)
-
-
-def _load_inputs(warehouse: WarehouseResource, symbol: str, models: dict):
-    """Features, their version, and each model's checkpoint with its test windows."""
-    with warehouse.connect() as con:
-        table = load_table_slice(con, "features", symbol)
-        version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
-        sources = candle_sources(con, symbol)
-    loaded = {}
-    for kind in MODEL_KINDS:  # reference first, in a fixed order
-        ref = models[f"{kind}_model"]
-        ckpt = load_checkpoint(ref["path"], ref["sha256"])  # the checkpoint the upstream run produced
-        loaded[kind] = (ckpt, window_data_for(ckpt, table, version))
-    return table, sources, loaded
-
 
 def _flatten(prefix: str, value, out: dict) -> None:
     if isinstance(value, dict):
@@ -74,7 +50,7 @@ class EvaluationConfig(dg.Config):
 def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource,
                **models) -> dict:
     symbol = context.partition_key
-    table, _, loaded = _load_inputs(warehouse, symbol, models)
+    table, _, loaded = load_inputs(warehouse, symbol, models)
     results, rows = {}, []
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
     wf_on = enough_history(table, config.walk_forward_folds, config.walk_forward_fold_days,
@@ -109,60 +85,6 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, ware
 
 
 @dg.asset(
-    partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"numpy", "duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=EAGER_AFTER_CHECKS,
-    description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
-)
-def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
-    symbol = context.partition_key
-    _, _, loaded = _load_inputs(warehouse, symbol, models)
-    folder = warehouse.paths().root / "attention" / symbol
-    files, rows = {}, []
-    for name, (ckpt, data) in loaded.items():
-        p = predictions(ckpt, data)
-        path = save_attention(folder / f"{name}-{ckpt.sha256[:12]}.npz", data.test.end_ts, p.attention,
-                              p.attention_maps, p.member_attention)
-        files[name] = str(path)
-        rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
-    frame = pl.DataFrame(rows)
-    with warehouse.connect() as con:
-        replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
-    context.add_output_metadata({"summary": dg.MetadataValue.md(frame_to_markdown(frame.drop("symbol", "file"))),
-                                 "folder": dg.MetadataValue.path(str(folder))})
-    return files
-
-
-@dg.asset(
-    partitions_def=symbols_partitions, ins={"attention_tensors": dg.AssetIn(), **MODEL_INS}, pool="gpu",
-    group_name="analysis", kinds={"pytorch"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
-    automation_condition=EAGER_AFTER_CHECKS,
-    description="Attention metrics per model and head, against untrained and shuffled-target controls, "
-                "with ablation, deletion and attribution checks.",
-)
-def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseResource, attention_tensors: dict,
-                       **models) -> dict:
-    symbol = context.partition_key
-    _, _, loaded = _load_inputs(warehouse, symbol, models)
-    results, rows = {}, []
-    for name, (ckpt, data) in loaded.items():
-        tensors = load_attention(attention_tensors[name])
-        results[name] = analyse(ckpt, data, tensors["attention"], tensors.get("attention_maps"),
-                                tensors.get("member_attention"))
-        context.log.info(f"{name}: {results[name]['verdict']}")
-        for metric, stats in results[name]["summary"].items():
-            if isinstance(stats, dict) and "median" in stats:
-                rows.append({"symbol": symbol, "model": name, "metric": metric, **{k: stats[k] for k in ("median", "p25", "p75")}})
-    with warehouse.connect() as con:
-        replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)
-    out_dir = warehouse.paths().reports / symbol
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "attention_analysis.json").write_text(json.dumps(results, indent=1, default=float))
-    verdicts = pl.DataFrame([{"model": m, **{k: str(v) for k, v in r["verdict"].items()}} for m, r in results.items()])
-    context.add_output_metadata({"verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts))})
-    return results
-
-
-@dg.asset(
     partitions_def=symbols_partitions,
     ins={"evaluation": dg.AssetIn(), "attention_analysis": dg.AssetIn(), "attention_tensors": dg.AssetIn(), **MODEL_INS},
     group_name="analysis", kinds={"markdown"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
@@ -172,7 +94,7 @@ def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseRe
 def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, evaluation: dict,
            attention_analysis: dict, attention_tensors: dict, **models) -> dg.MaterializeResult:
     symbol = context.partition_key
-    _, sources, loaded = _load_inputs(warehouse, symbol, models)
+    _, sources, loaded = load_inputs(warehouse, symbol, models)
     out_dir = warehouse.paths().reports / symbol
     tensors = {m: load_attention(p) for m, p in attention_tensors.items()}
     figs = {}

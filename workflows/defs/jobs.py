@@ -1,6 +1,7 @@
 import dagster as dg
 
-from workflows.defs.assets_analysis import attention_analysis, attention_tensors, evaluation, report
+from workflows.defs.assets_analysis import evaluation, report
+from workflows.defs.assets_attention import attention_analysis, attention_tensors
 from workflows.defs.assets_data import candles, features
 from workflows.defs.assets_models import model_assets
 from workflows.defs.assets_serving import latest_forecast, production_model

@@ -61,3 +61,24 @@ def direction_binomial(correct: np.ndarray, chance: float = 0.5) -> tuple[float,
 def skill(mse_model: float, mse_baseline: float) -> float:
     """1 - MSE_model / MSE_baseline: positive when the model beats the baseline."""
     return 1.0 - mse_model / mse_baseline if mse_baseline > 0 else float("nan")
+
+
+def holm(p_values: "list[float] | np.ndarray") -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, in the order given; NaN stays NaN.
+
+    The i-th smallest of m p-values is multiplied by m - i + 1 (i from 1), the running
+    maximum is taken so the adjusted values keep the order of the raw ones, and the
+    result is capped at 1. Rejecting where the adjusted p < alpha controls the
+    family-wise error rate at alpha under any dependence between the tests.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out

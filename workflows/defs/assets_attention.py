@@ -1,0 +1,75 @@
+"""Attention tensors and the attention-pattern analysis, per symbol."""
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from workflows.attention.analysis import analyse
+from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
+from workflows.defs.assets_data import OWNERS
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, load_inputs
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
+from workflows.defs.resources import WarehouseResource
+from workflows.evaluation.run import predictions
+from workflows.reporting.markdown import frame_to_markdown
+from workflows.warehouse import replace_table_slice
+
+ATTENTION_METRICS_DDL = (
+    "CREATE TABLE IF NOT EXISTS attention_metrics (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
+    "metric VARCHAR NOT NULL, median DOUBLE, p25 DOUBLE, p75 DOUBLE)"
+)
+
+
+@dg.asset(
+    partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"numpy", "duckdb"},
+    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=EAGER_AFTER_CHECKS,
+    description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
+)
+def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
+    symbol = context.partition_key
+    _, _, loaded = load_inputs(warehouse, symbol, models)
+    folder = warehouse.paths().root / "attention" / symbol
+    files, rows = {}, []
+    for name, (ckpt, data) in loaded.items():
+        p = predictions(ckpt, data)
+        path = save_attention(folder / f"{name}-{ckpt.sha256[:12]}.npz", data.test.end_ts, p.attention,
+                              p.attention_maps, p.member_attention)
+        files[name] = str(path)
+        rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
+    frame = pl.DataFrame(rows)
+    with warehouse.connect() as con:
+        replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
+    context.add_output_metadata({"summary": dg.MetadataValue.md(frame_to_markdown(frame.drop("symbol", "file"))),
+                                 "folder": dg.MetadataValue.path(str(folder))})
+    return files
+
+
+@dg.asset(
+    partitions_def=symbols_partitions, ins={"attention_tensors": dg.AssetIn(), **MODEL_INS}, pool="gpu",
+    group_name="analysis", kinds={"pytorch"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    automation_condition=EAGER_AFTER_CHECKS,
+    description="Attention metrics per model and head, against untrained and shuffled-target controls, "
+                "with ablation, deletion and attribution checks.",
+)
+def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseResource, attention_tensors: dict,
+                       **models) -> dict:
+    symbol = context.partition_key
+    _, _, loaded = load_inputs(warehouse, symbol, models)
+    results, rows = {}, []
+    for name, (ckpt, data) in loaded.items():
+        tensors = load_attention(attention_tensors[name])
+        results[name] = analyse(ckpt, data, tensors["attention"], tensors.get("attention_maps"),
+                                tensors.get("member_attention"))
+        context.log.info(f"{name}: {results[name]['verdict']}")
+        for metric, stats in results[name]["summary"].items():
+            if isinstance(stats, dict) and "median" in stats:
+                rows.append({"symbol": symbol, "model": name, "metric": metric, **{k: stats[k] for k in ("median", "p25", "p75")}})
+    with warehouse.connect() as con:
+        replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)
+    out_dir = warehouse.paths().reports / symbol
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "attention_analysis.json").write_text(json.dumps(results, indent=1, default=float))
+    verdicts = pl.DataFrame([{"model": m, **{k: str(v) for k, v in r["verdict"].items()}} for m, r in results.items()])
+    context.add_output_metadata({"verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts))})
+    return results
