@@ -2,15 +2,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workflows.evaluation.forecasts import (
-    evaluate_returns,
-    evaluate_volatility,
-    garch_variance_forecasts,
-    minimum_detectable_skill,
-    pesaran_timmermann,
-    qlike,
-)
-from workflows.evaluation.stats import diebold_mariano, direction_binomial
+from workflows.evaluation.baselines import RidgeAR, ewma_variance, garch_variance, rolling_variance
+from workflows.evaluation.evidence import ForecastSet, evaluate_forecasts, return_metrics
+from workflows.evaluation.forecasts import minimum_detectable_skill, pesaran_timmermann, qlike
+from workflows.evaluation.stats import diebold_mariano, direction_binomial, dm_test, holm, long_run_variance
 
 
 def test_dm_with_hln_equals_the_paired_t_test_at_horizon_one():
@@ -61,25 +56,168 @@ def test_binomial_direction():
     assert p == pytest.approx(stats.binomtest(60, 100, 0.5, alternative="greater").pvalue)
 
 
-def test_evaluate_returns_skill_and_coverage():
+def test_return_metrics_skill_interval_and_coverage():
     rng = np.random.default_rng(2)
     r = rng.normal(0, 0.01, 2000)
-    forecast = np.zeros_like(r)
-    ev = evaluate_returns(forecast, r, train_mean=0.0, predicted_var=np.full_like(r, 0.01**2))
-    assert ev["skill_vs_zero"] == pytest.approx(0.0)
-    assert ev["rmse_pct"] == pytest.approx(ev["rmse_zero_pct"])
-    assert ev["coverage_80"] == pytest.approx(0.8, abs=0.03)
-    assert ev["coverage_95"] == pytest.approx(0.95, abs=0.02)
-    assert ev["min_detectable_skill"] == pytest.approx(minimum_detectable_skill(2000))
-    # 300 test hours cannot tell a 3% skill from luck (the issue's observation)
-    assert minimum_detectable_skill(300) > 0.03
+    m = return_metrics(np.zeros_like(r), r, train_mean=0.0, predicted_var=np.full_like(r, 0.01**2))
+    assert m.skill_vs_zero == pytest.approx(0.0)
+    assert m.skill_vs_zero_ci == (pytest.approx(0.0), pytest.approx(0.0))
+    assert m.rmse_pct == pytest.approx(m.rmse_zero_pct)
+    assert m.coverage_80 == pytest.approx(0.8, abs=0.03)
+    assert m.coverage_95 == pytest.approx(0.95, abs=0.02)
+    assert m.min_detectable_skill == pytest.approx(minimum_detectable_skill(2000))
+    good = return_metrics(0.3 * r + rng.normal(0, 0.001, len(r)), r, 0.0)
+    lo, hi = good.skill_vs_zero_ci
+    assert lo < good.skill_vs_zero < hi and lo > 0  # 1 - (0.7^2 + 0.01) ~ 0.5, clearly above zero
+    assert minimum_detectable_skill(300) > 0.03  # 300 test hours cannot tell a 3% skill from luck
 
 
-def test_qlike_and_volatility_baselines():
+def test_qlike_known_values():
     assert qlike(np.array([2.0]), np.array([2.0])) == pytest.approx(0.0)
     assert qlike(np.array([1.0]), np.array([2.0])) == pytest.approx(2 - np.log(2) - 1)
-    out = evaluate_volatility(np.array([1.0, 1.0]), np.array([1.0, 1.0]), {"half": np.array([0.5, 0.5])})
-    assert out["model"]["qlike"] == pytest.approx(0.0) and out["half"]["qlike"] > 0
+
+
+def test_holm_against_hand_computation_and_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert np.isnan(holm([0.01, np.nan])[1]) and holm([0.01, np.nan])[0] == pytest.approx(0.01)
+    # five tests each at 0.02: alone significant, none survives
+    assert (holm([0.02] * 5) >= 0.05).all()
+
+
+def test_long_run_variance_falls_back_to_bartlett_when_rectangular_is_negative():
+    d = np.tile([1.0, -1.0], 50)  # strongly negative lag-1 autocovariance
+    rect = np.var(d) + 2 * np.sum([np.mean((d[k:] - d.mean()) * (d[:-k] - d.mean())) for k in range(1, 2)])
+    assert rect <= 0
+    assert long_run_variance(d, horizon=2) > 0
+    assert long_run_variance(d, horizon=1) == pytest.approx(np.var(d))
+
+
+def test_dm_at_overlapping_horizon_is_wider_than_ignoring_the_overlap():
+    """24-hour targets computed every hour overlap by 23 hours: a differential built from them is
+    strongly autocorrelated, and a horizon-1 test would be far too confident."""
+    rng = np.random.default_rng(3)
+    shocks = rng.normal(0.05, 1.0, 2000 + 23)
+    d = np.convolve(shocks, np.ones(24) / 24, mode="valid")  # moving average: overlap like the 24 h targets
+    naive, proper = dm_test(-d, horizon=1), dm_test(-d, horizon=24)
+    assert abs(proper.statistic) < abs(naive.statistic) / 2
+    assert proper.p_better > naive.p_better
+
+
+def test_equal_volatility_forecasts_read_no_difference():
+    from workflows.reporting.report import volatility_sentence
+
+    fs = _forecast_set(np.random.default_rng(4), n=600)
+    fs.vol_var = {"multitask": fs.realised_var * 0 + 1e-4, "constant": fs.realised_var * 0 + 1e-4}
+    ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
+    c = ev.comparison("volatility", "multitask", "constant")
+    assert c.dm.p_better == pytest.approx(0.5) and not c.survives
+    assert "no difference from any baseline" in volatility_sentence(ev)
+
+
+def test_better_volatility_forecast_survives_and_is_named():
+    from workflows.reporting.report import volatility_sentence
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    true_var = np.exp(np.convolve(rng.normal(0, 0.3, n + 199), np.ones(200) / 14, mode="valid")) * 1e-4
+    realised = true_var * rng.chisquare(24, n) / 24  # noisy realised variance around the truth
+    fs = _forecast_set(rng, n=n)
+    fs.realised_var = realised
+    fs.vol_var = {"multitask": true_var, "constant": np.full(n, true_var.mean())}
+    ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
+    assert ev.comparison("volatility", "multitask", "constant").survives
+    assert "beats constant training variance" in volatility_sentence(ev)
+
+
+def _forecast_set(rng, n: int) -> ForecastSet:
+    r = rng.standard_t(5, n) * 0.006
+    ts = np.arange(n).astype("datetime64[h]").astype("datetime64[us]")
+    return ForecastSet(end_ts=ts, fold=np.ones(n, int), actual=r, train_mean=np.zeros(n),
+                       realised_var=np.full(n, 0.006**2))
+
+
+def _fold_info(fs: ForecastSet) -> list[dict]:
+    return [{"fold": 1, "test_start": "a", "test_end": "b", "train_windows": 10, "train_start": "x",
+             "train_end": "y", "seconds": 0.0}]
+
+
+def test_family_is_corrected_and_only_survivors_make_the_bottom_line():
+    """One informative forecaster among many noise ones: it survives Holm; a noise forecaster whose raw
+    p happens to fall below 5% does not, and the report says so."""
+    from workflows.reporting.report import bottom_line, forecast_sentence
+
+    rng = np.random.default_rng(6)
+    n = 4000
+    signal = rng.normal(0, 0.003, n)
+    fs = _forecast_set(rng, n)
+    fs.actual = signal + rng.normal(0, 0.006, n)
+    fs.returns["attention_lstm"] = signal * 0.8
+    for i in range(12):
+        fs.returns[f"noise_{i}"] = rng.normal(0, 0.0003, n)
+    # a lucky one: tiny real correlation with the outcome, raw p < 0.05 alone
+    jitter = rng.normal(0, 0.0006, n)
+    lucky = next(f for f in (w * fs.actual + jitter for w in np.linspace(0, 0.2, 401))
+                 if 0.004 < dm_test((f - fs.actual) ** 2 - fs.actual**2).p_better < 0.02)
+    fs.returns["transformer"] = lucky
+    ev = evaluate_forecasts(fs, "walk_forward", "test", _fold_info(fs), {})
+    assert [c.model for c in ev.survivors()] == ["attention_lstm"]
+    lucky_c = ev.comparison("vs zero", "transformer")
+    assert lucky_c.dm.p_better < 0.05 and lucky_c.p_holm >= 0.05
+    assert "does not survive the correction" in forecast_sentence("transformer", ev)
+    line = bottom_line(ev)
+    assert "attention_lstm beats the zero-return forecast" in line and "transformer" not in line
+    assert "Holm-corrected over the family of 14 comparisons" in line
+
+
+def test_attention_vs_twin_is_in_the_family():
+    rng = np.random.default_rng(7)
+    n = 3000
+    signal = rng.normal(0, 0.003, n)
+    fs = _forecast_set(rng, n)
+    fs.actual = signal + rng.normal(0, 0.006, n)
+    fs.returns = {"attention_lstm": signal, "no_attention_lstm": rng.normal(0, 0.0003, n),
+                  "reference_lstm": rng.normal(0, 0.0003, n), "no_attention_reference": rng.normal(0, 0.0003, n)}
+    ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
+    assert ev.comparison("attention vs twin", "attention_lstm").survives  # positive case
+    assert not ev.comparison("attention vs twin", "reference_lstm").survives  # negative case
+    assert len(ev.family) == 4 + 2
+
+
+def test_ridge_ar_finds_a_planted_linear_lag_and_nothing_in_noise():
+    rng = np.random.default_rng(8)
+    n, lag = 6000, 17
+    r = rng.normal(0, 1, n + 48)
+    for t in range(lag, len(r)):
+        r[t] += 0.3 * r[t - lag]
+    x = np.lib.stride_tricks.sliding_window_view(r[:-1], 48)  # windows ending at t; target r[t+1]
+    y = r[48:]
+    cut, val = 4000, 5000
+    model = RidgeAR.fit(x[:cut], y[:cut], x[cut:val], y[cut:val])
+    assert 48 - int(np.argmax(np.abs(model.coef))) == lag  # position 48 - lag holds "lag hours ago"
+    assert dm_test((model.predict(x[val:]) - y[val:]) ** 2 - y[val:] ** 2).p_better < 0.01
+    noise = rng.normal(0, 1, n + 48)
+    xn, yn = np.lib.stride_tricks.sliding_window_view(noise[:-1], 48), noise[48:]
+    null = RidgeAR.fit(xn[:cut], yn[:cut], xn[cut:val], yn[cut:val])
+    assert dm_test((null.predict(xn[val:]) - yn[val:]) ** 2 - yn[val:] ** 2).p_better > 0.05
+
+
+def test_ewma_and_rolling_variance_against_direct_loops():
+    rng = np.random.default_rng(9)
+    r = rng.normal(0, 0.01, 500)
+    origins = np.array([100, 250, 499])
+    s2 = np.mean(r[:100] ** 2)
+    direct = []
+    for t in range(500):
+        s2 = 0.94 * s2 + 0.06 * r[t] ** 2  # after seeing r[t]: the forecast for t+1
+        direct.append(s2)
+    assert ewma_variance(r, origins, train_end=100) == pytest.approx(np.array(direct)[origins], rel=1e-10)
+    assert rolling_variance(r, origins) == pytest.approx([np.mean(r[o - 23 : o + 1] ** 2) for o in origins])
 
 
 def test_garch_forecasts_track_volatility_clustering():
@@ -89,29 +227,35 @@ def test_garch_forecasts_track_volatility_clustering():
     returns = np.diff(np.log(close))
     train_end = 6000
     origins = np.arange(train_end, len(returns) - 24, 24)
-    forecast = garch_variance_forecasts(returns, train_end, origins)
+    forecast = garch_variance(returns, slice(0, train_end), origins)
     realised = np.array([np.mean(returns[o + 1 : o + 25] ** 2) for o in origins])
     assert np.corrcoef(forecast, realised)[0, 1] > 0.2  # it follows the volatility clusters
-    assert qlike(forecast, realised) < qlike(np.full_like(realised, returns[:train_end].var()), realised) + 0.05
 
 
-def test_walk_forward_pools_folds_and_respects_time():
+def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     from dataclasses import replace as dc_replace
 
-    from workflows.evaluation.walk_forward import enough_history, walk_forward
+    from workflows.evaluation.walk_forward import WalkForwardConfig, enough_history, forecaster_recipes, walk_forward
     from workflows.features import compute_features
-    from workflows.ml.profiles import recipe_for
     from workflows.sources.synthetic import SyntheticSpec, generate_candles
 
-    feats = compute_features(generate_candles(SyntheticSpec(days=120, seed=3)))
-    recipe = recipe_for("attention_lstm", "ci")
-    recipe = dc_replace(recipe, train=dc_replace(recipe.train, epochs=1))
-    assert enough_history(feats, folds=2, fold_days=7, max_train_days=60)
-    assert not enough_history(feats, folds=6, fold_days=30, max_train_days=365)
+    feats = compute_features(generate_candles(SyntheticSpec(days=110, seed=3)))
+    recipes = {k: dc_replace(v, train=dc_replace(v.train, epochs=1))
+               for k, v in forecaster_recipes("ci").items() if k in ("attention_lstm", "no_attention_lstm", "multitask")}
+    cfg = WalkForwardConfig(folds=2, fold_days=7, train_days=40, min_train_days=30, val_days=7)
+    assert enough_history(feats, cfg)
+    assert not enough_history(feats, WalkForwardConfig())
     seen = []
-    out = walk_forward(feats, recipe, folds=2, fold_days=7, max_train_days=60, val_days=7,
-                       progress=lambda i, n, row: seen.append(i))
-    assert seen == [1, 2]
-    assert [f["test_hours"] for f in out["folds"]] == [7 * 24, 7 * 24]
-    assert out["pooled"]["n"] == 2 * 7 * 24
-    assert out["folds"][0]["test_start"] < out["folds"][1]["test_start"]
+    ev = walk_forward(feats, "ci", cfg, progress=seen.append, recipes=recipes)
+    assert sum("trained" in s for s in seen) == 2 * 3
+    assert [f.test_hours for f in ev.folds] == [7 * 24, 7 * 24] and ev.hours == 2 * 7 * 24
+    assert ev.mode == "walk_forward"
+    for f in ev.folds:  # training windows end, with the embargo and validation, before the test period
+        gap = (np.datetime64(f.test_start) - np.datetime64(f.train_end)).astype("timedelta64[h]").astype(int)
+        assert gap >= 2 * 72 + 7 * 24
+    assert ev.folds[0].test_end < ev.folds[1].test_start
+    assert set(ev.returns) == {"attention_lstm", "no_attention_lstm", "multitask", "ridge_ar48", "ridge_features"}
+    assert {"multitask", "constant", "rolling_24h", "ewma_0.94", "garch_1_1"} == set(ev.volatility)
+    kinds = {c.kind for c in ev.family}
+    assert kinds == {"vs zero", "attention vs twin", "volatility"}
+    assert all(0 <= c.p_holm <= 1 for c in ev.family)

@@ -1,13 +1,19 @@
-"""Evaluate a trained checkpoint on its test split: returns, direction, intervals, volatility."""
+"""Trained checkpoints on their test split: predictions, and the single-split evaluation
+with the trained controls (used when the history is too short for walk-forward)."""
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
+import torch
 
-from workflows.evaluation.forecasts import evaluate_returns, evaluate_volatility, garch_variance_forecasts
+from workflows.evaluation.evidence import Evaluation, ReturnMetrics, evaluate_forecasts, return_metrics
+from workflows.evaluation.walk_forward import Progress, forecast_set, forecaster_recipes, model_forecasts
 from workflows.ml.checkpoints import Checkpoint
-from workflows.ml.training import predict
+from workflows.ml.models import ArchConfig
+from workflows.ml.profiles import CONTROL_KINDS
+from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, WindowSpec, build_windows
 
 
@@ -58,37 +64,37 @@ def predictions(ckpt: Checkpoint, data: WindowData) -> Predictions:
     )
 
 
-def _trailing_rms(returns: np.ndarray, idx: np.ndarray, window: int = 24) -> np.ndarray:
-    return np.sqrt(np.array([np.mean(returns[max(0, i - window + 1) : i + 1] ** 2) for i in idx]))
+def single_split(loaded: dict[str, tuple[Checkpoint, WindowData]], features: pl.DataFrame, profile: str | None,
+                 note: str, progress: Progress | None = None) -> Evaluation:
+    """Every model asset's checkpoint on its own test split, with the trained controls fitted on the
+    same training hours and scored on the same test hours (the weaker evidence: one split)."""
+    say = progress or (lambda _msg: None)
+    outputs = {}
+    for name, (ckpt, data) in loaded.items():
+        outputs[name] = model_forecasts(data, predictions(ckpt, data).outputs)
+    recipes = forecaster_recipes(profile)
+    base = loaded["attention_lstm"][1] if "attention_lstm" in loaded else next(iter(loaded.values()))[1]
+    for name in CONTROL_KINDS:
+        recipe = recipes[name]
+        data = base if tuple(base.spec.features) == recipe.features else next(
+            d for _, d in loaded.values() if tuple(d.spec.features) == recipe.features)
+        t0 = time.perf_counter()
+        torch.manual_seed(recipe.train.seed)
+        model = ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads)).build()
+        result = train(model, data, replace(recipe.train, snapshot_every=0))
+        outputs[name] = model_forecasts(data, predict(result.model, data.test.x))
+        say(f"control {name} trained on the same split: {result.epochs_run} epochs, {time.perf_counter() - t0:.0f} s")
+    fs, errors = forecast_set(features, base, outputs)
+    info = [{"fold": 1, "test_start": str(base.test.end_ts.min())[:16], "test_end": str(base.test.end_ts.max())[:16],
+             "train_windows": len(base.train), "train_start": str(base.train.end_ts.min())[:16],
+             "train_end": str(base.train.end_ts.max())[:16], "seconds": 0.0}]
+    return evaluate_forecasts(fs, "single_split", note, info, {"profile": profile}, errors)
 
 
-def evaluate(ckpt: Checkpoint, data: WindowData, features: pl.DataFrame, preds: Predictions) -> dict:
-    """Every forecast metric of one model on its test split, with baselines and tests."""
-    frame = features.sort("ts")
-    returns = frame["log_return"].to_numpy()
-    ts = frame["ts"].to_numpy()
-    train_end_idx = int(np.searchsorted(ts, data.train.end_ts.max(), side="right"))
-    train_mean = float(np.mean(returns[1:train_end_idx]))
-    result = {"returns": evaluate_returns(preds.ret, data.test.raw_ret, train_mean, preds.var)}
-    if preds.vol is not None:
-        origins = np.searchsorted(ts, data.test.end_ts)
-        realised = data.test.vol * data.scaler.target_scale
-        baselines = {
-            "rolling_24h": _trailing_rms(returns, origins),
-            "constant_train": np.full(len(origins), float(np.sqrt(np.mean(returns[1:train_end_idx] ** 2)))),
-        }
-        try:
-            baselines["garch_1_1"] = np.sqrt(garch_variance_forecasts(returns, train_end_idx, origins))
-        except Exception as exc:  # the fit can fail on degenerate data; say so rather than hide it
-            result["garch_error"] = str(exc).splitlines()[0][:200]
-        result["volatility"] = evaluate_volatility(preds.vol, realised, baselines)
-    if "direction_logits" in preds.outputs:
-        predicted_class = preds.outputs["direction_logits"].argmax(axis=1)
-        actual = data.test.direction
-        majority = np.bincount(data.train.direction, minlength=3).argmax()
-        result["direction_classes"] = {
-            "accuracy": float(np.mean(predicted_class == actual)),
-            "majority_class_accuracy": float(np.mean(actual == majority)),
-            "class_shares_test": np.bincount(actual, minlength=3).tolist(),
-        }
-    return result
+def split_metrics(loaded: dict[str, tuple[Checkpoint, WindowData]]) -> dict[str, ReturnMetrics]:
+    """Each model asset on its own test split (descriptive; no family, no controls)."""
+    out = {}
+    for name, (ckpt, data) in loaded.items():
+        f = model_forecasts(data, predictions(ckpt, data).outputs)
+        out[name] = return_metrics(f["ret"], data.test.raw_ret, float(np.mean(data.train.raw_ret)), f.get("var"))
+    return out

@@ -17,37 +17,70 @@ class DMResult:
 
 
 def diebold_mariano(errors_1: np.ndarray, errors_2: np.ndarray, horizon: int = 1, power: int = 2) -> DMResult:
-    """Compare forecast errors of model 1 against model 2 under |e|^power loss.
-
-    The long-run variance of the loss differential uses autocovariances up to
-    lag horizon-1 (Newey-West style truncation as in Diebold & Mariano 1995); the
-    statistic is scaled by the HLN (1997) correction and compared with Student t
-    with n-1 degrees of freedom.
-    """
+    """Compare forecast errors of model 1 against model 2 under |e|^power loss (see `dm_test`)."""
     e1, e2 = np.asarray(errors_1, dtype=float), np.asarray(errors_2, dtype=float)
     if e1.shape != e2.shape or e1.ndim != 1:
         raise ValueError("error series must be 1-D and of equal length")
-    d = np.abs(e1) ** power - np.abs(e2) ** power
+    return dm_test(np.abs(e1) ** power - np.abs(e2) ** power, horizon)
+
+
+def long_run_variance(d: np.ndarray, horizon: int = 1) -> float:
+    """Long-run variance of the mean of `d` times n: autocovariances up to lag horizon-1.
+
+    The rectangular truncation of Diebold & Mariano (1995), which the HLN correction
+    assumes; where it comes out non-positive (possible at long horizons) the
+    Bartlett-weighted (Newey-West) estimate with the same lags is used, which is
+    positive by construction.
+    """
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    centred = d - d.mean()
+    gamma = np.array([centred[k:] @ centred[: n - k] / n for k in range(min(horizon, n))])
+    long_run = gamma[0] + 2 * gamma[1:].sum()
+    if long_run <= 0:
+        weights = 1 - np.arange(1, len(gamma)) / len(gamma)
+        long_run = gamma[0] + 2 * (weights * gamma[1:]).sum()
+    return float(max(long_run, 0.0))
+
+
+def dm_test(loss_diff: np.ndarray, horizon: int = 1) -> DMResult:
+    """Diebold-Mariano test on a loss differential d = loss_1 - loss_2 (any loss: MSE, QLIKE, ...).
+
+    Forecasts `horizon` steps ahead overlap, so d is autocorrelated up to lag
+    horizon-1; the long-run variance uses those lags (`long_run_variance`). The
+    statistic gets the Harvey-Leybourne-Newbold (1997) small-sample correction and
+    is compared with Student t with n-1 degrees of freedom. `p_better` is the
+    one-sided p-value for "model 1 has the lower expected loss".
+    """
+    d = np.asarray(loss_diff, dtype=float)
+    if d.ndim != 1:
+        raise ValueError("the loss differential must be 1-D")
     n = len(d)
     if n < 10:
         raise ValueError(f"need at least 10 forecasts for a Diebold-Mariano test, got {n}")
-    mean = d.mean()
-    centred = d - mean
-    gamma = [centred @ centred / n]
-    for k in range(1, horizon):
-        gamma.append(centred[k:] @ centred[:-k] / n)
-    long_run = gamma[0] + 2 * sum(gamma[1:])
-    if long_run <= 0:
-        long_run = gamma[0]
+    if not np.all(np.isfinite(d)):
+        raise ValueError("the loss differential has NaN or infinite values")
+    mean = float(d.mean())
+    long_run = long_run_variance(d, horizon)
     if long_run == 0:
-        return DMResult(0.0, 0.5, 1.0, n, 0.0)
+        return DMResult(0.0, 0.5, 1.0, n, mean)
     dm = mean / np.sqrt(long_run / n)
     h = horizon
-    correction = np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    correction = np.sqrt(max(n + 1 - 2 * h + h * (h - 1) / n, 1.0) / n)
     stat = float(dm * correction)
     p_better = float(stats.t.cdf(stat, df=n - 1))
     p_two = float(2 * min(p_better, 1 - p_better))
-    return DMResult(stat, p_better, p_two, n, float(mean))
+    return DMResult(stat, p_better, p_two, n, mean)
+
+
+def mean_interval(d: np.ndarray, horizon: int = 1, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided `level` interval for the mean of `d`, with the same long-run variance as `dm_test`."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, df=n - 1) * np.sqrt(long_run_variance(d, horizon) / n)
+    return float(d.mean() - half), float(d.mean() + half)
 
 
 def direction_binomial(correct: np.ndarray, chance: float = 0.5) -> tuple[float, float]:

@@ -142,17 +142,22 @@ class QueryAttentionLSTM(nn.Module):
 
 class LastStateLSTM(nn.Module):
     """Control: the same LSTM reading its last hidden state, no attention (uniform
-    weights are reported only so every model has the same output shape)."""
+    weights are reported only so every model has the same output shape).
 
-    def __init__(self, n_features: int, hidden: int = 128, heads: Heads = Heads()):
+    With `head_hidden=(H,)` and `dropout` it is the exact twin of `QueryAttentionLSTM`
+    minus the attended context: same LSTM, same dropout, same MLP head."""
+
+    def __init__(self, n_features: int, hidden: int = 128, heads: Heads = Heads(),
+                 head_hidden: tuple[int, ...] = (), dropout: float = 0.0):
         super().__init__()
         self.lstm = nn.LSTM(n_features, hidden, batch_first=True)
-        self.heads = TaskHeads(hidden, heads)
+        self.dropout = nn.Dropout(dropout)
+        self.heads = TaskHeads(hidden, heads, hidden=tuple(head_hidden))
 
     def forward(self, x: torch.Tensor, uniform_attention: bool = False) -> ModelOutput:
         outputs, _ = self.lstm(x)
         uniform = torch.full(x.shape[:2], 1.0 / x.shape[1], device=x.device, dtype=outputs.dtype)
-        return ModelOutput(attention=uniform, **self.heads(outputs[:, -1]))
+        return ModelOutput(attention=uniform, **self.heads(self.dropout(outputs[:, -1])))
 
 
 class PositionalEncoding(nn.Module):
@@ -247,7 +252,7 @@ class ArchConfig:
     def build(self) -> nn.Module:
         cls = ARCHITECTURES[self.name]
         kwargs = dict(self.kwargs)
-        for key in ("scales", "mlp"):
+        for key in ("scales", "mlp", "head_hidden"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return cls(self.n_features, heads=Heads(**self.heads), **kwargs)

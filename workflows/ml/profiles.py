@@ -83,3 +83,22 @@ def recipe_for(kind: str, profile: str | None = None) -> Recipe:
     if kind not in recipes:
         raise ValueError(f"unknown model kind {kind!r}: choose one of {', '.join(recipes)}")
     return recipes[kind]
+
+
+# Trained controls: the same LSTM as an attention design, reading its last hidden state
+# (no attention), trained with that design's recipe on the same hours.
+CONTROL_KINDS = ("no_attention_reference", "no_attention_lstm")
+_TWIN_OF = {"no_attention_reference": "reference_lstm", "no_attention_lstm": "attention_lstm"}
+
+
+def control_recipe(name: str, profile: str | None = None) -> Recipe:
+    """The no-attention twin `name` of an attention design: LastStateLSTM with its hidden size,
+    features, heads and training config."""
+    if name not in _TWIN_OF:
+        raise ValueError(f"unknown control {name!r}: choose one of {', '.join(_TWIN_OF)}")
+    design = recipe_for(_TWIN_OF[name], profile)
+    hidden = design.kwargs["hidden"]
+    kwargs = {"hidden": hidden}
+    if design.arch == "query_attention_lstm":  # its head is an MLP on [last state, context], with dropout
+        kwargs |= {"head_hidden": (hidden,), "dropout": 0.1}
+    return replace(design, kind=name, arch="last_state_lstm", kwargs=kwargs)

@@ -1,156 +1,258 @@
-"""The Markdown attention report. Every interpreting sentence is chosen by a number
-and its test on the same page; nothing is claimed that the page does not show.
+"""The Markdown report. Every interpreting sentence is chosen by a number and its test on
+the same page; nothing is claimed that the page does not show.
 
-Rules the wording follows:
-* "beats the zero-return forecast" only with a one-sided Diebold-Mariano p < 0.05;
-  otherwise "no evidence", with the skill this many test hours could detect.
-* "concentrates on h hours ago" only when the attention verdict is concentrated
-  (largest mean weight > 1.5x uniform and > 1.25x the strongest control);
-  otherwise "no preference beyond uniform".
-* time buckets are reported as lifts over the uniform share (25 / 25 / 50%), and a
-  bucket is called over- or under-weighted only when its lift differs from 1 by
-  more than the controls' largest difference plus 0.05.
-* "the model relies on its attention" only when uniform weights raise the test
-  MSE by over 1%; "attention marks the hours that matter" only when deleting the
-  top-5 hours moves predictions more than 95% of 100 random 5-hour deletions and
-  at least 1.5x as much on average.
-* never "converged", never "detects a cycle": early stopping and lags are stated
-  as what they are.
+Rules the forecast wording follows (the attention wording: `attention_text`):
+* The evidence is named first: pooled walk-forward test hours (every model and
+  control retrained per fold) when the history allows, else one chronological
+  split, labelled as the weaker evidence with the skill it can resolve.
+* Every comparative claim is a member of ONE family of one-sided Diebold-Mariano
+  tests (each forecaster vs the zero forecast, each attention model vs its
+  no-attention twin, the volatility forecast vs each baseline), Holm-adjusted
+  together. "Beats" only when the adjusted p < 0.05 and the skill is positive;
+  a raw p < 0.05 that does not survive is said to be so; otherwise "no evidence",
+  with the skill this many hours could detect.
+* Volatility forecasts are ranked only through those tests: "no difference" when
+  no comparison survives.
+* Figures outside the family (skill against the training mean, direction tests,
+  the model assets' own single split) are labelled descriptive.
+* never "converged", never "detects a cycle".
 """
 
 from datetime import datetime, timezone
 
-from workflows.reporting.attention_text import attention_sections, attention_sentence
-from workflows.reporting.fmt import ALPHA, _p, _pct
+from workflows.evaluation.evidence import ALPHA, Comparison, Evaluation, ReturnMetrics
+from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
+from workflows.reporting.fmt import _p, _pct
+
+MODELS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble")
+CONTROLS = ("no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features")
+ROLES = {
+    "no_attention_reference": "control: reference_lstm's LSTM without attention (last state), same recipe",
+    "no_attention_lstm": "control: attention_lstm's LSTM without attention (last state), same recipe",
+    "ridge_ar48": "control: ridge regression on the 48 lagged returns",
+    "ridge_features": "control: ridge regression on every input of the window (48 h x 3 features)",
+}
+VOL_NAMES = {"constant": "constant training variance", "rolling_24h": "rolling 24 h", "ewma_0.94": "EWMA (0.94)",
+             "garch_1_1": "GARCH(1,1)"}
 
 
-
-def forecast_sentence(name: str, ev: dict) -> str:
-    r = ev["returns"]
-    if r["dm_vs_zero_p"] < ALPHA and r["skill_vs_zero"] > 0:
-        return (f"**{name}** beats the zero-return forecast: skill {_pct(r['skill_vs_zero'])}, "
-                f"Diebold-Mariano p = {_p(r['dm_vs_zero_p'])} on {r['n']} test hours.")
-    return (f"**{name}**: no evidence that it beats the zero-return forecast (skill {_pct(r['skill_vs_zero'])}, "
-            f"Diebold-Mariano p = {_p(r['dm_vs_zero_p'])}); with {r['n']} test hours the smallest skill this test "
-            f"detects reliably is about {100 * r['min_detectable_skill']:.1f}%.")
+def order(names) -> list[str]:
+    known = [n for n in (*MODELS, *CONTROLS) if n in names]
+    return known + sorted(n for n in names if n not in known)
 
 
-def direction_sentence(name: str, ev: dict) -> str:
-    r = ev["returns"]
-    if r["direction_binomial_p"] < ALPHA and r["pesaran_timmermann_p"] < ALPHA:
-        return (f"{name} calls the direction of {100 * r['direction_accuracy']:.1f}% of {r['direction_n']} hours, "
-                f"better than a coin (binomial p = {_p(r['direction_binomial_p'])}, "
-                f"Pesaran-Timmermann p = {_p(r['pesaran_timmermann_p'])}).")
-    return (f"{name} calls the direction of {100 * r['direction_accuracy']:.1f}% of {r['direction_n']} hours: "
-            f"not distinguishable from a coin (binomial p = {_p(r['direction_binomial_p'])}, "
-            f"Pesaran-Timmermann p = {_p(r['pesaran_timmermann_p'])}).")
+def _evidence_words(ev: Evaluation) -> str:
+    return "pooled walk-forward test hours" if ev.mode == "walk_forward" else "test hours of one split"
 
 
-def recommendations(evaluations: dict, analyses: dict) -> list[str]:
-    recs = []
-    significant = [m for m, ev in evaluations.items() if ev["returns"]["dm_vs_zero_p"] < ALPHA
-                   and ev["returns"]["skill_vs_zero"] > 0]
-    if not significant:
-        n = max(ev["returns"]["n"] for ev in evaluations.values())
-        recs.append(f"No model beats the zero-return forecast on these {n} test hours: do not act on these "
-                    "forecasts. Evaluate on a longer history (more test hours) before drawing conclusions.")
+def family_words(ev: Evaluation) -> str:
+    return f"Holm-corrected over the family of {len(ev.family)} comparisons"
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[{100 * ci[0]:+.2f}%, {100 * ci[1]:+.2f}%]"
+
+
+def forecast_sentence(name: str, ev: Evaluation) -> str:
+    m = ev.returns[name]
+    c = ev.comparison("vs zero", name)
+    assert c is not None
+    where = f"{m.n:,} {_evidence_words(ev)}"
+    test = f"one-sided Diebold-Mariano p = {_p(c.dm.p_better)}, Holm-adjusted p = {_p(c.p_holm)}"
+    if c.survives:
+        return (f"**{name}** beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
+                f"{_ci(m.skill_vs_zero_ci)} on {where} ({test}; {family_words(ev)}).")
+    if c.dm.p_better < ALPHA and m.skill_vs_zero > 0:
+        return (f"**{name}**: skill {_pct(m.skill_vs_zero)} on {where} (raw {test}): significant alone, but it does "
+                f"not survive the correction for the {len(ev.family)} comparisons made, so no claim is made.")
+    return (f"**{name}**: no evidence that it beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
+            f"{_ci(m.skill_vs_zero_ci)} on {where} ({test}); this many hours resolve a skill of about "
+            f"{100 * m.min_detectable_skill:.1f}%.")
+
+
+def twin_sentence(c: Comparison, ev: Evaluation) -> str:
+    test = f"{c.test}, p = {_p(c.dm.p_better)}, Holm-adjusted p = {_p(c.p_holm)}"
+    lead = f"Does attention help **{c.model}**? Against its no-attention twin `{c.baseline}` on the same hours"
+    if c.survives:
+        return f"{lead}: yes, its MSE is {_pct(c.skill)} lower ({test}; {family_words(ev)})."
+    return f"{lead}: no evidence that it does (MSE {_pct(c.skill)} lower; {test})."
+
+
+def volatility_sentence(ev: Evaluation) -> str | None:
+    comps = [c for c in ev.family if c.kind == "volatility"]
+    if not comps:
+        return None
+    model = comps[0].model
+    beaten = [VOL_NAMES.get(c.baseline, c.baseline) for c in comps if c.survives]
+    worse = [VOL_NAMES.get(c.baseline, c.baseline) for c in comps if c.skill < 0 and 1 - c.dm.p_better < ALPHA]
+    same = [VOL_NAMES.get(c.baseline, c.baseline) for c in comps if not c.survives]
+    test = f"QLIKE of the 24-hour variance, one-sided Diebold-Mariano with horizon 24 (HLN), {family_words(ev)}"
+    if not beaten:
+        text = f"Volatility: **{model}** shows no difference from any baseline ({', '.join(same)}): {test}."
     else:
-        recs.append("Models that beat the zero-return forecast: " + ", ".join(significant)
-                    + ". Confirm on a later, untouched period before relying on them.")
-    for m, an in analyses.items():
-        v = an["verdict"]
-        if v["concentrated"] and v["faithful"] is False:
-            recs.append(f"{m}: its attention is concentrated but deleting the attended hours does not move its "
-                        "forecasts more than random hours; do not read it as an explanation.")
-        if not v["concentrated"]:
-            recs.append(f"{m}: uniform-looking attention says nothing about which hours matter; read the "
-                        "ablation and attribution checks instead of the attention map.")
-    return recs
+        text = (f"Volatility: **{model}** beats {', '.join(beaten)}"
+                + (f"; no difference from {', '.join(same)}" if same else "") + f" ({test}).")
+    if worse:
+        text += (f" Its QLIKE is higher than that of {', '.join(worse)} (one-sided p < {ALPHA} for the baseline "
+                 "being better; uncorrected, descriptive).")
+    return text
 
 
-def _row(name: str, ev: dict) -> str:
-    r = ev["returns"]
-    cov = f"{100 * r['coverage_80']:.0f}% / {100 * r['coverage_95']:.0f}%" if "coverage_80" in r else "n/a"
-    return (f"| {name} | {r['rmse_pct']:.4f} | {r['rmse_zero_pct']:.4f} | {_pct(r['skill_vs_zero'])} | "
-            f"{_p(r['dm_vs_zero_p'])} | {_pct(r['skill_vs_mean'])} | {_p(r['dm_vs_mean_p'])} | "
-            f"{100 * r['direction_accuracy']:.1f}% | {_p(r['direction_binomial_p'])} | {_p(r['pesaran_timmermann_p'])} | {cov} |")
+def direction_sentence(name: str, m: ReturnMetrics) -> str:
+    tests = (f"binomial p = {_p(m.direction_binomial_p)}, Pesaran-Timmermann p = {_p(m.pesaran_timmermann_p)}; "
+             "descriptive, not in the corrected family")
+    if m.direction_binomial_p < ALPHA and m.pesaran_timmermann_p < ALPHA:
+        return f"{name} calls the direction of {100 * m.direction_accuracy:.1f}% of {m.direction_n:,} hours ({tests})."
+    return (f"{name} calls the direction of {100 * m.direction_accuracy:.1f}% of {m.direction_n:,} hours: not "
+            f"distinguishable from a coin ({tests}).")
 
 
-def volatility_lines(evaluations: dict) -> list[str]:
-    lines = []
-    for name, ev in evaluations.items():
-        vol = ev.get("volatility")
-        if not vol:
-            continue
-        lines += [f"**{name}**, 24-hour realised variance (lower is better):", "",
-                  "| forecast | QLIKE | MSE |", "| --- | ---: | ---: |"]
-        lines += [f"| {k} | {v['qlike']:.4f} | {v['mse']:.3e} |" for k, v in vol.items()]
-        best = min(vol, key=lambda k: vol[k]["qlike"])
-        lines += ["", f"Lowest QLIKE: {best}." + ("" if best == "model" else
-                  " The model does not beat the best baseline on this test window."), ""]
-        if "garch_error" in ev:
-            lines.append(f"GARCH(1,1) could not be fitted: {ev['garch_error']}")
+def bottom_line(ev: Evaluation) -> str:
+    winners = [c.model for c in ev.survivors("vs zero")]
+    models = [w for w in winners if w in MODELS]
+    where = f"{ev.hours:,} {_evidence_words(ev)}"
+    if not winners:
+        return (f"**Bottom line:** no model and no control beats the zero-return forecast on {where} after the Holm "
+                f"correction; this many hours cannot resolve a skill below about {100 * ev.min_detectable_skill:.1f}%.")
+    text = f"**Bottom line:** on {where}, " + (
+        f"{', '.join(models)} beat{'s' if len(models) == 1 else ''} the zero-return forecast" if models else
+        "no model beats the zero-return forecast")
+    controls = [w for w in winners if w not in MODELS]
+    if controls:
+        text += f"; so do the controls {', '.join(controls)}"
+    return text + f" ({family_words(ev)}, one-sided Diebold-Mariano)."
+
+
+def forecast_table(ev: Evaluation) -> list[str]:
+    lines = ["| forecaster | RMSE % | skill vs zero [95% interval] | DM p | Holm p | skill vs train mean "
+             "(descriptive) | direction | PT p | 80% / 95% coverage |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name in order(ev.returns):
+        m = ev.returns[name]
+        c = ev.comparison("vs zero", name)
+        cov = f"{100 * m.coverage_80:.0f}% / {100 * m.coverage_95:.0f}%" if m.coverage_80 is not None else "n/a"
+        mark = " **survives**" if c and c.survives else ""
+        lines.append(f"| {name} | {m.rmse_pct:.4f} | {_pct(m.skill_vs_zero)} {_ci(m.skill_vs_zero_ci)} | "
+                     f"{_p(c.dm.p_better) if c else 'n/a'} | {_p(c.p_holm) if c else 'n/a'}{mark} | "
+                     f"{_pct(m.skill_vs_mean)} | {100 * m.direction_accuracy:.1f}% | {_p(m.pesaran_timmermann_p)} | "
+                     f"{cov} |")
+    zero = next(iter(ev.returns.values())).rmse_zero_pct
+    lines += ["", f"Zero-return forecast RMSE: {zero:.4f}%."]
     return lines
 
 
-def write_report(
-    symbol: str,
-    data_note: str,
-    evaluations: dict[str, dict],
-    analyses: dict[str, dict],
-    figures: dict[str, str],
-    context: dict,
-) -> str:
+def fold_table(ev: Evaluation, names: list[str]) -> list[str]:
+    lines = ["| fold | test hours | test period | trained on (window ends) | " + " | ".join(names) + " | s |",
+             "| ---: | ---: | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |"]
+    for f in ev.folds:
+        lines.append(f"| {f.fold} | {f.test_hours:,} | {f.test_start} .. {f.test_end} | {f.train_start[:10]} .. "
+                     f"{f.train_end[:10]} ({f.train_windows:,} windows) | "
+                     + " | ".join(_pct(f.skill_vs_zero[n]) for n in names) + f" | {f.seconds:.0f} |")
+    return lines
+
+
+def volatility_table(ev: Evaluation) -> list[str]:
+    comps = {c.baseline: c for c in ev.family if c.kind == "volatility"}
+    lines = ["| forecast of the next 24 h variance | QLIKE | MSE | model's QLIKE skill vs it | DM p (h = 24) | Holm p |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, v in sorted(ev.volatility.items(), key=lambda kv: kv[1].qlike):
+        c = comps.get(name)
+        cells = (f"{_pct(c.skill)} | {_p(c.dm.p_better)} | {_p(c.p_holm)}{' **survives**' if c.survives else ''}"
+                 if c else "(the model) | | ")
+        lines.append(f"| {VOL_NAMES.get(name, name)} | {v.qlike:.4f} | {v.mse:.3e} | {cells} |")
+    return lines
+
+
+def family_table(ev: Evaluation) -> list[str]:
+    lines = ["| # | comparison | loss, horizon | skill | raw p | Holm p | verdict |",
+             "| ---: | --- | --- | ---: | ---: | ---: | --- |"]
+    for i, c in enumerate(sorted(ev.family, key=lambda c: c.p_holm), 1):
+        lines.append(f"| {i} | {c.model} vs {c.baseline} | {c.loss}, {c.horizon} h | {_pct(c.skill)} | "
+                     f"{_p(c.dm.p_better)} | {_p(c.p_holm)} | {'better' if c.survives else 'no evidence'} |")
+    return lines
+
+
+def recommendations(ev: Evaluation, analyses: dict) -> list[str]:
+    recs = []
+    winners = [c.model for c in ev.survivors("vs zero") if c.model in MODELS]
+    if not winners:
+        recs.append(f"No model beats the zero-return forecast on these {ev.hours:,} hours after the correction: do not "
+                    "act on these forecasts."
+                    + (" Evaluate on a longer history (walk-forward needs more history) before drawing conclusions."
+                       if ev.mode == "single_split" else ""))
+    else:
+        recs.append("Models that beat the zero-return forecast after the correction: " + ", ".join(winners)
+                    + ". Confirm on a later, untouched period before relying on them.")
+        linear = [c.model for c in ev.survivors("vs zero") if c.model.startswith("ridge")]
+        if linear:
+            recs.append(f"A linear control ({', '.join(linear)}) also beats the zero forecast: compare the models "
+                        "with it before crediting their architecture.")
+    return recs + attention_recommendations(analyses)
+
+
+def write_report(symbol: str, data_note: str, ev: Evaluation, analyses: dict, figures: dict[str, str],
+                 context: dict) -> str:
     """The report's Markdown text. `figures` maps a caption to a file name beside the report."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# Attention report: {symbol}", ""]
     if data_note:
         lines += [f"> {data_note}", ""]
-    significant = [m for m, ev in evaluations.items()
-                   if ev["returns"]["dm_vs_zero_p"] < ALPHA and ev["returns"]["skill_vs_zero"] > 0]
-    n_test = max(ev["returns"]["n"] for ev in evaluations.values())
-    mds = min(ev["returns"]["min_detectable_skill"] for ev in evaluations.values())
-    bottom = (f"**Bottom line:** no model beats the zero-return forecast on these {n_test} test hours, and "
-              f"this many hours cannot resolve a skill below about {100 * mds:.1f}%."
-              if not significant else
-              f"**Bottom line:** {', '.join(significant)} beat{'s' if len(significant) == 1 else ''} the "
-              f"zero-return forecast on {n_test} test hours (Diebold-Mariano p < {ALPHA}).")
-    lines += [
-        f"Generated {now}; profile `{context.get('profile', '?')}`; test split: {context.get('test_windows', '?')} "
-        f"windows from {context.get('test_start', '?')} to {context.get('test_end', '?')}.",
-        "",
-        "## Summary",
-        "",
-        bottom,
-        "",
-    ]
-    lines += [f"- {forecast_sentence(m, ev)}" for m, ev in evaluations.items()]
-    lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
-    lines += ["", "## Forecasts against baselines", "",
-              "Next-hour log return in percent. Skill = 1 - MSE_model / MSE_baseline; p-values are one-sided "
-              "(model better). Direction is scored on hours that moved.", "",
-              "| model | RMSE % | zero-forecast RMSE % | skill vs zero | DM p | skill vs train mean | DM p | "
-              "direction | binomial p | PT p | 80% / 95% interval coverage |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [_row(m, ev) for m, ev in evaluations.items()]
-    if "coverage_80" in evaluations.get("ensemble", {}).get("returns", {}):
-        lines += ["", "The ensemble's intervals come from the spread of its members alone (its members predict no "
-                  "variance of their own); their coverage shows how far seed disagreement is from forecast "
-                  "uncertainty."]
-    lines += [""] + [f"- {direction_sentence(m, ev)}" for m, ev in evaluations.items()]
-    lines += ["", f"Statistical power: with {n_test} test hours, a skill below about {100 * mds:.1f}% cannot be told "
-              "apart from luck (one-sided 5% test, 80% power, assuming a forecast uncorrelated with the size of "
-              "the move; heavy tails raise this).", ""]
-    lines += attention_sections(analyses)
-    vol = volatility_lines(evaluations)
+    evidence = (f"**Evidence:** {ev.note}." if ev.mode == "walk_forward" else
+                f"**Evidence: one chronological split, the weaker kind.** {ev.note}. With {ev.hours:,} test hours a "
+                f"skill below about {100 * ev.min_detectable_skill:.1f}% cannot be told apart from luck.")
+    lines += [f"Generated {now}; profile `{context.get('profile', '?')}`; test hours {ev.test_start} .. "
+              f"{ev.test_end}.", "", evidence, "", "## Summary", "", bottom_line(ev), ""]
+    lines += [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m in MODELS]
+    lines += [f"- {twin_sentence(c, ev)}" for c in ev.family if c.kind == "attention vs twin"]
+    vol = volatility_sentence(ev)
     if vol:
-        lines += ["", "## Volatility forecasts against baselines", ""] + vol
+        lines.append(f"- {vol}")
+    lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
+    lines += ["", f"## Forecasts against baselines and controls ({_evidence_words(ev)})", "",
+              "Next-hour log return in percent. Skill = 1 - MSE / MSE of the zero-return forecast, with a 95% "
+              "interval from the autocorrelation-robust variance of the loss difference. DM p: one-sided "
+              f"Diebold-Mariano (HLN), model better; Holm p: adjusted over the family of {len(ev.family)} "
+              "comparisons below. Direction is scored on hours that moved.", ""]
+    lines += forecast_table(ev)
+    lines += [""] + [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m not in MODELS]
+    lines += [f"- {ROLES[m]}" for m in order(ev.returns) if m in ROLES]
+    lines += [""] + [f"- {direction_sentence(m, ev.returns[m])}" for m in order(ev.returns) if m in MODELS]
+    if ev.mode == "walk_forward":
+        lines += ["", "### Per fold", "", "Skill against the zero-return forecast in each fold's test period "
+                  "(descriptive: the tests use the pooled hours).", ""]
+        lines += fold_table(ev, [n for n in order(ev.returns)])
+    twins = [c for c in ev.family if c.kind == "attention vs twin"]
+    if twins:
+        lines += ["", "## Does attention help?", "",
+                  "Each attention design against the same LSTM without attention (it reads its last hidden state), "
+                  "trained with the same recipe on the same hours.", ""]
+        lines += [f"- {twin_sentence(c, ev)}" for c in twins]
+    if ev.volatility:
+        lines += ["", "## Volatility forecasts against baselines", "",
+                  "Forecasts of the mean variance of the next 24 hours, scored by QLIKE (lower is better) and MSE; "
+                  "every baseline fitted on training hours only (refitted per fold). Targets of consecutive hours "
+                  "overlap by 23 hours, so the tests use horizon 24.", ""]
+        lines += volatility_table(ev)
+        lines += ["", vol or ""]
+        lines += [f"- {name} could not be fitted: {err}" for name, err in ev.errors.items()]
+    lines += ["", "## The family of comparisons", "",
+              f"Every claim of being better above is one of these {len(ev.family)} one-sided tests; Holm's "
+              f"step-down adjustment keeps the chance of any false claim among them at {ALPHA:.0%}.", ""]
+    lines += family_table(ev)
+    if ev.single_split:
+        lines += ["", "## The model assets on their own test split (descriptive)", "",
+                  "The checkpoints the pipeline serves and analyses, trained on the whole history, tested on its last "
+                  "15%: fewer hours than the walk-forward, not in the family.", "",
+                  "| model | test hours | skill vs zero | DM p (uncorrected) |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {n} | {m.n:,} | {_pct(m.skill_vs_zero)} | {_p(m.dm_vs_zero.p_better)} |"
+                  for n, m in ev.single_split.items()]
+    lines += [""] + attention_sections(analyses)
     lines += ["", "## Training", ""]
     for m, info in context.get("training", {}).items():
         lines.append(f"- {m}: {info['epochs_run']} epochs, best validation loss at epoch {info['best_epoch']}"
-                     f"{' (early stopping: no improvement for the patience window)' if info.get('stopped_early') else ''}; "
-                     f"{info['parameters']:,} parameters; {info['device']}; {info['wall_s']:.1f} s.")
-    lines += ["", "## Recommendations", ""] + [f"- {r}" for r in recommendations(evaluations, analyses)]
+                     f"{' (early stopping: no improvement for the patience window)' if info.get('stopped_early') else ''}"
+                     f"; {info['parameters']:,} parameters; {info['device']}; {info['wall_s']:.1f} s.")
+    lines += ["", "## Recommendations", ""] + [f"- {r}" for r in recommendations(ev, analyses)]
     lines += ["", "## Figures", ""]
     lines += [f"![{caption}]({name})" for caption, name in figures.items()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,307 @@
+"""From forecasts on common test hours to typed evidence: metrics, one corrected family.
+
+Every forecaster (the five model kinds and the trained controls) is scored on the
+same test hours. The claims a report may make are collected in ONE family of
+one-sided Diebold-Mariano tests, Holm-adjusted together:
+
+* each forecaster against the zero-return forecast (MSE, horizon 1);
+* each attention model against its no-attention twin (the same LSTM reading its
+  last state, same recipe, same hours): "does attention help?";
+* the volatility forecast against every volatility baseline (QLIKE of the 24-hour
+  variance, horizon 24: consecutive targets overlap by 23 hours).
+
+A comparison "survives" when its Holm-adjusted p < ALPHA and the model's loss is
+the lower one. Figures outside the family (skill against the training mean,
+direction tests) are descriptive and labelled so.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from workflows.evaluation.forecasts import minimum_detectable_skill, pesaran_timmermann, qlike, qlike_losses
+from workflows.evaluation.stats import DMResult, direction_binomial, dm_test, holm, mean_interval
+
+ALPHA = 0.05
+Z80 = stats.norm.ppf(0.90)
+Z95 = stats.norm.ppf(0.975)
+VOL_HORIZON = 24
+
+# attention model -> its no-attention twin (same LSTM, last state, same recipe)
+TWINS = {"reference_lstm": "no_attention_reference", "attention_lstm": "no_attention_lstm"}
+VOL_MODEL = "multitask"
+
+
+@dataclass(frozen=True)
+class ReturnMetrics:
+    """One forecaster's next-hour return forecasts on the evaluated hours (percent of log return)."""
+
+    n: int
+    rmse_pct: float
+    mae_pct: float
+    rmse_zero_pct: float
+    rmse_mean_pct: float
+    skill_vs_zero: float
+    skill_vs_zero_ci: tuple[float, float]  # 95%, from the HAC variance of the loss differential
+    skill_vs_mean: float
+    dm_vs_zero: DMResult
+    dm_vs_mean: DMResult
+    direction_accuracy: float
+    direction_n: int
+    direction_binomial_p: float
+    pesaran_timmermann_stat: float
+    pesaran_timmermann_p: float
+    min_detectable_skill: float
+    coverage_80: float | None = None
+    coverage_95: float | None = None
+
+
+def return_metrics(predicted: np.ndarray, actual: np.ndarray, train_mean: np.ndarray | float,
+                   predicted_var: np.ndarray | None = None) -> ReturnMetrics:
+    """Metrics for next-hour log-return forecasts (raw log-return units). `train_mean` may vary by
+    hour (each walk-forward fold has its own training mean)."""
+    f, r = np.asarray(predicted, float), np.asarray(actual, float)
+    mean_fc = np.broadcast_to(np.asarray(train_mean, float), r.shape)
+    e = f - r
+    mse, mse_zero = float(np.mean(e**2)), float(np.mean(r**2))
+    mse_mean = float(np.mean((mean_fc - r) ** 2))
+    lo, hi = mean_interval(e**2 - r**2)
+    moved = r != 0
+    hit_rate, p_binom = direction_binomial(np.sign(f[moved]) == np.sign(r[moved]))
+    pt_stat, pt_p = pesaran_timmermann(f[moved], r[moved])
+    cov80 = cov95 = None
+    if predicted_var is not None:
+        sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
+        cov80, cov95 = float(np.mean(np.abs(e) <= Z80 * sd)), float(np.mean(np.abs(e) <= Z95 * sd))
+    return ReturnMetrics(
+        n=int(len(r)), rmse_pct=100 * math.sqrt(mse), mae_pct=100 * float(np.mean(np.abs(e))),
+        rmse_zero_pct=100 * math.sqrt(mse_zero), rmse_mean_pct=100 * math.sqrt(mse_mean),
+        skill_vs_zero=_skill(mse, mse_zero), skill_vs_zero_ci=(-hi / mse_zero, -lo / mse_zero),
+        skill_vs_mean=_skill(mse, mse_mean),
+        dm_vs_zero=dm_test(e**2 - r**2), dm_vs_mean=dm_test(e**2 - (mean_fc - r) ** 2),
+        direction_accuracy=hit_rate, direction_n=int(moved.sum()), direction_binomial_p=p_binom,
+        pesaran_timmermann_stat=pt_stat, pesaran_timmermann_p=pt_p,
+        min_detectable_skill=minimum_detectable_skill(len(r)), coverage_80=cov80, coverage_95=cov95,
+    )
+
+
+def _skill(mse_model: float, mse_baseline: float) -> float:
+    return 1.0 - mse_model / mse_baseline if mse_baseline > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class VolatilityMetrics:
+    """A forecast of the mean variance of the next 24 hours against the realised one."""
+
+    qlike: float
+    mse: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One member of the family: is `model` better than `baseline` under `loss`?"""
+
+    kind: str  # "vs zero" | "attention vs twin" | "volatility"
+    model: str
+    baseline: str
+    loss: str  # "MSE" or "QLIKE"
+    horizon: int
+    skill: float  # 1 - loss_model / loss_baseline
+    dm: DMResult
+    p_holm: float = float("nan")
+
+    @property
+    def survives(self) -> bool:
+        return bool(self.p_holm < ALPHA and self.skill > 0)
+
+    @property
+    def test(self) -> str:
+        return f"one-sided Diebold-Mariano (HLN), {self.loss} loss, horizon {self.horizon} h"
+
+
+@dataclass
+class ForecastSet:
+    """Forecasts of every forecaster on the same test hours, in raw log-return units.
+
+    `returns[name]` is a next-hour return forecast; `variances[name]` a predictive
+    variance of that return (where a model gives one); `vol_var[name]` a forecast
+    of the mean variance over the next 24 hours (the volatility model and baselines).
+    """
+
+    end_ts: np.ndarray
+    fold: np.ndarray
+    actual: np.ndarray
+    train_mean: np.ndarray
+    realised_var: np.ndarray
+    returns: dict[str, np.ndarray] = field(default_factory=dict)
+    variances: dict[str, np.ndarray] = field(default_factory=dict)
+    vol_var: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actual)
+
+    @classmethod
+    def concat(cls, parts: "list[ForecastSet]") -> "ForecastSet":
+        def cat(get):
+            return np.concatenate([get(p) for p in parts])
+
+        out = cls(cat(lambda p: p.end_ts), cat(lambda p: p.fold), cat(lambda p: p.actual),
+                  cat(lambda p: p.train_mean), cat(lambda p: p.realised_var))
+        for attr in ("returns", "variances", "vol_var"):
+            names = set.intersection(*(set(getattr(p, attr)) for p in parts))
+            getattr(out, attr).update({n: cat(lambda p, n=n, a=attr: getattr(p, a)[n]) for n in sorted(names)})
+        return out
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: int
+    test_start: str
+    test_end: str
+    test_hours: int
+    train_windows: int
+    train_start: str
+    train_end: str
+    seconds: float
+    skill_vs_zero: dict[str, float]
+    skill_ci: dict[str, tuple[float, float]]
+    epochs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """Everything the report says about forecasts, with the evidence it rests on."""
+
+    mode: str  # "walk_forward" or "single_split"
+    note: str  # why this mode, in words
+    hours: int
+    test_start: str
+    test_end: str
+    returns: dict[str, ReturnMetrics]
+    volatility: dict[str, VolatilityMetrics]
+    family: list[Comparison]
+    folds: list[FoldResult]
+    config: dict
+    errors: dict[str, str] = field(default_factory=dict)  # baselines that could not be fitted
+    single_split: dict[str, ReturnMetrics] = field(default_factory=dict)  # the model assets' own split
+
+    @property
+    def min_detectable_skill(self) -> float:
+        return minimum_detectable_skill(self.hours)
+
+    def survivors(self, kind: str | None = None) -> list[Comparison]:
+        return [c for c in self.family if c.survives and (kind is None or c.kind == kind)]
+
+    def comparison(self, kind: str, model: str, baseline: str | None = None) -> Comparison | None:
+        for c in self.family:
+            if c.kind == kind and c.model == model and (baseline is None or c.baseline == baseline):
+                return c
+        return None
+
+    def to_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+    def rows(self) -> list[tuple[str, str, float]]:
+        """(forecaster, metric, value) for a long table: every number of the returns, volatility
+        and family results."""
+        out: list[tuple[str, str, float]] = []
+        for name, m in self.returns.items():
+            out += [(name, f"return.{k}", v) for k, v in _numbers(asdict(m)).items()]
+        for name, v in self.volatility.items():
+            out += [(name, "volatility.qlike", v.qlike), (name, "volatility.mse", v.mse)]
+        for c in self.family:
+            prefix = f"family.{c.kind.replace(' ', '_')}.{c.baseline}"
+            out += [(c.model, f"{prefix}.skill", c.skill), (c.model, f"{prefix}.p", c.dm.p_better),
+                    (c.model, f"{prefix}.p_holm", c.p_holm), (c.model, f"{prefix}.survives", float(c.survives))]
+        for f in self.folds:
+            out += [(name, f"fold_{f.fold}.skill_vs_zero", v) for name, v in f.skill_vs_zero.items()]
+        return out
+
+
+def _numbers(d: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= _numbers(v, key + ".")
+        elif isinstance(v, (list, tuple)):
+            out |= {f"{key}.{i}": float(x) for i, x in enumerate(v) if isinstance(x, (int, float))}
+        elif isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+            out[key] = float(v)
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def _ci_skill(loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1) -> tuple[float, float]:
+    lo, hi = mean_interval(loss_model - loss_base, horizon)
+    base = float(np.mean(loss_base))
+    return (-hi / base, -lo / base) if base > 0 else (float("nan"), float("nan"))
+
+
+def fold_rows(fs: ForecastSet, fold_info: list[dict]) -> list[FoldResult]:
+    """Skill against the zero forecast per fold and forecaster, with a 95% interval."""
+    rows = []
+    for info in fold_info:
+        mask = fs.fold == info["fold"]
+        r = fs.actual[mask]
+        skills, cis = {}, {}
+        for name, f in fs.returns.items():
+            loss = (f[mask] - r) ** 2
+            skills[name] = _skill(float(loss.mean()), float(np.mean(r**2)))
+            cis[name] = _ci_skill(loss, r**2)
+        rows.append(FoldResult(fold=info["fold"], test_start=info["test_start"], test_end=info["test_end"],
+                               test_hours=int(mask.sum()), train_windows=info["train_windows"],
+                               train_start=info["train_start"], train_end=info["train_end"],
+                               seconds=info["seconds"], skill_vs_zero=skills, skill_ci=cis,
+                               epochs=info.get("epochs", {})))
+    return rows
+
+
+def build_family(fs: ForecastSet) -> list[Comparison]:
+    """The one family of comparisons, Holm-adjusted together."""
+    r = fs.actual
+    family: list[Comparison] = []
+    for name, f in fs.returns.items():
+        loss = (f - r) ** 2
+        family.append(Comparison("vs zero", name, "zero", "MSE", 1, _skill(float(loss.mean()), float(np.mean(r**2))),
+                                 dm_test(loss - r**2)))
+    for model, twin in TWINS.items():
+        if model in fs.returns and twin in fs.returns:
+            lm, lt = (fs.returns[model] - r) ** 2, (fs.returns[twin] - r) ** 2
+            family.append(Comparison("attention vs twin", model, twin, "MSE", 1,
+                                     _skill(float(lm.mean()), float(lt.mean())), dm_test(lm - lt)))
+    if VOL_MODEL in fs.vol_var:
+        q_model = qlike_losses(fs.vol_var[VOL_MODEL], fs.realised_var)
+        for base, var in fs.vol_var.items():
+            if base == VOL_MODEL:
+                continue
+            q_base = qlike_losses(var, fs.realised_var)
+            family.append(Comparison("volatility", VOL_MODEL, base, "QLIKE", VOL_HORIZON,
+                                     _skill(float(q_model.mean()), float(q_base.mean())),
+                                     dm_test(q_model - q_base, VOL_HORIZON)))
+    adjusted = holm([c.dm.p_better for c in family])
+    return [Comparison(**{**c.__dict__, "p_holm": float(p)}) for c, p in zip(family, adjusted)]
+
+
+def evaluate_forecasts(fs: ForecastSet, mode: str, note: str, fold_info: list[dict], config: dict,
+                       errors: dict[str, str] | None = None) -> Evaluation:
+    returns = {name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name))
+               for name, f in fs.returns.items()}
+    volatility = {name: VolatilityMetrics(qlike(v, fs.realised_var), float(np.mean((v - fs.realised_var) ** 2)))
+                  for name, v in fs.vol_var.items()}
+    return Evaluation(
+        mode=mode, note=note, hours=len(fs), test_start=str(fs.end_ts.min())[:16], test_end=str(fs.end_ts.max())[:16],
+        returns=returns, volatility=volatility, family=build_family(fs), folds=fold_rows(fs, fold_info),
+        config=config, errors=dict(errors or {}),
+    )
