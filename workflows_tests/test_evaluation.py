@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workflows.evaluation.baselines import RidgeAR, ewma_variance, garch_variance, rolling_variance
+from workflows.evaluation.baselines import RidgeAR, ewma_variance, rolling_variance
 from workflows.evaluation.evidence import ForecastSet, evaluate_forecasts, return_metrics
 from workflows.evaluation.forecasts import minimum_detectable_skill, pesaran_timmermann, qlike
 from workflows.evaluation.stats import diebold_mariano, direction_binomial, dm_test, holm, long_run_variance
@@ -218,18 +218,6 @@ def test_ewma_and_rolling_variance_against_direct_loops():
         direct.append(s2)
     assert ewma_variance(r, origins, train_end=100) == pytest.approx(np.array(direct)[origins], rel=1e-10)
     assert rolling_variance(r, origins) == pytest.approx([np.mean(r[o - 23 : o + 1] ** 2) for o in origins])
-
-
-def test_garch_forecasts_track_volatility_clustering():
-    from workflows.sources.synthetic import SyntheticSpec, generate_candles
-
-    close = generate_candles(SyntheticSpec(days=400, strength=0.0, seed=5))["close"].to_numpy()
-    returns = np.diff(np.log(close))
-    train_end = 6000
-    origins = np.arange(train_end, len(returns) - 24, 24)
-    forecast = garch_variance(returns, slice(0, train_end), origins)
-    realised = np.array([np.mean(returns[o + 1 : o + 25] ** 2) for o in origins])
-    assert np.corrcoef(forecast, realised)[0, 1] > 0.2  # it follows the volatility clusters
 
 
 def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():

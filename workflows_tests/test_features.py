@@ -72,12 +72,51 @@ def test_flat_hours_flagged(candles):
 
 
 def _ema(values, span):
+    """EMA with alpha = 2 / (span + 1), seeded with the first value: y0 = x0, y_t = a x_t + (1 - a) y_{t-1}.
+
+    This is the seed features.py uses (polars `adjust=False`, the pandas/TA-Lib-free convention); its
+    `min_samples=span` only hides the first span-1 values, it does not change the recursion."""
     alpha = 2 / (span + 1)
     out, prev = [], None
     for v in values:
         prev = v if prev is None else alpha * v + (1 - alpha) * prev
         out.append(prev)
     return np.array(out)
+
+
+def _textbook_macd(close):
+    """MACD(12, 26, 9) of one run of consecutive closes, each line divided by the close.
+
+    MACD = EMA12 - EMA26, defined from the 26th close on (index 25); signal = EMA9 of the MACD values,
+    seeded with the first defined one and complete from the 9th (index 33); histogram = MACD - signal.
+    Returns (macd, signal, hist), NaN where a line is not yet complete."""
+    macd = _ema(close, 12) - _ema(close, 26)
+    macd[:25] = np.nan
+    signal = np.full_like(macd, np.nan)
+    signal[25:] = _ema(macd[25:], 9)
+    signal[: 25 + 9 - 1] = np.nan
+    return macd / close, signal / close, (macd - signal) / close
+
+
+def test_macd_signal_and_histogram_match_the_textbook_recursion(candles):
+    """Every row's macd, macd_signal and macd_hist equal an independent EMA recursion, also after a gap
+    (the recursion restarts in the new segment), and no row is emitted before all three are complete."""
+    gap_at = 200
+    holey = candles.filter(pl.int_range(pl.len()).is_between(gap_at, gap_at + 2).not_())
+    features = compute_features(holey)
+    for segment, part in ((0, holey[:gap_at]), (1, holey[gap_at:])):
+        rows = features.filter(pl.col("segment") == segment)
+        # each feature row's position in its run of candles, matched by timestamp
+        index = part.select("ts").with_row_index("pos")
+        position = rows.select("ts").join(index, on="ts", how="left", maintain_order="left")["pos"].to_numpy()
+        assert rows.height > 100 and not np.isnan(position.astype(float)).any()
+        macd, signal, hist = (line[position] for line in _textbook_macd(part["close"].to_numpy()))
+        assert not np.isnan(hist).any()  # every row emitted is past the warm-up
+        np.testing.assert_allclose(rows["macd"].to_numpy(), macd, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(rows["macd_signal"].to_numpy(), signal, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(rows["macd_hist"].to_numpy(), hist, rtol=1e-9, atol=1e-15)
+        # the histogram is not trivially zero: the signal line really lags the MACD line
+        assert np.abs(hist).max() > 0.1 * np.abs(macd).max()
 
 
 def test_indicators_match_textbook_definitions(candles):
@@ -88,10 +127,11 @@ def test_indicators_match_textbook_definitions(candles):
     r = np.diff(np.log(close))
     # 24-hour volatility: sample std of the last 24 log returns
     assert row["volatility_24h"] == pytest.approx(np.std(r[-24:], ddof=1), rel=1e-9)
-    # MACD(12, 26, 9) as a fraction of the close
-    macd = _ema(close, 12) - _ema(close, 26)
-    signal = _ema(macd[25:], 9)  # EMA over MACD values once the slow EMA is defined
-    assert row["macd"] == pytest.approx(macd[i] / close[i], rel=1e-9)
+    # MACD(12, 26, 9) as a fraction of the close: macd, signal and histogram of the last hour
+    macd, signal, hist = _textbook_macd(close)
+    assert row["macd"] == pytest.approx(macd[-1], rel=1e-9)
+    assert row["macd_signal"] == pytest.approx(signal[-1], rel=1e-9)
+    assert row["macd_hist"] == pytest.approx(hist[-1], rel=1e-9)
     # Bollinger (20, 2): population std
     window = close[-20:]
     mid, sd = window.mean(), window.std()
@@ -104,7 +144,6 @@ def test_indicators_match_textbook_definitions(candles):
         avg_g += (g - avg_g) / 14
         avg_l += (lo - avg_l) / 14
     assert row["rsi_14"] == pytest.approx(100 - 100 / (1 + avg_g / avg_l), rel=1e-9)
-    assert np.isfinite(signal[-1])
     assert set(FEATURE_COLUMNS) <= set(features.columns)
 
 

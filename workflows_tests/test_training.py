@@ -86,13 +86,90 @@ def test_checkpoint_reloads_to_identical_predictions(data, tmp_path):
         load_checkpoint(path, expected_sha256="0" * 64)
 
 
+_LOAD_WITHOUT_CUDA = """
+import sys
+import numpy as np
+import torch
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.training import predict
+assert not torch.cuda.is_available(), "CUDA_VISIBLE_DEVICES='' should hide every GPU"
+x = np.load(sys.argv[1])
+for path, out in zip(sys.argv[2::2], sys.argv[3::2]):
+    ckpt = load_checkpoint(path)
+    assert all(p.device.type == "cpu" for p in ckpt.model.parameters())
+    np.save(out, predict(ckpt.model, x)["ret"])
+try:
+    torch.load(sys.argv[-2], weights_only=True)  # the old-style file, without map_location
+except RuntimeError as exc:
+    assert "CUDA" in str(exc), exc
+else:
+    raise AssertionError("the old-style file did not hold CUDA storages")
+"""
+
+
 def test_cuda_checkpoint_loads_on_cpu(data, tmp_path):
-    """Weights are stored on CPU whatever the training device; map_location covers old files."""
+    """A model trained on CUDA, saved both ways (the current checkpoint, whose weights are moved to CPU,
+    and an old-style file holding the CUDA tensors themselves), loads in a process that sees no GPU and
+    predicts what the trained model predicts."""
+    if not torch.cuda.is_available():
+        pytest.skip(
+            "no CUDA device: torch.cuda.is_available() is False, so no model can really be trained on a GPU "
+            "here (test_checkpoint_with_cuda_tagged_storages_loads_on_cpu checks the file side on CPU)"
+        )
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
     arch = small()
+    torch.manual_seed(0)
+    result = train(arch.build(), data, replace(CFG, epochs=1, device="cuda"))
+    assert all(p.device.type == "cuda" for p in result.model.parameters())
+    path, _ = save_checkpoint(tmp_path / "m.pt", result.model, arch, data.scaler, data.spec_dict(), "v", {}, {}, [])
+    old = tmp_path / "old.pt"
+    payload = torch.load(path, weights_only=True)  # no map_location: tensors come back where they were saved
+    assert all(t.device.type == "cpu" for t in payload["state_dict"].values())  # save_checkpoint moved them
+    payload["state_dict"] = dict(result.model.state_dict())  # CUDA tensors, as a pre-`_cpu_state` file held
+    assert all(t.device.type == "cuda" for t in payload["state_dict"].values())
+    torch.save(payload, old)
+    x = data.test.x[:64]
+    np.save(tmp_path / "x.npy", x)
+    outs = [tmp_path / "new_ret.npy", tmp_path / "old_ret.npy"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    args = [str(tmp_path / "x.npy"), str(path), str(outs[0]), str(old), str(outs[1])]
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_CUDA, *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = predict(result.model, x, device="cpu")["ret"]  # the trained weights, moved to CPU here
+    for out in outs:
+        np.testing.assert_allclose(np.load(out), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_checkpoint_with_cuda_tagged_storages_loads_on_cpu(data, tmp_path, monkeypatch):
+    """The file side of CUDA-to-CPU loading, on any machine: a checkpoint whose every storage is recorded
+    as on "cuda:0" (what torch.save writes for tensors on a GPU; here the tag is forced at save time, the
+    bytes are the real weights) loads with `load_checkpoint` onto the CPU with identical predictions.
+    Without CUDA, a plain torch.load of the same file fails, which shows the tags are really there.
+    This does not train on a GPU; test_cuda_checkpoint_loads_on_cpu does, where one exists."""
+    arch = small()
+    torch.manual_seed(0)
     model = arch.build()
     path, _ = save_checkpoint(tmp_path / "m.pt", model, arch, data.scaler, data.spec_dict(), "v", {}, {}, [])
     payload = torch.load(path, weights_only=True)
-    assert all(t.device.type == "cpu" for t in payload["state_dict"].values())
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(payload, path)
+    if torch.cuda.is_available():
+        raw = torch.load(path, weights_only=True)
+        assert all(t.device.type == "cuda" for t in raw["state_dict"].values())
+    else:
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    ckpt = load_checkpoint(path)
+    assert all(p.device.type == "cpu" for p in ckpt.model.parameters())
+    x = data.test.x[:64]
+    np.testing.assert_array_equal(predict(ckpt.model, x)["ret"], predict(model, x)["ret"])
 
 
 def test_device_selection():
