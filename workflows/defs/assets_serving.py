@@ -2,6 +2,7 @@
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
@@ -9,31 +10,84 @@ from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
 from workflows.features import FEATURE_COLUMNS
 from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.promotion import forecast_next_hour, gate, load_current, read_pointer, write_pointer
+from workflows.ml.promotion import (
+    GateConfig, GateDecision, forecast_next_hour, gate, load_current, read_pointer, write_pointer,
+)
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.warehouse import load_table_slice, replace_table_slice, slice_fingerprint
 
 SERVED_KIND = "multitask"  # the model with a predictive variance and direction classes
 SERVING_CODE_VERSION = "1"
+GATE_CODE_VERSION = "2"  # 2: the gate asks for evidence on out-of-sample hours
 FORECASTS_DDL = (
     "CREATE TABLE IF NOT EXISTS forecasts (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, model VARCHAR, "
     "return_pct DOUBLE, lo80_pct DOUBLE, hi80_pct DOUBLE, p_down DOUBLE, p_stable DOUBLE, p_up DOUBLE)"
 )
 
 
+class PromotionGateConfig(dg.Config):
+    margin: float = Field(default=GateConfig.margin, description="Non-inferiority margin as a fraction of the "
+                          "comparator's MSE: promoted if the one-sided upper bound of the MSE difference is below it")
+    alpha: float = Field(default=GateConfig.alpha, description="Level of each one-sided test (DM, non-inferiority)")
+    min_hours: int = Field(default=GateConfig.min_hours, description="Fewest test hours out of sample for both "
+                           "models before the gate decides anything")
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.2%}" if pct else f"{value:.4g}"
+
+
+def gate_metadata(decision: GateDecision) -> dict:
+    """What the UI shows for one gate decision: the verdict, its evidence and the hours it rests on."""
+    d = decision
+    tests = pl.DataFrame([
+        {"comparison": "candidate vs incumbent", "comparator_mse": _fmt(d.mse_current),
+         "p_superior": _fmt(d.p_better_than_current), "p_noninferior": _fmt(d.p_noninferior_to_current),
+         "upper_bound_excess_mse": _fmt(d.upper_excess_vs_current, pct=True)},
+        {"comparison": "candidate vs zero return", "comparator_mse": _fmt(d.mse_zero),
+         "p_superior": _fmt(d.p_better_than_zero), "p_noninferior": _fmt(d.p_noninferior_to_zero),
+         "upper_bound_excess_mse": _fmt(d.upper_excess_vs_zero, pct=True)},
+    ])
+    meta = {
+        "promoted": d.promoted, "basis": d.basis or "refused", "comparator": d.comparator or "none", "reason": d.reason,
+        "hours_compared": d.hours, "hours_offered": d.hours_offered, "min_hours": d.min_hours,
+        "hours_in_sample_candidate": d.hours_in_sample_candidate,
+        "hours_in_sample_incumbent": d.hours_in_sample_current,
+        "hours_without_window": d.hours_without_window,
+        "first_hour": d.first_hour, "last_hour": d.last_hour,
+        "candidate_last_target": d.candidate_last_target, "incumbent_last_target": d.current_last_target,
+        "incumbent_window_known": d.current_window_known,
+        "alpha": d.alpha, "margin": d.margin,
+        "mse_candidate": d.mse_candidate, "mse_incumbent": d.mse_current, "mse_zero": d.mse_zero,
+        "p_better_than_incumbent": d.p_better_than_current,
+        "p_noninferior_to_incumbent": d.p_noninferior_to_current,
+        "p_better_than_zero": d.p_better_than_zero, "p_zero_better": d.p_zero_better,
+        "p_noninferior_to_zero": d.p_noninferior_to_zero,
+        "tests": dg.MetadataValue.md(
+            f"One-sided tests at alpha = {d.alpha} on {d.hours} hours; margin {d.margin:.1%} of the comparator's "
+            f"MSE; upper bound: one-sided {1 - d.alpha:.0%} bound of (MSE_candidate - MSE_comparator) / "
+            f"MSE_comparator.\n\n" + frame_to_markdown(tests)),
+    }
+    return {k: v for k, v in meta.items() if v is not None}
+
+
 @dg.asset(
     partitions_def=symbols_partitions,
     ins={"candidate": dg.AssetIn(f"{SERVED_KIND}_model")},
     deps=["features"],
-    group_name="serving", kinds={"pytorch"}, owners=OWNERS, code_version=SERVING_CODE_VERSION,
+    group_name="serving", kinds={"pytorch"}, owners=OWNERS, code_version=GATE_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
     check_specs=[dg.AssetCheckSpec(
         "promotion_gate", asset="production_model", blocking=True,
-        description="The candidate replaces production only if, on the same recent test hours, it is no worse "
-                    "than the current production model and than the zero-return forecast.")],
+        description="The candidate replaces production only on evidence from test hours out of sample for both "
+                    "models: significantly better than the incumbent or non-inferior within the margin, and not "
+                    "significantly worse than the zero-return forecast (non-inferior to it when nothing serves).")],
     description=f"Pointer to the {SERVED_KIND} checkpoint that serves forecasts, moved only through the gate.",
 )
-def production_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, candidate: dict):
+def production_model(context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource,
+                     candidate: dict):
     symbol = context.partition_key
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
@@ -42,24 +96,18 @@ def production_model(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
     data = window_data_for(ckpt, table, version)
     current = load_current(folder)
-    decision = gate(ckpt, current, table, data.test.end_ts)
+    rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
+    decision = gate(ckpt, current, table, data.test.end_ts, rule)
     pointer = write_pointer(folder, candidate["path"], candidate["sha256"], decision) if decision.promoted \
         else read_pointer(folder)
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
-    comparison = pl.DataFrame([
-        {"forecast": "candidate", "test_mse": decision.mse_candidate},
-        {"forecast": "current production", "test_mse": decision.mse_current},
-        {"forecast": "zero return", "test_mse": decision.mse_zero},
-    ])
-    table_md = dg.MetadataValue.md(frame_to_markdown(comparison))
+    metadata = gate_metadata(decision)
     return dg.MaterializeResult(
-        metadata={"promoted": decision.promoted, "reason": decision.reason, "comparison": table_md,
-                  "serving": (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")},
+        metadata={**metadata, "serving": (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")},
         check_results=[dg.AssetCheckResult(
             check_name="promotion_gate", passed=decision.promoted,
             # A refusal keeps the current model serving; it warns rather than stopping the forecast.
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reason": decision.reason, "hours": decision.hours, "comparison": table_md})],
+            severity=dg.AssetCheckSeverity.WARN, metadata=metadata)],
     )
 
 

@@ -13,6 +13,7 @@ from workflows.evaluation.stats import skill
 from workflows.ml.checkpoints import save_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemble, count_parameters
 from workflows.ml.profiles import Recipe
+from workflows.ml.promotion import training_window
 from workflows.ml.training import EpochReport, TrainResult, predict, train
 from workflows.ml.windows import WindowData
 
@@ -98,6 +99,9 @@ def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[Tra
         "val_mse_scaled": mse,
         "val_skill_vs_zero": skill(mse, mse_zero),
         **data.summary(),
+        # the hours fitting saw (last train / validation window end, last target hour): the promotion gate
+        # compares models only on forecast hours after both models' `last_target_ts`
+        **training_window(data),
         # first member's per-epoch losses, for the report's training curves
         "history": [{k: float(v) for k, v in h.items()} for h in runs[0].history],
     }
