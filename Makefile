@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Nothing is ever written to the user's home directory.
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+# Nothing is ever written to the user's home directory; a DAGSTER_HOME you set is kept.
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
 
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo test test-fast ui ingest bench validate clean-data install
+.PHONY: demo run test test-fast ui ingest bench validate clean-data install
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/workflows demo
+
+# make run FILE=path/to/candles.csv [ARGS="--profile ci --folds 2"]
+run: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make run FILE=path/to/candles.csv [ARGS=...]"; exit 2; }
+	$(BIN)/workflows run "$(FILE)" $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q workflows_tests

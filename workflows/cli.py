@@ -1,4 +1,4 @@
-"""Headless commands: `workflows ingest` and `workflows demo`.
+"""Headless commands: `workflows ingest`, `workflows demo` and `workflows run FILE`.
 
 Both run through Dagster against the instance in `$DAGSTER_HOME`, so every run is
 recorded and visible in the UI (`make ui`).
@@ -100,10 +100,22 @@ def cmd_ingest(args) -> int:
     return 1 if failed_symbols else 0
 
 
+def _model_ops(profile: str, args) -> dict:
+    from workflows.ml.profiles import MODEL_KINDS
+
+    ops = {f"{kind}_model": {"config": {"profile": profile}} for kind in MODEL_KINDS}
+    evaluation = {k: v for k, v in (("walk_forward_folds", args.folds), ("walk_forward_fold_days", args.fold_days),
+                                    ("walk_forward_train_days", args.train_days),
+                                    ("walk_forward_min_train_days", args.min_train_days)) if v is not None}
+    if evaluation:
+        ops["evaluation"] = {"config": evaluation}
+    return ops
+
+
 def cmd_demo(args) -> int:
     import time
 
-    from workflows.ml.profiles import MODEL_KINDS, resolve_profile
+    from workflows.ml.profiles import resolve_profile
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
@@ -111,12 +123,47 @@ def cmd_demo(args) -> int:
     instance = _instance()
     print(f"data folder: {paths.root}")
     print(f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}), profile '{profile}'")
-    model_ops = {f"{kind}_model": {"config": {"profile": profile}} for kind in MODEL_KINDS}
-    result = run_for_symbol(
-        instance, args.symbol, {"source": "synthetic", "days": args.days, "seed": args.seed}, "pipeline", model_ops
-    )
+    result = run_for_symbol(instance, args.symbol, {"source": "synthetic", "days": args.days, "seed": args.seed},
+                            "pipeline", _model_ops(profile, args))
+    return _summary(result, paths, args.symbol, started, "demo")
+
+
+def cmd_run(args) -> int:
+    """Land one candle file and run every model, the evaluation, the analysis and the report on it."""
+    import time
+
+    from workflows.ml.profiles import resolve_profile
+    from workflows.sources.files import read_candle_file
+
+    started = time.perf_counter()
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    profile = resolve_profile(args.profile)
+    file = Path(args.file).expanduser().resolve()
+    if not file.is_file():
+        print(f"no such file: {file}", file=sys.stderr)
+        return 2
+    symbols = args.symbol and [args.symbol] or read_candle_file(file).symbols
+    if len(symbols) != 1:
+        print(f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
+              file=sys.stderr)
+        return 2
+    symbol = symbols[0]
+    instance = _instance()
+    print(f"data folder: {paths.root}")
+    print(f"{symbol} from {file.name}, profile '{profile}': land, train five models, evaluate (walk-forward when the "
+          "history allows), analyse attention, report")
+    result = run_for_symbol(instance, symbol, {"source": "files", "files": [str(file)]}, "pipeline",
+                            _model_ops(profile, args))
+    return _summary(result, paths, symbol, started, "run")
+
+
+def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -> int:
+    import time
+
+    from workflows.ml.profiles import MODEL_KINDS
+
     if not result.success:
-        print(f"demo run {result.run_id} failed; see `make ui` for its logs", file=sys.stderr)
+        print(f"{what} run {result.run_id} failed; see `make ui` for its logs", file=sys.stderr)
         return 1
     for key in ("candles", "features"):
         meta = _metadata(result, key)
@@ -126,9 +173,10 @@ def cmd_demo(args) -> int:
         meta = _metadata(result, f"{kind}_model")
         print(
             f"  {kind:<16} {meta.get('parameters', 0):>9,} {meta.get('epochs_run', 0):>6} "
-            f"{meta.get('val_skill_vs_zero', float('nan')):>+18.4f} {meta.get('device', '?'):>6} {meta.get('wall_s', 0):>7.1f}"
+            f"{meta.get('val_skill_vs_zero', float('nan')):>+18.4f} {meta.get('device', '?'):>6} "
+            f"{meta.get('wall_s', 0):>7.1f}"
         )
-    report_dir = paths.reports / args.symbol
+    report_dir = paths.reports / symbol
     report = report_dir / "attention_report.md"
     summary = report.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0].strip() if report.exists() else ""
     print("\nSummary (from the report):")
@@ -137,7 +185,7 @@ def cmd_demo(args) -> int:
     print(f"\nreport: {report}")
     for png in sorted(report_dir.glob("*.png")):
         print(f"figure: {png}")
-    print(f"demo run {result.run_id} succeeded in {time.perf_counter() - started:.0f} s; warehouse: {paths.warehouse}")
+    print(f"{what} run {result.run_id} succeeded in {time.perf_counter() - started:.0f} s; warehouse: {paths.warehouse}")
     print("browse it with `make ui` (http://127.0.0.1:3000)")
     return 0
 
@@ -156,9 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--symbol", default="BTCUSDT")
     demo.add_argument("--days", type=int, default=90)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
+    run = sub.add_parser("run", help="land one candle file, then models, evaluation, analysis and report")
+    run.add_argument("file", help="a candle file (CryptoDataDownload, Binance klines, generic OHLCV; CSV or Parquet)")
+    run.add_argument("--symbol", default=None, help="the symbol, when the file holds several")
+    for p in (demo, run):
+        p.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
+        p.add_argument("--folds", type=int, default=None, help="walk-forward test folds (default 4; 0 = one split)")
+        p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 91)")
+        p.add_argument("--train-days", type=int, default=None, help="most training days per fold (default 365)")
+        p.add_argument("--min-train-days", type=int, default=None,
+                       help="fewest training days before the first fold (default 180); less history: one split")
     args = parser.parse_args(argv)
-    handlers = {"ingest": cmd_ingest, "demo": cmd_demo}
+    handlers = {"ingest": cmd_ingest, "demo": cmd_demo, "run": cmd_run}
     try:
         DataPaths.resolve(args.data_dir).ensure()
     except OSError as exc:

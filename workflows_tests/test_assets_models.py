@@ -37,25 +37,31 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
 
     # evaluation, attention tensors, analysis and report follow in the same run
     evaluation = result.output_for_node("evaluation")
-    assert set(evaluation) == set(MODEL_KINDS)
-    assert all(0 < ev["returns"]["rmse_pct"] < 5 for ev in evaluation.values())
-    assert "volatility" in evaluation["multitask"] and "garch_1_1" in evaluation["multitask"]["volatility"]
+    assert evaluation.mode == "single_split"  # 30 days: far too short for walk-forward
+    controls = {"no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features"}
+    assert set(evaluation.returns) == set(MODEL_KINDS) | controls
+    assert all(0 < m.rmse_pct < 5 for m in evaluation.returns.values())
+    assert {"multitask", "garch_1_1", "ewma_0.94", "constant", "rolling_24h"} == set(evaluation.volatility)
+    assert len(evaluation.family) == 9 + 2 + 4 and all(0 <= c.p_holm <= 1 for c in evaluation.family)
     tensors = result.output_for_node("attention_tensors")
     assert all(str(data_dir / "attention" / "BTCUSDT") in p for p in tensors.values())
     analysis = result.output_for_node("attention_analysis")
-    assert set(analysis["transformer"]) >= {"summary", "controls", "heads", "verdict", "deletion"}
-    assert analysis["ensemble"]["ensemble_spread"]["members"]
+    assert len(analysis["transformer"].heads) == 8 and analysis["transformer"].deletion is not None
+    assert analysis["transformer"].verdict.peak_lift_ci[0] <= analysis["transformer"].verdict.peak_lift
+    assert len(analysis["attention_lstm"].seed_spread.members) == 5  # the ensemble's seeds of the same recipe
     report_dir = data_dir / "reports" / "BTCUSDT"
     text = (report_dir / "attention_report.md").read_text()
     assert text.startswith("# Attention report: BTCUSDT") and "SYNTHETIC" in text
-    for png in ("attention_analysis.png", "attention_analysis_reference_lstm.png", "attention_comparison.png",
+    assert "**Evidence: one chronological split, the weaker kind.**" in text
+    for png in ("forecast_skill.png", "attention_analysis.png", "attention_analysis_reference_lstm.png", "attention_comparison.png",
                 "transformer_heads.png", "training.png"):
         assert (report_dir / png).stat().st_size > 10_000, png
         assert f"]({png})" in text
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"evaluation", "attention_summary", "attention_metrics"} <= tables
-        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 5
+        # 5 models, 4 trained controls, 4 volatility baselines
+        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 13
 
 
 def test_model_assets_are_in_the_gpu_pool_and_versioned():

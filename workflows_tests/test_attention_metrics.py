@@ -70,3 +70,85 @@ def test_summary_over_windows():
     assert s["normalised_entropy"]["median"] == pytest.approx(math.log(2) / math.log(48))
     assert s["top_hours"][0] == 24  # the mean profile peaks 24 h ago
     assert s["profile_max_lift"] == pytest.approx((1 / 48 + 1 + 0.5) / 3 * 48)
+
+
+def ar_attention(rng: np.random.Generator, n: int, rho: float, noise: float = 0.5, peak: int | None = None,
+                 amp: float = 2.0) -> np.ndarray:
+    """Softmax rows whose logits follow an AR(1) over windows (neighbouring windows look alike, as
+    overlapping windows do), optionally raised by `amp` at `peak` hours ago."""
+    e = rng.normal(0, noise, (n, T))
+    z = e.copy()
+    for i in range(1, n if rho else 0):
+        z[i] = rho * z[i - 1] + np.sqrt(1 - rho**2) * e[i]
+    if peak is not None:
+        z[:, T - peak] += amp
+    w = np.exp(z)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def true_peak_lift(peak: int, amp: float = 2.0, noise: float = 0.5) -> float:
+    """The peaked rows' expected largest mean weight x T (the AR has the iid marginal), by Monte Carlo."""
+    return float(ar_attention(np.random.default_rng(123), 100_000, 0.0, noise, peak, amp).mean(axis=0).max() * T)
+
+
+def test_block_bootstrap_means_known_answers():
+    rng = np.random.default_rng(0)
+    constant = np.full((300, 4), 2.5)
+    assert np.allclose(am.block_bootstrap_means(constant, block=48, resamples=50), 2.5)
+    values = rng.normal(size=(1000, 3))
+    means = am.block_bootstrap_means(values, block=48, resamples=2000, seed=1)
+    assert means.shape == (2000, 3)
+    # circular blocks resample every window equally often: centred on the sample mean
+    assert np.allclose(means.mean(axis=0), values.mean(axis=0), atol=0.01)
+    # iid data: the block bootstrap's standard error is the usual sigma / sqrt(n)
+    assert means.std(axis=0) == pytest.approx(values.std(axis=0) / np.sqrt(1000), rel=0.15)
+    assert am.block_length(100) == 20 and am.block_length(5000) == 48
+
+
+def test_peak_lift_interval_covers_the_truth_for_peaked_attention():
+    w = ar_attention(np.random.default_rng(1), 2000, rho=0.9, peak=24)
+    b = am.profile_intervals(w, resamples=500, seed=0)
+    truth = true_peak_lift(24)
+    assert b.peak_hour == 24 and b.hours == 48 and b.block == 48
+    assert b.peak_lift_ci[0] <= truth <= b.peak_lift_ci[1], (truth, b.peak_lift_ci)
+    assert b.peak_lift_ci[0] > 1.5  # and far from uniform
+
+
+def test_peak_lift_interval_includes_one_for_uniform_noise():
+    w = ar_attention(np.random.default_rng(2), 2000, rho=0.9)
+    b = am.profile_intervals(w, resamples=500, seed=0)
+    assert b.peak_lift > 1.0  # the largest of 48 noisy means always exceeds 1/48 ...
+    assert b.peak_lift_ci[0] <= 1.0 <= b.peak_lift_ci[1]  # ... but the interval allows uniform
+    for name, (lo, hi) in b.bucket_lift_ci.items():
+        assert lo <= 1.0 <= hi, name
+
+
+def test_blocks_are_needed_for_overlapping_windows():
+    """Over repeated draws of autocorrelated windows the block interval covers the true peak lift
+    most of the time; resampling windows one by one (block 1) is far too narrow."""
+    rng = np.random.default_rng(3)
+    truth = true_peak_lift(24)
+    cover = {48: 0, 1: 0}
+    for r in range(25):
+        w = ar_attention(rng, 1000, rho=0.95, peak=24)
+        for block in cover:
+            lo, hi = am.profile_intervals(w, block=block, resamples=300, seed=r).peak_lift_ci
+            cover[block] += lo <= truth <= hi
+    assert cover[48] >= 21, cover  # about 95% nominal
+    assert cover[1] <= 16, cover
+
+
+def test_narrow_rows_are_lifted_against_their_own_width():
+    six = np.full((10, 6), 1 / 6)  # a 6-hour pool spreading its weight evenly
+    assert am.summarise(six)["profile_max_lift"] == pytest.approx(1.0)
+    assert am.covered_buckets(6) == ("0-12h",) and am.covered_buckets(24) == ("0-12h", "12-24h")
+    b = am.profile_intervals(six, resamples=50)
+    assert b.peak_lift == pytest.approx(1.0) and b.peak_lift_ci == pytest.approx((1.0, 1.0))
+    day = np.zeros((10, 24))
+    day[:, 24 - 10] = 0.5  # half the weight 10 hours ago
+    day[:, np.arange(24) != 24 - 10] = 0.5 / 23
+    lifts = am.bucket_lifts(day)
+    assert set(lifts) == {"0-12h", "12-24h"}
+    assert lifts["0-12h"][0] == pytest.approx((0.5 + 11 * 0.5 / 23) / 0.5)
+    b = am.profile_intervals(day, resamples=50)
+    assert b.peak_hour == 10 and b.peak_lift == pytest.approx(12.0)

@@ -6,6 +6,7 @@ import duckdb
 
 from workflows.cli import main
 from workflows.sources.synthetic import SyntheticSpec, generate_candles
+from workflows_tests.conftest import BTC_FILE, needs_shared
 
 
 def write_candles(path: Path, symbol: str, days: int = 3, seed: int = 0):
@@ -70,3 +71,32 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 5
     assert "Summary (from the report)" in out
     assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
+
+
+@needs_shared
+def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_dir, tmp_path, capsys):
+    """The real Binance BTC/USDT export, cut to its newest 140 days (the file runs newest first),
+    through `workflows run` in the ci profile with 2 folds of 7 days: the report's headline rests
+    on the pooled walk-forward hours, with the controls, the corrected family and the volatility
+    tests, the per-fold table and the skill figure."""
+    lines = BTC_FILE.read_text().splitlines()
+    short = tmp_path / "Binance_BTCUSDT_1h.csv"
+    short.write_text("\n".join(lines[: 1 + 140 * 24]) + "\n")
+    args = ["run", str(short), "--profile", "ci", "--folds", "2", "--fold-days", "7", "--train-days", "60",
+            "--min-train-days", "45"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
+    assert "Data sources:" in report and "SYNTHETIC" not in report
+    assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
+    assert "**Bottom line:**" in report and "Holm-corrected over the family of 15 comparisons" in report
+    for section in ("## Forecasts against baselines and controls (pooled walk-forward test hours)", "### Per fold",
+                    "## Does attention help?", "## Volatility forecasts against baselines",
+                    "## The family of comparisons", "## The model assets on their own test split (descriptive)"):
+        assert section in report
+    for control in ("no_attention_lstm", "no_attention_reference", "ridge_ar48", "ridge_features"):
+        assert f"| {control} |" in report
+    for baseline in ("GARCH(1,1)", "EWMA (0.94)", "rolling 24 h", "constant training variance"):
+        assert f"| {baseline} |" in report
+    assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000
+    assert "Bottom line" in out

@@ -1,10 +1,17 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from workflows.attention import metrics as am
 from workflows.reporting import figures
-from workflows.reporting.attention_text import attention_sentence, bucket_sentence
+from workflows.reporting.attention_text import (
+    attention_recommendations,
+    attention_sections,
+    attention_sentence,
+    bucket_sentence,
+)
 from workflows.reporting.report import forecast_sentence, write_report
 
 T = 48
@@ -19,22 +26,27 @@ def fake_attention(peak: int | None, n: int = 60, seed: int = 0) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
-def analysis_for(attention: np.ndarray, control: np.ndarray) -> dict:
-    from workflows.attention.analysis import verdict
+def analysis_for(attention: np.ndarray, control: np.ndarray):
+    """An `AttentionAnalysis` from the maps alone (no model checks), with one control."""
+    from workflows.attention.analysis import describe
 
-    summary, ctrl = am.summarise(attention), am.summarise(control)
-    return {"summary": summary, "controls": {"untrained": ctrl},
-            "verdict": verdict(summary, {"untrained": ctrl}, None, None).to_dict()}
+    return describe(attention, {"untrained": {"attention": control}}, resamples=300)
 
 
-def evaluation(skill: float, p: float, n: int = 300) -> dict:
-    from workflows.evaluation.forecasts import minimum_detectable_skill
+def evaluation(signal_share: float, n: int, seed: int = 0):
+    """An `Evaluation` of one model on n hours whose forecast carries `signal_share` of a
+    predictable component (0 = pure noise forecast)."""
+    from workflows.evaluation.evidence import ForecastSet, evaluate_forecasts
 
-    return {"returns": {
-        "n": n, "rmse_pct": 0.5, "rmse_zero_pct": 0.5, "rmse_mean_pct": 0.5, "skill_vs_zero": skill,
-        "skill_vs_mean": skill, "dm_vs_zero_p": p, "dm_vs_mean_p": p, "direction_accuracy": 0.51,
-        "direction_n": n, "direction_binomial_p": 0.4, "pesaran_timmermann_p": 0.4, "mae_pct": 0.4,
-        "min_detectable_skill": minimum_detectable_skill(n)}}
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(0, 0.002, n)
+    actual = signal + rng.normal(0, 0.006, n)
+    fs = ForecastSet(end_ts=np.arange(n).astype("datetime64[h]").astype("datetime64[us]"), fold=np.ones(n, int),
+                     actual=actual, train_mean=np.zeros(n), realised_var=np.full(n, 0.006**2))
+    fs.returns["reference_lstm"] = signal_share * signal + (1 - signal_share) * rng.normal(0, 0.0005, n)
+    info = [{"fold": 1, "test_start": "a", "test_end": "b", "train_windows": 1, "train_start": "x", "train_end": "y",
+             "seconds": 0.0}]
+    return evaluate_forecasts(fs, "single_split", "one split", info, {})
 
 
 def test_attention_figure_has_seven_panels_and_expected_size(tmp_path):
@@ -60,14 +72,15 @@ def test_wording_follows_the_numbers():
     assert "concentrates its attention on **24 hours ago**" in attention_sentence("m", peaked)
     assert "no preference beyond uniform" in attention_sentence("m", flat)
     assert "no bias toward recent or old hours" in bucket_sentence("m", flat)
-    assert "beats the zero-return forecast: skill +3.00%" in forecast_sentence("m", evaluation(0.03, 0.01))
-    weak = forecast_sentence("m", evaluation(0.03, 0.2, n=300))
-    assert "no evidence" in weak and "8.2%" in weak  # 300 hours cannot resolve 3% skill
+    strong = forecast_sentence("reference_lstm", evaluation(1.0, n=3000))
+    assert "beats the zero-return forecast: skill +" in strong and "Holm-adjusted p" in strong
+    weak = forecast_sentence("reference_lstm", evaluation(0.0, n=300))
+    assert "no evidence" in weak and "8.2%" in weak  # 300 hours cannot resolve a skill below 8.2%
 
 
 def test_report_never_claims_what_it_cannot_show():
     flat = analysis_for(fake_attention(None, seed=2), fake_attention(None, seed=3))
-    text = write_report("BTCUSDT", "SYNTHETIC data", {"reference_lstm": evaluation(-0.001, 0.6)},
+    text = write_report("BTCUSDT", "SYNTHETIC data", evaluation(0.0, n=300),
                         {"reference_lstm": flat}, {"panels": "attention_analysis.png"}, {"profile": "ci"})
     lowered = text.lower()
     for banned in ("converged", "detects a cycle", "2-day cycle", "historical bias"):
@@ -79,6 +92,53 @@ def test_report_never_claims_what_it_cannot_show():
 
 def test_concentrated_but_unused_attention_is_called_a_quirk():
     peaked = analysis_for(fake_attention(48), fake_attention(None, seed=1))
-    peaked["verdict"].update(relied_upon=False, faithful=False)
+    peaked.verdict = replace(peaked.verdict, relied_upon=False, faithful=False, positions_matter=False)
     sentence = attention_sentence("reference_lstm", peaked)
     assert "48 hours ago" in sentence and "not as a finding about the market" in sentence
+    assert any("do not read it as an explanation" in r for r in attention_recommendations({"m": peaked}))
+
+
+def test_attention_wording_names_its_tests_and_intervals():
+    peaked = analysis_for(fake_attention(24), fake_attention(None, seed=1))
+    flat = analysis_for(fake_attention(None, seed=2), fake_attention(None, seed=3))
+    v = flat.verdict
+    sentence = attention_sentence("m", flat)
+    assert "block-bootstrap 95% interval" in sentence
+    assert f"{v.peak_lift_ci[0]:.2f}-{v.peak_lift_ci[1]:.2f}x" in sentence
+    assert f"controls up to {v.control_lift:.2f}x" in sentence and "the interval includes 1" in sentence
+    assert "block-bootstrap 95% interval" in attention_sentence("m", peaked)
+    assert "no preference beyond uniform" in bucket_sentence("m", flat)
+    assert attention_recommendations({"m": flat})[0].startswith("m: uniform-looking attention says nothing")
+    # the fixed-lag case: positions matter, single windows add nothing
+    peaked.verdict = replace(peaked.verdict, relied_upon=True, faithful=False, positions_matter=True)
+    assert "read its mean attention profile (peak 24 h ago)" in attention_recommendations({"m": peaked})[0]
+    lines = "\n".join(attention_sections({"learning": peaked, "reference": flat}))
+    assert "circular block bootstrap over the 60 test windows in blocks of 12" in lines
+    assert "Only 5 blocks: read the intervals as rough." in lines
+    assert "learning: trained with one seed; no seed spread is available." in lines
+
+
+def test_deletion_pool_head_and_seed_sentences():
+    from workflows.attention.analysis import describe
+    from workflows.attention.sanity import DeletionTest
+
+    attention = fake_attention(24, n=200)
+    scale = np.zeros((200, 2, T))
+    scale[:, 0, -6:] = fake_attention(None, n=200, seed=4)[:, :6] / fake_attention(None, n=200, seed=4)[:, :6].sum(
+        axis=1, keepdims=True)
+    scale[:, 1] = attention
+    members = np.stack([fake_attention(24, n=200, seed=s) for s in range(3)], axis=1)
+    an = describe(attention, {"untrained": {"attention": fake_attention(None, n=200, seed=9)}}, scale_attention=scale,
+                  seed_attention=members, seed_source="the ensemble's 3 members", resamples=300)
+    an.deletion = DeletionTest(k=5, windows=200, top_k_change=1.0, draws=200, matched_change_mean=0.98,
+                               matched_change_p95=1.02, matched_ratio=1.02, matched_p_value=0.31, matched_overlap=0.4,
+                               recency_change=0.2, recency_ratio=5.0, recency_ratio_ci=(4.1, 6.2), random_draws=100,
+                               random_change_mean=0.25, random_ratio=4.0, random_p_value=0.0099, margin=1.5,
+                               faithful=False, positions_matter=True)
+    lines = "\n".join(attention_sections({"attention_lstm": an}))
+    assert "position-matched deletion, 200 draws, p = 0.310" in lines
+    assert "window by window the map marks nothing beyond where it looks on average" in lines
+    assert "deleting the 5 most recent hours (recency baseline; block-bootstrap 95% interval 4.10-6.20x)" in lines
+    assert "the hours it attends to matter more than recent or random ones" in lines
+    assert "6 h pool peaks" in lines and "48 h pool peaks 24 h ago" in lines and "lift 1 = 1/s" in lines
+    assert "attention_lstm across 3 seeds (the ensemble's 3 members): peak hours 24, 24, 24 h ago" in lines

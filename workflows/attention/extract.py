@@ -17,8 +17,10 @@ ATTENTION_SUMMARY_DDL = (
 
 
 def save_attention(path: Path, end_ts: np.ndarray, attention: np.ndarray, maps: np.ndarray | None = None,
-                   member_attention: np.ndarray | None = None) -> Path:
-    """Window end times (UTC, seconds), (N, T) weights, and optional (N, L, H, T) / (N, M, T) tensors."""
+                   member_attention: np.ndarray | None = None, scale_attention: np.ndarray | None = None) -> Path:
+    """Window end times (UTC, seconds), (N, T) weights, and optional tensors: Transformer maps (N, L, H, T)
+    as `attention_maps`, ensemble members (N, M, T) as `member_attention`, multi-scale pools (N, S, T) as
+    `scale_attention` (zero weight outside each pool's most recent hours)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         "end_ts": end_ts.astype("datetime64[s]").astype(np.int64),
@@ -29,6 +31,8 @@ def save_attention(path: Path, end_ts: np.ndarray, attention: np.ndarray, maps: 
         arrays["attention_maps"] = maps.astype(np.float32)
     if member_attention is not None:
         arrays["member_attention"] = member_attention.astype(np.float32)
+    if scale_attention is not None:
+        arrays["scale_attention"] = scale_attention.astype(np.float32)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)

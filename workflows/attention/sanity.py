@@ -1,17 +1,27 @@
 """Checks that decide whether a model's attention means anything.
 
 * Controls: the same architecture untrained, and trained on shuffled targets.
-  Attention that looks like theirs says nothing about the data.
+  Attention that looks like theirs says nothing about the data. The shuffled-target
+  control trains on at most the most recent `CONTROL_MAX_TRAIN_WINDOWS` (8,760, about
+  365 days) windows of the training split: it has to show what the architecture does
+  with no signal, which a year shows as well as a decade, at a fraction of the cost.
 * Uniform ablation: the error change when the attention is replaced by uniform
-  weights. Attention the model relies on costs accuracy when removed.
-* Deletion: zeroing (the training mean, in scaled units) the top-k attended hours
-  against k random hours; faithful attention moves the prediction more.
+  weights, with a block-bootstrap interval. Attention the model relies on costs
+  accuracy when removed.
+* Deletion: zeroing (the training mean, in scaled units) each window's top-k attended
+  hours, against a position-matched null: the top-k positions of *other* windows'
+  attention (a random permutation of windows, `draws` times). A recurrent model
+  moves more when recent hours are deleted whatever the attention says, so a
+  recency-shaped map beats uniformly random hours without marking anything; against
+  the matched null it does not. Beside it: deleting the k most recent hours (the
+  recency baseline) and k uniformly random hours (not position matched, for context).
 * Attribution agreement: Spearman rank correlation between attention and
   integrated gradients per hour (Captum), median over windows.
-* Ensemble spread: how much the members' attention metrics differ by seed.
 """
 
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -20,72 +30,209 @@ from torch import nn
 
 from workflows.attention import metrics as am
 from workflows.ml.models import ArchConfig, supports_uniform_ablation
-from workflows.ml.training import TrainConfig, predict, train
-from workflows.ml.windows import WindowData
+from workflows.ml.training import TrainConfig, predict, select_device, train
+from workflows.ml.windows import Split, WindowData
+
+ALPHA = 0.05
+# Effect-size margin: the top-k deletion must move predictions at least this many
+# times as much as the null's mean deletion, on top of p < ALPHA.
+MIN_DELETION_RATIO = 1.5
+# Relied upon: uniform weights raise the test MSE by more than this, with the
+# interval of the change above zero.
+MIN_ABLATION_CHANGE = 0.01
+CONTROL_MAX_TRAIN_WINDOWS = 8760  # the most recent ~365 days of hourly training windows
+ATTENTION_KEYS = ("attention", "scale_attention", "attention_maps")
 
 
-def untrained_attention(arch: ArchConfig, x: np.ndarray, seed: int = 0) -> np.ndarray:
+def _attention_outputs(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: out[k] for k in ATTENTION_KEYS if k in out}
+
+
+def untrained_outputs(arch: ArchConfig, x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Attention outputs (`attention`, and `scale_attention` / `attention_maps` when the model has them)."""
     torch.manual_seed(seed)
-    return predict(arch.build(), x)["attention"]
+    return _attention_outputs(predict(arch.build(), x))
 
 
-def shuffled_target_attention(arch: ArchConfig, data: WindowData, config: TrainConfig, seed: int = 0) -> np.ndarray:
-    """Attention on the test windows of a model trained on permuted training targets."""
+def _tail(split: Split, m: int) -> Split:
+    if len(split) <= m:
+        return split
+    return Split(x=split.x[-m:], ret=split.ret[-m:], vol=split.vol[-m:], direction=split.direction[-m:],
+                 end_ts=split.end_ts[-m:], raw_ret=split.raw_ret[-m:])
+
+
+def shuffled_target_outputs(arch: ArchConfig, data: WindowData, config: TrainConfig, seed: int = 0,
+                            max_train_windows: int = CONTROL_MAX_TRAIN_WINDOWS) -> dict[str, np.ndarray]:
+    """Attention outputs on the test windows of a model trained on permuted targets of the
+    most recent `max_train_windows` training windows (validation split unchanged)."""
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(data.train))
-    shuffled_train = replace(
-        data.train, ret=data.train.ret[perm], vol=data.train.vol[perm], direction=data.train.direction[perm]
-    )
-    shuffled = replace(data, train=shuffled_train)
+    recent = _tail(data.train, max_train_windows)
+    perm = rng.permutation(len(recent))
+    shuffled = replace(data, train=replace(recent, ret=recent.ret[perm], vol=recent.vol[perm],
+                                           direction=recent.direction[perm]))
     torch.manual_seed(seed)
     result = train(arch.build(), shuffled, replace(config, snapshot_every=0, seed=seed))
-    return predict(result.model, data.test.x)["attention"]
+    return _attention_outputs(predict(result.model, data.test.x))
+
+
+@contextmanager
+def _on_device(model: nn.Module, device: str) -> Iterator[None]:
+    """Run the checks on `device` ("auto": CUDA, then MPS, then CPU), leaving the model where it was."""
+    params = list(model.parameters())
+    before = params[0].device if params else torch.device("cpu")
+    model.to(select_device(device))
+    try:
+        yield
+    finally:
+        model.to(before)
 
 
 @torch.no_grad()
-def uniform_ablation(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict | None:
-    """MSE with the model's attention and with uniform attention (scaled target units)."""
+def _ret(model: nn.Module, x: np.ndarray, batch: int = 2048, **kwargs) -> np.ndarray:
+    model.eval()
+    params = list(model.parameters())
+    dev = params[0].device if params else torch.device("cpu")
+    return np.concatenate([model(torch.as_tensor(x[s : s + batch], device=dev), **kwargs).ret.float().cpu().numpy()
+                           for s in range(0, len(x), batch)])
+
+
+@dataclass(frozen=True)
+class UniformAblation:
+    """Test MSE (scaled target units) with the model's attention and with uniform weights."""
+
+    mse_attention: float
+    mse_uniform: float
+    relative_change: float  # mse_uniform / mse_attention - 1
+    relative_change_ci: tuple[float, float]  # block bootstrap over windows
+    relied_upon: bool  # change > MIN_ABLATION_CHANGE and interval above 0
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "relative_change_ci": list(self.relative_change_ci)}
+
+
+def uniform_ablation(model: nn.Module, x: np.ndarray, y: np.ndarray, seed: int = 0,
+                     resamples: int = am.DEFAULT_RESAMPLES, device: str = "auto") -> UniformAblation | None:
+    """None for models whose attention cannot be swapped for uniform weights (the Transformer)."""
     if not supports_uniform_ablation(model):
         return None
-    model.eval()
-    xt = torch.as_tensor(x)
-    with_attention = model(xt).ret.numpy()
-    uniform = model(xt, uniform_attention=True).ret.numpy()
-    mse_a = float(np.mean((with_attention - y) ** 2))
-    mse_u = float(np.mean((uniform - y) ** 2))
-    return {"mse_attention": mse_a, "mse_uniform": mse_u, "relative_change": (mse_u - mse_a) / mse_a}
+    with _on_device(model, device):
+        err_a = (_ret(model, x) - y) ** 2
+        err_u = (_ret(model, x, uniform_attention=True) - y) ** 2
+    change = float(err_u.mean() / err_a.mean() - 1)
+    lo, hi = am.ratio_interval(err_u, err_a, resamples=resamples, seed=seed)
+    return UniformAblation(float(err_a.mean()), float(err_u.mean()), change, (lo - 1, hi - 1),
+                           bool(change > MIN_ABLATION_CHANGE and lo - 1 > 0))
 
 
-@torch.no_grad()
-def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int = 5, draws: int = 100, seed: int = 0) -> dict:
-    """Mean |prediction change| after zeroing the top-k attended hours vs k random hours."""
-    model.eval()
+@dataclass(frozen=True)
+class DeletionTest:
+    """Mean |change in the forecast| (scaled units) after zeroing k hours of every window.
+
+    `faithful`: each window's own top-k hours move forecasts more than the top-k
+    positions of other windows (matched p < ALPHA, `draws` permutations) and at least
+    `margin` times as much on average: the map marks, window by window, hours that
+    matter beyond where it looks on average.
+    `positions_matter`: the top-k deletion beats k uniformly random hours (p < ALPHA,
+    ratio >= margin) and the k most recent hours (block-bootstrap interval of the ratio
+    above 1): the hours attended to matter more than random ones and than a recency
+    prior. A map that looks at the same hours in every window can pass this but not
+    `faithful` (its matched null deletes the same hours); read its mean profile.
+    """
+
+    k: int
+    windows: int
+    top_k_change: float
+    draws: int
+    matched_change_mean: float
+    matched_change_p95: float
+    matched_ratio: float
+    matched_p_value: float
+    matched_overlap: float  # mean share of a window's top-k positions that its matched window shares
+    recency_change: float
+    recency_ratio: float
+    recency_ratio_ci: tuple[float, float]
+    random_draws: int
+    random_change_mean: float
+    random_ratio: float
+    random_p_value: float
+    margin: float
+    faithful: bool
+    positions_matter: bool
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "recency_ratio_ci": list(self.recency_ratio_ci)}
+
+
+def _deleted(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    out = x.copy()
+    out[np.arange(len(x))[:, None], positions] = 0.0
+    return out
+
+
+def _mc_p(null: np.ndarray, observed: float) -> float:
+    """Monte Carlo p-value: share of null draws at least as large as the observed value."""
+    return float((np.sum(null >= observed) + 1) / (len(null) + 1))
+
+
+def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int = 5, draws: int = 200,
+                  random_draws: int = 100, seed: int = 0, margin: float = MIN_DELETION_RATIO,
+                  resamples: int = am.DEFAULT_RESAMPLES, device: str = "auto") -> DeletionTest:
+    """Top-k deletion against the position-matched null, the recency baseline and random hours
+    (1 + draws + 1 + random_draws forward passes over the windows, on `device`)."""
     rng = np.random.default_rng(seed)
-    base = model(torch.as_tensor(x)).ret.numpy()
     n, t = attention.shape
-    top = np.argsort(-attention, axis=1)[:, :k]
-    x_top = x.copy()
-    x_top[np.arange(n)[:, None], top] = 0.0
-    top_change = float(np.mean(np.abs(model(torch.as_tensor(x_top)).ret.numpy() - base)))
-    random_changes = []
-    for _ in range(draws):
-        pick = np.argsort(rng.random((n, t)), axis=1)[:, :k]
-        x_r = x.copy()
-        x_r[np.arange(n)[:, None], pick] = 0.0
-        random_changes.append(float(np.mean(np.abs(model(torch.as_tensor(x_r)).ret.numpy() - base))))
-    random_changes = np.asarray(random_changes)
-    return {
-        "k": k,
-        "top_k_change": top_change,
-        "random_k_change_mean": float(random_changes.mean()),
-        "random_k_change_p95": float(np.percentile(random_changes, 95)),
-        "ratio": top_change / max(float(random_changes.mean()), 1e-12),
-        # share of random draws that moved the prediction at least as much as the top-k deletion
-        "p_value": float((np.sum(random_changes >= top_change) + 1) / (draws + 1)),
-    }
+    top = np.argsort(-attention, axis=1, kind="stable")[:, :k]
+    matched, overlap = np.empty(draws), np.empty(draws)
+    with _on_device(model, device):
+        base = _ret(model, x)
+
+        def changes(positions: np.ndarray) -> np.ndarray:
+            return np.abs(_ret(model, _deleted(x, positions)) - base)
+
+        top_changes = changes(top)
+        for j in range(draws):
+            partner = top[rng.permutation(n)]
+            matched[j] = changes(partner).mean()
+            overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).mean()
+        recent_changes = changes(np.broadcast_to(np.arange(t - k, t), (n, k)))
+        random_null = np.array([changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).mean()
+                                for _ in range(random_draws)])
+    top_change = float(top_changes.mean())
+
+    def ratio(num: float, den: float) -> float:
+        return num / den if den > 0 else float("inf")
+
+    matched_ratio, matched_p = ratio(top_change, float(matched.mean())), _mc_p(matched, top_change)
+    random_ratio, random_p = ratio(top_change, float(random_null.mean())), _mc_p(random_null, top_change)
+    recency_ci = am.ratio_interval(top_changes, recent_changes, resamples=resamples, seed=seed)
+    return DeletionTest(
+        k=k, windows=n, top_k_change=top_change, draws=draws,
+        matched_change_mean=float(matched.mean()), matched_change_p95=float(np.percentile(matched, 95)),
+        matched_ratio=matched_ratio, matched_p_value=matched_p, matched_overlap=float(overlap.mean()),
+        recency_change=float(recent_changes.mean()), recency_ratio=ratio(top_change, float(recent_changes.mean())),
+        recency_ratio_ci=recency_ci, random_draws=random_draws, random_change_mean=float(random_null.mean()),
+        random_ratio=random_ratio, random_p_value=random_p, margin=margin,
+        faithful=bool(matched_p < ALPHA and matched_ratio >= margin),
+        positions_matter=bool(random_p < ALPHA and random_ratio >= margin and recency_ci[0] > 1),
+    )
 
 
-def attribution_agreement(model: nn.Module, x: np.ndarray, attention: np.ndarray, max_windows: int = 128) -> dict:
+@dataclass(frozen=True)
+class Attribution:
+    """Agreement of attention with integrated-gradients importance per hour."""
+
+    windows: int
+    median_spearman: float
+    windows_with_variation: int
+    top_attributed_hour: int  # hours ago of the largest mean importance
+    mean_importance: list[float]  # per position, oldest first, sums to 1
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def attribution_agreement(model: nn.Module, x: np.ndarray, attention: np.ndarray,
+                          max_windows: int = 128) -> Attribution:
     """Median Spearman correlation between attention and integrated-gradients importance per hour."""
     from captum.attr import IntegratedGradients
 
@@ -105,28 +252,8 @@ def attribution_agreement(model: nn.Module, x: np.ndarray, attention: np.ndarray
             continue
         rhos.append(stats.spearmanr(a, imp).statistic)
     mean_importance = importance.mean(axis=0)
-    top_hour = int(importance.shape[1] - int(mean_importance.argmax()))
-    return {
-        "windows": n,
-        "median_spearman": float(np.median(rhos)) if rhos else float("nan"),
-        "windows_with_variation": len(rhos),
-        "top_attributed_hour": top_hour,
-        "mean_importance": (mean_importance / mean_importance.sum()).tolist(),
-    }
-
-
-def ensemble_spread(member_attention: np.ndarray) -> dict:
-    """Spread of attention metrics across members: member_attention is (N, members, T)."""
-    per_member = []
-    for m in range(member_attention.shape[1]):
-        s = am.summarise(member_attention[:, m])
-        per_member.append(
-            {"normalised_entropy": s["normalised_entropy"]["median"], "max_weight": s["max_weight"]["median"],
-             "top_hour": s["top_hours"][0], "profile_max_lift": s["profile_max_lift"]}
-        )
-    keys = ("normalised_entropy", "max_weight", "profile_max_lift")
-    return {
-        "members": per_member,
-        **{f"{k}_std": float(np.std([p[k] for p in per_member])) for k in keys},
-        "top_hours": [p["top_hour"] for p in per_member],
-    }
+    return Attribution(
+        windows=n, median_spearman=float(np.median(rhos)) if rhos else float("nan"), windows_with_variation=len(rhos),
+        top_attributed_hour=int(importance.shape[1] - int(mean_importance.argmax())),
+        mean_importance=(mean_importance / mean_importance.sum()).tolist(),
+    )

@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     entropy_weight: float = 0.0  # > 0 penalises attention entropy (sharper), < 0 rewards it
     loss_weights: tuple[float, float, float] = (1.0, 0.3, 0.5)  # return, volatility, direction
+    vol_loss: str = "qlike"  # the volatility head's loss: "qlike" (on the variance, as it is judged) or "mse"
     snapshot_every: int = 2
     snapshot_size: int = 64
     grad_clip: float = 1.0
@@ -114,7 +115,26 @@ def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
     return (h / math.log(t)).mean()
 
 
-def task_loss(out: ModelOutput, batch: dict[str, torch.Tensor], weights: tuple[float, float, float]) -> torch.Tensor:
+def qlike_loss(vol_pred: torch.Tensor, vol_target: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Patton's QLIKE on variances, mean of  r/f - ln(r/f) - 1  with f = vol_pred^2, r = vol_target^2.
+
+    Its minimiser is the conditional mean of r, and it is the loss the evaluation
+    judges variance forecasts by; an MSE on the volatility (RMS) instead targets
+    E[sqrt(r)]^2 < E[r], a forecast biased low."""
+    ratio = vol_target.square().clamp_min(floor) / vol_pred.square().clamp_min(floor)
+    return (ratio - ratio.log() - 1).mean()
+
+
+def volatility_loss(vol_pred: torch.Tensor, vol_target: torch.Tensor, kind: str = "qlike") -> torch.Tensor:
+    if kind == "qlike":
+        return qlike_loss(vol_pred, vol_target)
+    if kind == "mse":
+        return F.mse_loss(vol_pred, vol_target)
+    raise ValueError(f"unknown volatility loss {kind!r}: choose qlike or mse")
+
+
+def task_loss(out: ModelOutput, batch: dict[str, torch.Tensor], weights: tuple[float, float, float],
+              vol_loss: str = "qlike") -> torch.Tensor:
     w_ret, w_vol, w_dir = weights
     ret = out.ret.float()
     if out.log_var is not None:
@@ -122,7 +142,7 @@ def task_loss(out: ModelOutput, batch: dict[str, torch.Tensor], weights: tuple[f
     else:
         loss = w_ret * F.mse_loss(ret, batch["ret"])
     if out.vol is not None:
-        loss = loss + w_vol * F.mse_loss(out.vol.float(), batch["vol"])
+        loss = loss + w_vol * volatility_loss(out.vol.float(), batch["vol"], vol_loss)
     if out.direction_logits is not None:
         loss = loss + w_dir * F.cross_entropy(out.direction_logits.float(), batch["direction"])
     return loss
@@ -150,7 +170,7 @@ def evaluate_loss(model: nn.Module, data: dict[str, torch.Tensor], config: Train
         batch = {k: v[start : start + 1024] for k, v in data.items()}
         with _autocast(device, config.amp):
             out = model(batch["x"])
-        total += float(task_loss(out, batch, config.loss_weights)) * len(batch["ret"])
+        total += float(task_loss(out, batch, config.loss_weights, config.vol_loss)) * len(batch["ret"])
     return total / max(n, 1)
 
 
@@ -214,7 +234,7 @@ def train(
             batch = {k: v[idx] for k, v in train_t.items()}
             with _autocast(device, config.amp):
                 out = model(batch["x"])
-            loss = task_loss(out, batch, config.loss_weights)
+            loss = task_loss(out, batch, config.loss_weights, config.vol_loss)
             if config.entropy_weight:
                 loss = loss + config.entropy_weight * attention_entropy(_attention_for_penalty(out).float())
             optimizer.zero_grad(set_to_none=True)
