@@ -16,7 +16,7 @@ direction tests) are descriptive and labelled so.
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import stats
@@ -291,7 +291,7 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
                                      _skill(float(q_model.mean()), float(q_base.mean())),
                                      dm_test(q_model - q_base, VOL_HORIZON)))
     adjusted = holm([c.dm.p_better for c in family])
-    return [Comparison(**{**c.__dict__, "p_holm": float(p)}) for c, p in zip(family, adjusted)]
+    return [replace(c, p_holm=float(p)) for c, p in zip(family, adjusted)]
 
 
 def evaluate_forecasts(fs: ForecastSet, mode: str, note: str, fold_info: list[dict], config: dict,

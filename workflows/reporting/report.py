@@ -70,31 +70,43 @@ def forecast_sentence(name: str, ev: Evaluation) -> str:
             f"{100 * m.min_detectable_skill:.1f}%.")
 
 
+def _lower_or_higher(skill: float, what: str) -> str:
+    return f"{what} is {100 * abs(skill):.2f}% {'lower' if skill >= 0 else 'higher'}"
+
+
 def twin_sentence(c: Comparison, ev: Evaluation) -> str:
     test = f"{c.test}, p = {_p(c.dm.p_better)}, Holm-adjusted p = {_p(c.p_holm)}"
     lead = f"Does attention help **{c.model}**? Against its no-attention twin `{c.baseline}` on the same hours"
+    diff = _lower_or_higher(c.skill, "its MSE") + " than the twin's"
     if c.survives:
-        return f"{lead}: yes, its MSE is {_pct(c.skill)} lower ({test}; {family_words(ev)})."
-    return f"{lead}: no evidence that it does (MSE {_pct(c.skill)} lower; {test})."
+        return f"{lead}: yes, {diff} ({test}; {family_words(ev)})."
+    return f"{lead}: no evidence that it does ({diff}; {test})."
 
 
 def volatility_sentence(ev: Evaluation) -> str | None:
+    """Which baselines the volatility model beats (surviving the family's correction), which it is
+    worse than (the reverse one-sided test, uncorrected and labelled so), and "no difference" for the rest."""
     comps = [c for c in ev.family if c.kind == "volatility"]
     if not comps:
         return None
     model = comps[0].model
-    beaten = [VOL_NAMES.get(c.baseline, c.baseline) for c in comps if c.survives]
-    worse = [VOL_NAMES.get(c.baseline, c.baseline) for c in comps if c.skill < 0 and 1 - c.dm.p_better < ALPHA]
-    same = [VOL_NAMES.get(c.baseline, c.baseline) for c in comps if not c.survives]
+
+    def names(cs: list[Comparison]) -> str:
+        return ", ".join(VOL_NAMES.get(c.baseline, c.baseline) for c in cs)
+
+    beaten = [c for c in comps if c.survives]
+    worse = [c for c in comps if not c.survives and c.skill < 0 and 1 - c.dm.p_better < ALPHA]
+    same = [c for c in comps if c not in beaten and c not in worse]
     test = f"QLIKE of the 24-hour variance, one-sided Diebold-Mariano with horizon 24 (HLN), {family_words(ev)}"
-    if not beaten:
-        text = f"Volatility: **{model}** shows no difference from any baseline ({', '.join(same)}): {test}."
-    else:
-        text = (f"Volatility: **{model}** beats {', '.join(beaten)}"
-                + (f"; no difference from {', '.join(same)}" if same else "") + f" ({test}).")
+    if not beaten and not worse:
+        return f"Volatility: **{model}** shows no difference from any baseline ({names(same)}; {test})."
+    parts = [f"beats {names(beaten)}" if beaten else "beats no baseline"]
+    if same:
+        parts.append(f"no difference from {names(same)}")
+    text = f"Volatility: **{model}** " + "; ".join(parts) + f" ({test})."
     if worse:
-        text += (f" Its QLIKE is higher than that of {', '.join(worse)} (one-sided p < {ALPHA} for the baseline "
-                 "being better; uncorrected, descriptive).")
+        text += (f" It is worse than {names(worse)} (the reverse one-sided test, p < {ALPHA}; uncorrected, "
+                 "descriptive).")
     return text
 
 
