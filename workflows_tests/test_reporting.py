@@ -136,7 +136,7 @@ def test_deletion_pool_head_and_seed_sentences():
                                random_change_mean=0.25, random_ratio=4.0, random_p_value=0.0099, margin=1.5,
                                faithful=False, positions_matter=True)
     lines = "\n".join(attention_sections({"attention_lstm": an}))
-    assert "position-matched deletion, 200 draws, p = 0.310" in lines
+    assert "position-matched deletion on 200 test windows, 200 draws, p = 0.310" in lines
     assert "window by window the map marks nothing beyond where it looks on average" in lines
     assert "deleting the 5 most recent hours (recency baseline; block-bootstrap 95% interval 4.10-6.20x)" in lines
     assert "the hours it attends to matter more than recent or random ones" in lines

@@ -325,6 +325,7 @@ def analyse(
     seed: int = 0,
     control_cache: dict | None = None,
     deletion_draws: int = 200,
+    deletion_windows: int = 1_000,
     resamples: int = am.DEFAULT_RESAMPLES,
 ) -> AttentionAnalysis:
     """The full analysis of one model's test-window attention.
@@ -334,6 +335,8 @@ def analyse(
     with other seeds elsewhere (the attention LSTM and the ensemble's members), overriding
     `member_attention` for the seed spread. `control_cache`: one dict per run, so models
     with the same architecture and training config share one trained control.
+    `deletion_windows`: the deletion test (about 300 forward passes) runs on at most this
+    many test windows, evenly spaced over the test period, to bound its cost on long tests.
     """
     outputs, setup = control_outputs(ckpt, data, seed, control_cache) if controls else ({}, None)
     if seed_attention is None and member_attention is not None:
@@ -344,8 +347,9 @@ def analyse(
                   scales=arch.kwargs.get("scales"), seed_attention=seed_attention, seed_source=seed_source or "",
                   regimes=regime_split(data, attention), resamples=resamples, seed=seed)
     ablation = sanity.uniform_ablation(ckpt.model, data.test.x, data.test.ret, seed=seed, resamples=resamples)
-    deletion = sanity.deletion_test(ckpt.model, data.test.x, attention, draws=deletion_draws, seed=seed,
-                                    resamples=resamples)
+    every = max(1, -(-len(attention) // deletion_windows))  # ceil: evenly spaced windows
+    deletion = sanity.deletion_test(ckpt.model, data.test.x[::every], attention[::every], draws=deletion_draws,
+                                    seed=seed, resamples=resamples)
     attr = sanity.attribution_agreement(ckpt.model, data.test.x, attention) if attribution else None
     return replace(an, ablation=ablation, deletion=deletion, attribution=attr, control_setup=setup,
                    verdict=verdict(an.bootstrap, an.control_bootstrap, ablation, deletion))

@@ -91,7 +91,7 @@ def _deletion_sentences(name: str, an: AttentionAnalysis) -> list[str]:
     d, v = an.deletion, an.verdict
     if d is None:
         return []
-    test = f"position-matched deletion, {d.draws} draws, p = {_p(d.matched_p_value)}"
+    test = f"position-matched deletion on {d.windows:,} test windows, {d.draws} draws, p = {_p(d.matched_p_value)}"
     shared = f"the matched windows share {100 * d.matched_overlap:.0f}% of those positions"
     if d.faithful and not v.concentrated:
         first = (f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
