@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py
 	$(BIN)/python scripts/bench_training.py
 	$(BIN)/python scripts/bench_ui.py
+	nice -n 10 $(BIN)/python scripts/bench_recovery.py --jobs 2
+	$(BIN)/python scripts/bench_vol_loss.py
 
 clean-data:
 	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import polars as pl
 import pytest
@@ -33,7 +35,14 @@ def test_candles_are_valid_and_hourly():
     assert any("SYNTHETIC" in note for note in result.notes)
 
 
-@pytest.mark.parametrize("lag,strength", [(24, 0.25), (6, 0.4)])
+def test_default_planted_lag_is_off_the_daily_cycle():
+    spec = SyntheticSpec()
+    assert (spec.lag, spec.strength) == (17, 0.25)
+    # Shares no period with the 24 h volatility cycle, and fits inside the 48 h window.
+    assert math.gcd(spec.lag, 24) == 1 and spec.lag < 48
+
+
+@pytest.mark.parametrize("lag,strength", [(17, 0.25), (24, 0.25), (6, 0.4)])
 def test_planted_dependency_is_there(lag, strength):
     r = returns(generate_candles(SyntheticSpec(days=730, lag=lag, strength=strength, seed=1)))
     assert autocorr(r, lag) == pytest.approx(strength, abs=0.05)
@@ -43,7 +52,7 @@ def test_planted_dependency_is_there(lag, strength):
 
 def test_strength_zero_is_noise_with_stylised_facts():
     r = returns(generate_candles(SyntheticSpec(days=730, strength=0.0, seed=2)))
-    assert abs(autocorr(r, 24)) < 0.05
+    assert abs(autocorr(r, 17)) < 0.05 and abs(autocorr(r, 24)) < 0.05
     kurtosis = float(np.mean((r - r.mean()) ** 4) / r.var() ** 2)
     assert kurtosis > 5  # heavy tails
     assert autocorr(np.abs(r), 1) > 0.1  # volatility clustering

@@ -26,7 +26,9 @@ class CandlesConfig(dg.Config):
     files: list[str] = Field(default=[], description="Candle files to land (source=files)")
     days: int = Field(default=90, description="Synthetic: days of history; exchange: days on first fetch")
     seed: int = Field(default=7, description="Synthetic: random seed")
-    planted_lag: int = Field(default=24, description="Synthetic: lag (hours) of the planted dependency")
+    planted_lag: int = Field(
+        default=17, description="Synthetic: lag (hours) of the planted dependency (17: off the 24 h daily cycle)"
+    )
     planted_strength: float = Field(default=0.25, description="Synthetic: AR coefficient at that lag (0 = noise)")
     exchange_url: str = Field(default="https://api.binance.com", description="Exchange: base URL")
     archive: bool = Field(default=False, description="Files: move each landed single-symbol file to processed/")
