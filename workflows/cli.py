@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (demo, run):
         p.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
         p.add_argument("--folds", type=int, default=None, help="walk-forward test folds (default 4; 0 = one split)")
-        p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 91)")
+        p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 100)")
         p.add_argument("--train-days", type=int, default=None, help="most training days per fold (default 365)")
         p.add_argument("--min-train-days", type=int, default=None,
                        help="fewest training days before the first fold (default 180); less history: one split")

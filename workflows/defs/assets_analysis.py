@@ -38,7 +38,7 @@ EVALUATION_DDL = (
 
 class EvaluationConfig(dg.Config):
     walk_forward_folds: int = Field(default=4, description="Walk-forward test folds when history allows (0 = off)")
-    walk_forward_fold_days: int = Field(default=91, description="Days tested per fold")
+    walk_forward_fold_days: int = Field(default=100, description="Days tested per fold")
     walk_forward_train_days: int = Field(default=365, description="Most days of history each fold trains on")
     walk_forward_min_train_days: int = Field(
         default=180, description="Fewest training days the first fold needs; shorter history: one split")

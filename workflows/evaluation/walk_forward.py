@@ -40,7 +40,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class WalkForwardConfig:
     folds: int = 4
-    fold_days: int = 91
+    fold_days: int = 100  # 4 x 100 days: over a year of test hours even after the hours gaps cost
     train_days: int = 365  # the most history one fold trains on
     min_train_days: int = 180  # the first fold needs at least this much, else: single split
     val_days: int = 14

@@ -31,8 +31,8 @@ def fold_skill_figure(ev: Evaluation, order: list[str], path: Path) -> tuple[Pat
     labels = [f"fold {f.fold}\n{f.test_start[:10]}" for f in folds] + [f"pooled\n{ev.hours:,} h"]
     ax.set_xticks(np.arange(len(folds) + 1), labels, fontsize=8)
     ax.set_ylabel("skill vs zero-return forecast, % (95% interval)")
-    title = "walk-forward folds" if ev.mode == "walk_forward" else "single split"
-    ax.set_title(f"Next-hour return: skill per {title.split()[-1]} (above 0 = better than forecasting no move)")
+    where = "per walk-forward fold and pooled" if ev.mode == "walk_forward" else "on one chronological split"
+    ax.set_title(f"Next-hour return: skill {where} (above 0 = better than forecasting no move)")
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
     fig.savefig(path)
