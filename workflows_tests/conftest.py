@@ -24,6 +24,17 @@ def _isolated_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models: intra-op threads only add overhead (tens of times slower on a busy machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def data_dir(tmp_path) -> Path:
     return Path(os.environ["WORKFLOWS_DATA_DIR"])
 

@@ -19,12 +19,7 @@ from workflows_tests.test_attention_sanity import softmax_rows, tiny_data
 T = 48
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def noisy(n: int, seed: int, peak: int | None = None, amp: float = 3.0, width: int = T) -> np.ndarray:

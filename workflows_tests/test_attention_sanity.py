@@ -20,13 +20,7 @@ N, T, F = 200, 48, 3
 FAST = {"draws": 60, "random_draws": 40, "resamples": 300}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: intra-op threads only add overhead (tens of times slower on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats
 
 from workflows.evaluation.forecasts import minimum_detectable_skill, pesaran_timmermann, qlike, qlike_losses
-from workflows.evaluation.stats import DMResult, direction_binomial, dm_test, holm, mean_interval
+from workflows.evaluation.stats import DMResult, direction_binomial, dm_test, holm, mean_interval, skill
 
 ALPHA = 0.05
 Z80 = stats.norm.ppf(0.90)
@@ -78,17 +78,13 @@ def return_metrics(predicted: np.ndarray, actual: np.ndarray, train_mean: np.nda
     return ReturnMetrics(
         n=int(len(r)), rmse_pct=100 * math.sqrt(mse), mae_pct=100 * float(np.mean(np.abs(e))),
         rmse_zero_pct=100 * math.sqrt(mse_zero), rmse_mean_pct=100 * math.sqrt(mse_mean),
-        skill_vs_zero=_skill(mse, mse_zero), skill_vs_zero_ci=(-hi / mse_zero, -lo / mse_zero),
-        skill_vs_mean=_skill(mse, mse_mean),
+        skill_vs_zero=skill(mse, mse_zero), skill_vs_zero_ci=(-hi / mse_zero, -lo / mse_zero),
+        skill_vs_mean=skill(mse, mse_mean),
         dm_vs_zero=dm_test(e**2 - r**2), dm_vs_mean=dm_test(e**2 - (mean_fc - r) ** 2),
         direction_accuracy=hit_rate, direction_n=int(moved.sum()), direction_binomial_p=p_binom,
         pesaran_timmermann_stat=pt_stat, pesaran_timmermann_p=pt_p,
         min_detectable_skill=minimum_detectable_skill(len(r)), coverage_80=cov80, coverage_95=cov95,
     )
-
-
-def _skill(mse_model: float, mse_baseline: float) -> float:
-    return 1.0 - mse_model / mse_baseline if mse_baseline > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -243,7 +239,7 @@ def _jsonable(value):
     return value
 
 
-def _ci_skill(loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1) -> tuple[float, float]:
+def _ciskill(loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1) -> tuple[float, float]:
     lo, hi = mean_interval(loss_model - loss_base, horizon)
     base = float(np.mean(loss_base))
     return (-hi / base, -lo / base) if base > 0 else (float("nan"), float("nan"))
@@ -258,8 +254,8 @@ def fold_rows(fs: ForecastSet, fold_info: list[dict]) -> list[FoldResult]:
         skills, cis = {}, {}
         for name, f in fs.returns.items():
             loss = (f[mask] - r) ** 2
-            skills[name] = _skill(float(loss.mean()), float(np.mean(r**2)))
-            cis[name] = _ci_skill(loss, r**2)
+            skills[name] = skill(float(loss.mean()), float(np.mean(r**2)))
+            cis[name] = _ciskill(loss, r**2)
         rows.append(FoldResult(fold=info["fold"], test_start=info["test_start"], test_end=info["test_end"],
                                test_hours=int(mask.sum()), train_windows=info["train_windows"],
                                train_start=info["train_start"], train_end=info["train_end"],
@@ -274,13 +270,13 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
     family: list[Comparison] = []
     for name, f in fs.returns.items():
         loss = (f - r) ** 2
-        family.append(Comparison("vs zero", name, "zero", "MSE", 1, _skill(float(loss.mean()), float(np.mean(r**2))),
+        family.append(Comparison("vs zero", name, "zero", "MSE", 1, skill(float(loss.mean()), float(np.mean(r**2))),
                                  dm_test(loss - r**2)))
     for model, twin in TWINS.items():
         if model in fs.returns and twin in fs.returns:
             lm, lt = (fs.returns[model] - r) ** 2, (fs.returns[twin] - r) ** 2
             family.append(Comparison("attention vs twin", model, twin, "MSE", 1,
-                                     _skill(float(lm.mean()), float(lt.mean())), dm_test(lm - lt)))
+                                     skill(float(lm.mean()), float(lt.mean())), dm_test(lm - lt)))
     if VOL_MODEL in fs.vol_var:
         q_model = qlike_losses(fs.vol_var[VOL_MODEL], fs.realised_var)
         for base, var in fs.vol_var.items():
@@ -288,7 +284,7 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
                 continue
             q_base = qlike_losses(var, fs.realised_var)
             family.append(Comparison("volatility", VOL_MODEL, base, "QLIKE", VOL_HORIZON,
-                                     _skill(float(q_model.mean()), float(q_base.mean())),
+                                     skill(float(q_model.mean()), float(q_base.mean())),
                                      dm_test(q_model - q_base, VOL_HORIZON)))
     adjusted = holm([c.dm.p_better for c in family])
     return [replace(c, p_holm=float(p)) for c, p in zip(family, adjusted)]
