@@ -30,7 +30,7 @@ def write_section(path: Path, key: str, title: str, body: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = f"{begin}\n## {title}\n\n{body}\n{end}"
     if begin in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)

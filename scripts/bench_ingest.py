@@ -69,7 +69,9 @@ def incremental(repeats: int) -> tuple[float, float]:
             upsert_candles(con, last, "bench")
             from workflows.warehouse import load_candles
 
-            replace_table_slice(con, "features", "BTCUSDT", compute_features(load_candles(con, "BTCUSDT")), FEATURES_DDL)
+            replace_table_slice(
+                con, "features", "BTCUSDT", compute_features(load_candles(con, "BTCUSDT")), FEATURES_DDL
+            )
             inc_times.append(time.perf_counter() - t0)
             con.close()
         full_times.append(sum(one_run([frame])))
@@ -85,9 +87,7 @@ def main() -> None:
     rows = []
     for label, n_symbols, days in CASES:
         g0 = time.perf_counter()
-        frames = [
-            generate_candles(SyntheticSpec(symbol=f"SYM{i}USDT", days=days, seed=i)) for i in range(n_symbols)
-        ]
+        frames = [generate_candles(SyntheticSpec(symbol=f"SYM{i}USDT", days=days, seed=i)) for i in range(n_symbols)]
         generate_s = time.perf_counter() - g0
         hours = sum(f.height for f in frames)
         runs = [one_run(frames) for _ in range(args.repeats)]
@@ -95,7 +95,9 @@ def main() -> None:
         feats = statistics.median(r[1] for r in runs)
         total = statistics.median(r[0] + r[1] for r in runs)
         rows.append((label, hours, generate_s, ingest, feats, total, hours / total))
-        print(f"{label}: {hours} hours, ingest {ingest:.2f}s, features {feats:.2f}s, total {total:.2f}s, {hours / total:,.0f} hours/s")
+        print(
+            f"{label}: {hours} hours, ingest {ingest:.2f}s, features {feats:.2f}s, total {total:.2f}s, {hours / total:,.0f} hours/s"
+        )
 
     table = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}; median of {args.repeats} runs, "
@@ -119,8 +121,9 @@ def main() -> None:
         f"(ratio {inc / full:.2f}). Features are recomputed for the whole symbol because every indicator "
         "is recursive from the segment start; the upsert itself touches one row.",
     ]
-    write_section(Path(args.out), "bench_ingest", "Ingest and features throughput (`scripts/bench_ingest.py`)",
-                  "\n".join(table))
+    write_section(
+        Path(args.out), "bench_ingest", "Ingest and features throughput (`scripts/bench_ingest.py`)", "\n".join(table)
+    )
 
 
 if __name__ == "__main__":

@@ -144,8 +144,13 @@ def run_case(days: int, lag: int, strength: float, seed: int) -> dict:
     rows = {name: fit_network(name, arch, cfg, data) for name, (arch, cfg) in archs.items()}
     r0 = time.perf_counter()
     forecast, ar_lag = ridge_ar(data)
-    rows["ridge_ar"] = {"forecast": forecast, "chosen_lag": ar_lag, "lift": None, "epochs": 0,
-                        "fit_s": time.perf_counter() - r0}
+    rows["ridge_ar"] = {
+        "forecast": forecast,
+        "chosen_lag": ar_lag,
+        "lift": None,
+        "epochs": 0,
+        "fit_s": time.perf_counter() - r0,
+    }
     y = data.test.ret.astype(np.float64)
     p_values = []
     for name in DESIGNS:
@@ -156,8 +161,16 @@ def run_case(days: int, lag: int, strength: float, seed: int) -> dict:
         p_values.append(dm.p_better)
     for name, adjusted in zip(DESIGNS, holm(p_values)):
         rows[name]["p_holm"] = float(adjusted)
-    return {"days": days, "lag": lag, "strength": strength, "seed": seed, "test_hours": len(y),
-            "train_windows": len(data.train), "wall_s": time.perf_counter() - t0, "designs": rows}
+    return {
+        "days": days,
+        "lag": lag,
+        "strength": strength,
+        "seed": seed,
+        "test_hours": len(y),
+        "train_windows": len(data.train),
+        "wall_s": time.perf_counter() - t0,
+        "designs": rows,
+    }
 
 
 def found(case: dict, name: str, lag: int) -> bool:
@@ -208,8 +221,9 @@ def table(cases: list[dict], days: tuple[int, ...], lags, strengths) -> list[str
             cells = []
             for name in DESIGNS:
                 if s == 0.0:
-                    finds = " / ".join(f"{fmt_share(sum(found(c, name, t) for c in sel), len(sel))} at {t}"
-                                       for t in targets)
+                    finds = " / ".join(
+                        f"{fmt_share(sum(found(c, name, t) for c in sel), len(sel))} at {t}" for t in targets
+                    )
                 else:
                     finds = fmt_share(sum(found(c, name, lag) for c in sel), len(sel))
                 skilled = fmt_share(sum(c["designs"][name]["p_holm"] < 0.05 for c in sel), len(sel))
@@ -228,8 +242,10 @@ def totals(cases: list[dict]) -> list[str]:
     for name in DESIGNS:
         finds = sum(found(c, name, c["lag"]) for c in planted)
         skilled = sum(c["designs"][name]["p_holm"] < 0.05 for c in planted)
-        line = (f"- {DESIGN_LABELS[name]}: found the planted lag in {finds} of {len(planted)} planted data sets, "
-                f"skill after Holm in {skilled} of {len(planted)}")
+        line = (
+            f"- {DESIGN_LABELS[name]}: found the planted lag in {finds} of {len(planted)} planted data sets, "
+            f"skill after Holm in {skilled} of {len(planted)}"
+        )
         if noise:
             false = ", ".join(f"{sum(found(c, name, t) for c in noise)} at {t} h" for t in NOISE_LAGS)
             skilled_noise = sum(c["designs"][name]["p_holm"] < 0.05 for c in noise)
@@ -263,8 +279,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3, help="data seeds per case (1, 2, ...)")
     parser.add_argument("--days", default=",".join(map(str, DAYS)), help="comma-separated history lengths")
-    parser.add_argument("--noise-days", default=",".join(map(str, NOISE_DAYS)),
-                        help="history lengths that also get a pure-noise data set per seed")
+    parser.add_argument(
+        "--noise-days",
+        default=",".join(map(str, NOISE_DAYS)),
+        help="history lengths that also get a pure-noise data set per seed",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="cases fitted at once, one core each")
     parser.add_argument("--quick", action="store_true", help="smoke run: 90 days, 1 seed, lag 17 at 0.25 and noise")
     parser.add_argument("--fresh", action="store_true", help="delete the cache and fit every case again")
@@ -294,16 +313,27 @@ def main() -> None:
                 with CACHE.open("a") as f:
                     f.write(json.dumps(case) + "\n")
             summary = ", ".join(
-                f"{n} lag {case['designs'][n]['chosen_lag']} p_holm {case['designs'][n]['p_holm']:.3f}"
-                for n in DESIGNS
+                f"{n} lag {case['designs'][n]['chosen_lag']} p_holm {case['designs'][n]['p_holm']:.3f}" for n in DESIGNS
             )
-            print(f"[{i}/{len(missing)}] days {case['days']} lag {case['lag']} strength {case['strength']} "
-                  f"seed {case['seed']}: {case['wall_s']:.0f} s; {summary}", flush=True)
+            print(
+                f"[{i}/{len(missing)}] days {case['days']} lag {case['lag']} strength {case['strength']} "
+                f"seed {case['seed']}: {case['wall_s']:.0f} s; {summary}",
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
     if missing and not args.quick:
         with RUNS.open("a") as f:
-            f.write(json.dumps({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                "wall_s": elapsed, "fitted": len(missing), "jobs": args.jobs}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "wall_s": elapsed,
+                        "fitted": len(missing),
+                        "jobs": args.jobs,
+                    }
+                )
+                + "\n"
+            )
     lines = table(cases, days, lags, strengths)
     print("\n".join(lines))
     if args.no_write or args.quick:
@@ -330,9 +360,12 @@ def main() -> None:
         f"within 1 h of the lag at more than {MIN_LIFT}x uniform; twin, integrated-gradients top hour "
         f"(Captum, {IG_WINDOWS} test windows) within 1 h of the lag; ridge AR(48) (penalty {RIDGE:g}, "
         "numpy least squares on the training split), largest |coefficient| exactly at the lag. Noise rows "
-        "count a \"find\" at 17 h and at 24 h: each is a false positive."
-        + (f" No noise data sets at {', '.join(f'{d} days' for d in no_noise)} (left out for time)."
-           if no_noise else ""),
+        'count a "find" at 17 h and at 24 h: each is a false positive.'
+        + (
+            f" No noise data sets at {', '.join(f'{d} days' for d in no_noise)} (left out for time)."
+            if no_noise
+            else ""
+        ),
         "",
         *lines,
         "",
@@ -344,8 +377,9 @@ def main() -> None:
         "",
         *(f"- {line}" for line in cost_lines(cases, days)),
     ]
-    write_section(Path(args.out), "bench_recovery",
-                  "Recovery of a planted lag (`scripts/bench_recovery.py`)", "\n".join(body))
+    write_section(
+        Path(args.out), "bench_recovery", "Recovery of a planted lag (`scripts/bench_recovery.py`)", "\n".join(body)
+    )
 
 
 if __name__ == "__main__":

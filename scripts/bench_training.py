@@ -86,20 +86,37 @@ def compare(recipe, data, epochs: int, repeats: int, device: str) -> dict:
         first(r)
         second(r)
     b, t, w = statistics.median(bare), statistics.median(ours_train), statistics.median(ours_wall)
-    return {"bare": b, "train_phase": t, "end_to_end": w, "ratio_train": t / b, "ratio_end_to_end": w / b,
-            "windows": len(data.train), "batch_size": cfg.batch_size, "epochs": epochs,
-            "parameters": count_parameters(arch.build())}
+    return {
+        "bare": b,
+        "train_phase": t,
+        "end_to_end": w,
+        "ratio_train": t / b,
+        "ratio_end_to_end": w / b,
+        "windows": len(data.train),
+        "batch_size": cfg.batch_size,
+        "epochs": epochs,
+        "parameters": count_parameters(arch.build()),
+    }
 
 
 def demo_run(profile: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of `workflows demo` in a fresh data folder."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "WORKFLOWS_DATA_DIR": f"{tmp}/data", "DAGSTER_HOME": f"{tmp}/home",
-               "WORKFLOWS_PROFILE": profile}
+        env = {
+            **os.environ,
+            "WORKFLOWS_DATA_DIR": f"{tmp}/data",
+            "DAGSTER_HOME": f"{tmp}/home",
+            "WORKFLOWS_PROFILE": profile,
+        }
         Path(f"{tmp}/home").mkdir()
         t0 = time.perf_counter()
-        subprocess.run([str(ROOT / ".venv" / "bin" / "workflows"), "demo"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "workflows"), "demo"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return wall, peak_kib / 1024
@@ -133,8 +150,10 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind, r in results.items():
-        lines.append(f"| {kind} | {r['parameters']:,} | {r['bare']:,.0f} | {r['train_phase']:,.0f} | "
-                     f"{r['ratio_train']:.2f} | {r['end_to_end']:,.0f} | {r['ratio_end_to_end']:.2f} |")
+        lines.append(
+            f"| {kind} | {r['parameters']:,} | {r['bare']:,.0f} | {r['train_phase']:,.0f} | "
+            f"{r['ratio_train']:.2f} | {r['end_to_end']:,.0f} | {r['ratio_end_to_end']:.2f} |"
+        )
     lines += [
         "",
         f"Aim: at least 0.9 of the bare loop for the reference LSTM. Training phase: {ref['ratio_train']:.2f} "
@@ -155,8 +174,9 @@ def main() -> None:
             f"(runs: {', '.join(f'{w:.0f}' for w in walls)} s), peak resident memory {max(peaks):,.0f} MiB. "
             f"Aim: under 4 minutes on 2 cores ({'met' if wall < 240 else 'NOT met'}).",
         ]
-    write_section(Path(args.out), "bench_training", "Training throughput (`scripts/bench_training.py`)",
-                        "\n".join(lines))
+    write_section(
+        Path(args.out), "bench_training", "Training throughput (`scripts/bench_training.py`)", "\n".join(lines)
+    )
 
 
 if __name__ == "__main__":

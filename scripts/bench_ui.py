@@ -1,6 +1,6 @@
 """`dagster dev` start-up time: seconds from launch until GraphQL lists the assets.
 
-    .venv/bin/python scripts/bench_ui.py [--repeats 3]
+.venv/bin/python scripts/bench_ui.py [--repeats 3]
 """
 
 import argparse
@@ -33,9 +33,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     times = [start_once() for _ in range(args.repeats)]
-    body = (f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}: `dagster dev` (webserver + daemon, "
-            f"fresh DAGSTER_HOME) answers GraphQL with the asset graph after a median of "
-            f"{statistics.median(times):.1f} s (runs: {', '.join(f'{t:.1f}' for t in times)} s).")
+    body = (
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}: `dagster dev` (webserver + daemon, "
+        f"fresh DAGSTER_HOME) answers GraphQL with the asset graph after a median of "
+        f"{statistics.median(times):.1f} s (runs: {', '.join(f'{t:.1f}' for t in times)} s)."
+    )
     print(body)
     write_section(Path(args.out), "bench_ui", "UI start-up (`scripts/bench_ui.py`)", body)
 

@@ -83,9 +83,14 @@ def run_case(name: str, features: pl.DataFrame, epochs: int | None, train_seed: 
     const = constant_variance(data.train.raw_ret, len(realised))
     arch = ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads))
     out: dict = {
-        "case": name, "train": len(data.train), "val": len(data.val), "test": len(data.test),
-        "test_start": str(data.test.end_ts.min())[:10], "test_end": str(data.test.end_ts.max())[:10],
-        "qlike_const": qlike(const, realised), "mse_const": float(np.mean((const - realised) ** 2)),
+        "case": name,
+        "train": len(data.train),
+        "val": len(data.val),
+        "test": len(data.test),
+        "test_start": str(data.test.end_ts.min())[:10],
+        "test_end": str(data.test.end_ts.max())[:10],
+        "qlike_const": qlike(const, realised),
+        "mse_const": float(np.mean((const - realised) ** 2)),
         "models": {},
     }
     for kind in LOSSES:
@@ -104,18 +109,29 @@ def run_case(name: str, features: pl.DataFrame, epochs: int | None, train_seed: 
             "qlike": qlike(forecast, realised),
             "mse": float(np.mean((forecast - realised) ** 2)),
             "bias": float(forecast.mean() / realised.mean()),
-            "mz_a": a, "mz_b": b, "mz_r2": r2,
-            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "wall": wall,
+            "mz_a": a,
+            "mz_b": b,
+            "mz_r2": r2,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "wall": wall,
         }
         m = out["models"][kind]
-        print(f"  {name} {kind}: qlike {m['qlike']:.4f} mse {m['mse']:.3e} bias {m['bias']:.3f} "
-              f"MZ b {b:.3f} R2 {r2:.3f} best epoch {result.best_epoch}/{result.epochs_run} ({wall:.0f} s)",
-              flush=True)
-    d = qlike_losses(out["models"]["qlike"]["forecast"], realised) - qlike_losses(out["models"]["mse"]["forecast"], realised)
+        print(
+            f"  {name} {kind}: qlike {m['qlike']:.4f} mse {m['mse']:.3e} bias {m['bias']:.3f} "
+            f"MZ b {b:.3f} R2 {r2:.3f} best epoch {result.best_epoch}/{result.epochs_run} ({wall:.0f} s)",
+            flush=True,
+        )
+    d = qlike_losses(out["models"]["qlike"]["forecast"], realised) - qlike_losses(
+        out["models"]["mse"]["forecast"], realised
+    )
     dm = dm_test(d, horizon=VOL_HORIZON)
     out["dm_stat"], out["dm_p"] = dm.statistic, dm.p_better
-    print(f"  {name}: DM stat {dm.statistic:.2f}, p(qlike better) {dm.p_better:.4f}; constant QLIKE "
-          f"{out['qlike_const']:.4f}", flush=True)
+    print(
+        f"  {name}: DM stat {dm.statistic:.2f}, p(qlike better) {dm.p_better:.4f}; constant QLIKE "
+        f"{out['qlike_const']:.4f}",
+        flush=True,
+    )
     return out
 
 
@@ -142,8 +158,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="synthetic data seeds")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (cpu profile: 20)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: on a shared 2-core machine, 2 threads ran ~40x slower than 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine, 2 threads ran ~40x slower than 1)",
+    )
     parser.add_argument("--no-real", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -180,21 +200,26 @@ def main() -> None:
         "behaviour), `qlike` is QLIKE on the variance. Both are judged on the test split's variance (mean squared "
         "log return of the next 24 hours): QLIKE, MSE, bias ratio = mean forecast variance / mean realised "
         "variance, Mincer-Zarnowitz slope b of realised = a + b forecast (1 for a calibrated forecast; R² in "
-        "brackets), and the one-sided Diebold-Mariano p-value (horizon 24, HLN-corrected) for \"the QLIKE-trained "
-        "head has the lower expected QLIKE\" (negative DM = QLIKE-trained better). Constant QLIKE is the "
+        'brackets), and the one-sided Diebold-Mariano p-value (horizon 24, HLN-corrected) for "the QLIKE-trained '
+        'head has the lower expected QLIKE" (negative DM = QLIKE-trained better). Constant QLIKE is the '
         "constant training variance (mean squared training return) for scale.",
         "",
         *table(results),
         "",
-        "Test windows end " + "; ".join(f"{r['case']}: {r['test_start']} .. {r['test_end']} "
-                                       f"({r['train']:,} training windows)" for r in results) + ".",
+        "Test windows end "
+        + "; ".join(
+            f"{r['case']}: {r['test_start']} .. {r['test_end']} ({r['train']:,} training windows)" for r in results
+        )
+        + ".",
         "",
     ]
     if real_note:
         lines += [real_note, ""]
     if synth:
+
         def mean_of(kind, key):
             return float(np.mean([r["models"][kind][key] for r in synth]))
+
         lines.append(
             f"Synthetic mean over {len(synth)} data seeds: QLIKE {mean_of('mse', 'qlike'):.4f} (mse) vs "
             f"{mean_of('qlike', 'qlike'):.4f} (qlike); bias ratio {mean_of('mse', 'bias'):.3f} vs "

@@ -51,8 +51,15 @@ def main() -> None:
     ref = recipe_for("reference_lstm", "full")
     ref_data = build_windows(feats, ref.window_spec, data_version="gpu-check")
     # Warm-up (cuDNN/cuBLAS initialisation) so that no measured run pays for it.
-    bare_loop(ReferenceAttentionLSTM(3, 128), ref_data.train.x, ref_data.train.ret, 1, ref.train.batch_size,
-              ref.train.lr, str(device))
+    bare_loop(
+        ReferenceAttentionLSTM(3, 128),
+        ref_data.train.x,
+        ref_data.train.ret,
+        1,
+        ref.train.batch_size,
+        ref.train.lr,
+        str(device),
+    )
     rows = []
     for kind in args.kinds.split(","):
         recipe = recipe_for(kind, "full")
@@ -66,16 +73,29 @@ def main() -> None:
         cpu_pred = predict(ckpt.model, data.test.x, device="cpu")["ret"]
         diff = float(np.max(np.abs(gpu_pred - cpu_pred)))
         row = {
-            "kind": kind, "device": result.metrics["device"], "parameters": result.metrics["parameters"],
-            "train_windows": len(data.train), "batch_size": recipe.train.batch_size, "epochs": args.epochs,
-            "samples_per_s": round(result.metrics["samples_per_s"], 1), "wall_s": round(wall, 2),
-            "cpu_reload_max_abs_diff": diff, "reload_ok": bool(diff < 1e-3),
+            "kind": kind,
+            "device": result.metrics["device"],
+            "parameters": result.metrics["parameters"],
+            "train_windows": len(data.train),
+            "batch_size": recipe.train.batch_size,
+            "epochs": args.epochs,
+            "samples_per_s": round(result.metrics["samples_per_s"], 1),
+            "wall_s": round(wall, 2),
+            "cpu_reload_max_abs_diff": diff,
+            "reload_ok": bool(diff < 1e-3),
         }
         rows.append(row)
         print(row, flush=True)
     # Bare loop of the reference LSTM at the same batch size, for the ratio.
-    bare = bare_loop(ReferenceAttentionLSTM(3, 128), ref_data.train.x, ref_data.train.ret, args.epochs,
-                     ref.train.batch_size, ref.train.lr, str(device))
+    bare = bare_loop(
+        ReferenceAttentionLSTM(3, 128),
+        ref_data.train.x,
+        ref_data.train.ret,
+        args.epochs,
+        ref.train.batch_size,
+        ref.train.lr,
+        str(device),
+    )
     info["bare_reference_samples_per_s"] = round(bare, 1)
     info["transformer_reference_params"] = REFERENCE_TRANSFORMER_PARAMS
     info["rows"] = rows
@@ -83,8 +103,10 @@ def main() -> None:
     print("| model | device | parameters | samples/s | wall s | CPU reload max abs diff |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['kind']} | {r['device']} | {r['parameters']:,} | {r['samples_per_s']:,.0f} | {r['wall_s']} | "
-              f"{r['cpu_reload_max_abs_diff']:.2e} |")
+        print(
+            f"| {r['kind']} | {r['device']} | {r['parameters']:,} | {r['samples_per_s']:,.0f} | {r['wall_s']} | "
+            f"{r['cpu_reload_max_abs_diff']:.2e} |"
+        )
     print(f"bare reference loop: {bare:,.0f} samples/s")
 
 

@@ -72,7 +72,9 @@ def cmd_ingest(args) -> int:
     files_by_symbol: dict[str, list[str]] = defaultdict(list)
     symbols_by_file: dict[str, set[str]] = defaultdict(set)
     for path, result in zip([p for p in scan.files if p not in {f for f, _ in failures}], results):
-        symbols = result.symbols or ([] if result.rejected.is_empty() else sorted(set(result.rejected["symbol"].drop_nulls())))
+        symbols = result.symbols or (
+            [] if result.rejected.is_empty() else sorted(set(result.rejected["symbol"].drop_nulls()))
+        )
         if not symbols:
             target = move_to_quarantine(path, paths, f"{path.name}: no valid rows: every row was rejected")
             print(f"quarantined {path.name}: no valid rows -> {target}", file=sys.stderr)
@@ -96,7 +98,9 @@ def cmd_ingest(args) -> int:
         else:
             move_to_processed(Path(file), paths)
     if failures or scan.refused:
-        print(f"{len(failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}", file=sys.stderr)
+        print(
+            f"{len(failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}", file=sys.stderr
+        )
     return 1 if failed_symbols else 0
 
 
@@ -104,9 +108,16 @@ def _model_ops(profile: str, args) -> dict:
     from workflows.ml.profiles import MODEL_KINDS
 
     ops = {f"{kind}_model": {"config": {"profile": profile}} for kind in MODEL_KINDS}
-    evaluation = {k: v for k, v in (("walk_forward_folds", args.folds), ("walk_forward_fold_days", args.fold_days),
-                                    ("walk_forward_train_days", args.train_days),
-                                    ("walk_forward_min_train_days", args.min_train_days)) if v is not None}
+    evaluation = {
+        k: v
+        for k, v in (
+            ("walk_forward_folds", args.folds),
+            ("walk_forward_fold_days", args.fold_days),
+            ("walk_forward_train_days", args.train_days),
+            ("walk_forward_min_train_days", args.min_train_days),
+        )
+        if v is not None
+    }
     if evaluation:
         ops["evaluation"] = {"config": evaluation}
     return ops
@@ -123,8 +134,13 @@ def cmd_demo(args) -> int:
     instance = _instance()
     print(f"data folder: {paths.root}")
     print(f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}), profile '{profile}'")
-    result = run_for_symbol(instance, args.symbol, {"source": "synthetic", "days": args.days, "seed": args.seed},
-                            "pipeline", _model_ops(profile, args))
+    result = run_for_symbol(
+        instance,
+        args.symbol,
+        {"source": "synthetic", "days": args.days, "seed": args.seed},
+        "pipeline",
+        _model_ops(profile, args),
+    )
     return _summary(result, paths, args.symbol, started, "demo")
 
 
@@ -144,16 +160,21 @@ def cmd_run(args) -> int:
         return 2
     symbols = args.symbol and [args.symbol] or read_candle_file(file).symbols
     if len(symbols) != 1:
-        print(f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
-              file=sys.stderr)
+        print(
+            f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
+            file=sys.stderr,
+        )
         return 2
     symbol = symbols[0]
     instance = _instance()
     print(f"data folder: {paths.root}")
-    print(f"{symbol} from {file.name}, profile '{profile}': land, train five models, evaluate (walk-forward when the "
-          "history allows), analyse attention, report")
-    result = run_for_symbol(instance, symbol, {"source": "files", "files": [str(file)]}, "pipeline",
-                            _model_ops(profile, args))
+    print(
+        f"{symbol} from {file.name}, profile '{profile}': land, train five models, evaluate (walk-forward when the "
+        "history allows), analyse attention, report"
+    )
+    result = run_for_symbol(
+        instance, symbol, {"source": "files", "files": [str(file)]}, "pipeline", _model_ops(profile, args)
+    )
     return _summary(result, paths, symbol, started, "run")
 
 
@@ -185,7 +206,9 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -
     print(f"\nreport: {report}")
     for png in sorted(report_dir.glob("*.png")):
         print(f"figure: {png}")
-    print(f"{what} run {result.run_id} succeeded in {time.perf_counter() - started:.0f} s; warehouse: {paths.warehouse}")
+    print(
+        f"{what} run {result.run_id} succeeded in {time.perf_counter() - started:.0f} s; warehouse: {paths.warehouse}"
+    )
     print("browse it with `make ui` (http://127.0.0.1:3000)")
     return 0
 
@@ -212,16 +235,23 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--folds", type=int, default=None, help="walk-forward test folds (default 4; 0 = one split)")
         p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 100)")
         p.add_argument("--train-days", type=int, default=None, help="most training days per fold (default 365)")
-        p.add_argument("--min-train-days", type=int, default=None,
-                       help="fewest training days before the first fold (default 180); less history: one split")
+        p.add_argument(
+            "--min-train-days",
+            type=int,
+            default=None,
+            help="fewest training days before the first fold (default 180); less history: one split",
+        )
     args = parser.parse_args(argv)
     handlers = {"ingest": cmd_ingest, "demo": cmd_demo, "run": cmd_run}
     try:
         DataPaths.resolve(args.data_dir).ensure()
     except OSError as exc:
         root = DataPaths.resolve(args.data_dir).root
-        print(f"cannot use the data folder {root}: {exc.strerror or exc}. Set WORKFLOWS_DATA_DIR (or --data-dir) "
-              "to a writable folder.", file=sys.stderr)
+        print(
+            f"cannot use the data folder {root}: {exc.strerror or exc}. Set WORKFLOWS_DATA_DIR (or --data-dir) "
+            "to a writable folder.",
+            file=sys.stderr,
+        )
         return 2
     return handlers[args.command](args)
 

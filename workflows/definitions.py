@@ -11,8 +11,15 @@ from workflows.defs.resources import WarehouseResource
 
 defs = dg.Definitions(
     assets=[
-        candles, features, *model_assets, evaluation, attention_tensors, attention_analysis, report,
-        production_model, latest_forecast,
+        candles,
+        features,
+        *model_assets,
+        evaluation,
+        attention_tensors,
+        attention_analysis,
+        report,
+        production_model,
+        latest_forecast,
     ],
     jobs=[ingest_job, candles_job, train_job, analysis_job, retrain_job, pipeline_job],
     schedules=[daily_retrain, hourly_exchange_ingest],

@@ -85,9 +85,7 @@ def compute_features(candles: pl.DataFrame) -> pl.DataFrame:
             log_return=(close / close.shift(1)).log().over(seg),
             log_volume=pl.col("volume").log1p(),
             is_flat=(
-                (pl.col("volume") == 0)
-                & (pl.col("high") == pl.col("low"))
-                & (pl.col("open") == pl.col("close"))
+                (pl.col("volume") == 0) & (pl.col("high") == pl.col("low")) & (pl.col("open") == pl.col("close"))
             ).cast(pl.Float64),
         )
         .with_columns(
@@ -102,7 +100,9 @@ def compute_features(candles: pl.DataFrame) -> pl.DataFrame:
             # Wilder's smoothing is an EMA with alpha = 1/period.
             _avg_gain=pl.col("_gain").ewm_mean(alpha=1 / RSI_PERIOD, adjust=False, min_samples=RSI_PERIOD).over(seg),
             _avg_loss=pl.col("_loss").ewm_mean(alpha=1 / RSI_PERIOD, adjust=False, min_samples=RSI_PERIOD).over(seg),
-            _macd_signal=pl.col("_macd_raw").ewm_mean(span=MACD_SIGNAL, adjust=False, min_samples=MACD_SIGNAL).over(seg),
+            _macd_signal=pl.col("_macd_raw")
+            .ewm_mean(span=MACD_SIGNAL, adjust=False, min_samples=MACD_SIGNAL)
+            .over(seg),
         )
         .with_columns(
             rsi_14=pl.when((pl.col("_avg_gain") == 0) & (pl.col("_avg_loss") == 0))

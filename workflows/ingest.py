@@ -115,7 +115,9 @@ def land(con: duckdb.DuckDBPyConnection, symbol: str, results: list[ReadResult])
         rejected += part.rejected.height
         reasons.update(_reason_keys(part.rejected))
         notes.extend(f"{result.source}: {n}" for n in part.notes)
-    return LandingReport(symbol, [r.source for r in results], UpsertStats(inserted, updated, unchanged), rejected, reasons, notes)
+    return LandingReport(
+        symbol, [r.source for r in results], UpsertStats(inserted, updated, unchanged), rejected, reasons, notes
+    )
 
 
 def _reason_keys(rejected: pl.DataFrame) -> list[str]:

@@ -138,9 +138,7 @@ def record_rejections(
 def load_candles(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
     """One symbol's candles in time order: never another symbol's rows."""
     ensure_schema(con)
-    frame = con.execute(
-        f"SELECT {', '.join(CANDLE_COLUMNS)} FROM candles WHERE symbol = ? ORDER BY ts", [symbol]
-    ).pl()
+    frame = con.execute(f"SELECT {', '.join(CANDLE_COLUMNS)} FROM candles WHERE symbol = ? ORDER BY ts", [symbol]).pl()
     return _aware_utc(frame, "ts").cast(CANDLE_SCHEMA)
 
 
@@ -149,15 +147,11 @@ def load_rejected(con: duckdb.DuckDBPyConnection, symbol: str | None = None) -> 
     if symbol is None:
         frame = con.execute("SELECT * FROM candles_rejected ORDER BY file, line").pl()
     else:
-        frame = con.execute(
-            "SELECT * FROM candles_rejected WHERE symbol = ? ORDER BY file, line", [symbol]
-        ).pl()
+        frame = con.execute("SELECT * FROM candles_rejected WHERE symbol = ? ORDER BY file, line", [symbol]).pl()
     return _aware_utc(frame, "ts", "rejected_at")
 
 
-def replace_table_slice(
-    con: duckdb.DuckDBPyConnection, table: str, symbol: str, frame: pl.DataFrame, ddl: str
-) -> None:
+def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str, frame: pl.DataFrame, ddl: str) -> None:
     """Replace one symbol's rows of `table` by `frame`, atomically (delete + insert)."""
     con.execute(ddl)
     staged = _naive_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
@@ -181,9 +175,7 @@ def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) ->
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-        ).fetchone()[0]
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
     )
 
 
@@ -199,6 +191,7 @@ def slice_fingerprint(con: duckdb.DuckDBPyConnection, table: str, symbol: str, c
 def candle_sources(con: duckdb.DuckDBPyConnection, symbol: str) -> list[str]:
     """Distinct sources of one symbol's stored candles (e.g. to label synthetic data)."""
     ensure_schema(con)
-    return [r[0] for r in con.execute(
-        "SELECT DISTINCT source FROM candles WHERE symbol = ? ORDER BY 1", [symbol]).fetchall()]
-
+    return [
+        r[0]
+        for r in con.execute("SELECT DISTINCT source FROM candles WHERE symbol = ? ORDER BY 1", [symbol]).fetchall()
+    ]

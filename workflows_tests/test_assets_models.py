@@ -53,8 +53,14 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     text = (report_dir / "attention_report.md").read_text()
     assert text.startswith("# Attention report: BTCUSDT") and "SYNTHETIC" in text
     assert "**Evidence: one chronological split, the weaker kind.**" in text
-    for png in ("forecast_skill.png", "attention_analysis.png", "attention_analysis_reference_lstm.png", "attention_comparison.png",
-                "transformer_heads.png", "training.png"):
+    for png in (
+        "forecast_skill.png",
+        "attention_analysis.png",
+        "attention_analysis_reference_lstm.png",
+        "attention_comparison.png",
+        "transformer_heads.png",
+        "training.png",
+    ):
         assert (report_dir / png).stat().st_size > 10_000, png
         assert f"]({png})" in text
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:

@@ -61,8 +61,9 @@ def test_pools_are_lifted_against_the_hours_they_see():
     s[:, 2] = noisy(n, 5)
     ctrl = np.zeros((n, 3, T))
     ctrl[:, 0, -6:], ctrl[:, 1, -24:], ctrl[:, 2] = noisy(n, 6, width=6), noisy(n, 7, width=24), noisy(n, 8)
-    pools = describe(s[:, 2], {"untrained": {"attention": ctrl[:, 2], "scale_attention": ctrl}}, scale_attention=s,
-                     resamples=300).pools
+    pools = describe(
+        s[:, 2], {"untrained": {"attention": ctrl[:, 2], "scale_attention": ctrl}}, scale_attention=s, resamples=300
+    ).pools
     six, day, full = pools
     assert six.name == "6 h pool" and six.peak_lift == pytest.approx(1.0) and not six.concentrated
     assert day.hours == 24 and day.peak_hour == 10 and day.concentrated
@@ -76,11 +77,18 @@ def test_every_head_gets_a_lift_interval_against_the_same_control_head():
     maps = np.stack([noisy(n, 10, peak=3), noisy(n, 11), noisy(n, 12, peak=30), noisy(n, 13)], axis=1)
     maps = maps.reshape(n, 2, 2, T)  # (N, layers, heads, T)
     ctrl = np.stack([noisy(n, 14 + i) for i in range(4)], axis=1).reshape(n, 2, 2, T)
-    heads = describe(maps[:, -1].mean(axis=1), {"untrained": {"attention": ctrl[:, -1].mean(axis=1),
-                                                              "attention_maps": ctrl}},
-                     attention_maps=maps, resamples=300).heads
-    assert [(h.layer, h.head, h.name) for h in heads] == [(1, 1, "L1 H1"), (1, 2, "L1 H2"), (2, 1, "L2 H1"),
-                                                          (2, 2, "L2 H2")]
+    heads = describe(
+        maps[:, -1].mean(axis=1),
+        {"untrained": {"attention": ctrl[:, -1].mean(axis=1), "attention_maps": ctrl}},
+        attention_maps=maps,
+        resamples=300,
+    ).heads
+    assert [(h.layer, h.head, h.name) for h in heads] == [
+        (1, 1, "L1 H1"),
+        (1, 2, "L1 H2"),
+        (2, 1, "L2 H1"),
+        (2, 2, "L2 H2"),
+    ]
     assert [h.concentrated for h in heads] == [True, False, True, False]
     assert heads[0].peak_hour == 3 and heads[2].peak_hour == 30
     assert all(h.control_bound > 1.0 for h in heads)
@@ -89,17 +97,30 @@ def test_every_head_gets_a_lift_interval_against_the_same_control_head():
 def test_seed_spread_per_member():
     n = 400
     members = np.stack([noisy(n, 20 + m, peak=24 if m < 3 else None) for m in range(5)], axis=1)
-    sp = describe(members.mean(axis=1), {"untrained": {"attention": noisy(n, 30)}}, seed_attention=members,
-                  seed_source="five seeds", resamples=300).seed_spread
+    sp = describe(
+        members.mean(axis=1),
+        {"untrained": {"attention": noisy(n, 30)}},
+        seed_attention=members,
+        seed_source="five seeds",
+        resamples=300,
+    ).seed_spread
     assert sp.source == "five seeds" and len(sp.members) == 5
     assert sp.peak_hours[:3] == [24, 24, 24] and sp.concentrated == 3
 
 
 def checkpoint(model: torch.nn.Module, arch, data) -> Checkpoint:
-    return Checkpoint(model=model.eval(), arch=arch, scaler=data.scaler, window_spec=data.spec_dict(),
-                      data_version=data.data_version, metrics={},
-                      train_config=TrainConfig(epochs=1, device="cpu", snapshot_every=0).to_dict(), snapshots=[],
-                      path=Path("unused.pt"), sha256="0" * 64)
+    return Checkpoint(
+        model=model.eval(),
+        arch=arch,
+        scaler=data.scaler,
+        window_spec=data.spec_dict(),
+        data_version=data.data_version,
+        metrics={},
+        train_config=TrainConfig(epochs=1, device="cpu", snapshot_every=0).to_dict(),
+        snapshots=[],
+        path=Path("unused.pt"),
+        sha256="0" * 64,
+    )
 
 
 def test_analyse_all_shares_controls_and_seed_spread_and_writes_json(monkeypatch):
@@ -134,8 +155,19 @@ def test_analyse_all_shares_controls_and_seed_spread_and_writes_json(monkeypatch
     d = lstm.to_dict()
     text = json.dumps(d, allow_nan=False)
     assert json.loads(text)["verdict"]["peak_lift_ci"] == list(lstm.verdict.peak_lift_ci)
-    assert set(d) >= {"summary", "controls", "verdict", "bootstrap", "deletion", "ablation", "attribution", "pools",
-                      "heads", "seed_spread", "control_setup"}
+    assert set(d) >= {
+        "summary",
+        "controls",
+        "verdict",
+        "bootstrap",
+        "deletion",
+        "ablation",
+        "attribution",
+        "pools",
+        "heads",
+        "seed_spread",
+        "control_setup",
+    }
 
 
 def test_analyse_keeps_its_positional_interface_and_skips_controls_on_request():
@@ -144,13 +176,21 @@ def test_analyse_keeps_its_positional_interface_and_skips_controls_on_request():
     torch.manual_seed(1)
     ckpt = checkpoint(arch.build(), arch, data)
     attention = predict(ckpt.model, data.test.x)["attention"]
-    result = analyse(ckpt, data, attention, None, None, controls=False, attribution=False, seed=0,
-                     deletion_draws=30, resamples=200)
+    result = analyse(
+        ckpt, data, attention, None, None, controls=False, attribution=False, seed=0, deletion_draws=30, resamples=200
+    )
     assert result.controls == {} and result.control_setup is None and result.attribution is None
     assert result.verdict.control_lift == 1.0 and result.seed_spread is None and result.heads == []
     assert result.verdict.faithful == result.deletion.faithful
-    assert an_mod.Verdict.__dataclass_fields__.keys() >= {"concentrated", "peak_hour", "peak_lift", "peak_lift_ci",
-                                                          "control_lift", "relied_upon", "faithful"}
+    assert an_mod.Verdict.__dataclass_fields__.keys() >= {
+        "concentrated",
+        "peak_hour",
+        "peak_lift",
+        "peak_lift_ci",
+        "control_lift",
+        "relied_upon",
+        "faithful",
+    }
 
 
 def test_attention_file_keeps_the_pools(tmp_path):

@@ -35,7 +35,11 @@ def test_uniform_bucket_arithmetic():
     # the reference analysis's 24.7 / 24.6 / 50.6 % are lifts of 0.988 / 0.984 / 1.012: no bias
     reference = {"0-12h": 0.247, "12-24h": 0.246, "24-48h": 0.506}
     uniform = am.uniform_bucket_shares(48)
-    assert {k: round(v / uniform[k], 3) for k, v in reference.items()} == {"0-12h": 0.988, "12-24h": 0.984, "24-48h": 1.012}
+    assert {k: round(v / uniform[k], 3) for k, v in reference.items()} == {
+        "0-12h": 0.988,
+        "12-24h": 0.984,
+        "24-48h": 1.012,
+    }
 
 
 def test_one_hot():
@@ -72,8 +76,9 @@ def test_summary_over_windows():
     assert s["profile_max_lift"] == pytest.approx((1 / 48 + 1 + 0.5) / 3 * 48)
 
 
-def ar_attention(rng: np.random.Generator, n: int, rho: float, noise: float = 0.5, peak: int | None = None,
-                 amp: float = 2.0) -> np.ndarray:
+def ar_attention(
+    rng: np.random.Generator, n: int, rho: float, noise: float = 0.5, peak: int | None = None, amp: float = 2.0
+) -> np.ndarray:
     """Softmax rows whose logits follow an AR(1) over windows (neighbouring windows look alike, as
     overlapping windows do), optionally raised by `amp` at `peak` hours ago."""
     e = rng.normal(0, noise, (n, T))

@@ -113,12 +113,18 @@ def tiny_data(n_train: int = 120, n_test: int = 40) -> WindowData:
 
     def split(n: int, start: int) -> Split:
         ret = rng.normal(size=n).astype(np.float32)
-        return Split(x=rng.normal(size=(n, T, F)).astype(np.float32), ret=ret, vol=np.abs(ret),
-                     direction=rng.integers(0, 3, n), end_ts=np.arange(start, start + n).astype("datetime64[h]"),
-                     raw_ret=ret.astype(np.float64))
+        return Split(
+            x=rng.normal(size=(n, T, F)).astype(np.float32),
+            ret=ret,
+            vol=np.abs(ret),
+            direction=rng.integers(0, 3, n),
+            end_ts=np.arange(start, start + n).astype("datetime64[h]"),
+            raw_ret=ret.astype(np.float64),
+        )
 
-    return WindowData(WindowSpec(), Scaler([0.0] * F, [1.0] * F, 1.0), split(n_train, 0), split(30, 500),
-                      split(n_test, 1000), "tiny")
+    return WindowData(
+        WindowSpec(), Scaler([0.0] * F, [1.0] * F, 1.0), split(n_train, 0), split(30, 500), split(n_test, 1000), "tiny"
+    )
 
 
 def test_shuffled_target_control_trains_on_the_most_recent_windows_only(monkeypatch):
@@ -136,6 +142,7 @@ def test_shuffled_target_control_trains_on_the_most_recent_windows_only(monkeypa
     assert len(seen["end_ts"]) == 50 and (seen["end_ts"] == data.train.end_ts[-50:]).all()
     assert sorted(seen["ret"]) == sorted(data.train.ret[-50:]) and not (seen["ret"] == data.train.ret[-50:]).all()
     assert out["attention"].shape == (40, T) and out["scale_attention"].shape == (40, 3, T)
-    untrained = sanity.untrained_outputs(ArchConfig("transformer", F, {"d_model": 16, "n_layers": 2, "n_heads": 4,
-                                                                       "d_ff": 16}), data.test.x)
+    untrained = sanity.untrained_outputs(
+        ArchConfig("transformer", F, {"d_model": 16, "n_layers": 2, "n_heads": 4, "d_ff": 16}), data.test.x
+    )
     assert untrained["attention_maps"].shape == (40, 2, 4, T)

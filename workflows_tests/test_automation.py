@@ -77,8 +77,11 @@ def test_sensor_run_lands_and_archives_the_file(instance, data_dir):
     request = tick(instance, data_dir).run_requests[0]
     instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
     result = dg.materialize(
-        [candles], partition_key="BTCUSDT", instance=instance,
-        resources={"warehouse": WarehouseResource(data_dir=str(data_dir))}, run_config=request.run_config,
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+        run_config=request.run_config,
     )
     assert result.success
     assert not path.exists() and (data_dir / "processed" / "BTCUSDT-1h.csv").exists()
@@ -88,13 +91,23 @@ def test_automation_marks_exactly_the_stale_assets(instance, data_dir):
     resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
     instance.add_dynamic_partitions("symbols", ["BTCUSDT", "ETHUSDT"])
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        dg.materialize([candles, features], partition_key=symbol, instance=instance, resources=resources,
-                       run_config={"ops": {"candles": {"config": {"days": 5}}}})
+        dg.materialize(
+            [candles, features],
+            partition_key=symbol,
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"candles": {"config": {"days": 5}}}},
+        )
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0  # everything that can run is up to date
     # a new file lands for BTCUSDT (what the sensor's run does)
-    dg.materialize([candles], partition_key="BTCUSDT", instance=instance, resources=resources,
-                   run_config={"ops": {"candles": {"config": {"days": 6}}}})
+    dg.materialize(
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"candles": {"config": {"days": 6}}}},
+    )
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     requested = {
         (key.to_user_string(), pk)
@@ -110,8 +123,9 @@ def test_automation_marks_exactly_the_stale_assets(instance, data_dir):
 
 def test_daily_retrain_schedule_requests_one_run_per_symbol(instance):
     instance.add_dynamic_partitions("symbols", ["BTCUSDT", "ETHUSDT"])
-    context = dg.build_schedule_context(instance=instance,
-                                        scheduled_execution_time=datetime(2026, 11, 27, 2, tzinfo=timezone.utc))
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
+    )
     requests = daily_retrain(context)
     assert sorted(r.partition_key for r in requests) == ["BTCUSDT", "ETHUSDT"]
     assert daily_retrain.cron_schedule == "0 2 * * *" and daily_retrain.execution_timezone == "UTC"
@@ -135,18 +149,34 @@ def test_features_wait_for_passing_candle_checks(instance, data_dir, tmp_path):
     resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
     instance.add_dynamic_partitions("symbols", ["HOLEUSDT"])
     good = tmp_path / "HOLEUSDT-a.csv"
-    good.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(
-        f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(60)) + "\n")
-    dg.materialize([candles, features], partition_key="HOLEUSDT", instance=instance, resources=resources,
-                   run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(good)]}}}})
+    good.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "\n".join(f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(60))
+        + "\n"
+    )
+    dg.materialize(
+        [candles, features],
+        partition_key="HOLEUSDT",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(good)]}}}},
+    )
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0
     holey = tmp_path / "HOLEUSDT-b.csv"  # 60 hours more after a 600-hour hole: the missing ratio blocks
-    holey.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(
-        f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(660, 720)) + "\n")
-    result = dg.materialize([candles], partition_key="HOLEUSDT", instance=instance, resources=resources,
-                            run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(holey)]}}}},
-                            raise_on_error=False)
+    holey.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "\n".join(f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(660, 720))
+        + "\n"
+    )
+    result = dg.materialize(
+        [candles],
+        partition_key="HOLEUSDT",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(holey)]}}}},
+        raise_on_error=False,
+    )
     assert not result.success
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("features")) == set()

@@ -16,14 +16,28 @@ from workflows.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1600,1000", "--virtual-time-budget=20000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1600,1000",
+    "--virtual-time-budget=20000",
+]
 
 
 def screenshot(url: str, path: Path, profile: Path) -> None:
-    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
@@ -36,8 +50,10 @@ def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
     nux.mkdir(exist_ok=True)
     (nux / "nux.yaml").write_text("seen: 1\n")
     with dagster_dev(os.environ["DAGSTER_HOME"]) as server:
-        pages = {"asset_graph.png": f"{server.url}/asset-groups",
-                 "report.png": f"{server.url}/assets/report?partition=BTCUSDT"}
+        pages = {
+            "asset_graph.png": f"{server.url}/asset-groups",
+            "report.png": f"{server.url}/assets/report?partition=BTCUSDT",
+        }
         for name, url in pages.items():
             screenshot(url, shots / name, tmp_path / f"profile-{name}")
     for name in ("asset_graph.png", "report.png"):

@@ -28,7 +28,8 @@ def test_ingest_lands_files_and_files_them_away(data_dir, tmp_path):
     assert main(["ingest"]) == 0
 
     assert sorted(p.name for p in (data_dir / "processed").iterdir()) == [
-        "BTCUSDT-1h-2025-12.csv", "ETHUSDT-1h-2025-12.csv"
+        "BTCUSDT-1h-2025-12.csv",
+        "ETHUSDT-1h-2025-12.csv",
     ]
     quarantined = sorted(p.name for p in (data_dir / "quarantine").iterdir())
     assert quarantined == ["notes.csv", "notes.csv.reason"]
@@ -82,17 +83,34 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     lines = BTC_FILE.read_text().splitlines()
     short = tmp_path / "Binance_BTCUSDT_1h.csv"
     short.write_text("\n".join(lines[: 1 + 140 * 24]) + "\n")
-    args = ["run", str(short), "--profile", "ci", "--folds", "2", "--fold-days", "7", "--train-days", "60",
-            "--min-train-days", "45"]
+    args = [
+        "run",
+        str(short),
+        "--profile",
+        "ci",
+        "--folds",
+        "2",
+        "--fold-days",
+        "7",
+        "--train-days",
+        "60",
+        "--min-train-days",
+        "45",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
     assert "Data sources:" in report and "SYNTHETIC" not in report
     assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
     assert "**Bottom line:**" in report and "Holm-corrected over the family of 15 comparisons" in report
-    for section in ("## Forecasts against baselines and controls (pooled walk-forward test hours)", "### Per fold",
-                    "## Does attention help?", "## Volatility forecasts against baselines",
-                    "## The family of comparisons", "## The model assets on their own test split (descriptive)"):
+    for section in (
+        "## Forecasts against baselines and controls (pooled walk-forward test hours)",
+        "### Per fold",
+        "## Does attention help?",
+        "## Volatility forecasts against baselines",
+        "## The family of comparisons",
+        "## The model assets on their own test split (descriptive)",
+    ):
         assert section in report
     for control in ("no_attention_lstm", "no_attention_reference", "ridge_ar48", "ridge_features"):
         assert f"| {control} |" in report

@@ -20,8 +20,14 @@ sys.exit(0 if result.success else 1)
 def test_two_simultaneous_runs_both_succeed(data_dir):
     env = {**os.environ}
     procs = [
-        subprocess.Popen([sys.executable, "-c", SCRIPT, symbol, str(seed)], cwd=PROJECT_ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, symbol, str(seed)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for symbol, seed in (("BTCUSDT", 1), ("ETHUSDT", 2))
     ]
     outputs = []

@@ -11,9 +11,19 @@ def test_asset_keys_and_checks():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
-        "candles", "features", "reference_lstm_model", "attention_lstm_model", "transformer_model",
-        "multitask_model", "ensemble_model", "evaluation", "attention_tensors", "attention_analysis", "report",
-        "production_model", "latest_forecast",
+        "candles",
+        "features",
+        "reference_lstm_model",
+        "attention_lstm_model",
+        "transformer_model",
+        "multitask_model",
+        "ensemble_model",
+        "evaluation",
+        "attention_tensors",
+        "attention_analysis",
+        "report",
+        "production_model",
+        "latest_forecast",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert {
@@ -40,7 +50,11 @@ def test_dagster_definitions_validate(tmp_path):
     env = {"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful" in done.stderr + done.stdout

@@ -57,13 +57,50 @@ def postgres():
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
     port = free_port()
-    subprocess.run([*prefix, INITDB, "-D", str(data), "-U", "dagster", "--auth=trust"], check=True,
-                   capture_output=True, timeout=120)
-    subprocess.run([*prefix, PG_CTL, "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60",
-                    "-o", f"-p {port} -k {sock} -h 127.0.0.1", "start"], check=True, capture_output=True, timeout=90)
+    subprocess.run(
+        [*prefix, INITDB, "-D", str(data), "-U", "dagster", "--auth=trust"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            PG_CTL,
+            "-D",
+            str(data),
+            "-l",
+            str(base / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {sock} -h 127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=90,
+    )
     try:
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "-d", "postgres", "-c",
-                        "CREATE DATABASE dagster"], check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "dagster",
+                "-d",
+                "postgres",
+                "-c",
+                "CREATE DATABASE dagster",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         yield port
     finally:
         subprocess.run([*prefix, PG_CTL, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60)
@@ -74,19 +111,45 @@ def test_postgres_storage_from_deploy_yaml(postgres, tmp_path, monkeypatch, data
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    for key, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(postgres),
-                       "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster"}.items():
+    for key, value in {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(postgres),
+        "DAGSTER_PG_USER": "dagster",
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": "dagster",
+    }.items():
         monkeypatch.setenv(key, value)
     config = yaml.safe_load((home / "dagster.yaml").read_text())
     assert "postgres" in config["storage"]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
-        result = dg.materialize([candles, features], partition_key="BTCUSDT", instance=instance,
-                                resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
-                                run_config={"ops": {"candles": {"config": {"days": 5}}}})
+        result = dg.materialize(
+            [candles, features],
+            partition_key="BTCUSDT",
+            instance=instance,
+            resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+            run_config={"ops": {"candles": {"config": {"days": 5}}}},
+        )
         assert result.success
         assert instance.get_latest_materialization_event(dg.AssetKey("features")) is not None
-    count = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(postgres), "-U", "dagster", "-d", "dagster", "-tAc",
-                            "SELECT count(*) FROM runs"], check=True, capture_output=True, text=True, timeout=30)
+    count = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(postgres),
+            "-U",
+            "dagster",
+            "-d",
+            "dagster",
+            "-tAc",
+            "SELECT count(*) FROM runs",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert int(count.stdout.strip()) == 1

@@ -138,13 +138,23 @@ def test_better_volatility_forecast_survives_and_is_named():
 def _forecast_set(rng, n: int) -> ForecastSet:
     r = rng.standard_t(5, n) * 0.006
     ts = np.arange(n).astype("datetime64[h]").astype("datetime64[us]")
-    return ForecastSet(end_ts=ts, fold=np.ones(n, int), actual=r, train_mean=np.zeros(n),
-                       realised_var=np.full(n, 0.006**2))
+    return ForecastSet(
+        end_ts=ts, fold=np.ones(n, int), actual=r, train_mean=np.zeros(n), realised_var=np.full(n, 0.006**2)
+    )
 
 
 def _fold_info(fs: ForecastSet) -> list[dict]:
-    return [{"fold": 1, "test_start": "a", "test_end": "b", "train_windows": 10, "train_start": "x",
-             "train_end": "y", "seconds": 0.0}]
+    return [
+        {
+            "fold": 1,
+            "test_start": "a",
+            "test_end": "b",
+            "train_windows": 10,
+            "train_start": "x",
+            "train_end": "y",
+            "seconds": 0.0,
+        }
+    ]
 
 
 def test_family_is_corrected_and_only_survivors_make_the_bottom_line():
@@ -162,8 +172,11 @@ def test_family_is_corrected_and_only_survivors_make_the_bottom_line():
         fs.returns[f"noise_{i}"] = rng.normal(0, 0.0003, n)
     # a lucky one: tiny real correlation with the outcome, raw p < 0.05 alone
     jitter = rng.normal(0, 0.0006, n)
-    lucky = next(f for f in (w * fs.actual + jitter for w in np.linspace(0, 0.2, 401))
-                 if 0.004 < dm_test((f - fs.actual) ** 2 - fs.actual**2).p_better < 0.02)
+    lucky = next(
+        f
+        for f in (w * fs.actual + jitter for w in np.linspace(0, 0.2, 401))
+        if 0.004 < dm_test((f - fs.actual) ** 2 - fs.actual**2).p_better < 0.02
+    )
     fs.returns["transformer"] = lucky
     ev = evaluate_forecasts(fs, "walk_forward", "test", _fold_info(fs), {})
     assert [c.model for c in ev.survivors()] == ["attention_lstm"]
@@ -181,8 +194,12 @@ def test_attention_vs_twin_is_in_the_family():
     signal = rng.normal(0, 0.003, n)
     fs = _forecast_set(rng, n)
     fs.actual = signal + rng.normal(0, 0.006, n)
-    fs.returns = {"attention_lstm": signal, "no_attention_lstm": rng.normal(0, 0.0003, n),
-                  "reference_lstm": rng.normal(0, 0.0003, n), "no_attention_reference": rng.normal(0, 0.0003, n)}
+    fs.returns = {
+        "attention_lstm": signal,
+        "no_attention_lstm": rng.normal(0, 0.0003, n),
+        "reference_lstm": rng.normal(0, 0.0003, n),
+        "no_attention_reference": rng.normal(0, 0.0003, n),
+    }
     ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
     assert ev.comparison("attention vs twin", "attention_lstm").survives  # positive case
     assert not ev.comparison("attention vs twin", "reference_lstm").survives  # negative case
@@ -228,8 +245,11 @@ def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     from workflows.sources.synthetic import SyntheticSpec, generate_candles
 
     feats = compute_features(generate_candles(SyntheticSpec(days=110, seed=3)))
-    recipes = {k: dc_replace(v, train=dc_replace(v.train, epochs=1))
-               for k, v in forecaster_recipes("ci").items() if k in ("attention_lstm", "no_attention_lstm", "multitask")}
+    recipes = {
+        k: dc_replace(v, train=dc_replace(v.train, epochs=1))
+        for k, v in forecaster_recipes("ci").items()
+        if k in ("attention_lstm", "no_attention_lstm", "multitask")
+    }
     cfg = WalkForwardConfig(folds=2, fold_days=7, train_days=40, min_train_days=30, val_days=7)
     assert enough_history(feats, cfg)
     assert not enough_history(feats, WalkForwardConfig())

@@ -20,8 +20,20 @@ NOW = datetime(2024, 3, 1, 12, 30, tzinfo=timezone.utc)
 def kline(open_ms: int) -> list:
     # [open time, open, high, low, close, volume, close time, quote volume, trades,
     #  taker buy base, taker buy quote, ignore] as the exchange sends them
-    return [open_ms, "62000.10", "62500.00", "61800.00", "62300.50", "812.4", open_ms + HOUR_MS - 1,
-            "50500000.1", 41234, "400.1", "24900000.5", "0"]
+    return [
+        open_ms,
+        "62000.10",
+        "62500.00",
+        "61800.00",
+        "62300.50",
+        "812.4",
+        open_ms + HOUR_MS - 1,
+        "50500000.1",
+        41234,
+        "400.1",
+        "24900000.5",
+        "0",
+    ]
 
 
 class FakeExchange:
@@ -152,10 +164,16 @@ def test_exchange_down_writes_nothing(instance, data_dir):
         port = s.getsockname()[1]
     instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
     result = dg.materialize(
-        [candles], partition_key="BTCUSDT", instance=instance, raise_on_error=False,
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        raise_on_error=False,
         resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
-        run_config={"ops": {"candles": {"config": {"source": "exchange", "exchange_url": f"http://127.0.0.1:{port}",
-                                                   "days": 1}}}},
+        run_config={
+            "ops": {
+                "candles": {"config": {"source": "exchange", "exchange_url": f"http://127.0.0.1:{port}", "days": 1}}
+            }
+        },
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -30,8 +30,9 @@ print("done", flush=True)
 
 
 def run(args, timeout=120, **kw):
-    return subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,12 @@ def test_kill_9_during_ingest_leaves_all_or_nothing(big_file, tmp_path):
     killed = 0
     for trial in range(10):
         db = tmp_path / f"w{trial}.duckdb"
-        proc = subprocess.Popen([sys.executable, "-c", INGEST, str(path), str(db)], cwd=PROJECT_ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", INGEST, str(path), str(db)],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(rng.uniform(0.1, 0.95) * duration)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -98,8 +103,12 @@ def test_kill_9_during_training_resumes_to_the_same_model(tmp_path):
     reference = run(["-c", TRAIN, str(tmp_path / "ref.resume"), "0", str(tmp_path / "ref.pt")])
     assert reference.returncode == 0, reference.stderr[-2000:]
     resume = tmp_path / "crash.resume"
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(resume), "0.7", str(tmp_path / "out.pt")],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, str(resume), "0.7", str(tmp_path / "out.pt")],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         if resume.exists() and torch.load(resume, weights_only=True)["epoch"] >= 2:
@@ -123,8 +132,10 @@ def test_unusable_data_folder_is_a_clear_error(tmp_path):
     """The data folder is a plain file (works as root, where permissions would not stop us)."""
     blocker = tmp_path / "data"
     blocker.write_text("not a folder")
-    out = run(["-m", "workflows.cli", "--data-dir", str(blocker), "demo", "--days", "30", "--profile", "ci"],
-              env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")})
+    out = run(
+        ["-m", "workflows.cli", "--data-dir", str(blocker), "demo", "--days", "30", "--profile", "ci"],
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")},
+    )
     assert out.returncode == 2
     assert f"cannot use the data folder {blocker}" in out.stderr
     assert "Traceback" not in out.stderr
@@ -139,8 +150,10 @@ def test_read_only_data_folder_is_a_clear_error(tmp_path):
     data.mkdir()
     os.chmod(data, 0o500)
     try:
-        out = run(["-m", "workflows.cli", "--data-dir", str(data), "demo", "--days", "30", "--profile", "ci"],
-                  env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")})
+        out = run(
+            ["-m", "workflows.cli", "--data-dir", str(data), "demo", "--days", "30", "--profile", "ci"],
+            env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")},
+        )
         assert out.returncode == 2 and "cannot use the data folder" in out.stderr
         assert not list(Path(data).rglob("*"))
     finally:

@@ -268,7 +268,6 @@ def test_garch_forecast_at_t_uses_returns_up_to_t_only():
     assert garch_variance(bumped_now, slice(0, train_end), origins)[0] > base * 1.01
 
 
-
 def test_garch_forecast_is_the_mean_of_the_24_hour_term_structure():
     """For GARCH(1,1) the k-step variance forecast is v + p^(k-1) (s1 - v), with s1 the 1-step forecast,
     v the long-run variance and p = alpha + beta. So across origins the h-step mean forecast is an exact

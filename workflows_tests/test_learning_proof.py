@@ -96,14 +96,21 @@ def fit(kind: str, strength: float, seed: int) -> Fit:
     out = predict(model, data.test.x)
     dm = diebold_mariano(out["ret"] - data.test.ret, data.test.ret)
     summary = summarise(out["attention"])
-    return Fit(seed, dm, summary["top_hours"][0], summary["profile_max_lift"], model, arch, config.to_dict(),
-               data, out["attention"])
+    return Fit(
+        seed,
+        dm,
+        summary["top_hours"][0],
+        summary["profile_max_lift"],
+        model,
+        arch,
+        config.to_dict(),
+        data,
+        out["attention"],
+    )
 
 
 def describe(fits: list[Fit]) -> str:
-    return "; ".join(
-        f"seed {f.seed}: p {f.dm.p_better:.3f}, peak {f.peak_hour} h at {f.peak_lift:.2f}x" for f in fits
-    )
+    return "; ".join(f"seed {f.seed}: p {f.dm.p_better:.3f}, peak {f.peak_hour} h at {f.peak_lift:.2f}x" for f in fits)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -154,10 +161,12 @@ def test_attention_analysis_agrees(learned, tmp_path):
     from workflows.ml.checkpoints import load_checkpoint, save_checkpoint
 
     f = next(f for f in learned if f.finds_lag)
-    path, _ = save_checkpoint(tmp_path / "m.pt", f.model, f.arch, f.data.scaler, f.data.spec_dict(),
-                              f.data.data_version, {}, f.train_config)
-    analysis = analyse(load_checkpoint(path), f.data, f.attention, controls=False, attribution=True,
-                       deletion_draws=50, resamples=200)
+    path, _ = save_checkpoint(
+        tmp_path / "m.pt", f.model, f.arch, f.data.scaler, f.data.spec_dict(), f.data.data_version, {}, f.train_config
+    )
+    analysis = analyse(
+        load_checkpoint(path), f.data, f.attention, controls=False, attribution=True, deletion_draws=50, resamples=200
+    )
     assert analysis.verdict.concentrated, analysis.verdict
     assert abs(analysis.verdict.peak_hour - LAG) <= 1, analysis.verdict
     assert analysis.attribution is not None

@@ -13,8 +13,11 @@ from workflows_tests.test_malformed_inputs import FILE_CASES, GOOD, HEADER, ROW_
 pytestmark = pytest.mark.slow
 
 EXTRA_FILE_CASES = [
-    ("BTCUSDT-semicolons.csv", ("timestamp;open;high;low;close;volume\n" + "\n".join(
-        line.replace(",", ";") for line in GOOD) + "\n").encode(), "unrecognised columns"),
+    (
+        "BTCUSDT-semicolons.csv",
+        ("timestamp;open;high;low;close;volume\n" + "\n".join(line.replace(",", ";") for line in GOOD) + "\n").encode(),
+        "unrecognised columns",
+    ),
     ("BTCUSDT-gzipped.csv", gzip.compress(csv().encode()), "binary content"),
     ("BTCUSDT-page.csv", b"<html><body>502 Bad Gateway</body></html>\n", "unrecognised columns"),
     ("BTCUSDT-json.csv", b'[{"t": 1, "o": 2}]\n', "unrecognised columns"),

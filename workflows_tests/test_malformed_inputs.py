@@ -35,7 +35,12 @@ ROW_CASES = [
     ("infinite_value", csv("2024-01-01T03:00:00Z,102,inf,101,102,10"), "NaN or infinite value", 5),
     ("truncated_last_line", csv("2024-01-01T03:00:00Z,102,10"), "expected 6 fields, found 3", 5),
     ("unparsable_time", csv("yesterday noon,102,103,101,102,10"), "unparsable time", 5),
-    ("open_outside_range", csv("2024-01-01T03:00:00Z,110,103,101,102,10"), "open or close outside the high-low range", 5),
+    (
+        "open_outside_range",
+        csv("2024-01-01T03:00:00Z,110,103,101,102,10"),
+        "open or close outside the high-low range",
+        5,
+    ),
     ("missing_value", csv("2024-01-01T03:00:00Z,102,103,,102,10"), "missing value", 5),
     ("implausible_range", csv("2024-01-01T03:00:00Z,16199,16199,4261,4308,10"), "implausible hourly range", 5),
     (

@@ -12,8 +12,16 @@ from workflows.ml.models import ArchConfig
 from workflows.ml.pipeline import fit
 from workflows.ml.profiles import recipe_for
 from workflows.ml.promotion import (
-    GateConfig, decide, forecast_next_hour, gate, last_target_hour, load_current, noninferiority, read_pointer,
-    training_window, write_pointer,
+    GateConfig,
+    decide,
+    forecast_next_hour,
+    gate,
+    last_target_hour,
+    load_current,
+    noninferiority,
+    read_pointer,
+    training_window,
+    write_pointer,
 )
 from workflows.ml.training import train
 from workflows.ml.windows import build_windows
@@ -41,11 +49,16 @@ def setup(tmp_path_factory):
     with torch.no_grad():
         bad.heads.ret.bias.fill_(3.0)  # always forecasts a 3-sigma move: far worse than zero
     paths = {}
-    for name, model, metrics in (("good", good, training_window(data)), ("bad", bad, training_window(data)),
-                                 ("legacy", good, {}), ("overlap", good, training_window(late)),
-                                 ("legacy_bad", bad, {})):
-        paths[name] = save_checkpoint(folder / f"{name}.pt", model, arch, data.scaler, data.spec_dict(), "v", metrics,
-                                      recipe.train.to_dict())
+    for name, model, metrics in (
+        ("good", good, training_window(data)),
+        ("bad", bad, training_window(data)),
+        ("legacy", good, {}),
+        ("overlap", good, training_window(late)),
+        ("legacy_bad", bad, {}),
+    ):
+        paths[name] = save_checkpoint(
+            folder / f"{name}.pt", model, arch, data.scaler, data.spec_dict(), "v", metrics, recipe.train.to_dict()
+        )
     return feats, data, {k: load_checkpoint(p) for k, (p, _) in paths.items()}, paths, folder
 
 
@@ -287,23 +300,42 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
     instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
     assets = [candles, features, multitask, production_model, latest_forecast]
     resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
-    config = {"ops": {"candles": {"config": {"days": 60, "seed": 2, "planted_lag": 1, "planted_strength": 0.5}},
-                      "multitask_model": {"config": {"profile": "ci"}}}}
+    config = {
+        "ops": {
+            "candles": {"config": {"days": 60, "seed": 2, "planted_lag": 1, "planted_strength": 0.5}},
+            "multitask_model": {"config": {"profile": "ci"}},
+        }
+    }
     first = dg.materialize(assets, partition_key="BTCUSDT", instance=instance, resources=resources, run_config=config)
     meta = first.asset_materializations_for_node("production_model")[0].metadata
     check = next(c for c in first.get_asset_check_evaluations() if c.check_name == "promotion_gate")
     assert check.passed == meta["promoted"].value
-    for key in ("reason", "hours_compared", "hours_offered", "margin", "alpha", "min_hours", "tests",
-                "p_noninferior_to_zero", "p_zero_better", "candidate_last_target"):
+    for key in (
+        "reason",
+        "hours_compared",
+        "hours_offered",
+        "margin",
+        "alpha",
+        "min_hours",
+        "tests",
+        "p_noninferior_to_zero",
+        "p_zero_better",
+        "candidate_last_target",
+    ):
         assert key in meta and key in check.metadata, key
     assert meta["margin"].value == 0.02 and meta["hours_compared"].value >= 100
     # lag-1 dependency of strength 0.5: even 3 ci epochs beat the zero forecast clearly (measured p ~ 1e-5)
     assert meta["comparator"].value == "zero-return forecast" and meta["promoted"].value is True
     assert meta["serving"].value.endswith(".pt") and meta["p_noninferior_to_zero"].value < 0.05
     # again, the gate configured: the checkpoint just promoted is now the incumbent
-    again = dg.materialize(assets, partition_key="BTCUSDT", instance=instance, resources=resources,
-                           selection=[production_model],
-                           run_config={"ops": {"production_model": {"config": {"margin": 0.05, "min_hours": 50}}}})
+    again = dg.materialize(
+        assets,
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources=resources,
+        selection=[production_model],
+        run_config={"ops": {"production_model": {"config": {"margin": 0.05, "min_hours": 50}}}},
+    )
     meta2 = again.asset_materializations_for_node("production_model")[0].metadata
     assert meta2["margin"].value == 0.05 and meta2["min_hours"].value == 50
     # the same checkpoint against itself: equal losses, non-inferior, not superior

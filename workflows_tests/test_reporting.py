@@ -41,18 +41,37 @@ def evaluation(signal_share: float, n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     signal = rng.normal(0, 0.002, n)
     actual = signal + rng.normal(0, 0.006, n)
-    fs = ForecastSet(end_ts=np.arange(n).astype("datetime64[h]").astype("datetime64[us]"), fold=np.ones(n, int),
-                     actual=actual, train_mean=np.zeros(n), realised_var=np.full(n, 0.006**2))
+    fs = ForecastSet(
+        end_ts=np.arange(n).astype("datetime64[h]").astype("datetime64[us]"),
+        fold=np.ones(n, int),
+        actual=actual,
+        train_mean=np.zeros(n),
+        realised_var=np.full(n, 0.006**2),
+    )
     fs.returns["reference_lstm"] = signal_share * signal + (1 - signal_share) * rng.normal(0, 0.0005, n)
-    info = [{"fold": 1, "test_start": "a", "test_end": "b", "train_windows": 1, "train_start": "x", "train_end": "y",
-             "seconds": 0.0}]
+    info = [
+        {
+            "fold": 1,
+            "test_start": "a",
+            "test_end": "b",
+            "train_windows": 1,
+            "train_start": "x",
+            "train_end": "y",
+            "seconds": 0.0,
+        }
+    ]
     return evaluate_forecasts(fs, "single_split", "one split", info, {})
 
 
 def test_attention_figure_has_seven_panels_and_expected_size(tmp_path):
     attention = fake_attention(24)
-    path, panels = figures.attention_analysis_figure(attention, am.summarise(attention), "test", tmp_path / "a.png",
-                                                     {"untrained": am.summarise(fake_attention(None))})
+    path, panels = figures.attention_analysis_figure(
+        attention,
+        am.summarise(attention),
+        "test",
+        tmp_path / "a.png",
+        {"untrained": am.summarise(fake_attention(None))},
+    )
     assert panels == 7
     with Image.open(path) as img:
         assert img.size == (1800, 1300)
@@ -80,8 +99,14 @@ def test_wording_follows_the_numbers():
 
 def test_report_never_claims_what_it_cannot_show():
     flat = analysis_for(fake_attention(None, seed=2), fake_attention(None, seed=3))
-    text = write_report("BTCUSDT", "SYNTHETIC data", evaluation(0.0, n=300),
-                        {"reference_lstm": flat}, {"panels": "attention_analysis.png"}, {"profile": "ci"})
+    text = write_report(
+        "BTCUSDT",
+        "SYNTHETIC data",
+        evaluation(0.0, n=300),
+        {"reference_lstm": flat},
+        {"panels": "attention_analysis.png"},
+        {"profile": "ci"},
+    )
     lowered = text.lower()
     for banned in ("converged", "detects a cycle", "2-day cycle", "historical bias"):
         assert banned not in lowered
@@ -125,16 +150,39 @@ def test_deletion_pool_head_and_seed_sentences():
     attention = fake_attention(24, n=200)
     scale = np.zeros((200, 2, T))
     scale[:, 0, -6:] = fake_attention(None, n=200, seed=4)[:, :6] / fake_attention(None, n=200, seed=4)[:, :6].sum(
-        axis=1, keepdims=True)
+        axis=1, keepdims=True
+    )
     scale[:, 1] = attention
     members = np.stack([fake_attention(24, n=200, seed=s) for s in range(3)], axis=1)
-    an = describe(attention, {"untrained": {"attention": fake_attention(None, n=200, seed=9)}}, scale_attention=scale,
-                  seed_attention=members, seed_source="the ensemble's 3 members", resamples=300)
-    an.deletion = DeletionTest(k=5, windows=200, top_k_change=1.0, draws=200, matched_change_mean=0.98,
-                               matched_change_p95=1.02, matched_ratio=1.02, matched_p_value=0.31, matched_overlap=0.4,
-                               recency_change=0.2, recency_ratio=5.0, recency_ratio_ci=(4.1, 6.2), random_draws=100,
-                               random_change_mean=0.25, random_ratio=4.0, random_p_value=0.0099, margin=1.5,
-                               faithful=False, positions_matter=True)
+    an = describe(
+        attention,
+        {"untrained": {"attention": fake_attention(None, n=200, seed=9)}},
+        scale_attention=scale,
+        seed_attention=members,
+        seed_source="the ensemble's 3 members",
+        resamples=300,
+    )
+    an.deletion = DeletionTest(
+        k=5,
+        windows=200,
+        top_k_change=1.0,
+        draws=200,
+        matched_change_mean=0.98,
+        matched_change_p95=1.02,
+        matched_ratio=1.02,
+        matched_p_value=0.31,
+        matched_overlap=0.4,
+        recency_change=0.2,
+        recency_ratio=5.0,
+        recency_ratio_ci=(4.1, 6.2),
+        random_draws=100,
+        random_change_mean=0.25,
+        random_ratio=4.0,
+        random_p_value=0.0099,
+        margin=1.5,
+        faithful=False,
+        positions_matter=True,
+    )
     lines = "\n".join(attention_sections({"attention_lstm": an}))
     assert "position-matched deletion on 200 test windows, 200 draws, p = 0.310" in lines
     assert "window by window the map marks nothing beyond where it looks on average" in lines

@@ -96,14 +96,14 @@ def test_generic_iso_with_offsets_and_naive_times(tmp_path):
     )
     result = read_candle_file(write(tmp_path, "ethusdt_hourly.csv", text), now=NOW)
     assert result.candles["symbol"].unique().to_list() == ["ETHUSDT"]
-    assert result.candles["ts"].to_list() == [
-        datetime(2024, 3, 1, h, tzinfo=UTC) for h in range(3)
-    ]
+    assert result.candles["ts"].to_list() == [datetime(2024, 3, 1, h, tzinfo=UTC) for h in range(3)]
     assert any("1 timestamps had no UTC offset" in n for n in result.notes)
 
 
 def test_generic_with_symbol_column_and_unix_seconds(tmp_path):
-    text = "Time,Symbol,Open,High,Low,Close,Volume\n1704067200,btc-usdt,1,2,0.9,1.5,3\n1704067200,ETH/USDT,1,2,0.9,1.5,3\n"
+    text = (
+        "Time,Symbol,Open,High,Low,Close,Volume\n1704067200,btc-usdt,1,2,0.9,1.5,3\n1704067200,ETH/USDT,1,2,0.9,1.5,3\n"
+    )
     result = read_candle_file(write(tmp_path, "mixed.csv", text), now=NOW)
     assert result.symbols == ["BTCUSDT", "ETHUSDT"]
     assert result.for_symbol("ETHUSDT").candles.height == 1

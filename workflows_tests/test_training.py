@@ -74,8 +74,15 @@ def test_checkpoint_reloads_to_identical_predictions(data, tmp_path):
     torch.manual_seed(0)
     result = train(arch.build(), data, replace(CFG, epochs=2))
     path, digest = save_checkpoint(
-        tmp_path / "m.pt", result.model, arch, data.scaler, data.spec_dict(), "v1", result.metrics(),
-        CFG.to_dict(), result.snapshots,
+        tmp_path / "m.pt",
+        result.model,
+        arch,
+        data.scaler,
+        data.spec_dict(),
+        "v1",
+        result.metrics(),
+        CFG.to_dict(),
+        result.snapshots,
     )
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
     ckpt = load_checkpoint(path, expected_sha256=digest)
@@ -138,8 +145,14 @@ def test_cuda_checkpoint_loads_on_cpu(data, tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     args = [str(tmp_path / "x.npy"), str(path), str(outs[0]), str(old), str(outs[1])]
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_CUDA, *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_CUDA, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     expected = predict(result.model, x, device="cpu")["ret"]  # the trained weights, moved to CPU here
     for out in outs:

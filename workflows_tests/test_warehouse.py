@@ -33,7 +33,9 @@ def test_upsert_is_idempotent_and_counts(con):
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 72)
     # nothing changed, not even the ingestion time
     assert con.execute("SELECT max(ingested_at) FROM candles").fetchone()[0] == stamp
-    changed = frame.with_columns(close=pl.when(pl.int_range(pl.len()) < 2).then(pl.col("close") * 1.01).otherwise(pl.col("close")))
+    changed = frame.with_columns(
+        close=pl.when(pl.int_range(pl.len()) < 2).then(pl.col("close") * 1.01).otherwise(pl.col("close"))
+    )
     changed = changed.with_columns(high=pl.max_horizontal("high", "close"))
     third = upsert_candles(con, changed, "b.csv")
     assert (third.inserted, third.updated, third.unchanged) == (0, 2, 70)
@@ -54,7 +56,13 @@ def test_symbols_are_isolated(con):
 def test_rejections_are_replaced_per_file(con):
     rejected = pl.DataFrame(
         {"line": [3], "symbol": ["BTCUSDT"], "ts": [None], "reason": ["negative volume"], "raw": ["x"]},
-        schema={"line": pl.Int64, "symbol": pl.String, "ts": pl.Datetime("us", "UTC"), "reason": pl.String, "raw": pl.String},
+        schema={
+            "line": pl.Int64,
+            "symbol": pl.String,
+            "ts": pl.Datetime("us", "UTC"),
+            "reason": pl.String,
+            "raw": pl.String,
+        },
     )
     record_rejections(con, "f.csv", rejected)
     record_rejections(con, "f.csv", rejected)

@@ -50,9 +50,7 @@ def test_scaler_is_fitted_on_train_only(feats):
 
 
 def test_no_window_spans_a_gap(feats):
-    holey = compute_features(
-        generate_candles(SyntheticSpec(days=40, seed=2)).filter(pl.int_range(pl.len()) != 300)
-    )
+    holey = compute_features(generate_candles(SyntheticSpec(days=40, seed=2)).filter(pl.int_range(pl.len()) != 300))
     data = build_windows(holey, WindowSpec())
     gap_hour = np.datetime64(generate_candles(SyntheticSpec(days=40, seed=2))["ts"][300].replace(tzinfo=None), "h")
     for split in (data.train, data.val, data.test):

@@ -173,17 +173,31 @@ def _intervals(weights: np.ndarray, block: int, resamples: int, seed: int) -> Pr
     return am.profile_intervals(weights, block=block, resamples=resamples, seed=seed)
 
 
-def map_analysis(name: str, weights: np.ndarray, control_weights: dict[str, np.ndarray], *,
-                 block: int = am.DEFAULT_BLOCK, resamples: int = am.DEFAULT_RESAMPLES, seed: int = 0,
-                 layer: int | None = None, head: int | None = None) -> MapAnalysis:
+def map_analysis(
+    name: str,
+    weights: np.ndarray,
+    control_weights: dict[str, np.ndarray],
+    *,
+    block: int = am.DEFAULT_BLOCK,
+    resamples: int = am.DEFAULT_RESAMPLES,
+    seed: int = 0,
+    layer: int | None = None,
+    head: int | None = None,
+) -> MapAnalysis:
     """Rows (N, s) over the hours the map sees; controls' rows of the same map."""
     boot = _intervals(weights, block, resamples, seed)
-    bound = max([_intervals(c, block, resamples, seed).peak_lift_ci[1] for c in control_weights.values()],
-                default=1.0)
+    bound = max([_intervals(c, block, resamples, seed).peak_lift_ci[1] for c in control_weights.values()], default=1.0)
     lo = boot.peak_lift_ci[0]
-    return MapAnalysis(name=name, hours=int(weights.shape[1]),
-                       normalised_entropy=float(np.median(am.normalised_entropy(weights))), bootstrap=boot,
-                       control_bound=float(bound), concentrated=bool(lo > 1.0 and lo > bound), layer=layer, head=head)
+    return MapAnalysis(
+        name=name,
+        hours=int(weights.shape[1]),
+        normalised_entropy=float(np.median(am.normalised_entropy(weights))),
+        bootstrap=boot,
+        control_bound=float(bound),
+        concentrated=bool(lo > 1.0 and lo > bound),
+        layer=layer,
+        head=head,
+    )
 
 
 def pool_widths(scale_attention: np.ndarray, scales: list[int] | None = None) -> list[int]:
@@ -195,8 +209,9 @@ def pool_widths(scale_attention: np.ndarray, scales: list[int] | None = None) ->
     return [t - int(np.argmax(scale_attention[:, j].max(axis=0) > 0)) for j in range(scale_attention.shape[1])]
 
 
-def pool_analyses(scale_attention: np.ndarray, controls: dict[str, dict[str, np.ndarray]],
-                  scales: list[int] | None = None, **kw) -> list[MapAnalysis]:
+def pool_analyses(
+    scale_attention: np.ndarray, controls: dict[str, dict[str, np.ndarray]], scales: list[int] | None = None, **kw
+) -> list[MapAnalysis]:
     """Each multi-scale pool over the hours it can see (masked hours carry zero weight)."""
     out = []
     for j, s in enumerate(pool_widths(scale_attention, scales)):
@@ -213,22 +228,31 @@ def head_analyses(maps: np.ndarray, controls: dict[str, dict[str, np.ndarray]], 
     for layer in range(maps.shape[1]):
         for head in range(maps.shape[2]):
             ctrl = {c: o["attention_maps"][:, layer, head] for c, o in controls.items() if "attention_maps" in o}
-            out.append(map_analysis(f"L{layer + 1} H{head + 1}", maps[:, layer, head], ctrl, layer=layer + 1,
-                                    head=head + 1, **kw))
+            out.append(
+                map_analysis(
+                    f"L{layer + 1} H{head + 1}", maps[:, layer, head], ctrl, layer=layer + 1, head=head + 1, **kw
+                )
+            )
     return out
 
 
-def seed_spread(member_attention: np.ndarray, source: str, controls: dict[str, dict[str, np.ndarray]],
-                **kw) -> SeedSpread:
+def seed_spread(
+    member_attention: np.ndarray, source: str, controls: dict[str, dict[str, np.ndarray]], **kw
+) -> SeedSpread:
     """Per-seed analysis of (N, members, T) attention; controls are single-model controls of the recipe."""
     ctrl = {c: o["attention"] for c, o in controls.items()}
-    members = [map_analysis(f"seed {m + 1}", member_attention[:, m], ctrl, **kw)
-               for m in range(member_attention.shape[1])]
+    members = [
+        map_analysis(f"seed {m + 1}", member_attention[:, m], ctrl, **kw) for m in range(member_attention.shape[1])
+    ]
     return SeedSpread(source=source, members=members)
 
 
-def verdict(boot: ProfileBootstrap, control_boots: dict[str, ProfileBootstrap], ablation: UniformAblation | None,
-            deletion: DeletionTest | None) -> Verdict:
+def verdict(
+    boot: ProfileBootstrap,
+    control_boots: dict[str, ProfileBootstrap],
+    ablation: UniformAblation | None,
+    deletion: DeletionTest | None,
+) -> Verdict:
     bound = max([c.peak_lift_ci[1] for c in control_boots.values()], default=1.0)
     lo = boot.peak_lift_ci[0]
     return Verdict(
@@ -284,13 +308,23 @@ def control_key(ckpt: Checkpoint, data: WindowData) -> str:
     config (seed and snapshots aside: controls use the analysis seed) and the windows."""
     arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
     cfg = {k: v for k, v in ckpt.train_config.items() if k not in ("seed", "snapshot_every", "snapshot_size")}
-    text = json.dumps({"arch": arch.to_dict(), "train": cfg, "data": data.data_version, "spec": data.spec_dict(),
-                       "windows": [len(data.train), len(data.val), len(data.test)]}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "arch": arch.to_dict(),
+            "train": cfg,
+            "data": data.data_version,
+            "spec": data.spec_dict(),
+            "windows": [len(data.train), len(data.val), len(data.test)],
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def control_outputs(ckpt: Checkpoint, data: WindowData, seed: int = 0,
-                    cache: dict | None = None) -> tuple[dict[str, dict[str, np.ndarray]], ControlSetup]:
+def control_outputs(
+    ckpt: Checkpoint, data: WindowData, seed: int = 0, cache: dict | None = None
+) -> tuple[dict[str, dict[str, np.ndarray]], ControlSetup]:
     """The untrained and shuffled-target controls' attention outputs on the test windows, trained
     once per `control_key` when the same `cache` dict is passed for every model of a run."""
     key = f"{control_key(ckpt, data)}-{seed}"
@@ -305,8 +339,13 @@ def control_outputs(ckpt: Checkpoint, data: WindowData, seed: int = 0,
         }
         if cache is not None:
             cache[key] = outputs
-    setup = ControlSetup(names=tuple(outputs), key=key, train_windows=len(data.train),
-                         shuffled_train_windows=min(len(data.train), sanity.CONTROL_MAX_TRAIN_WINDOWS), reused=reused)
+    setup = ControlSetup(
+        names=tuple(outputs),
+        key=key,
+        train_windows=len(data.train),
+        shuffled_train_windows=min(len(data.train), sanity.CONTROL_MAX_TRAIN_WINDOWS),
+        reused=reused,
+    )
     return outputs, setup
 
 
@@ -343,20 +382,37 @@ def analyse(
         seed_attention = member_attention
         seed_source = seed_source or f"its own {member_attention.shape[1]} members, which differ only by seed"
     arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
-    an = describe(attention, outputs, attention_maps=attention_maps, scale_attention=scale_attention,
-                  scales=arch.kwargs.get("scales"), seed_attention=seed_attention, seed_source=seed_source or "",
-                  regimes=regime_split(data, attention), resamples=resamples, seed=seed)
+    an = describe(
+        attention,
+        outputs,
+        attention_maps=attention_maps,
+        scale_attention=scale_attention,
+        scales=arch.kwargs.get("scales"),
+        seed_attention=seed_attention,
+        seed_source=seed_source or "",
+        regimes=regime_split(data, attention),
+        resamples=resamples,
+        seed=seed,
+    )
     ablation = sanity.uniform_ablation(ckpt.model, data.test.x, data.test.ret, seed=seed, resamples=resamples)
     every = max(1, -(-len(attention) // deletion_windows))  # ceil: evenly spaced windows
-    deletion = sanity.deletion_test(ckpt.model, data.test.x[::every], attention[::every], draws=deletion_draws,
-                                    seed=seed, resamples=resamples)
+    deletion = sanity.deletion_test(
+        ckpt.model, data.test.x[::every], attention[::every], draws=deletion_draws, seed=seed, resamples=resamples
+    )
     attr = sanity.attribution_agreement(ckpt.model, data.test.x, attention) if attribution else None
-    return replace(an, ablation=ablation, deletion=deletion, attribution=attr, control_setup=setup,
-                   verdict=verdict(an.bootstrap, an.control_bootstrap, ablation, deletion))
+    return replace(
+        an,
+        ablation=ablation,
+        deletion=deletion,
+        attribution=attr,
+        control_setup=setup,
+        verdict=verdict(an.bootstrap, an.control_bootstrap, ablation, deletion),
+    )
 
 
-def analyse_all(loaded: dict, tensors: dict[str, dict[str, np.ndarray]], log=None,
-                seed: int = 0) -> dict[str, AttentionAnalysis]:
+def analyse_all(
+    loaded: dict, tensors: dict[str, dict[str, np.ndarray]], log=None, seed: int = 0
+) -> dict[str, AttentionAnalysis]:
     """Every model of a run: `loaded` maps a name to (checkpoint, windows), `tensors` to its saved attention
     tensors. Controls are shared between models with one `control_key`; a single model whose recipe is the
     ensemble's (same key) gets the ensemble members' seed spread."""
@@ -369,13 +425,26 @@ def analyse_all(loaded: dict, tensors: dict[str, dict[str, np.ndarray]], log=Non
         t = tensors[name]
         extra = {}
         if name != "ensemble" and ens_key is not None and control_key(ckpt, data) == ens_key:
-            extra = {"seed_attention": members,
-                     "seed_source": f"the ensemble's {members.shape[1]} members, which are this recipe with "
-                                    f"{members.shape[1]} seeds"}
+            extra = {
+                "seed_attention": members,
+                "seed_source": f"the ensemble's {members.shape[1]} members, which are this recipe with "
+                f"{members.shape[1]} seeds",
+            }
         started = time.perf_counter()
-        out[name] = analyse(ckpt, data, t["attention"], t.get("attention_maps"), t.get("member_attention"),
-                            scale_attention=t.get("scale_attention"), control_cache=cache, seed=seed, **extra)
+        out[name] = analyse(
+            ckpt,
+            data,
+            t["attention"],
+            t.get("attention_maps"),
+            t.get("member_attention"),
+            scale_attention=t.get("scale_attention"),
+            control_cache=cache,
+            seed=seed,
+            **extra,
+        )
         setup = out[name].control_setup
-        say(f"{name}: {out[name].verdict.to_dict()} ({time.perf_counter() - started:.0f} s; controls "
-            f"{'reused' if setup and setup.reused else 'trained'})")
+        say(
+            f"{name}: {out[name].verdict.to_dict()} ({time.perf_counter() - started:.0f} s; controls "
+            f"{'reused' if setup and setup.reused else 'trained'})"
+        )
     return out

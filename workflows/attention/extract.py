@@ -16,8 +16,14 @@ ATTENTION_SUMMARY_DDL = (
 )
 
 
-def save_attention(path: Path, end_ts: np.ndarray, attention: np.ndarray, maps: np.ndarray | None = None,
-                   member_attention: np.ndarray | None = None, scale_attention: np.ndarray | None = None) -> Path:
+def save_attention(
+    path: Path,
+    end_ts: np.ndarray,
+    attention: np.ndarray,
+    maps: np.ndarray | None = None,
+    member_attention: np.ndarray | None = None,
+    scale_attention: np.ndarray | None = None,
+) -> Path:
     """Window end times (UTC, seconds), (N, T) weights, and optional tensors: Transformer maps (N, L, H, T)
     as `attention_maps`, ensemble members (N, M, T) as `member_attention`, multi-scale pools (N, S, T) as
     `scale_attention` (zero weight outside each pool's most recent hours)."""
@@ -48,9 +54,14 @@ def summary_row(symbol: str, model: str, path: Path, end_ts: np.ndarray, attenti
     s = am.summarise(attention)
     ts = pl.Series(end_ts.astype("datetime64[us]"))
     return {
-        "symbol": symbol, "model": model, "windows": int(attention.shape[0]),
-        "first_window": ts.min(), "last_window": ts.max(), "file": str(path),
+        "symbol": symbol,
+        "model": model,
+        "windows": int(attention.shape[0]),
+        "first_window": ts.min(),
+        "last_window": ts.max(),
+        "file": str(path),
         "normalised_entropy_median": s["normalised_entropy"]["median"],
-        "max_weight_median": s["max_weight"]["median"], "top_hour": s["top_hours"][0],
+        "max_weight_median": s["max_weight"]["median"],
+        "top_hour": s["top_hours"][0],
         "profile_max_lift": s["profile_max_lift"],
     }

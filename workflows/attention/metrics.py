@@ -170,8 +170,9 @@ def block_length(n: int, block: int = DEFAULT_BLOCK) -> int:
     return int(max(1, min(block, n // 5)))
 
 
-def block_bootstrap_means(values: np.ndarray, block: int = DEFAULT_BLOCK, resamples: int = DEFAULT_RESAMPLES,
-                          seed: int = 0) -> np.ndarray:
+def block_bootstrap_means(
+    values: np.ndarray, block: int = DEFAULT_BLOCK, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> np.ndarray:
     """Circular block bootstrap of the mean over axis 0 (windows in time order).
 
     Each resample joins ceil(N / b) blocks of b consecutive windows with uniformly drawn
@@ -194,8 +195,14 @@ def block_bootstrap_means(values: np.ndarray, block: int = DEFAULT_BLOCK, resamp
     return (total / n).reshape((resamples, *v.shape[1:]))
 
 
-def ratio_interval(numerator: np.ndarray, denominator: np.ndarray, block: int = DEFAULT_BLOCK,
-                   resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = LEVEL) -> tuple[float, float]:
+def ratio_interval(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    block: int = DEFAULT_BLOCK,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> tuple[float, float]:
     """Percentile block-bootstrap interval of sum(numerator) / sum(denominator) over windows."""
     means = block_bootstrap_means(np.stack([numerator, denominator], axis=1), block, resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -224,8 +231,13 @@ class ProfileBootstrap:
     bucket_lift_ci: dict[str, tuple[float, float]]  # simultaneous over the buckets
 
 
-def profile_intervals(weights: np.ndarray, block: int = DEFAULT_BLOCK, resamples: int = DEFAULT_RESAMPLES,
-                      seed: int = 0, level: float = LEVEL) -> ProfileBootstrap:
+def profile_intervals(
+    weights: np.ndarray,
+    block: int = DEFAULT_BLOCK,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> ProfileBootstrap:
     """Peak lift and bucket lifts of the mean profile of rows (N, T), with block-bootstrap intervals.
 
     The peak hour is chosen by the data, so a pointwise interval at that hour (or a
@@ -247,15 +259,21 @@ def profile_intervals(weights: np.ndarray, block: int = DEFAULT_BLOCK, resamples
     uniform = uniform_bucket_shares(t)
     ago_all = hours_ago(t)
     names = [name for name in BUCKET_NAMES if uniform[name] > 0]
-    masks = [(ago_all >= lo_h) & (ago_all <= hi_h) for name, (lo_h, hi_h) in zip(BUCKET_NAMES, BUCKETS)
-             if uniform[name] > 0]
+    masks = [
+        (ago_all >= lo_h) & (ago_all <= hi_h) for name, (lo_h, hi_h) in zip(BUCKET_NAMES, BUCKETS) if uniform[name] > 0
+    ]
     scale = np.array([uniform[n] for n in names])
     lifts = np.array([profile[m].sum() for m in masks]) / scale
     boot_lifts = np.stack([boots[:, m].sum(axis=1) for m in masks], axis=1) / scale  # (R, buckets)
     b_lo, b_hi = _simultaneous_band(lifts, boot_lifts, level)
     return ProfileBootstrap(
-        windows=int(n), hours=int(t), block=block_length(n, block), resamples=int(resamples), level=float(level),
-        peak_hour=int(ago[0, 0]), peak_lift=float(profile.max() * t),
+        windows=int(n),
+        hours=int(t),
+        block=block_length(n, block),
+        resamples=int(resamples),
+        level=float(level),
+        peak_hour=int(ago[0, 0]),
+        peak_lift=float(profile.max() * t),
         peak_lift_ci=(float(max(lo.max(), 0.0) * t), float(hi.max() * t)),
         bucket_lifts={k: float(v) for k, v in zip(names, lifts)},
         bucket_lift_ci={k: (float(max(a, 0.0)), float(c)) for k, a, c in zip(names, b_lo, b_hi)},

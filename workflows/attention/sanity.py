@@ -57,19 +57,31 @@ def untrained_outputs(arch: ArchConfig, x: np.ndarray, seed: int = 0) -> dict[st
 def _tail(split: Split, m: int) -> Split:
     if len(split) <= m:
         return split
-    return Split(x=split.x[-m:], ret=split.ret[-m:], vol=split.vol[-m:], direction=split.direction[-m:],
-                 end_ts=split.end_ts[-m:], raw_ret=split.raw_ret[-m:])
+    return Split(
+        x=split.x[-m:],
+        ret=split.ret[-m:],
+        vol=split.vol[-m:],
+        direction=split.direction[-m:],
+        end_ts=split.end_ts[-m:],
+        raw_ret=split.raw_ret[-m:],
+    )
 
 
-def shuffled_target_outputs(arch: ArchConfig, data: WindowData, config: TrainConfig, seed: int = 0,
-                            max_train_windows: int = CONTROL_MAX_TRAIN_WINDOWS) -> dict[str, np.ndarray]:
+def shuffled_target_outputs(
+    arch: ArchConfig,
+    data: WindowData,
+    config: TrainConfig,
+    seed: int = 0,
+    max_train_windows: int = CONTROL_MAX_TRAIN_WINDOWS,
+) -> dict[str, np.ndarray]:
     """Attention outputs on the test windows of a model trained on permuted targets of the
     most recent `max_train_windows` training windows (validation split unchanged)."""
     rng = np.random.default_rng(seed)
     recent = _tail(data.train, max_train_windows)
     perm = rng.permutation(len(recent))
-    shuffled = replace(data, train=replace(recent, ret=recent.ret[perm], vol=recent.vol[perm],
-                                           direction=recent.direction[perm]))
+    shuffled = replace(
+        data, train=replace(recent, ret=recent.ret[perm], vol=recent.vol[perm], direction=recent.direction[perm])
+    )
     torch.manual_seed(seed)
     result = train(arch.build(), shuffled, replace(config, snapshot_every=0, seed=seed))
     return _attention_outputs(predict(result.model, data.test.x))
@@ -92,8 +104,12 @@ def _ret(model: nn.Module, x: np.ndarray, batch: int = 2048, **kwargs) -> np.nda
     model.eval()
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
-    return np.concatenate([model(torch.as_tensor(x[s : s + batch], device=dev), **kwargs).ret.float().cpu().numpy()
-                           for s in range(0, len(x), batch)])
+    return np.concatenate(
+        [
+            model(torch.as_tensor(x[s : s + batch], device=dev), **kwargs).ret.float().cpu().numpy()
+            for s in range(0, len(x), batch)
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -110,8 +126,14 @@ class UniformAblation:
         return {**self.__dict__, "relative_change_ci": list(self.relative_change_ci)}
 
 
-def uniform_ablation(model: nn.Module, x: np.ndarray, y: np.ndarray, seed: int = 0,
-                     resamples: int = am.DEFAULT_RESAMPLES, device: str = "auto") -> UniformAblation | None:
+def uniform_ablation(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    resamples: int = am.DEFAULT_RESAMPLES,
+    device: str = "auto",
+) -> UniformAblation | None:
     """None for models whose attention cannot be swapped for uniform weights (the Transformer)."""
     if not supports_uniform_ablation(model):
         return None
@@ -120,8 +142,13 @@ def uniform_ablation(model: nn.Module, x: np.ndarray, y: np.ndarray, seed: int =
         err_u = (_ret(model, x, uniform_attention=True) - y) ** 2
     change = float(err_u.mean() / err_a.mean() - 1)
     lo, hi = am.ratio_interval(err_u, err_a, resamples=resamples, seed=seed)
-    return UniformAblation(float(err_a.mean()), float(err_u.mean()), change, (lo - 1, hi - 1),
-                           bool(change > MIN_ABLATION_CHANGE and lo - 1 > 0))
+    return UniformAblation(
+        float(err_a.mean()),
+        float(err_u.mean()),
+        change,
+        (lo - 1, hi - 1),
+        bool(change > MIN_ABLATION_CHANGE and lo - 1 > 0),
+    )
 
 
 @dataclass(frozen=True)
@@ -174,9 +201,18 @@ def _mc_p(null: np.ndarray, observed: float) -> float:
     return float((np.sum(null >= observed) + 1) / (len(null) + 1))
 
 
-def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int = 5, draws: int = 200,
-                  random_draws: int = 100, seed: int = 0, margin: float = MIN_DELETION_RATIO,
-                  resamples: int = am.DEFAULT_RESAMPLES, device: str = "auto") -> DeletionTest:
+def deletion_test(
+    model: nn.Module,
+    x: np.ndarray,
+    attention: np.ndarray,
+    k: int = 5,
+    draws: int = 200,
+    random_draws: int = 100,
+    seed: int = 0,
+    margin: float = MIN_DELETION_RATIO,
+    resamples: int = am.DEFAULT_RESAMPLES,
+    device: str = "auto",
+) -> DeletionTest:
     """Top-k deletion against the position-matched null, the recency baseline and random hours
     (1 + draws + 1 + random_draws forward passes over the windows, on `device`)."""
     rng = np.random.default_rng(seed)
@@ -195,8 +231,9 @@ def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int
             matched[j] = changes(partner).mean()
             overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).mean()
         recent_changes = changes(np.broadcast_to(np.arange(t - k, t), (n, k)))
-        random_null = np.array([changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).mean()
-                                for _ in range(random_draws)])
+        random_null = np.array(
+            [changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).mean() for _ in range(random_draws)]
+        )
     top_change = float(top_changes.mean())
 
     def ratio(num: float, den: float) -> float:
@@ -206,12 +243,23 @@ def deletion_test(model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int
     random_ratio, random_p = ratio(top_change, float(random_null.mean())), _mc_p(random_null, top_change)
     recency_ci = am.ratio_interval(top_changes, recent_changes, resamples=resamples, seed=seed)
     return DeletionTest(
-        k=k, windows=n, top_k_change=top_change, draws=draws,
-        matched_change_mean=float(matched.mean()), matched_change_p95=float(np.percentile(matched, 95)),
-        matched_ratio=matched_ratio, matched_p_value=matched_p, matched_overlap=float(overlap.mean()),
-        recency_change=float(recent_changes.mean()), recency_ratio=ratio(top_change, float(recent_changes.mean())),
-        recency_ratio_ci=recency_ci, random_draws=random_draws, random_change_mean=float(random_null.mean()),
-        random_ratio=random_ratio, random_p_value=random_p, margin=margin,
+        k=k,
+        windows=n,
+        top_k_change=top_change,
+        draws=draws,
+        matched_change_mean=float(matched.mean()),
+        matched_change_p95=float(np.percentile(matched, 95)),
+        matched_ratio=matched_ratio,
+        matched_p_value=matched_p,
+        matched_overlap=float(overlap.mean()),
+        recency_change=float(recent_changes.mean()),
+        recency_ratio=ratio(top_change, float(recent_changes.mean())),
+        recency_ratio_ci=recency_ci,
+        random_draws=random_draws,
+        random_change_mean=float(random_null.mean()),
+        random_ratio=random_ratio,
+        random_p_value=random_p,
+        margin=margin,
         faithful=bool(matched_p < ALPHA and matched_ratio >= margin),
         positions_matter=bool(random_p < ALPHA and random_ratio >= margin and recency_ci[0] > 1),
     )
@@ -231,8 +279,9 @@ class Attribution:
         return dict(self.__dict__)
 
 
-def attribution_agreement(model: nn.Module, x: np.ndarray, attention: np.ndarray,
-                          max_windows: int = 128) -> Attribution:
+def attribution_agreement(
+    model: nn.Module, x: np.ndarray, attention: np.ndarray, max_windows: int = 128
+) -> Attribution:
     """Median Spearman correlation between attention and integrated-gradients importance per hour."""
     from captum.attr import IntegratedGradients
 
@@ -253,7 +302,9 @@ def attribution_agreement(model: nn.Module, x: np.ndarray, attention: np.ndarray
         rhos.append(stats.spearmanr(a, imp).statistic)
     mean_importance = importance.mean(axis=0)
     return Attribution(
-        windows=n, median_spearman=float(np.median(rhos)) if rhos else float("nan"), windows_with_variation=len(rhos),
+        windows=n,
+        median_spearman=float(np.median(rhos)) if rhos else float("nan"),
+        windows_with_variation=len(rhos),
         top_attributed_hour=int(importance.shape[1] - int(mean_importance.argmax())),
         mean_importance=(mean_importance / mean_importance.sum()).tolist(),
     )

@@ -36,31 +36,45 @@ EVALUATION_DDL = (
     "metric VARCHAR NOT NULL, value DOUBLE, evaluated_at TIMESTAMP NOT NULL)"
 )
 
+
 class EvaluationConfig(dg.Config):
     walk_forward_folds: int = Field(default=4, description="Walk-forward test folds when history allows (0 = off)")
     walk_forward_fold_days: int = Field(default=100, description="Days tested per fold")
     walk_forward_train_days: int = Field(default=365, description="Most days of history each fold trains on")
     walk_forward_min_train_days: int = Field(
-        default=180, description="Fewest training days the first fold needs; shorter history: one split")
+        default=180, description="Fewest training days the first fold needs; shorter history: one split"
+    )
     walk_forward_val_days: int = Field(default=14, description="Validation days before each fold (early stopping)")
     warm_start: bool = Field(default=True, description="Start each fold's networks from the previous fold's weights")
     warm_epochs: int = Field(default=5, description="Most epochs of a warm-started fold")
 
     def walk_forward(self) -> WalkForwardConfig:
         return WalkForwardConfig(
-            folds=self.walk_forward_folds, fold_days=self.walk_forward_fold_days,
-            train_days=self.walk_forward_train_days, min_train_days=self.walk_forward_min_train_days,
-            val_days=self.walk_forward_val_days, warm_start=self.warm_start, warm_epochs=self.warm_epochs)
+            folds=self.walk_forward_folds,
+            fold_days=self.walk_forward_fold_days,
+            train_days=self.walk_forward_train_days,
+            min_train_days=self.walk_forward_min_train_days,
+            val_days=self.walk_forward_val_days,
+            warm_start=self.warm_start,
+            warm_epochs=self.warm_epochs,
+        )
 
 
 @dg.asset(
-    partitions_def=symbols_partitions, ins=MODEL_INS, pool="gpu", group_name="analysis", kinds={"pytorch", "duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=EAGER_AFTER_CHECKS,
+    partitions_def=symbols_partitions,
+    ins=MODEL_INS,
+    pool="gpu",
+    group_name="analysis",
+    kinds={"pytorch", "duckdb"},
+    owners=OWNERS,
+    code_version=ANALYSIS_CODE_VERSION,
+    automation_condition=EAGER_AFTER_CHECKS,
     description="Every model and trained control on the same hours (walk-forward when history allows), "
-                "in one Holm-corrected family of Diebold-Mariano tests; volatility against its baselines.",
+    "in one Holm-corrected family of Diebold-Mariano tests; volatility against its baselines.",
 )
-def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource,
-               **models) -> Evaluation:
+def evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
+) -> Evaluation:
     symbol = context.partition_key
     table, _, loaded = load_inputs(warehouse, symbol, models)
     profile = models["attention_lstm_model"].get("profile")
@@ -68,39 +82,70 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, ware
     if enough_history(table, cfg):
         ev = walk_forward(table, profile, cfg, progress=context.log.info)
     else:
-        note = (f"{history_days(table):.0f} days of history are fewer than the {required_days(cfg):.0f} a "
-                f"{cfg.folds} x {cfg.fold_days}-day walk-forward needs (at least {cfg.min_train_days} training days "
-                "before the first fold)")
+        note = (
+            f"{history_days(table):.0f} days of history are fewer than the {required_days(cfg):.0f} a "
+            f"{cfg.folds} x {cfg.fold_days}-day walk-forward needs (at least {cfg.min_train_days} training days "
+            "before the first fold)"
+        )
         context.log.info(f"single split: {note}")
         ev = single_split(loaded, table, profile, note, progress=context.log.info)
     ev.single_split = split_metrics(loaded) if ev.mode == "walk_forward" else {}
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
-    rows = pl.DataFrame([{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp}
-                         for m, k, v in ev.rows()])
+    rows = pl.DataFrame(
+        [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]
+    )
     with warehouse.connect() as con:
         replace_table_slice(con, "evaluation", symbol, rows, EVALUATION_DDL)
     out_dir = warehouse.paths().reports / symbol
     write_json_atomic(out_dir / "evaluation.json", ev.to_dict())
     context.log.info(bottom_line(ev).replace("**", ""))
-    survivors = pl.DataFrame([{"comparison": f"{c.model} vs {c.baseline}", "loss": c.loss, "skill": c.skill,
-                               "p": c.dm.p_better, "p_holm": c.p_holm} for c in ev.family]).sort("p_holm")
-    context.add_output_metadata({
-        "evidence": ev.mode, "test_hours": ev.hours, "note": ev.note,
-        "surviving_comparisons": len(ev.survivors()),
-        "family": dg.MetadataValue.md(frame_to_markdown(survivors)),
-    })
+    survivors = pl.DataFrame(
+        [
+            {
+                "comparison": f"{c.model} vs {c.baseline}",
+                "loss": c.loss,
+                "skill": c.skill,
+                "p": c.dm.p_better,
+                "p_holm": c.p_holm,
+            }
+            for c in ev.family
+        ]
+    ).sort("p_holm")
+    context.add_output_metadata(
+        {
+            "evidence": ev.mode,
+            "test_hours": ev.hours,
+            "note": ev.note,
+            "surviving_comparisons": len(ev.survivors()),
+            "family": dg.MetadataValue.md(frame_to_markdown(survivors)),
+        }
+    )
     return ev
 
 
 @dg.asset(
     partitions_def=symbols_partitions,
-    ins={"evaluation": dg.AssetIn(), "attention_analysis": dg.AssetIn(), "attention_tensors": dg.AssetIn(), **MODEL_INS},
-    group_name="analysis", kinds={"markdown"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    ins={
+        "evaluation": dg.AssetIn(),
+        "attention_analysis": dg.AssetIn(),
+        "attention_tensors": dg.AssetIn(),
+        **MODEL_INS,
+    },
+    group_name="analysis",
+    kinds={"markdown"},
+    owners=OWNERS,
+    code_version=ANALYSIS_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
     description="attention_report.md and its figures under reports/<symbol>/, shown here with the images.",
 )
-def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, evaluation: Evaluation,
-           attention_analysis: dict, attention_tensors: dict, **models) -> dg.MaterializeResult:
+def report(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    evaluation: Evaluation,
+    attention_analysis: dict,
+    attention_tensors: dict,
+    **models,
+) -> dg.MaterializeResult:
     symbol = context.partition_key
     _, sources, loaded = load_inputs(warehouse, symbol, models)
     out_dir = warehouse.paths().reports / symbol
@@ -110,37 +155,51 @@ def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource, eval
     figs["skill against the zero-return forecast per fold and pooled, with 95% intervals"] = "forecast_skill.png"
     figs.update(_attention_figures(symbol, out_dir, attention_analysis, attention_tensors))
     ckpt_learning = loaded["attention_lstm"][0]
-    figures.training_figure({m: c.metrics.get("history", []) for m, (c, _) in loaded.items()},
-                            ckpt_learning.snapshots, "attention_lstm", out_dir / "training.png")
+    figures.training_figure(
+        {m: c.metrics.get("history", []) for m, (c, _) in loaded.items()},
+        ckpt_learning.snapshots,
+        "attention_lstm",
+        out_dir / "training.png",
+    )
     figs["training curves and attention snapshots"] = "training.png"
 
     synthetic = any(s.startswith("synthetic") for s in sources)
-    note = ("SYNTHETIC data: generated candles with a planted dependency, not a market." if synthetic else
-            f"Data sources: {', '.join(sources)}.")
-    context_info = {"profile": models["attention_lstm_model"].get("profile", "?"),
-                    "training": {m: c.metrics for m, (c, _) in loaded.items()}}
+    note = (
+        "SYNTHETIC data: generated candles with a planted dependency, not a market."
+        if synthetic
+        else f"Data sources: {', '.join(sources)}."
+    )
+    context_info = {
+        "profile": models["attention_lstm_model"].get("profile", "?"),
+        "training": {m: c.metrics for m, (c, _) in loaded.items()},
+    }
     text = write_report(symbol, note, evaluation, attention_analysis, figs, context_info)
     path = write_text_atomic(out_dir / "attention_report.md", text)
     ui_text = text
     for name in figs.values():  # the UI shows the images inline
         encoded = base64.b64encode((out_dir / name).read_bytes()).decode()
         ui_text = ui_text.replace(f"]({name})", f"](data:image/png;base64,{encoded})")
-    return dg.MaterializeResult(metadata={
-        "report": dg.MetadataValue.md(ui_text),
-        "path": dg.MetadataValue.path(str(path)),
-        "evidence": evaluation.mode,
-        "figures": ", ".join(figs.values()),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(ui_text),
+            "path": dg.MetadataValue.path(str(path)),
+            "evidence": evaluation.mode,
+            "figures": ", ".join(figs.values()),
+        }
+    )
 
 
 def _attention_figures(symbol: str, out_dir: Path, analyses: dict, tensor_files: dict) -> dict[str, str]:
     tensors = {m: load_attention(p) for m, p in tensor_files.items()}
     figs = {}
-    for model, file in (("attention_lstm", "attention_analysis.png"),
-                        ("reference_lstm", "attention_analysis_reference_lstm.png")):
+    for model, file in (
+        ("attention_lstm", "attention_analysis.png"),
+        ("reference_lstm", "attention_analysis_reference_lstm.png"),
+    ):
         an = analyses[model]
-        figures.attention_analysis_figure(tensors[model]["attention"], an.summary, f"{symbol}: {model}",
-                                          out_dir / file, an.controls)
+        figures.attention_analysis_figure(
+            tensors[model]["attention"], an.summary, f"{symbol}: {model}", out_dir / file, an.controls
+        )
         figs[f"{model}: the seven panels"] = file
     profiles = {m: np.asarray(a.summary["mean_profile"]) for m, a in analyses.items()}
     for ctrl, s in analyses["attention_lstm"].controls.items():
@@ -148,7 +207,10 @@ def _attention_figures(symbol: str, out_dir: Path, analyses: dict, tensor_files:
     figures.comparison_figure(profiles, out_dir / "attention_comparison.png")
     figs["mean attention of every model and the controls"] = "attention_comparison.png"
     if "attention_maps" in tensors.get("transformer", {}):
-        figures.transformer_heads_figure(tensors["transformer"]["attention_maps"], out_dir / "transformer_heads.png",
-                                         f"{symbol}: Transformer, last query, per layer and head")
+        figures.transformer_heads_figure(
+            tensors["transformer"]["attention_maps"],
+            out_dir / "transformer_heads.png",
+            f"{symbol}: Transformer, last query, per layer and head",
+        )
         figs["Transformer heads"] = "transformer_heads.png"
     return figs

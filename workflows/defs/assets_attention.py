@@ -22,8 +22,14 @@ ATTENTION_METRICS_DDL = (
 
 
 @dg.asset(
-    partitions_def=symbols_partitions, ins=MODEL_INS, pool="duckdb", group_name="analysis", kinds={"numpy", "duckdb"},
-    owners=OWNERS, code_version=ANALYSIS_CODE_VERSION, automation_condition=EAGER_AFTER_CHECKS,
+    partitions_def=symbols_partitions,
+    ins=MODEL_INS,
+    pool="duckdb",
+    group_name="analysis",
+    kinds={"numpy", "duckdb"},
+    owners=OWNERS,
+    code_version=ANALYSIS_CODE_VERSION,
+    automation_condition=EAGER_AFTER_CHECKS,
     description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
 )
 def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
@@ -33,43 +39,67 @@ def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     files, rows = {}, []
     for name, (ckpt, data) in loaded.items():
         p = predictions(ckpt, data)
-        path = save_attention(folder / f"{name}-{ckpt.sha256[:12]}.npz", data.test.end_ts, p.attention,
-                              p.attention_maps, p.member_attention, p.outputs.get("scale_attention"))
+        path = save_attention(
+            folder / f"{name}-{ckpt.sha256[:12]}.npz",
+            data.test.end_ts,
+            p.attention,
+            p.attention_maps,
+            p.member_attention,
+            p.outputs.get("scale_attention"),
+        )
         files[name] = str(path)
         rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
     frame = pl.DataFrame(rows)
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
-    context.add_output_metadata({"summary": dg.MetadataValue.md(frame_to_markdown(frame.drop("symbol", "file"))),
-                                 "folder": dg.MetadataValue.path(str(folder))})
+    context.add_output_metadata(
+        {
+            "summary": dg.MetadataValue.md(frame_to_markdown(frame.drop("symbol", "file"))),
+            "folder": dg.MetadataValue.path(str(folder)),
+        }
+    )
     return files
 
 
 @dg.asset(
-    partitions_def=symbols_partitions, ins={"attention_tensors": dg.AssetIn(), **MODEL_INS}, pool="gpu",
-    group_name="analysis", kinds={"pytorch"}, owners=OWNERS, code_version=ANALYSIS_CODE_VERSION,
+    partitions_def=symbols_partitions,
+    ins={"attention_tensors": dg.AssetIn(), **MODEL_INS},
+    pool="gpu",
+    group_name="analysis",
+    kinds={"pytorch"},
+    owners=OWNERS,
+    code_version=ANALYSIS_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
     description="Attention metrics per model, pool and head with block-bootstrap intervals, against untrained "
-                "and shuffled-target controls, with ablation, position-matched deletion and attribution checks.",
+    "and shuffled-target controls, with ablation, position-matched deletion and attribution checks.",
 )
-def attention_analysis(context: dg.AssetExecutionContext, warehouse: WarehouseResource, attention_tensors: dict,
-                       **models) -> dict:
+def attention_analysis(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, attention_tensors: dict, **models
+) -> dict:
     """dict of model name -> `AttentionAnalysis`; the JSON beside the report holds `to_dict()` of each."""
     symbol = context.partition_key
     _, _, loaded = load_inputs(warehouse, symbol, models)
     tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
     results = analyse_all(loaded, tensors, log=context.log.info)
-    rows = [{"symbol": symbol, "model": name, "metric": metric, **{k: stats[k] for k in ("median", "p25", "p75")}}
-            for name, an in results.items() for metric, stats in an.summary.items()
-            if isinstance(stats, dict) and "median" in stats]
+    rows = [
+        {"symbol": symbol, "model": name, "metric": metric, **{k: stats[k] for k in ("median", "p25", "p75")}}
+        for name, an in results.items()
+        for metric, stats in an.summary.items()
+        if isinstance(stats, dict) and "median" in stats
+    ]
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)
     out_dir = warehouse.paths().reports / symbol
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {name: an.to_dict() for name, an in results.items()}
     (out_dir / "attention_analysis.json").write_text(json.dumps(payload, indent=1, allow_nan=False))
-    verdicts = pl.DataFrame([{"model": m, **{k: str(v) for k, v in an.verdict.to_dict().items()}}
-                             for m, an in results.items()])
-    context.add_output_metadata({"verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts)),
-                                 "analysis": dg.MetadataValue.path(str(out_dir / "attention_analysis.json"))})
+    verdicts = pl.DataFrame(
+        [{"model": m, **{k: str(v) for k, v in an.verdict.to_dict().items()}} for m, an in results.items()]
+    )
+    context.add_output_metadata(
+        {
+            "verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts)),
+            "analysis": dg.MetadataValue.path(str(out_dir / "attention_analysis.json")),
+        }
+    )
     return results

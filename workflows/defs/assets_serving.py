@@ -11,7 +11,13 @@ from workflows.evaluation.run import window_data_for
 from workflows.features import FEATURE_COLUMNS
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.promotion import (
-    GateConfig, GateDecision, forecast_next_hour, gate, load_current, read_pointer, write_pointer,
+    GateConfig,
+    GateDecision,
+    forecast_next_hour,
+    gate,
+    load_current,
+    read_pointer,
+    write_pointer,
 )
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.warehouse import load_table_slice, replace_table_slice, slice_fingerprint
@@ -26,11 +32,16 @@ FORECASTS_DDL = (
 
 
 class PromotionGateConfig(dg.Config):
-    margin: float = Field(default=GateConfig.margin, description="Non-inferiority margin as a fraction of the "
-                          "comparator's MSE: promoted if the one-sided upper bound of the MSE difference is below it")
+    margin: float = Field(
+        default=GateConfig.margin,
+        description="Non-inferiority margin as a fraction of the "
+        "comparator's MSE: promoted if the one-sided upper bound of the MSE difference is below it",
+    )
     alpha: float = Field(default=GateConfig.alpha, description="Level of each one-sided test (DM, non-inferiority)")
-    min_hours: int = Field(default=GateConfig.min_hours, description="Fewest test hours out of sample for both "
-                           "models before the gate decides anything")
+    min_hours: int = Field(
+        default=GateConfig.min_hours,
+        description="Fewest test hours out of sample for both models before the gate decides anything",
+    )
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -42,33 +53,55 @@ def _fmt(value: float | None, pct: bool = False) -> str:
 def gate_metadata(decision: GateDecision) -> dict:
     """What the UI shows for one gate decision: the verdict, its evidence and the hours it rests on."""
     d = decision
-    tests = pl.DataFrame([
-        {"comparison": "candidate vs incumbent", "comparator_mse": _fmt(d.mse_current),
-         "p_superior": _fmt(d.p_better_than_current), "p_noninferior": _fmt(d.p_noninferior_to_current),
-         "upper_bound_excess_mse": _fmt(d.upper_excess_vs_current, pct=True)},
-        {"comparison": "candidate vs zero return", "comparator_mse": _fmt(d.mse_zero),
-         "p_superior": _fmt(d.p_better_than_zero), "p_noninferior": _fmt(d.p_noninferior_to_zero),
-         "upper_bound_excess_mse": _fmt(d.upper_excess_vs_zero, pct=True)},
-    ])
+    tests = pl.DataFrame(
+        [
+            {
+                "comparison": "candidate vs incumbent",
+                "comparator_mse": _fmt(d.mse_current),
+                "p_superior": _fmt(d.p_better_than_current),
+                "p_noninferior": _fmt(d.p_noninferior_to_current),
+                "upper_bound_excess_mse": _fmt(d.upper_excess_vs_current, pct=True),
+            },
+            {
+                "comparison": "candidate vs zero return",
+                "comparator_mse": _fmt(d.mse_zero),
+                "p_superior": _fmt(d.p_better_than_zero),
+                "p_noninferior": _fmt(d.p_noninferior_to_zero),
+                "upper_bound_excess_mse": _fmt(d.upper_excess_vs_zero, pct=True),
+            },
+        ]
+    )
     meta = {
-        "promoted": d.promoted, "basis": d.basis or "refused", "comparator": d.comparator or "none", "reason": d.reason,
-        "hours_compared": d.hours, "hours_offered": d.hours_offered, "min_hours": d.min_hours,
+        "promoted": d.promoted,
+        "basis": d.basis or "refused",
+        "comparator": d.comparator or "none",
+        "reason": d.reason,
+        "hours_compared": d.hours,
+        "hours_offered": d.hours_offered,
+        "min_hours": d.min_hours,
         "hours_in_sample_candidate": d.hours_in_sample_candidate,
         "hours_in_sample_incumbent": d.hours_in_sample_current,
         "hours_without_window": d.hours_without_window,
-        "first_hour": d.first_hour, "last_hour": d.last_hour,
-        "candidate_last_target": d.candidate_last_target, "incumbent_last_target": d.current_last_target,
+        "first_hour": d.first_hour,
+        "last_hour": d.last_hour,
+        "candidate_last_target": d.candidate_last_target,
+        "incumbent_last_target": d.current_last_target,
         "incumbent_window_known": d.current_window_known,
-        "alpha": d.alpha, "margin": d.margin,
-        "mse_candidate": d.mse_candidate, "mse_incumbent": d.mse_current, "mse_zero": d.mse_zero,
+        "alpha": d.alpha,
+        "margin": d.margin,
+        "mse_candidate": d.mse_candidate,
+        "mse_incumbent": d.mse_current,
+        "mse_zero": d.mse_zero,
         "p_better_than_incumbent": d.p_better_than_current,
         "p_noninferior_to_incumbent": d.p_noninferior_to_current,
-        "p_better_than_zero": d.p_better_than_zero, "p_zero_better": d.p_zero_better,
+        "p_better_than_zero": d.p_better_than_zero,
+        "p_zero_better": d.p_zero_better,
         "p_noninferior_to_zero": d.p_noninferior_to_zero,
         "tests": dg.MetadataValue.md(
             f"One-sided tests at alpha = {d.alpha} on {d.hours} hours; margin {d.margin:.1%} of the comparator's "
             f"MSE; upper bound: one-sided {1 - d.alpha:.0%} bound of (MSE_candidate - MSE_comparator) / "
-            f"MSE_comparator.\n\n" + frame_to_markdown(tests)),
+            f"MSE_comparator.\n\n" + frame_to_markdown(tests)
+        ),
     }
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -77,17 +110,26 @@ def gate_metadata(decision: GateDecision) -> dict:
     partitions_def=symbols_partitions,
     ins={"candidate": dg.AssetIn(f"{SERVED_KIND}_model")},
     deps=["features"],
-    group_name="serving", kinds={"pytorch"}, owners=OWNERS, code_version=GATE_CODE_VERSION,
+    group_name="serving",
+    kinds={"pytorch"},
+    owners=OWNERS,
+    code_version=GATE_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
-    check_specs=[dg.AssetCheckSpec(
-        "promotion_gate", asset="production_model", blocking=True,
-        description="The candidate replaces production only on evidence from test hours out of sample for both "
-                    "models: significantly better than the incumbent or non-inferior within the margin, and not "
-                    "significantly worse than the zero-return forecast (non-inferior to it when nothing serves).")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "promotion_gate",
+            asset="production_model",
+            blocking=True,
+            description="The candidate replaces production only on evidence from test hours out of sample for both "
+            "models: significantly better than the incumbent or non-inferior within the margin, and not "
+            "significantly worse than the zero-return forecast (non-inferior to it when nothing serves).",
+        )
+    ],
     description=f"Pointer to the {SERVED_KIND} checkpoint that serves forecasts, moved only through the gate.",
 )
-def production_model(context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource,
-                     candidate: dict):
+def production_model(
+    context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: dict
+):
     symbol = context.partition_key
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
@@ -98,23 +140,35 @@ def production_model(context: dg.AssetExecutionContext, config: PromotionGateCon
     current = load_current(folder)
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
     decision = gate(ckpt, current, table, data.test.end_ts, rule)
-    pointer = write_pointer(folder, candidate["path"], candidate["sha256"], decision) if decision.promoted \
+    pointer = (
+        write_pointer(folder, candidate["path"], candidate["sha256"], decision)
+        if decision.promoted
         else read_pointer(folder)
+    )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
     return dg.MaterializeResult(
         metadata={**metadata, "serving": (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")},
-        check_results=[dg.AssetCheckResult(
-            check_name="promotion_gate", passed=decision.promoted,
-            # A refusal keeps the current model serving; it warns rather than stopping the forecast.
-            severity=dg.AssetCheckSeverity.WARN, metadata=metadata)],
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="promotion_gate",
+                passed=decision.promoted,
+                # A refusal keeps the current model serving; it warns rather than stopping the forecast.
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=metadata,
+            )
+        ],
     )
 
 
 @dg.asset(
     partitions_def=symbols_partitions,
     deps=[production_model, "features"],
-    pool="duckdb", group_name="serving", kinds={"duckdb"}, owners=OWNERS, code_version=SERVING_CODE_VERSION,
+    pool="duckdb",
+    group_name="serving",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    code_version=SERVING_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
     description="Next-hour return, direction probabilities and an interval from the production model.",
 )
@@ -125,14 +179,25 @@ def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     current = load_current(warehouse.paths().checkpoints / symbol)
     forecast = forecast_next_hour(current, table)
     probs = forecast.get("direction_probabilities") or {}
-    lo, hi = (forecast.get("interval_80_pct") or [None, None])
-    row = pl.DataFrame([{
-        "symbol": symbol, "ts": pl.Series([forecast["forecast_hour"]]).str.to_datetime(time_zone="UTC")[0],
-        "model": forecast["model"], "return_pct": forecast["return_pct"], "lo80_pct": lo, "hi80_pct": hi,
-        "p_down": probs.get("DOWN"), "p_stable": probs.get("STABLE"), "p_up": probs.get("UP"),
-    }])
+    lo, hi = forecast.get("interval_80_pct") or [None, None]
+    row = pl.DataFrame(
+        [
+            {
+                "symbol": symbol,
+                "ts": pl.Series([forecast["forecast_hour"]]).str.to_datetime(time_zone="UTC")[0],
+                "model": forecast["model"],
+                "return_pct": forecast["return_pct"],
+                "lo80_pct": lo,
+                "hi80_pct": hi,
+                "p_down": probs.get("DOWN"),
+                "p_stable": probs.get("STABLE"),
+                "p_up": probs.get("UP"),
+            }
+        ]
+    )
     with warehouse.connect() as con:
         replace_table_slice(con, "forecasts", symbol, row, FORECASTS_DDL)
     context.log.info(f"{symbol} {forecast['forecast_hour']}: {forecast['return_pct']:+.4f}% ({forecast['model']})")
-    return dg.MaterializeResult(metadata={k: (str(v) if isinstance(v, (dict, list)) or v is None else v)
-                                          for k, v in forecast.items()})
+    return dg.MaterializeResult(
+        metadata={k: (str(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in forecast.items()}
+    )

@@ -80,13 +80,20 @@ def incoming_files(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
     for symbol, files in sorted(by_symbol.items()):
         for start in range(0, len(files), MAX_FILES_PER_RUN):
             batch = files[start : start + MAX_FILES_PER_RUN]
-            run_requests.append(dg.RunRequest(
-                run_key=f"{symbol}|" + "|".join(f"{p.name}:{v}" for p, v in batch),
-                partition_key=symbol,
-                run_config={"ops": {"candles": {"config": {
-                    "source": "files", "files": [str(p) for p, _ in batch], "archive": True}}}},
-                tags={"incoming_files": str(len(batch))},
-            ))
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=f"{symbol}|" + "|".join(f"{p.name}:{v}" for p, v in batch),
+                    partition_key=symbol,
+                    run_config={
+                        "ops": {
+                            "candles": {
+                                "config": {"source": "files", "files": [str(p) for p, _ in batch], "archive": True}
+                            }
+                        }
+                    },
+                    tags={"incoming_files": str(len(batch))},
+                )
+            )
     known = set(context.instance.get_dynamic_partitions(symbols_partitions.name))
     new_symbols = sorted(set(by_symbol) - known)
     if not run_requests and scan.refused:
@@ -115,17 +122,25 @@ def _per_symbol(context, run_config: dict | None = None) -> list[dg.RunRequest]:
     ]
 
 
-@dg.schedule(job=retrain_job, cron_schedule="0 2 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Daily retrain of every symbol's models, then evaluation, analysis, report and gate.")
+@dg.schedule(
+    job=retrain_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily retrain of every symbol's models, then evaluation, analysis, report and gate.",
+)
 def daily_retrain(context: dg.ScheduleEvaluationContext):
     requests = _per_symbol(context)
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 
 
-@dg.schedule(job=candles_job, cron_schedule="5 * * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.STOPPED,
-             description="Hourly fetch of closed candles from the exchange (off by default: needs the network).")
+@dg.schedule(
+    job=candles_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Hourly fetch of closed candles from the exchange (off by default: needs the network).",
+)
 def hourly_exchange_ingest(context: dg.ScheduleEvaluationContext):
     config = {"ops": {"candles": {"config": {"source": "exchange"}}}}
     return _per_symbol(context, config) or dg.SkipReason("no symbols yet")

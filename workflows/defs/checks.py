@@ -17,8 +17,7 @@ CHECK_DESCRIPTIONS = {
 
 def check_specs(asset_key: str, names: list[str]) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, blocking=True, description=CHECK_DESCRIPTIONS[name])
-        for name in names
+        dg.AssetCheckSpec(name, asset=asset_key, blocking=True, description=CHECK_DESCRIPTIONS[name]) for name in names
     ]
 
 
@@ -34,6 +33,4 @@ def to_check_result(finding: Finding) -> dg.AssetCheckResult:
         metadata["failing_rows"] = dg.MetadataValue.md(frame_to_markdown(finding.failing))
         metadata["failing_count"] = finding.failing.height
     severity = dg.AssetCheckSeverity.ERROR if finding.blocking else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(
-        check_name=finding.name, passed=finding.passed, severity=severity, metadata=metadata
-    )
+    return dg.AssetCheckResult(check_name=finding.name, passed=finding.passed, severity=severity, metadata=metadata)

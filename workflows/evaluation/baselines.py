@@ -33,8 +33,14 @@ class RidgeAR:
         return _flat(x) @ self.coef + self.intercept
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-            penalties: tuple[float, ...] = RIDGE_PENALTIES) -> "RidgeAR":
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        penalties: tuple[float, ...] = RIDGE_PENALTIES,
+    ) -> "RidgeAR":
         """Fit on (x, y) for every penalty and keep the one with the lowest validation MSE."""
         xf, yv = _flat(x).astype(np.float64), np.asarray(y, np.float64)
         mean_x, mean_y = xf.mean(axis=0), float(yv.mean())
@@ -82,8 +88,9 @@ def ewma_variance(returns: np.ndarray, origins: np.ndarray, train_end: int, lam:
     return s2_next[np.asarray(origins)]
 
 
-def garch_variance(returns: np.ndarray, train: slice, origins: np.ndarray, horizon: int = 24,
-                   asymmetric: bool = False) -> np.ndarray:
+def garch_variance(
+    returns: np.ndarray, train: slice, origins: np.ndarray, horizon: int = 24, asymmetric: bool = False
+) -> np.ndarray:
     """Mean variance over the next `horizon` hours from GARCH(1,1) (GJR with `asymmetric`)
     fitted on returns[train] with Student-t shocks; parameters then held fixed and the
     filter run over the whole series, so the forecast at t uses returns up to t."""
@@ -101,8 +108,9 @@ def garch_variance(returns: np.ndarray, train: slice, origins: np.ndarray, horiz
     return variance[origins - first].mean(axis=1) / scale**2
 
 
-def volatility_baselines(returns: np.ndarray, train_lo: int, train_hi: int, origins: np.ndarray,
-                         horizon: int = 24) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def volatility_baselines(
+    returns: np.ndarray, train_lo: int, train_hi: int, origins: np.ndarray, horizon: int = 24
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Every variance baseline at `origins`, fitted on returns[train_lo:train_hi]; with the
     errors of any fit that failed (named, never silently dropped)."""
     out = {

@@ -58,8 +58,9 @@ class ReturnMetrics:
     coverage_95: float | None = None
 
 
-def return_metrics(predicted: np.ndarray, actual: np.ndarray, train_mean: np.ndarray | float,
-                   predicted_var: np.ndarray | None = None) -> ReturnMetrics:
+def return_metrics(
+    predicted: np.ndarray, actual: np.ndarray, train_mean: np.ndarray | float, predicted_var: np.ndarray | None = None
+) -> ReturnMetrics:
     """Metrics for next-hour log-return forecasts (raw log-return units). `train_mean` may vary by
     hour (each walk-forward fold has its own training mean)."""
     f, r = np.asarray(predicted, float), np.asarray(actual, float)
@@ -76,14 +77,24 @@ def return_metrics(predicted: np.ndarray, actual: np.ndarray, train_mean: np.nda
         sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
         cov80, cov95 = float(np.mean(np.abs(e) <= Z80 * sd)), float(np.mean(np.abs(e) <= Z95 * sd))
     return ReturnMetrics(
-        n=int(len(r)), rmse_pct=100 * math.sqrt(mse), mae_pct=100 * float(np.mean(np.abs(e))),
-        rmse_zero_pct=100 * math.sqrt(mse_zero), rmse_mean_pct=100 * math.sqrt(mse_mean),
-        skill_vs_zero=skill(mse, mse_zero), skill_vs_zero_ci=(-hi / mse_zero, -lo / mse_zero),
+        n=int(len(r)),
+        rmse_pct=100 * math.sqrt(mse),
+        mae_pct=100 * float(np.mean(np.abs(e))),
+        rmse_zero_pct=100 * math.sqrt(mse_zero),
+        rmse_mean_pct=100 * math.sqrt(mse_mean),
+        skill_vs_zero=skill(mse, mse_zero),
+        skill_vs_zero_ci=(-hi / mse_zero, -lo / mse_zero),
         skill_vs_mean=skill(mse, mse_mean),
-        dm_vs_zero=dm_test(e**2 - r**2), dm_vs_mean=dm_test(e**2 - (mean_fc - r) ** 2),
-        direction_accuracy=hit_rate, direction_n=int(moved.sum()), direction_binomial_p=p_binom,
-        pesaran_timmermann_stat=pt_stat, pesaran_timmermann_p=pt_p,
-        min_detectable_skill=minimum_detectable_skill(len(r)), coverage_80=cov80, coverage_95=cov95,
+        dm_vs_zero=dm_test(e**2 - r**2),
+        dm_vs_mean=dm_test(e**2 - (mean_fc - r) ** 2),
+        direction_accuracy=hit_rate,
+        direction_n=int(moved.sum()),
+        direction_binomial_p=p_binom,
+        pesaran_timmermann_stat=pt_stat,
+        pesaran_timmermann_p=pt_p,
+        min_detectable_skill=minimum_detectable_skill(len(r)),
+        coverage_80=cov80,
+        coverage_95=cov95,
     )
 
 
@@ -143,8 +154,13 @@ class ForecastSet:
         def cat(get):
             return np.concatenate([get(p) for p in parts])
 
-        out = cls(cat(lambda p: p.end_ts), cat(lambda p: p.fold), cat(lambda p: p.actual),
-                  cat(lambda p: p.train_mean), cat(lambda p: p.realised_var))
+        out = cls(
+            cat(lambda p: p.end_ts),
+            cat(lambda p: p.fold),
+            cat(lambda p: p.actual),
+            cat(lambda p: p.train_mean),
+            cat(lambda p: p.realised_var),
+        )
         for attr in ("returns", "variances", "vol_var"):
             names = set.intersection(*(set(getattr(p, attr)) for p in parts))
             getattr(out, attr).update({n: cat(lambda p, n=n, a=attr: getattr(p, a)[n]) for n in sorted(names)})
@@ -209,8 +225,12 @@ class Evaluation:
             out += [(name, "volatility.qlike", v.qlike), (name, "volatility.mse", v.mse)]
         for c in self.family:
             prefix = f"family.{c.kind.replace(' ', '_')}.{c.baseline}"
-            out += [(c.model, f"{prefix}.skill", c.skill), (c.model, f"{prefix}.p", c.dm.p_better),
-                    (c.model, f"{prefix}.p_holm", c.p_holm), (c.model, f"{prefix}.survives", float(c.survives))]
+            out += [
+                (c.model, f"{prefix}.skill", c.skill),
+                (c.model, f"{prefix}.p", c.dm.p_better),
+                (c.model, f"{prefix}.p_holm", c.p_holm),
+                (c.model, f"{prefix}.survives", float(c.survives)),
+            ]
         for f in self.folds:
             out += [(name, f"fold_{f.fold}.skill_vs_zero", v) for name, v in f.skill_vs_zero.items()]
         return out
@@ -256,11 +276,21 @@ def fold_rows(fs: ForecastSet, fold_info: list[dict]) -> list[FoldResult]:
             loss = (f[mask] - r) ** 2
             skills[name] = skill(float(loss.mean()), float(np.mean(r**2)))
             cis[name] = _ciskill(loss, r**2)
-        rows.append(FoldResult(fold=info["fold"], test_start=info["test_start"], test_end=info["test_end"],
-                               test_hours=int(mask.sum()), train_windows=info["train_windows"],
-                               train_start=info["train_start"], train_end=info["train_end"],
-                               seconds=info["seconds"], skill_vs_zero=skills, skill_ci=cis,
-                               epochs=info.get("epochs", {})))
+        rows.append(
+            FoldResult(
+                fold=info["fold"],
+                test_start=info["test_start"],
+                test_end=info["test_end"],
+                test_hours=int(mask.sum()),
+                train_windows=info["train_windows"],
+                train_start=info["train_start"],
+                train_end=info["train_end"],
+                seconds=info["seconds"],
+                skill_vs_zero=skills,
+                skill_ci=cis,
+                epochs=info.get("epochs", {}),
+            )
+        )
     return rows
 
 
@@ -270,34 +300,66 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
     family: list[Comparison] = []
     for name, f in fs.returns.items():
         loss = (f - r) ** 2
-        family.append(Comparison("vs zero", name, "zero", "MSE", 1, skill(float(loss.mean()), float(np.mean(r**2))),
-                                 dm_test(loss - r**2)))
+        family.append(
+            Comparison(
+                "vs zero", name, "zero", "MSE", 1, skill(float(loss.mean()), float(np.mean(r**2))), dm_test(loss - r**2)
+            )
+        )
     for model, twin in TWINS.items():
         if model in fs.returns and twin in fs.returns:
             lm, lt = (fs.returns[model] - r) ** 2, (fs.returns[twin] - r) ** 2
-            family.append(Comparison("attention vs twin", model, twin, "MSE", 1,
-                                     skill(float(lm.mean()), float(lt.mean())), dm_test(lm - lt)))
+            family.append(
+                Comparison(
+                    "attention vs twin",
+                    model,
+                    twin,
+                    "MSE",
+                    1,
+                    skill(float(lm.mean()), float(lt.mean())),
+                    dm_test(lm - lt),
+                )
+            )
     if VOL_MODEL in fs.vol_var:
         q_model = qlike_losses(fs.vol_var[VOL_MODEL], fs.realised_var)
         for base, var in fs.vol_var.items():
             if base == VOL_MODEL:
                 continue
             q_base = qlike_losses(var, fs.realised_var)
-            family.append(Comparison("volatility", VOL_MODEL, base, "QLIKE", VOL_HORIZON,
-                                     skill(float(q_model.mean()), float(q_base.mean())),
-                                     dm_test(q_model - q_base, VOL_HORIZON)))
+            family.append(
+                Comparison(
+                    "volatility",
+                    VOL_MODEL,
+                    base,
+                    "QLIKE",
+                    VOL_HORIZON,
+                    skill(float(q_model.mean()), float(q_base.mean())),
+                    dm_test(q_model - q_base, VOL_HORIZON),
+                )
+            )
     adjusted = holm([c.dm.p_better for c in family])
     return [replace(c, p_holm=float(p)) for c, p in zip(family, adjusted)]
 
 
-def evaluate_forecasts(fs: ForecastSet, mode: str, note: str, fold_info: list[dict], config: dict,
-                       errors: dict[str, str] | None = None) -> Evaluation:
-    returns = {name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name))
-               for name, f in fs.returns.items()}
-    volatility = {name: VolatilityMetrics(qlike(v, fs.realised_var), float(np.mean((v - fs.realised_var) ** 2)))
-                  for name, v in fs.vol_var.items()}
+def evaluate_forecasts(
+    fs: ForecastSet, mode: str, note: str, fold_info: list[dict], config: dict, errors: dict[str, str] | None = None
+) -> Evaluation:
+    returns = {
+        name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name)) for name, f in fs.returns.items()
+    }
+    volatility = {
+        name: VolatilityMetrics(qlike(v, fs.realised_var), float(np.mean((v - fs.realised_var) ** 2)))
+        for name, v in fs.vol_var.items()
+    }
     return Evaluation(
-        mode=mode, note=note, hours=len(fs), test_start=str(fs.end_ts.min())[:16], test_end=str(fs.end_ts.max())[:16],
-        returns=returns, volatility=volatility, family=build_family(fs), folds=fold_rows(fs, fold_info),
-        config=config, errors=dict(errors or {}),
+        mode=mode,
+        note=note,
+        hours=len(fs),
+        test_start=str(fs.end_ts.min())[:16],
+        test_end=str(fs.end_ts.max())[:16],
+        returns=returns,
+        volatility=volatility,
+        family=build_family(fs),
+        folds=fold_rows(fs, fold_info),
+        config=config,
+        errors=dict(errors or {}),
     )

@@ -64,8 +64,13 @@ def predictions(ckpt: Checkpoint, data: WindowData) -> Predictions:
     )
 
 
-def single_split(loaded: dict[str, tuple[Checkpoint, WindowData]], features: pl.DataFrame, profile: str | None,
-                 note: str, progress: Progress | None = None) -> Evaluation:
+def single_split(
+    loaded: dict[str, tuple[Checkpoint, WindowData]],
+    features: pl.DataFrame,
+    profile: str | None,
+    note: str,
+    progress: Progress | None = None,
+) -> Evaluation:
     """Every model asset's checkpoint on its own test split, with the trained controls fitted on the
     same training hours and scored on the same test hours (the weaker evidence: one split)."""
     say = progress or (lambda _msg: None)
@@ -76,8 +81,11 @@ def single_split(loaded: dict[str, tuple[Checkpoint, WindowData]], features: pl.
     base = loaded["attention_lstm"][1] if "attention_lstm" in loaded else next(iter(loaded.values()))[1]
     for name in CONTROL_KINDS:
         recipe = recipes[name]
-        data = base if tuple(base.spec.features) == recipe.features else next(
-            d for _, d in loaded.values() if tuple(d.spec.features) == recipe.features)
+        data = (
+            base
+            if tuple(base.spec.features) == recipe.features
+            else next(d for _, d in loaded.values() if tuple(d.spec.features) == recipe.features)
+        )
         t0 = time.perf_counter()
         torch.manual_seed(recipe.train.seed)
         model = ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads)).build()
@@ -85,9 +93,17 @@ def single_split(loaded: dict[str, tuple[Checkpoint, WindowData]], features: pl.
         outputs[name] = model_forecasts(data, predict(result.model, data.test.x))
         say(f"control {name} trained on the same split: {result.epochs_run} epochs, {time.perf_counter() - t0:.0f} s")
     fs, errors = forecast_set(features, base, outputs)
-    info = [{"fold": 1, "test_start": str(base.test.end_ts.min())[:16], "test_end": str(base.test.end_ts.max())[:16],
-             "train_windows": len(base.train), "train_start": str(base.train.end_ts.min())[:16],
-             "train_end": str(base.train.end_ts.max())[:16], "seconds": 0.0}]
+    info = [
+        {
+            "fold": 1,
+            "test_start": str(base.test.end_ts.min())[:16],
+            "test_end": str(base.test.end_ts.max())[:16],
+            "train_windows": len(base.train),
+            "train_start": str(base.train.end_ts.min())[:16],
+            "train_end": str(base.train.end_ts.max())[:16],
+            "seconds": 0.0,
+        }
+    ]
     return evaluate_forecasts(fs, "single_split", note, info, {"profile": profile}, errors)
 
 

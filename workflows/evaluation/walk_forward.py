@@ -81,8 +81,9 @@ def _same_recipe(a: Recipe, b: Recipe) -> bool:
     return (a.arch, a.kwargs, a.heads, a.features, a.train) == (b.arch, b.kwargs, b.heads, b.features, b.train)
 
 
-def _fit(recipe: Recipe, data: WindowData, seed: int, warm: dict | None, cfg: WalkForwardConfig
-         ) -> tuple[nn.Module, int]:
+def _fit(
+    recipe: Recipe, data: WindowData, seed: int, warm: dict | None, cfg: WalkForwardConfig
+) -> tuple[nn.Module, int]:
     torch.manual_seed(seed)
     model = ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads)).build()
     config = replace(recipe.train, seed=seed, snapshot_every=0)
@@ -110,8 +111,9 @@ def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[st
     return out
 
 
-def forecast_set(features: pl.DataFrame, data: WindowData, model_outputs: dict[str, dict[str, np.ndarray]],
-                 fold: int = 1) -> tuple[ForecastSet, dict[str, str]]:
+def forecast_set(
+    features: pl.DataFrame, data: WindowData, model_outputs: dict[str, dict[str, np.ndarray]], fold: int = 1
+) -> tuple[ForecastSet, dict[str, str]]:
     """Every forecaster on `data.test`: the models' outputs, the ridge controls and the volatility
     baselines, all fitted on `data.train` (and `data.val` for the ridge penalty)."""
     frame = features.sort("ts")
@@ -119,9 +121,13 @@ def forecast_set(features: pl.DataFrame, data: WindowData, model_outputs: dict[s
     ts = frame["ts"].to_numpy()
     scale = data.scaler.target_scale
     n = len(data.test)
-    fs = ForecastSet(end_ts=data.test.end_ts, fold=np.full(n, fold), actual=data.test.raw_ret,
-                     train_mean=np.full(n, float(np.mean(data.train.raw_ret))),
-                     realised_var=(data.test.vol.astype(np.float64) * scale) ** 2)
+    fs = ForecastSet(
+        end_ts=data.test.end_ts,
+        fold=np.full(n, fold),
+        actual=data.test.raw_ret,
+        train_mean=np.full(n, float(np.mean(data.train.raw_ret))),
+        realised_var=(data.test.vol.astype(np.float64) * scale) ** 2,
+    )
     for name, out in model_outputs.items():
         fs.returns[name] = out["ret"]
         if "var" in out:
@@ -143,21 +149,33 @@ def forecast_set(features: pl.DataFrame, data: WindowData, model_outputs: dict[s
     return fs, errors
 
 
-def _fold_windows(features: pl.DataFrame, recipes: dict[str, Recipe], start: int, cfg: WalkForwardConfig
-                  ) -> dict[tuple[str, ...], WindowData]:
+def _fold_windows(
+    features: pl.DataFrame, recipes: dict[str, Recipe], start: int, cfg: WalkForwardConfig
+) -> dict[tuple[str, ...], WindowData]:
     datas: dict[tuple[str, ...], WindowData] = {}
     for recipe in recipes.values():
         if recipe.features not in datas:
-            datas[recipe.features] = build_fold(features, recipe.window_spec, start, cfg.fold_days * HOURS_PER_DAY,
-                                                cfg.val_days * HOURS_PER_DAY, cfg.train_days * HOURS_PER_DAY)
+            datas[recipe.features] = build_fold(
+                features,
+                recipe.window_spec,
+                start,
+                cfg.fold_days * HOURS_PER_DAY,
+                cfg.val_days * HOURS_PER_DAY,
+                cfg.train_days * HOURS_PER_DAY,
+            )
     ends = [d.test.end_ts for d in datas.values()]
     if any(not np.array_equal(ends[0], e) for e in ends[1:]):
         raise RuntimeError("models with different features were given different test hours")
     return datas
 
 
-def walk_forward(features: pl.DataFrame, profile: str | None = None, cfg: WalkForwardConfig = WalkForwardConfig(),
-                 progress: Progress | None = None, recipes: dict[str, Recipe] | None = None) -> Evaluation:
+def walk_forward(
+    features: pl.DataFrame,
+    profile: str | None = None,
+    cfg: WalkForwardConfig = WalkForwardConfig(),
+    progress: Progress | None = None,
+    recipes: dict[str, Recipe] | None = None,
+) -> Evaluation:
     """Retrain every forecaster per fold, forecast each fold's test period, pool, test."""
     say = progress or (lambda _msg: None)
     recipes = recipes or forecaster_recipes(profile)
@@ -197,15 +215,28 @@ def walk_forward(features: pl.DataFrame, profile: str | None = None, cfg: WalkFo
         fs, errs = forecast_set(features, data, outputs, fold=i + 1)
         errors.update({f"fold {i + 1} {k}": v for k, v in errs.items()})
         parts.append(fs)
-        infos.append({"fold": i + 1, "test_start": str(data.test.end_ts.min())[:16],
-                      "test_end": str(data.test.end_ts.max())[:16], "train_windows": len(data.train),
-                      "train_start": str(data.train.end_ts.min())[:16], "train_end": str(data.train.end_ts.max())[:16],
-                      "seconds": time.perf_counter() - t0, "epochs": epochs})
-        say(f"fold {i + 1}/{cfg.folds} done in {time.perf_counter() - t0:.0f} s: {len(data.test)} test hours from "
-            f"{infos[-1]['test_start']}")
+        infos.append(
+            {
+                "fold": i + 1,
+                "test_start": str(data.test.end_ts.min())[:16],
+                "test_end": str(data.test.end_ts.max())[:16],
+                "train_windows": len(data.train),
+                "train_start": str(data.train.end_ts.min())[:16],
+                "train_end": str(data.train.end_ts.max())[:16],
+                "seconds": time.perf_counter() - t0,
+                "epochs": epochs,
+            }
+        )
+        say(
+            f"fold {i + 1}/{cfg.folds} done in {time.perf_counter() - t0:.0f} s: {len(data.test)} test hours from "
+            f"{infos[-1]['test_start']}"
+        )
     pooled = ForecastSet.concat(parts)
-    note = (f"walk-forward: {cfg.folds} folds of {cfg.fold_days} days, {len(pooled):,} pooled test hours; every "
-            f"model and control retrained per fold on up to {cfg.train_days} days before it"
-            + (f" (warm-started from the previous fold, at most {cfg.warm_epochs} epochs)" if cfg.warm_start else ""))
-    return evaluate_forecasts(pooled, "walk_forward", note, infos, {"walk_forward": asdict(cfg), "profile": profile},
-                              errors)
+    note = (
+        f"walk-forward: {cfg.folds} folds of {cfg.fold_days} days, {len(pooled):,} pooled test hours; every "
+        f"model and control retrained per fold on up to {cfg.train_days} days before it"
+        + (f" (warm-started from the previous fold, at most {cfg.warm_epochs} epochs)" if cfg.warm_start else "")
+    )
+    return evaluate_forecasts(
+        pooled, "walk_forward", note, infos, {"walk_forward": asdict(cfg), "profile": profile}, errors
+    )

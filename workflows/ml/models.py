@@ -147,8 +147,14 @@ class LastStateLSTM(nn.Module):
     With `head_hidden=(H,)` and `dropout` it is the exact twin of `QueryAttentionLSTM`
     minus the attended context: same LSTM, same dropout, same MLP head."""
 
-    def __init__(self, n_features: int, hidden: int = 128, heads: Heads = Heads(),
-                 head_hidden: tuple[int, ...] = (), dropout: float = 0.0):
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int = 128,
+        heads: Heads = Heads(),
+        head_hidden: tuple[int, ...] = (),
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.lstm = nn.LSTM(n_features, hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
@@ -258,7 +264,12 @@ class ArchConfig:
         return cls(self.n_features, heads=Heads(**self.heads), **kwargs)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "n_features": self.n_features, "kwargs": dict(self.kwargs), "heads": dict(self.heads)}
+        return {
+            "name": self.name,
+            "n_features": self.n_features,
+            "kwargs": dict(self.kwargs),
+            "heads": dict(self.heads),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArchConfig":

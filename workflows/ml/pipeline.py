@@ -46,7 +46,9 @@ def fit(
     """
     checkpoint_dir = Path(checkpoint_dir)
     n_features = len(recipe.features)
-    archs = [ArchConfig(recipe.arch, n_features, dict(recipe.kwargs), dict(recipe.heads)) for _ in range(recipe.members)]
+    archs = [
+        ArchConfig(recipe.arch, n_features, dict(recipe.kwargs), dict(recipe.heads)) for _ in range(recipe.members)
+    ]
     runs: list[TrainResult] = []
     resume_files = []
     for member, arch in enumerate(archs):
@@ -55,8 +57,15 @@ def fit(
         config = replace(recipe.train, seed=_member_seed(recipe, member))
         resume = checkpoint_dir / ".resume" / f"{name}-{recipe.fingerprint()}-{data.data_version}-m{member}.pt"
         resume_files.append(resume)
-        runs.append(train(model, data, config, callback=(lambda r, m=member: callback(m, r)) if callback else None,
-                          resume_path=resume))
+        runs.append(
+            train(
+                model,
+                data,
+                config,
+                callback=(lambda r, m=member: callback(m, r)) if callback else None,
+                resume_path=resume,
+            )
+        )
 
     model: nn.Module = runs[0].model if recipe.members == 1 else Ensemble([r.model for r in runs])
     arch_out: ArchConfig | list[ArchConfig] = archs[0] if recipe.members == 1 else archs

@@ -34,9 +34,16 @@ class Recipe:
 
     def fingerprint(self) -> str:
         text = json.dumps(
-            {"arch": self.arch, "kwargs": self.kwargs, "heads": self.heads, "features": self.features,
-             "train": self.train.to_dict(), "members": self.members},
-            sort_keys=True, default=str,
+            {
+                "arch": self.arch,
+                "kwargs": self.kwargs,
+                "heads": self.heads,
+                "features": self.features,
+                "train": self.train.to_dict(),
+                "members": self.members,
+            },
+            sort_keys=True,
+            default=str,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -71,8 +78,12 @@ def _recipes(profile: str) -> dict[str, Recipe]:
         "attention_lstm": Recipe("attention_lstm", "query_attention_lstm", query, train=base),
         "transformer": Recipe("transformer", "transformer", tf, train=replace(base, lr=5e-4, amp=True)),
         "multitask": Recipe(
-            "multitask", "query_attention_lstm", query, heads=multitask_heads,
-            features=tuple(FEATURE_COLUMNS), train=base,
+            "multitask",
+            "query_attention_lstm",
+            query,
+            heads=multitask_heads,
+            features=tuple(FEATURE_COLUMNS),
+            train=base,
         ),
         "ensemble": Recipe("ensemble", "query_attention_lstm", query, train=base, members=5),
     }

@@ -208,8 +208,9 @@ def noninferiority(loss_model: np.ndarray, loss_ref: np.ndarray, margin: float, 
     return p, upper / ref
 
 
-def decide(y: np.ndarray, f_candidate: np.ndarray, f_current: np.ndarray | None,
-           config: GateConfig = GateConfig(), **context) -> GateDecision:
+def decide(
+    y: np.ndarray, f_candidate: np.ndarray, f_current: np.ndarray | None, config: GateConfig = GateConfig(), **context
+) -> GateDecision:
     """The rule (module docstring) on aligned next-hour returns and forecasts.
 
     `f_current` is the incumbent's forecast when it is a valid comparator (its
@@ -222,61 +223,110 @@ def decide(y: np.ndarray, f_candidate: np.ndarray, f_current: np.ndarray | None,
     common = {"hours": len(y), "alpha": a, "margin": m, "min_hours": config.min_hours, **context}
     mse_c, mse_z = float(loss_c.mean()), float(loss_z.mean())
     if mse_z <= 0:
-        return GateDecision(False, "the compared hours have no price movement: the zero-return forecast is exact",
-                            mse_candidate=mse_c, mse_zero=mse_z, **common)
+        return GateDecision(
+            False,
+            "the compared hours have no price movement: the zero-return forecast is exact",
+            mse_candidate=mse_c,
+            mse_zero=mse_z,
+            **common,
+        )
     p_nz, up_z = noninferiority(loss_c, loss_z, m, a)
-    vs_zero = {"mse_candidate": mse_c, "mse_zero": mse_z,
-               "p_better_than_zero": diebold_mariano(e_c, e_z).p_better,
-               "p_zero_better": diebold_mariano(e_z, e_c).p_better,
-               "p_noninferior_to_zero": p_nz, "upper_excess_vs_zero": up_z}
+    vs_zero = {
+        "mse_candidate": mse_c,
+        "mse_zero": mse_z,
+        "p_better_than_zero": diebold_mariano(e_c, e_z).p_better,
+        "p_zero_better": diebold_mariano(e_z, e_c).p_better,
+        "p_noninferior_to_zero": p_nz,
+        "upper_excess_vs_zero": up_z,
+    }
     where = f"on {len(y)} out-of-sample hours"
     comparator = "incumbent" if f_current is not None else "zero-return forecast"
     fields = {"comparator": comparator, **vs_zero, **common}
     if f_current is not None:
         e_p = np.asarray(f_current, dtype=float) - y
         p_ni, up_p = noninferiority(loss_c, e_p**2, m, a)
-        fields |= {"mse_current": float(np.mean(e_p**2)), "p_better_than_current": diebold_mariano(e_c, e_p).p_better,
-                   "p_noninferior_to_current": p_ni, "upper_excess_vs_current": up_p}
+        fields |= {
+            "mse_current": float(np.mean(e_p**2)),
+            "p_better_than_current": diebold_mariano(e_c, e_p).p_better,
+            "p_noninferior_to_current": p_ni,
+            "upper_excess_vs_current": up_p,
+        }
     if vs_zero["p_zero_better"] < a:
-        return GateDecision(False, f"significantly worse than the zero-return forecast {where} "
-                            f"(DM p = {vs_zero['p_zero_better']:.3g} < {a})", **fields)
+        return GateDecision(
+            False,
+            f"significantly worse than the zero-return forecast {where} (DM p = {vs_zero['p_zero_better']:.3g} < {a})",
+            **fields,
+        )
     if f_current is None:
-        note = "" if context.get("current_window_known") is not False else (
-            "; the serving checkpoint records no training window, so its errors may be in-sample and it was not "
-            "used as the comparator")
+        note = (
+            ""
+            if context.get("current_window_known") is not False
+            else (
+                "; the serving checkpoint records no training window, so its errors may be in-sample and it was not "
+                "used as the comparator"
+            )
+        )
         if p_nz < a:
             basis = "superior" if vs_zero["p_better_than_zero"] < a else "non-inferior"
             return GateDecision(
-                True, f"{basis} to the zero-return forecast {where}: its MSE exceeds the zero forecast's by at most "
-                f"{up_z:+.2%} ({1 - a:.0%} bound; margin {m:.1%}, p = {p_nz:.3g}){note}", basis=basis, **fields)
+                True,
+                f"{basis} to the zero-return forecast {where}: its MSE exceeds the zero forecast's by at most "
+                f"{up_z:+.2%} ({1 - a:.0%} bound; margin {m:.1%}, p = {p_nz:.3g}){note}",
+                basis=basis,
+                **fields,
+            )
         return GateDecision(
-            False, f"not shown non-inferior to the zero-return forecast within {m:.1%} {where}: its MSE may exceed the "
-            f"zero forecast's by up to {up_z:+.2%} ({1 - a:.0%} bound, p = {p_nz:.3g}){note}", **fields)
+            False,
+            f"not shown non-inferior to the zero-return forecast within {m:.1%} {where}: its MSE may exceed the "
+            f"zero forecast's by up to {up_z:+.2%} ({1 - a:.0%} bound, p = {p_nz:.3g}){note}",
+            **fields,
+        )
     p_sup = fields["p_better_than_current"]
     zero_ok = f"not significantly worse than the zero-return forecast (DM p = {vs_zero['p_zero_better']:.3g})"
     if p_sup < a:
-        return GateDecision(True, f"significantly more accurate than the incumbent {where} (DM p = {p_sup:.3g} < {a}); "
-                            + zero_ok, basis="superior", **fields)
+        return GateDecision(
+            True,
+            f"significantly more accurate than the incumbent {where} (DM p = {p_sup:.3g} < {a}); " + zero_ok,
+            basis="superior",
+            **fields,
+        )
     if p_ni < a:
-        return GateDecision(True, f"non-inferior to the incumbent within {m:.1%} {where}: its MSE exceeds the "
-                            f"incumbent's by at most {up_p:+.2%} ({1 - a:.0%} bound, p = {p_ni:.3g}; superiority "
-                            f"not shown, DM p = {p_sup:.3g}); " + zero_ok, basis="non-inferior", **fields)
-    return GateDecision(False, f"neither significantly more accurate than the incumbent (DM p = {p_sup:.3g}) nor "
-                        f"non-inferior within {m:.1%} {where}: its MSE may exceed the incumbent's by up to "
-                        f"{up_p:+.2%} ({1 - a:.0%} bound, p = {p_ni:.3g})", **fields)
+        return GateDecision(
+            True,
+            f"non-inferior to the incumbent within {m:.1%} {where}: its MSE exceeds the "
+            f"incumbent's by at most {up_p:+.2%} ({1 - a:.0%} bound, p = {p_ni:.3g}; superiority "
+            f"not shown, DM p = {p_sup:.3g}); " + zero_ok,
+            basis="non-inferior",
+            **fields,
+        )
+    return GateDecision(
+        False,
+        f"neither significantly more accurate than the incumbent (DM p = {p_sup:.3g}) nor "
+        f"non-inferior within {m:.1%} {where}: its MSE may exceed the incumbent's by up to "
+        f"{up_p:+.2%} ({1 - a:.0%} bound, p = {p_ni:.3g})",
+        **fields,
+    )
 
 
-def gate(candidate: Checkpoint, current: Checkpoint | None, features: pl.DataFrame, end_ts: np.ndarray,
-         config: GateConfig = GateConfig()) -> GateDecision:
+def gate(
+    candidate: Checkpoint,
+    current: Checkpoint | None,
+    features: pl.DataFrame,
+    end_ts: np.ndarray,
+    config: GateConfig = GateConfig(),
+) -> GateDecision:
     """Decide whether `candidate` replaces `current` on the test hours ending at `end_ts` (module docstring)."""
     end_ts = np.asarray(end_ts)
-    base = {"alpha": config.alpha, "margin": config.margin, "min_hours": config.min_hours,
-            "hours_offered": len(end_ts)}
+    base = {"alpha": config.alpha, "margin": config.margin, "min_hours": config.min_hours, "hours_offered": len(end_ts)}
     cand_last = last_target_hour(candidate)
     if cand_last is None:
-        return GateDecision(False, f"the candidate {candidate.path.name} records no training window "
-                            f"({LAST_TARGET_KEY}): its test hours cannot be asserted out of sample; retrain it", 0,
-                            **base)
+        return GateDecision(
+            False,
+            f"the candidate {candidate.path.name} records no training window "
+            f"({LAST_TARGET_KEY}): its test hours cannot be asserted out of sample; retrain it",
+            0,
+            **base,
+        )
     cur_last = last_target_hour(current) if current is not None else None
     known = None if current is None else cur_last is not None
     forecast_hour = end_ts.astype("datetime64[h]").astype(np.int64) + 1  # the hour each window forecasts
@@ -286,21 +336,30 @@ def gate(candidate: Checkpoint, current: Checkpoint | None, features: pl.DataFra
     after_c = forecast_hour > cand_last
     after_p = forecast_hour > cur_last if cur_last is not None else np.ones(len(end_ts), dtype=bool)
     use = ok_window & after_c & after_p
-    info = {**base, "hours_in_sample_candidate": int((~after_c).sum()),
-            "hours_in_sample_current": int((~after_p).sum()), "hours_without_window": int((~ok_window).sum()),
-            "candidate_last_target": _iso(cand_last), "current_window_known": known,
-            "current_last_target": _iso(cur_last) if cur_last is not None else None}
+    info = {
+        **base,
+        "hours_in_sample_candidate": int((~after_c).sum()),
+        "hours_in_sample_current": int((~after_p).sum()),
+        "hours_without_window": int((~ok_window).sum()),
+        "candidate_last_target": _iso(cand_last),
+        "current_window_known": known,
+        "current_last_target": _iso(cur_last) if cur_last is not None else None,
+    }
     n = int(use.sum())
     if n:
         info |= {"first_hour": _iso(int(forecast_hour[use].min())), "last_hour": _iso(int(forecast_hour[use].max()))}
     if n < config.min_hours:
         inc = f", incumbent's up to {info['current_last_target']}" if cur_last is not None else ""
         return GateDecision(
-            False, f"only {n} of {len(end_ts)} test hours are out of sample for both models and have complete windows "
+            False,
+            f"only {n} of {len(end_ts)} test hours are out of sample for both models and have complete windows "
             f"({info['hours_in_sample_candidate']} inside the candidate's training/validation targets, "
             f"{info['hours_in_sample_current']} inside the incumbent's, {info['hours_without_window']} without a "
             f"window; candidate's targets up to {info['candidate_last_target']}{inc}); the gate needs "
-            f"{config.min_hours}", n, **info)
+            f"{config.min_hours}",
+            n,
+            **info,
+        )
     hours = end_ts[use]
     f_c, y = _forecast(candidate, features, hours)
     f_p = None
@@ -320,8 +379,12 @@ def read_pointer(folder: Path) -> dict | None:
 
 
 def write_pointer(folder: Path, ckpt_path: str, sha256: str, decision: GateDecision) -> dict:
-    pointer = {"path": ckpt_path, "sha256": sha256, "promoted_at": datetime.now(timezone.utc).isoformat(),
-               "gate": decision.to_dict()}
+    pointer = {
+        "path": ckpt_path,
+        "sha256": sha256,
+        "promoted_at": datetime.now(timezone.utc).isoformat(),
+        "gate": decision.to_dict(),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(pointer, indent=1))
@@ -341,14 +404,23 @@ def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
     last = features["ts"].max()
     base = {"as_of_candle": last.isoformat(), "forecast_hour": (last + timedelta(hours=1)).isoformat()}
     if ckpt is None:
-        return {**base, "model": "zero-return forecast (no model has passed the promotion gate)",
-                "return_pct": 0.0, "interval_80_pct": None, "interval_95_pct": None, "direction_probabilities": None}
+        return {
+            **base,
+            "model": "zero-return forecast (no model has passed the promotion gate)",
+            "return_pct": 0.0,
+            "interval_80_pct": None,
+            "interval_95_pct": None,
+            "direction_probabilities": None,
+        }
     spec = _spec(ckpt)
     frame, values, _, _, ts_hours = _prepare(features, spec)
     t = frame.height - 1
     segment = frame["segment"].to_numpy()
-    if t < spec.window - 1 or ts_hours[t] - ts_hours[t - spec.window + 1] != spec.window - 1 or \
-            segment[t] != segment[t - spec.window + 1]:
+    if (
+        t < spec.window - 1
+        or ts_hours[t] - ts_hours[t - spec.window + 1] != spec.window - 1
+        or segment[t] != segment[t - spec.window + 1]
+    ):
         raise ValueError(f"the newest {spec.window} feature hours are not consecutive: cannot forecast yet")
     window = ckpt.scaler.transform(values[t - spec.window + 1 : t + 1])[None]
     with torch.no_grad():

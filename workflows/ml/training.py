@@ -133,8 +133,9 @@ def volatility_loss(vol_pred: torch.Tensor, vol_target: torch.Tensor, kind: str 
     raise ValueError(f"unknown volatility loss {kind!r}: choose qlike or mse")
 
 
-def task_loss(out: ModelOutput, batch: dict[str, torch.Tensor], weights: tuple[float, float, float],
-              vol_loss: str = "qlike") -> torch.Tensor:
+def task_loss(
+    out: ModelOutput, batch: dict[str, torch.Tensor], weights: tuple[float, float, float], vol_loss: str = "qlike"
+) -> torch.Tensor:
     w_ret, w_vol, w_dir = weights
     ret = out.ret.float()
     if out.log_var is not None:
@@ -260,7 +261,13 @@ def train(
         seconds = time.perf_counter() - t0
         elapsed += seconds
         history.append(
-            {"epoch": epoch, "train_loss": running / n, "val_loss": val_loss, "seconds": seconds, "train_seconds": t_train}
+            {
+                "epoch": epoch,
+                "train_loss": running / n,
+                "val_loss": val_loss,
+                "seconds": seconds,
+                "train_seconds": t_train,
+            }
         )
         if resume is not None:
             _save_atomic(

@@ -55,10 +55,16 @@ class Scaler:
     target_scale: float
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)).astype(np.float32)
+        return ((x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)).astype(
+            np.float32
+        )
 
     def to_dict(self) -> dict:
-        return {"mean": list(map(float, self.mean)), "std": list(map(float, self.std)), "target_scale": float(self.target_scale)}
+        return {
+            "mean": list(map(float, self.mean)),
+            "std": list(map(float, self.std)),
+            "target_scale": float(self.target_scale),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Scaler":
@@ -128,8 +134,7 @@ def build_windows(features: pl.DataFrame, spec: WindowSpec = WindowSpec(), data_
     frame, values, ret_all, ends, _ = _prepare(features, spec)
     if len(ends) < 50:
         raise ValueError(
-            f"only {len(ends)} complete {spec.window}-hour windows in {frame.height} feature rows; "
-            "ingest more history"
+            f"only {len(ends)} complete {spec.window}-hour windows in {frame.height} feature rows; ingest more history"
         )
 
     n = len(ends)

@@ -37,10 +37,12 @@ def attention_sentence(name: str, an: AttentionAnalysis) -> str:
     d = _lift_digits(v.peak_lift)
     interval = f"block-bootstrap 95% interval {_ci(v.peak_lift_ci, d)}"
     if v.concentrated:
-        text = (f"**{name}** concentrates its attention on **{v.peak_hour} hours ago**: mean weight "
-                f"{s['top_weights'][0]:.3f}, {v.peak_lift:.{d}f}x uniform ({interval}), above 1 and above the "
-                f"strongest control (interval up to {v.control_lift:.2f}x); normalised entropy "
-                f"{s['normalised_entropy']['median']:.3f}.")
+        text = (
+            f"**{name}** concentrates its attention on **{v.peak_hour} hours ago**: mean weight "
+            f"{s['top_weights'][0]:.3f}, {v.peak_lift:.{d}f}x uniform ({interval}), above 1 and above the "
+            f"strongest control (interval up to {v.control_lift:.2f}x); normalised entropy "
+            f"{s['normalised_entropy']['median']:.3f}."
+        )
         unused_ablation = v.relied_upon is False
         unused_deletion = v.faithful is False and v.positions_matter is False
         if unused_ablation or unused_deletion:
@@ -48,17 +50,26 @@ def attention_sentence(name: str, an: AttentionAnalysis) -> str:
             if unused_ablation:
                 reasons.append("uniform weights barely change its error")
             if unused_deletion:
-                reasons.append("deleting those hours moves its forecasts no more than the position-matched null, "
-                               "the most recent hours or random hours")
-            text += (f" But the checks below find no evidence that the model uses it ({'; '.join(reasons)}): "
-                     "read it as a quirk of the architecture, not as a finding about the market.")
+                reasons.append(
+                    "deleting those hours moves its forecasts no more than the position-matched null, "
+                    "the most recent hours or random hours"
+                )
+            text += (
+                f" But the checks below find no evidence that the model uses it ({'; '.join(reasons)}): "
+                "read it as a quirk of the architecture, not as a finding about the market."
+            )
         return text
-    why = ("the interval includes 1" if v.peak_lift_ci[0] <= 1 else
-           f"the interval does not clear the controls' (up to {v.control_lift:.2f}x)")
-    return (f"**{name}**: no preference beyond uniform. Its largest mean weight is {v.peak_lift:.{d}f}x uniform "
-            f"({interval}; controls up to {v.control_lift:.2f}x): {why}. Normalised entropy "
-            f"{s['normalised_entropy']['median']:.4f}. Which hour is 'top' ({v.peak_hour} h ago) carries no meaning "
-            "at this level.")
+    why = (
+        "the interval includes 1"
+        if v.peak_lift_ci[0] <= 1
+        else f"the interval does not clear the controls' (up to {v.control_lift:.2f}x)"
+    )
+    return (
+        f"**{name}**: no preference beyond uniform. Its largest mean weight is {v.peak_lift:.{d}f}x uniform "
+        f"({interval}; controls up to {v.control_lift:.2f}x): {why}. Normalised entropy "
+        f"{s['normalised_entropy']['median']:.4f}. Which hour is 'top' ({v.peak_hour} h ago) carries no meaning "
+        "at this level."
+    )
 
 
 def _control_bucket_range(an: AttentionAnalysis, bucket: str) -> tuple[float, float] | None:
@@ -69,8 +80,11 @@ def _control_bucket_range(an: AttentionAnalysis, bucket: str) -> tuple[float, fl
 def bucket_sentence(name: str, an: AttentionAnalysis) -> str:
     b = an.bootstrap
     uniform = uniform_bucket_shares(b.hours)
-    parts = ", ".join(f"{k} {100 * b.bucket_lifts[k] * uniform[k]:.1f}% (lift {b.bucket_lifts[k]:.2f}, "
-                      f"{_ci(b.bucket_lift_ci[k])})" for k in BUCKET_NAMES if k in b.bucket_lifts)
+    parts = ", ".join(
+        f"{k} {100 * b.bucket_lifts[k] * uniform[k]:.1f}% (lift {b.bucket_lifts[k]:.2f}, {_ci(b.bucket_lift_ci[k])})"
+        for k in BUCKET_NAMES
+        if k in b.bucket_lifts
+    )
     off = []
     for k in b.bucket_lifts:
         lo, hi = b.bucket_lift_ci[k]
@@ -79,11 +93,15 @@ def bucket_sentence(name: str, an: AttentionAnalysis) -> str:
             off.append(f"{k} (over)")
         elif hi < min(1.0, ctrl[0]):
             off.append(f"{k} (under)")
-    base = (f"{name} puts {parts} (block-bootstrap 95% intervals, simultaneous over the buckets); a uniform "
-            "spread gives " + " / ".join(f"{100 * uniform[k]:.0f}%" for k in b.bucket_lifts) + ".")
+    base = (
+        f"{name} puts {parts} (block-bootstrap 95% intervals, simultaneous over the buckets); a uniform "
+        "spread gives " + " / ".join(f"{100 * uniform[k]:.0f}%" for k in b.bucket_lifts) + "."
+    )
     if not off:
-        return base + (" Every interval overlaps 1 or the controls' intervals: no preference beyond uniform, no "
-                       "bias toward recent or old hours.")
+        return base + (
+            " Every interval overlaps 1 or the controls' intervals: no preference beyond uniform, no "
+            "bias toward recent or old hours."
+        )
     return base + " Over- or under-weighted beyond both 1 and the controls' intervals: " + ", ".join(off) + "."
 
 
@@ -94,37 +112,51 @@ def _deletion_sentences(name: str, an: AttentionAnalysis) -> list[str]:
     test = f"position-matched deletion on {d.windows:,} test windows, {d.draws} draws, p = {_p(d.matched_p_value)}"
     shared = f"the matched windows share {100 * d.matched_overlap:.0f}% of those positions"
     if d.faithful and not v.concentrated:
-        first = (f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
-                 f"deleting the top-{d.k} positions of other windows ({test}; {shared}), but its weights show no "
-                 "preference beyond uniform: the top hours change from window to window (they may simply be the hours "
-                 "with the largest inputs, which move any forecast more when deleted), so this shows no preference "
-                 "for any lag.")
+        first = (
+            f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
+            f"deleting the top-{d.k} positions of other windows ({test}; {shared}), but its weights show no "
+            "preference beyond uniform: the top hours change from window to window (they may simply be the hours "
+            "with the largest inputs, which move any forecast more when deleted), so this shows no preference "
+            "for any lag."
+        )
     elif d.faithful:
-        first = (f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
-                 f"deleting the top-{d.k} positions of other windows ({test}; {shared}): window by window, "
-                 "attention marks hours that matter.")
+        first = (
+            f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
+            f"deleting the top-{d.k} positions of other windows ({test}; {shared}): window by window, "
+            "attention marks hours that matter."
+        )
     elif d.matched_p_value < ALPHA and d.matched_ratio > 1:
-        first = (f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.2f}x as much as "
-                 f"deleting other windows' top-{d.k} positions ({test}; {shared}): a consistent effect, but below "
-                 f"the {d.margin:.1f}x margin, too small to read single windows' maps as explanations.")
+        first = (
+            f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.2f}x as much as "
+            f"deleting other windows' top-{d.k} positions ({test}; {shared}): a consistent effect, but below "
+            f"the {d.margin:.1f}x margin, too small to read single windows' maps as explanations."
+        )
     else:
-        first = (f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.2f}x as much as "
-                 f"deleting other windows' top-{d.k} positions ({test}; {shared}): window by window the map marks "
-                 "nothing beyond where it looks on average.")
-    baselines = (f"Beside it: {d.recency_ratio:.2f}x the change from deleting the {d.k} most recent hours (recency "
-                 f"baseline; block-bootstrap 95% interval {_ci(d.recency_ratio_ci)}) and {d.random_ratio:.2f}x that "
-                 f"of {d.k} uniformly random hours ({d.random_draws} draws, p = {_p(d.random_p_value)}, not "
-                 "position matched)")
+        first = (
+            f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.2f}x as much as "
+            f"deleting other windows' top-{d.k} positions ({test}; {shared}): window by window the map marks "
+            "nothing beyond where it looks on average."
+        )
+    baselines = (
+        f"Beside it: {d.recency_ratio:.2f}x the change from deleting the {d.k} most recent hours (recency "
+        f"baseline; block-bootstrap 95% interval {_ci(d.recency_ratio_ci)}) and {d.random_ratio:.2f}x that "
+        f"of {d.k} uniformly random hours ({d.random_draws} draws, p = {_p(d.random_p_value)}, not "
+        "position matched)"
+    )
     beats_recency = d.recency_ratio_ci[0] > 1
     beats_random = d.random_p_value < ALPHA and d.random_ratio >= d.margin
     if d.positions_matter:
         baselines += ": the hours it attends to matter more than recent or random ones."
     elif beats_random:
-        baselines += (": the attended hours matter more than random ones but no more than the most recent ones, so "
-                      "the map says no more than a recency prior.")
+        baselines += (
+            ": the attended hours matter more than random ones but no more than the most recent ones, so "
+            "the map says no more than a recency prior."
+        )
     elif beats_recency:
-        baselines += (f": the attended hours matter more than the most recent ones, but not clearly more than random "
-                      f"ones (p < {ALPHA} and {d.margin:.1f}x needed).")
+        baselines += (
+            f": the attended hours matter more than the most recent ones, but not clearly more than random "
+            f"ones (p < {ALPHA} and {d.margin:.1f}x needed)."
+        )
     else:
         baselines += ": the attended hours matter no more than the most recent hours or random hours."
     return [first, baselines]
@@ -136,20 +168,26 @@ def checks_sentences(name: str, an: AttentionAnalysis) -> list[str]:
     if ab is not None:
         ci = f"block-bootstrap 95% interval {_pct(ab.relative_change_ci[0], 1)} to {_pct(ab.relative_change_ci[1], 1)}"
         if ab.relied_upon:
-            out.append(f"{name} relies on its attention: uniform weights raise its test MSE by "
-                       f"{_pct(ab.relative_change, 1)} ({ci}).")
+            out.append(
+                f"{name} relies on its attention: uniform weights raise its test MSE by "
+                f"{_pct(ab.relative_change, 1)} ({ci})."
+            )
         else:
-            out.append(f"{name} does not rely on its attention: uniform weights change its test MSE by "
-                       f"{_pct(ab.relative_change, 1)} ({ci}; relied upon needs more than +1.0% with the interval "
-                       "above 0).")
+            out.append(
+                f"{name} does not rely on its attention: uniform weights change its test MSE by "
+                f"{_pct(ab.relative_change, 1)} ({ci}; relied upon needs more than +1.0% with the interval "
+                "above 0)."
+            )
     elif an.deletion is not None:
         out.append(f"{name}: a uniform-weight ablation is not available (its attention sits inside every layer).")
     out += _deletion_sentences(name, an)
     at = an.attribution
     if at is not None and at.median_spearman == at.median_spearman:
-        out.append(f"Attention and integrated-gradients importance agree with a median Spearman rho of "
-                   f"{at.median_spearman:.2f} over {at.windows} windows; gradients put most weight on "
-                   f"{at.top_attributed_hour} h ago.")
+        out.append(
+            f"Attention and integrated-gradients importance agree with a median Spearman rho of "
+            f"{at.median_spearman:.2f} over {at.windows} windows; gradients put most weight on "
+            f"{at.top_attributed_hour} h ago."
+        )
     return out
 
 
@@ -163,20 +201,27 @@ def _map_phrase(m: MapAnalysis) -> str:
 def pool_sentence(name: str, an: AttentionAnalysis) -> str | None:
     if not an.pools:
         return None
-    return (f"{name}'s multi-scale pools, each against uniform over the hours it sees (lift 1 = 1/s for a pool of s "
-            "hours) and the controls' same pool, block-bootstrap 95% intervals: "
-            + "; ".join(_map_phrase(p) for p in an.pools) + ".")
+    return (
+        f"{name}'s multi-scale pools, each against uniform over the hours it sees (lift 1 = 1/s for a pool of s "
+        "hours) and the controls' same pool, block-bootstrap 95% intervals: "
+        + "; ".join(_map_phrase(p) for p in an.pools)
+        + "."
+    )
 
 
 def head_sentence(name: str, an: AttentionAnalysis) -> str | None:
     if not an.heads:
         return None
     conc = [h for h in an.heads if h.concentrated]
-    text = (f"{name}: {len(conc)} of {len(an.heads)} (layer, head) maps concentrate (lower end of the block-bootstrap "
-            "95% interval of the peak lift above 1 and above the controls' same head)")
+    text = (
+        f"{name}: {len(conc)} of {len(an.heads)} (layer, head) maps concentrate (lower end of the block-bootstrap "
+        "95% interval of the peak lift above 1 and above the controls' same head)"
+    )
     if conc:
-        text += ": " + "; ".join(f"{h.name} at {h.peak_hour} h, {h.peak_lift:.1f}x ({_ci(h.peak_lift_ci, 1)})"
-                                 for h in sorted(conc, key=lambda h: -h.peak_lift)[:8])
+        text += ": " + "; ".join(
+            f"{h.name} at {h.peak_hour} h, {h.peak_lift:.1f}x ({_ci(h.peak_lift_ci, 1)})"
+            for h in sorted(conc, key=lambda h: -h.peak_lift)[:8]
+        )
     rest = len(an.heads) - len(conc)
     return text + (f"; the other {rest} show no preference beyond uniform." if rest else ".")
 
@@ -186,10 +231,12 @@ def seed_sentence(name: str, an: AttentionAnalysis) -> str:
     if sp is None or not sp.members:
         return f"{name}: trained with one seed; no seed spread is available."
     lifts = sp.peak_lifts
-    return (f"{name} across {len(sp.members)} seeds ({sp.source}): peak hours "
-            f"{', '.join(str(h) for h in sp.peak_hours)} h ago; peak lifts {min(lifts):.2f}x to {max(lifts):.2f}x; "
-            f"{sp.concentrated} of {len(sp.members)} seeds concentrated (block-bootstrap 95% interval above 1 and "
-            f"the controls'); normalised entropy varies by {sp.normalised_entropy_std:.4f} (std).")
+    return (
+        f"{name} across {len(sp.members)} seeds ({sp.source}): peak hours "
+        f"{', '.join(str(h) for h in sp.peak_hours)} h ago; peak lifts {min(lifts):.2f}x to {max(lifts):.2f}x; "
+        f"{sp.concentrated} of {len(sp.members)} seeds concentrated (block-bootstrap 95% interval above 1 and "
+        f"the controls'); normalised entropy varies by {sp.normalised_entropy_std:.4f} (std)."
+    )
 
 
 def attention_table(analyses: dict[str, AttentionAnalysis]) -> list[str]:
@@ -206,22 +253,48 @@ def attention_table(analyses: dict[str, AttentionAnalysis]) -> list[str]:
     lines.append("| effective hours (median) | " + fmt("effective_hours", 1) + " |")
     lines.append("| max weight (median; uniform 0.0208) | " + fmt("max_weight") + " |")
     lines.append("| mean lag, hours | " + fmt("mean_lag", 1) + " |")
-    lines.append("| hours to 50% / 80% | " + " | ".join(
-        f"{an.summary['hours_to_50']['median']:.0f} / {an.summary['hours_to_80']['median']:.0f}"
-        for an in analyses.values()) + " |")
+    lines.append(
+        "| hours to 50% / 80% | "
+        + " | ".join(
+            f"{an.summary['hours_to_50']['median']:.0f} / {an.summary['hours_to_80']['median']:.0f}"
+            for an in analyses.values()
+        )
+        + " |"
+    )
     for bucket in BUCKET_NAMES:
-        lines.append(f"| lift {bucket} ago (95% interval) | " + " | ".join(
-            f"{an.bootstrap.bucket_lifts[bucket]:.3f} ({_ci(an.bootstrap.bucket_lift_ci[bucket])})"
-            if bucket in an.bootstrap.bucket_lifts else "n/a" for an in analyses.values()) + " |")
-    lines.append("| top 5 hours ago (mean profile) | " + " | ".join(
-        ", ".join(str(h) for h in an.summary["top_hours"]) for an in analyses.values()) + " |")
-    lines.append("| peak lift (95% interval) | " + " | ".join(
-        f"{an.verdict.peak_lift:.2f}x ({_ci(an.verdict.peak_lift_ci)})" for an in analyses.values()) + " |")
-    lines.append("| strongest control, upper end | " + " | ".join(
-        f"{an.verdict.control_lift:.2f}x" for an in analyses.values()) + " |")
-    lines.append("| verdict | " + " | ".join(
-        (f"concentrated at {an.verdict.peak_hour} h" if an.verdict.concentrated else "no preference beyond uniform")
-        for an in analyses.values()) + " |")
+        lines.append(
+            f"| lift {bucket} ago (95% interval) | "
+            + " | ".join(
+                f"{an.bootstrap.bucket_lifts[bucket]:.3f} ({_ci(an.bootstrap.bucket_lift_ci[bucket])})"
+                if bucket in an.bootstrap.bucket_lifts
+                else "n/a"
+                for an in analyses.values()
+            )
+            + " |"
+        )
+    lines.append(
+        "| top 5 hours ago (mean profile) | "
+        + " | ".join(", ".join(str(h) for h in an.summary["top_hours"]) for an in analyses.values())
+        + " |"
+    )
+    lines.append(
+        "| peak lift (95% interval) | "
+        + " | ".join(f"{an.verdict.peak_lift:.2f}x ({_ci(an.verdict.peak_lift_ci)})" for an in analyses.values())
+        + " |"
+    )
+    lines.append(
+        "| strongest control, upper end | "
+        + " | ".join(f"{an.verdict.control_lift:.2f}x" for an in analyses.values())
+        + " |"
+    )
+    lines.append(
+        "| verdict | "
+        + " | ".join(
+            (f"concentrated at {an.verdict.peak_hour} h" if an.verdict.concentrated else "no preference beyond uniform")
+            for an in analyses.values()
+        )
+        + " |"
+    )
     return lines
 
 
@@ -229,26 +302,33 @@ def method_lines(analyses: dict[str, AttentionAnalysis]) -> list[str]:
     """How the intervals and the controls were made, said once."""
     boot = next(iter(analyses.values())).bootstrap
     blocks = boot.windows // max(boot.block, 1)
-    lines = [f"Intervals: circular block bootstrap over the {boot.windows:,} test windows in blocks of {boot.block} "
-             f"consecutive windows (neighbouring windows share {boot.hours - 1} of their {boot.hours} input hours), "
-             f"{boot.resamples} resamples, 95%. The peak's interval is read off a simultaneous band over all hours, so "
-             "it does not favour the hour that happened to come out highest; the bucket intervals are a simultaneous "
-             "band over the buckets too."
-             + (f" Only {blocks} blocks: read the intervals as rough." if blocks < FEW_BLOCKS else "")]
+    lines = [
+        f"Intervals: circular block bootstrap over the {boot.windows:,} test windows in blocks of {boot.block} "
+        f"consecutive windows (neighbouring windows share {boot.hours - 1} of their {boot.hours} input hours), "
+        f"{boot.resamples} resamples, 95%. The peak's interval is read off a simultaneous band over all hours, so "
+        "it does not favour the hour that happened to come out highest; the bucket intervals are a simultaneous "
+        "band over the buckets too."
+        + (f" Only {blocks} blocks: read the intervals as rough." if blocks < FEW_BLOCKS else "")
+    ]
     setups = {m: an.control_setup for m, an in analyses.items() if an.control_setup is not None}
     if setups:
         shared: dict[str, list[str]] = {}
         for m, s in setups.items():
             shared.setdefault(s.key, []).append(m)
         s0 = next(iter(setups.values()))
-        span = (f"the most recent {s0.shuffled_train_windows:,} of the {s0.train_windows:,} training windows"
-                if s0.shuffled_train_windows < s0.train_windows else f"all {s0.train_windows:,} training windows")
-        text = ("Controls: the same architecture untrained, and trained on shuffled targets. Attention that looks "
-                "like theirs says nothing about the data. To bound the cost, the shuffled-target control trains on "
-                f"{span} (capped at the most recent {CONTROL_MAX_TRAIN_WINDOWS:,}, about 365 days), and one control "
-                "is trained per distinct architecture and training config")
+        span = (
+            f"the most recent {s0.shuffled_train_windows:,} of the {s0.train_windows:,} training windows"
+            if s0.shuffled_train_windows < s0.train_windows
+            else f"all {s0.train_windows:,} training windows"
+        )
+        text = (
+            "Controls: the same architecture untrained, and trained on shuffled targets. Attention that looks "
+            "like theirs says nothing about the data. To bound the cost, the shuffled-target control trains on "
+            f"{span} (capped at the most recent {CONTROL_MAX_TRAIN_WINDOWS:,}, about 365 days), and one control "
+            "is trained per distinct architecture and training config"
+        )
         groups = [ms for ms in shared.values() if len(ms) > 1]
-        text += (": " + "; ".join(f"{', '.join(ms)} share one" for ms in groups) + "." if groups else ".")
+        text += ": " + "; ".join(f"{', '.join(ms)} share one" for ms in groups) + "." if groups else "."
         lines.append(text)
     return lines
 
@@ -264,10 +344,12 @@ def attention_sections(analyses: dict[str, AttentionAnalysis]) -> list[str]:
         reg = an.regimes or {}
         if reg.get("low_volatility") and reg.get("high_volatility"):
             lo, hi = reg["low_volatility"], reg["high_volatility"]
-            lines.append(f"- {m} by volatility regime (trailing 24 h, split at the median; descriptive, no test): "
-                         f"calm windows entropy {lo['normalised_entropy']['median']:.4f}, top hour "
-                         f"{lo['top_hours'][0]} h; volatile windows entropy {hi['normalised_entropy']['median']:.4f}, "
-                         f"top hour {hi['top_hours'][0]} h.")
+            lines.append(
+                f"- {m} by volatility regime (trailing 24 h, split at the median; descriptive, no test): "
+                f"calm windows entropy {lo['normalised_entropy']['median']:.4f}, top hour "
+                f"{lo['top_hours'][0]} h; volatile windows entropy {hi['normalised_entropy']['median']:.4f}, "
+                f"top hour {hi['top_hours'][0]} h."
+            )
     pools_heads = [s for m, an in analyses.items() for s in (pool_sentence(m, an), head_sentence(m, an)) if s]
     if pools_heads:
         lines += ["", "## Every pool and every head", ""] + [f"- {s}" for s in pools_heads]
@@ -284,21 +366,29 @@ def attention_recommendations(analyses: dict[str, AttentionAnalysis]) -> list[st
     for m, an in analyses.items():
         v = an.verdict
         if not v.concentrated:
-            recs.append(f"{m}: uniform-looking attention says nothing about which hours matter; read the "
-                        "ablation and attribution checks instead of the attention map.")
+            recs.append(
+                f"{m}: uniform-looking attention says nothing about which hours matter; read the "
+                "ablation and attribution checks instead of the attention map."
+            )
             continue
         if v.relied_upon is False or (v.faithful is False and v.positions_matter is False):
-            recs.append(f"{m}: its attention is concentrated at {v.peak_hour} h, but uniform weights or deleting the "
-                        "attended hours (against the position-matched null, the most recent hours and random hours) "
-                        "show no use of it; do not read it as an explanation.")
+            recs.append(
+                f"{m}: its attention is concentrated at {v.peak_hour} h, but uniform weights or deleting the "
+                "attended hours (against the position-matched null, the most recent hours and random hours) "
+                "show no use of it; do not read it as an explanation."
+            )
         elif v.faithful is False and v.positions_matter:
-            recs.append(f"{m}: read its mean attention profile (peak {v.peak_hour} h ago), not single windows' maps: "
-                        "the hours it attends to matter more than recent or random hours, but window by window the "
-                        "map adds nothing beyond its average.")
+            recs.append(
+                f"{m}: read its mean attention profile (peak {v.peak_hour} h ago), not single windows' maps: "
+                "the hours it attends to matter more than recent or random hours, but window by window the "
+                "map adds nothing beyond its average."
+            )
         sp = an.seed_spread
         hours = [s.peak_hour for s in sp.members if s.concentrated] if sp is not None else []
         if sp is not None and (sp.concentrated < len(sp.members) or max(hours) - min(hours) > 1):
-            recs.append(f"{m}: the peak is not stable across seeds ({', '.join(map(str, sp.peak_hours))} h, "
-                        f"{sp.concentrated} of {len(sp.members)} concentrated); confirm it with more seeds before "
-                        "relying on it.")
+            recs.append(
+                f"{m}: the peak is not stable across seeds ({', '.join(map(str, sp.peak_hours))} h, "
+                f"{sp.concentrated} of {len(sp.members)} concentrated); confirm it with more seeds before "
+                "relying on it."
+            )
     return recs

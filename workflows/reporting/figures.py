@@ -61,8 +61,7 @@ def attention_analysis_figure(
     axes.append(ax)
 
     ax = fig.add_subplot(grid[1, :2])
-    im = ax.imshow(attention.T, aspect="auto", cmap="viridis", origin="lower",
-                   extent=(0, n, t + 0.5, 0.5))
+    im = ax.imshow(attention.T, aspect="auto", cmap="viridis", origin="lower", extent=(0, n, t + 0.5, 0.5))
     ax.set(title="4. Attention over test windows", xlabel="test window (time order)", ylabel="hours ago")
     fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
     axes.append(ax)
@@ -81,8 +80,14 @@ def attention_analysis_figure(
     ax.bar(x - 0.2, [shares[k][0] for k in shares], 0.4, label="model")
     ax.bar(x + 0.2, [uniform_shares[k] for k in shares], 0.4, label="uniform", color="lightgray")
     for i, k in enumerate(shares):
-        ax.annotate(f"lift {shares[k][0] / uniform_shares[k]:.2f}", (i, max(shares[k][0], uniform_shares[k])),
-                    ha="center", textcoords="offset points", xytext=(0, 3), fontsize=8)
+        ax.annotate(
+            f"lift {shares[k][0] / uniform_shares[k]:.2f}",
+            (i, max(shares[k][0], uniform_shares[k])),
+            ha="center",
+            textcoords="offset points",
+            xytext=(0, 3),
+            fontsize=8,
+        )
     ax.set_xticks(x, [f"{k} ago" for k in shares])
     ax.set(title="6. Time buckets against uniform", ylabel="share")
     ax.legend(fontsize=8)
@@ -119,8 +124,9 @@ def transformer_heads_figure(maps: np.ndarray, path: Path, title: str) -> tuple[
     """Mean last-query attention per layer (rows) and head (columns): maps is (N, L, H, T)."""
     _, layers, heads, t = maps.shape
     mean = maps.mean(axis=0)
-    fig, axes = plt.subplots(layers, heads, figsize=(2.2 * heads, 1.9 * layers + 0.8), dpi=DPI, squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        layers, heads, figsize=(2.2 * heads, 1.9 * layers + 0.8), dpi=DPI, squeeze=False, sharex=True, sharey=True
+    )
     ago = _hours(t)
     for layer in range(layers):
         for head in range(heads):
@@ -138,8 +144,9 @@ def transformer_heads_figure(maps: np.ndarray, path: Path, title: str) -> tuple[
     return path, layers * heads
 
 
-def training_figure(histories: dict[str, list[dict]], snapshots: list[tuple[int, np.ndarray]], snapshot_model: str,
-                    path: Path) -> tuple[Path, int]:
+def training_figure(
+    histories: dict[str, list[dict]], snapshots: list[tuple[int, np.ndarray]], snapshot_model: str, path: Path
+) -> tuple[Path, int]:
     """Training and validation loss per model, and the attention snapshots over epochs."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 5), dpi=DPI)
     for name, history in histories.items():
@@ -152,11 +159,13 @@ def training_figure(histories: dict[str, list[dict]], snapshots: list[tuple[int,
         epochs = [e for e, _ in snapshots]
         grid = np.stack([a.mean(axis=0) for _, a in snapshots])  # (snapshots, T)
         t = grid.shape[1]
-        im = ax2.imshow(grid, aspect="auto", cmap="magma", origin="lower",
-                        extent=(t + 0.5, 0.5, epochs[0] - 0.5, epochs[-1] + 0.5))
+        im = ax2.imshow(
+            grid, aspect="auto", cmap="magma", origin="lower", extent=(t + 0.5, 0.5, epochs[0] - 0.5, epochs[-1] + 0.5)
+        )
         fig.colorbar(im, ax=ax2)
-        ax2.set(title=f"{snapshot_model}: mean attention on a fixed validation batch", xlabel="hours ago",
-                ylabel="epoch")
+        ax2.set(
+            title=f"{snapshot_model}: mean attention on a fixed validation batch", xlabel="hours ago", ylabel="epoch"
+        )
     else:
         ax2.axis("off")
     fig.tight_layout()
@@ -171,11 +180,20 @@ def comparison_figure(profiles: dict[str, np.ndarray], path: Path) -> tuple[Path
     fig, ax = plt.subplots(figsize=(11, 4.5), dpi=DPI)
     for name, profile in profiles.items():
         t = len(profile)
-        ax.plot(_hours(t), profile, label=name, lw=1.5 if "control" not in name else 1, ls="-" if "control" not in name else ":")
+        ax.plot(
+            _hours(t),
+            profile,
+            label=name,
+            lw=1.5 if "control" not in name else 1,
+            ls="-" if "control" not in name else ":",
+        )
     ax.axhline(1 / t, color="k", ls="--", lw=1, label="uniform")
     ax.invert_xaxis()
-    ax.set(title="Mean attention by hours ago: models and controls", xlabel="hours before the predicted hour",
-           ylabel="weight")
+    ax.set(
+        title="Mean attention by hours ago: models and controls",
+        xlabel="hours before the predicted hour",
+        ylabel="weight",
+    )
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

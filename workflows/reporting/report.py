@@ -32,8 +32,12 @@ ROLES = {
     "ridge_ar48": "control: ridge regression on the 48 lagged returns",
     "ridge_features": "control: ridge regression on every input of the window (48 h x 3 features)",
 }
-VOL_NAMES = {"constant": "constant training variance", "rolling_24h": "rolling 24 h", "ewma_0.94": "EWMA (0.94)",
-             "garch_1_1": "GARCH(1,1)"}
+VOL_NAMES = {
+    "constant": "constant training variance",
+    "rolling_24h": "rolling 24 h",
+    "ewma_0.94": "EWMA (0.94)",
+    "garch_1_1": "GARCH(1,1)",
+}
 
 
 def order(names) -> list[str]:
@@ -60,14 +64,20 @@ def forecast_sentence(name: str, ev: Evaluation) -> str:
     where = f"{m.n:,} {_evidence_words(ev)}"
     test = f"one-sided Diebold-Mariano p = {_p(c.dm.p_better)}, Holm-adjusted p = {_p(c.p_holm)}"
     if c.survives:
-        return (f"**{name}** beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
-                f"{_ci(m.skill_vs_zero_ci)} on {where} ({test}; {family_words(ev)}).")
+        return (
+            f"**{name}** beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
+            f"{_ci(m.skill_vs_zero_ci)} on {where} ({test}; {family_words(ev)})."
+        )
     if c.dm.p_better < ALPHA and m.skill_vs_zero > 0:
-        return (f"**{name}**: skill {_pct(m.skill_vs_zero)} on {where} (raw {test}): significant alone, but it does "
-                f"not survive the correction for the {len(ev.family)} comparisons made, so no claim is made.")
-    return (f"**{name}**: no evidence that it beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
-            f"{_ci(m.skill_vs_zero_ci)} on {where} ({test}); this many hours resolve a skill of about "
-            f"{100 * m.min_detectable_skill:.1f}%.")
+        return (
+            f"**{name}**: skill {_pct(m.skill_vs_zero)} on {where} (raw {test}): significant alone, but it does "
+            f"not survive the correction for the {len(ev.family)} comparisons made, so no claim is made."
+        )
+    return (
+        f"**{name}**: no evidence that it beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
+        f"{_ci(m.skill_vs_zero_ci)} on {where} ({test}); this many hours resolve a skill of about "
+        f"{100 * m.min_detectable_skill:.1f}%."
+    )
 
 
 def _lower_or_higher(skill: float, what: str) -> str:
@@ -105,18 +115,21 @@ def volatility_sentence(ev: Evaluation) -> str | None:
         parts.append(f"no difference from {names(same)}")
     text = f"Volatility: **{model}** " + "; ".join(parts) + f" ({test})."
     if worse:
-        text += (f" It is worse than {names(worse)} (the reverse one-sided test, p < {ALPHA}; uncorrected, "
-                 "descriptive).")
+        text += f" It is worse than {names(worse)} (the reverse one-sided test, p < {ALPHA}; uncorrected, descriptive)."
     return text
 
 
 def direction_sentence(name: str, m: ReturnMetrics) -> str:
-    tests = (f"binomial p = {_p(m.direction_binomial_p)}, Pesaran-Timmermann p = {_p(m.pesaran_timmermann_p)}; "
-             "descriptive, not in the corrected family")
+    tests = (
+        f"binomial p = {_p(m.direction_binomial_p)}, Pesaran-Timmermann p = {_p(m.pesaran_timmermann_p)}; "
+        "descriptive, not in the corrected family"
+    )
     if m.direction_binomial_p < ALPHA and m.pesaran_timmermann_p < ALPHA:
         return f"{name} calls the direction of {100 * m.direction_accuracy:.1f}% of {m.direction_n:,} hours ({tests})."
-    return (f"{name} calls the direction of {100 * m.direction_accuracy:.1f}% of {m.direction_n:,} hours: not "
-            f"distinguishable from a coin ({tests}).")
+    return (
+        f"{name} calls the direction of {100 * m.direction_accuracy:.1f}% of {m.direction_n:,} hours: not "
+        f"distinguishable from a coin ({tests})."
+    )
 
 
 def bottom_line(ev: Evaluation) -> str:
@@ -124,11 +137,15 @@ def bottom_line(ev: Evaluation) -> str:
     models = [w for w in winners if w in MODELS]
     where = f"{ev.hours:,} {_evidence_words(ev)}"
     if not winners:
-        return (f"**Bottom line:** no model and no control beats the zero-return forecast on {where} after the Holm "
-                f"correction; this many hours cannot resolve a skill below about {100 * ev.min_detectable_skill:.1f}%.")
+        return (
+            f"**Bottom line:** no model and no control beats the zero-return forecast on {where} after the Holm "
+            f"correction; this many hours cannot resolve a skill below about {100 * ev.min_detectable_skill:.1f}%."
+        )
     text = f"**Bottom line:** on {where}, " + (
-        f"{', '.join(models)} beat{'s' if len(models) == 1 else ''} the zero-return forecast" if models else
-        "no model beats the zero-return forecast")
+        f"{', '.join(models)} beat{'s' if len(models) == 1 else ''} the zero-return forecast"
+        if models
+        else "no model beats the zero-return forecast"
+    )
     controls = [w for w in winners if w not in MODELS]
     if controls:
         text += f"; so do the controls {', '.join(controls)}"
@@ -136,51 +153,69 @@ def bottom_line(ev: Evaluation) -> str:
 
 
 def forecast_table(ev: Evaluation) -> list[str]:
-    lines = ["| forecaster | RMSE % | skill vs zero [95% interval] | DM p | Holm p | skill vs train mean "
-             "(descriptive) | direction | PT p | 80% / 95% coverage |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| forecaster | RMSE % | skill vs zero [95% interval] | DM p | Holm p | skill vs train mean "
+        "(descriptive) | direction | PT p | 80% / 95% coverage |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name in order(ev.returns):
         m = ev.returns[name]
         c = ev.comparison("vs zero", name)
         cov = f"{100 * m.coverage_80:.0f}% / {100 * m.coverage_95:.0f}%" if m.coverage_80 is not None else "n/a"
         mark = " **survives**" if c and c.survives else ""
-        lines.append(f"| {name} | {m.rmse_pct:.4f} | {_pct(m.skill_vs_zero)} {_ci(m.skill_vs_zero_ci)} | "
-                     f"{_p(c.dm.p_better) if c else 'n/a'} | {_p(c.p_holm) if c else 'n/a'}{mark} | "
-                     f"{_pct(m.skill_vs_mean)} | {100 * m.direction_accuracy:.1f}% | {_p(m.pesaran_timmermann_p)} | "
-                     f"{cov} |")
+        lines.append(
+            f"| {name} | {m.rmse_pct:.4f} | {_pct(m.skill_vs_zero)} {_ci(m.skill_vs_zero_ci)} | "
+            f"{_p(c.dm.p_better) if c else 'n/a'} | {_p(c.p_holm) if c else 'n/a'}{mark} | "
+            f"{_pct(m.skill_vs_mean)} | {100 * m.direction_accuracy:.1f}% | {_p(m.pesaran_timmermann_p)} | "
+            f"{cov} |"
+        )
     zero = next(iter(ev.returns.values())).rmse_zero_pct
     lines += ["", f"Zero-return forecast RMSE: {zero:.4f}%."]
     return lines
 
 
 def fold_table(ev: Evaluation, names: list[str]) -> list[str]:
-    lines = ["| fold | test hours | test period | trained on (window ends) | " + " | ".join(names) + " | s |",
-             "| ---: | ---: | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |"]
+    lines = [
+        "| fold | test hours | test period | trained on (window ends) | " + " | ".join(names) + " | s |",
+        "| ---: | ---: | --- | --- | " + " | ".join("---:" for _ in names) + " | ---: |",
+    ]
     for f in ev.folds:
-        lines.append(f"| {f.fold} | {f.test_hours:,} | {f.test_start} .. {f.test_end} | {f.train_start[:10]} .. "
-                     f"{f.train_end[:10]} ({f.train_windows:,} windows) | "
-                     + " | ".join(_pct(f.skill_vs_zero[n]) for n in names) + f" | {f.seconds:.0f} |")
+        lines.append(
+            f"| {f.fold} | {f.test_hours:,} | {f.test_start} .. {f.test_end} | {f.train_start[:10]} .. "
+            f"{f.train_end[:10]} ({f.train_windows:,} windows) | "
+            + " | ".join(_pct(f.skill_vs_zero[n]) for n in names)
+            + f" | {f.seconds:.0f} |"
+        )
     return lines
 
 
 def volatility_table(ev: Evaluation) -> list[str]:
     comps = {c.baseline: c for c in ev.family if c.kind == "volatility"}
-    lines = ["| forecast of the next 24 h variance | QLIKE | MSE | model's QLIKE skill vs it | DM p (h = 24) | Holm p |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| forecast of the next 24 h variance | QLIKE | MSE | model's QLIKE skill vs it | DM p (h = 24) | Holm p |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, v in sorted(ev.volatility.items(), key=lambda kv: kv[1].qlike):
         c = comps.get(name)
-        cells = (f"{_pct(c.skill)} | {_p(c.dm.p_better)} | {_p(c.p_holm)}{' **survives**' if c.survives else ''}"
-                 if c else "(the model) | | ")
+        cells = (
+            f"{_pct(c.skill)} | {_p(c.dm.p_better)} | {_p(c.p_holm)}{' **survives**' if c.survives else ''}"
+            if c
+            else "(the model) | | "
+        )
         lines.append(f"| {VOL_NAMES.get(name, name)} | {v.qlike:.4f} | {v.mse:.3e} | {cells} |")
     return lines
 
 
 def family_table(ev: Evaluation) -> list[str]:
-    lines = ["| # | comparison | loss, horizon | skill | raw p | Holm p | verdict |",
-             "| ---: | --- | --- | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| # | comparison | loss, horizon | skill | raw p | Holm p | verdict |",
+        "| ---: | --- | --- | ---: | ---: | ---: | --- |",
+    ]
     for i, c in enumerate(sorted(ev.family, key=lambda c: c.p_holm), 1):
-        lines.append(f"| {i} | {c.model} vs {c.baseline} | {c.loss}, {c.horizon} h | {_pct(c.skill)} | "
-                     f"{_p(c.dm.p_better)} | {_p(c.p_holm)} | {'better' if c.survives else 'no evidence'} |")
+        lines.append(
+            f"| {i} | {c.model} vs {c.baseline} | {c.loss}, {c.horizon} h | {_pct(c.skill)} | "
+            f"{_p(c.dm.p_better)} | {_p(c.p_holm)} | {'better' if c.survives else 'no evidence'} |"
+        )
     return lines
 
 
@@ -188,82 +223,140 @@ def recommendations(ev: Evaluation, analyses: dict) -> list[str]:
     recs = []
     winners = [c.model for c in ev.survivors("vs zero") if c.model in MODELS]
     if not winners:
-        recs.append(f"No model beats the zero-return forecast on these {ev.hours:,} hours after the correction: do not "
-                    "act on these forecasts."
-                    + (" Evaluate on a longer history (walk-forward needs more history) before drawing conclusions."
-                       if ev.mode == "single_split" else ""))
+        recs.append(
+            f"No model beats the zero-return forecast on these {ev.hours:,} hours after the correction: do not "
+            "act on these forecasts."
+            + (
+                " Evaluate on a longer history (walk-forward needs more history) before drawing conclusions."
+                if ev.mode == "single_split"
+                else ""
+            )
+        )
     else:
-        recs.append("Models that beat the zero-return forecast after the correction: " + ", ".join(winners)
-                    + ". Confirm on a later, untouched period before relying on them.")
+        recs.append(
+            "Models that beat the zero-return forecast after the correction: "
+            + ", ".join(winners)
+            + ". Confirm on a later, untouched period before relying on them."
+        )
         linear = [c.model for c in ev.survivors("vs zero") if c.model.startswith("ridge")]
         if linear:
-            recs.append(f"A linear control ({', '.join(linear)}) also beats the zero forecast: compare the models "
-                        "with it before crediting their architecture.")
+            recs.append(
+                f"A linear control ({', '.join(linear)}) also beats the zero forecast: compare the models "
+                "with it before crediting their architecture."
+            )
     return recs + attention_recommendations(analyses)
 
 
-def write_report(symbol: str, data_note: str, ev: Evaluation, analyses: dict, figures: dict[str, str],
-                 context: dict) -> str:
+def write_report(
+    symbol: str, data_note: str, ev: Evaluation, analyses: dict, figures: dict[str, str], context: dict
+) -> str:
     """The report's Markdown text. `figures` maps a caption to a file name beside the report."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# Attention report: {symbol}", ""]
     if data_note:
         lines += [f"> {data_note}", ""]
-    evidence = (f"**Evidence:** {ev.note}." if ev.mode == "walk_forward" else
-                f"**Evidence: one chronological split, the weaker kind.** {ev.note}. With {ev.hours:,} test hours a "
-                f"skill below about {100 * ev.min_detectable_skill:.1f}% cannot be told apart from luck.")
-    lines += [f"Generated {now}; profile `{context.get('profile', '?')}`; test hours {ev.test_start} .. "
-              f"{ev.test_end}.", "", evidence, "", "## Summary", "", bottom_line(ev), ""]
+    evidence = (
+        f"**Evidence:** {ev.note}."
+        if ev.mode == "walk_forward"
+        else f"**Evidence: one chronological split, the weaker kind.** {ev.note}. With {ev.hours:,} test hours a "
+        f"skill below about {100 * ev.min_detectable_skill:.1f}% cannot be told apart from luck."
+    )
+    lines += [
+        f"Generated {now}; profile `{context.get('profile', '?')}`; test hours {ev.test_start} .. {ev.test_end}.",
+        "",
+        evidence,
+        "",
+        "## Summary",
+        "",
+        bottom_line(ev),
+        "",
+    ]
     lines += [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m in MODELS]
     lines += [f"- {twin_sentence(c, ev)}" for c in ev.family if c.kind == "attention vs twin"]
     vol = volatility_sentence(ev)
     if vol:
         lines.append(f"- {vol}")
     lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
-    lines += ["", f"## Forecasts against baselines and controls ({_evidence_words(ev)})", "",
-              "Next-hour log return in percent. Skill = 1 - MSE / MSE of the zero-return forecast, with a 95% "
-              "interval from the autocorrelation-robust variance of the loss difference. DM p: one-sided "
-              f"Diebold-Mariano (HLN), model better; Holm p: adjusted over the family of {len(ev.family)} "
-              "comparisons below. Direction is scored on hours that moved.", ""]
+    lines += [
+        "",
+        f"## Forecasts against baselines and controls ({_evidence_words(ev)})",
+        "",
+        "Next-hour log return in percent. Skill = 1 - MSE / MSE of the zero-return forecast, with a 95% "
+        "interval from the autocorrelation-robust variance of the loss difference. DM p: one-sided "
+        f"Diebold-Mariano (HLN), model better; Holm p: adjusted over the family of {len(ev.family)} "
+        "comparisons below. Direction is scored on hours that moved.",
+        "",
+    ]
     lines += forecast_table(ev)
     lines += [""] + [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m not in MODELS]
     lines += [f"- {ROLES[m]}" for m in order(ev.returns) if m in ROLES]
     lines += [""] + [f"- {direction_sentence(m, ev.returns[m])}" for m in order(ev.returns) if m in MODELS]
     if ev.mode == "walk_forward":
-        lines += ["", "### Per fold", "", "Skill against the zero-return forecast in each fold's test period "
-                  "(descriptive: the tests use the pooled hours).", ""]
+        lines += [
+            "",
+            "### Per fold",
+            "",
+            "Skill against the zero-return forecast in each fold's test period "
+            "(descriptive: the tests use the pooled hours).",
+            "",
+        ]
         lines += fold_table(ev, [n for n in order(ev.returns)])
     twins = [c for c in ev.family if c.kind == "attention vs twin"]
     if twins:
-        lines += ["", "## Does attention help?", "",
-                  "Each attention design against the same LSTM without attention (it reads its last hidden state), "
-                  "trained with the same recipe on the same hours.", ""]
+        lines += [
+            "",
+            "## Does attention help?",
+            "",
+            "Each attention design against the same LSTM without attention (it reads its last hidden state), "
+            "trained with the same recipe on the same hours.",
+            "",
+        ]
         lines += [f"- {twin_sentence(c, ev)}" for c in twins]
     if ev.volatility:
-        lines += ["", "## Volatility forecasts against baselines", "",
-                  "Forecasts of the mean variance of the next 24 hours, scored by QLIKE (lower is better) and MSE; "
-                  "every baseline fitted on training hours only (refitted per fold). Targets of consecutive hours "
-                  "overlap by 23 hours, so the tests use horizon 24.", ""]
+        lines += [
+            "",
+            "## Volatility forecasts against baselines",
+            "",
+            "Forecasts of the mean variance of the next 24 hours, scored by QLIKE (lower is better) and MSE; "
+            "every baseline fitted on training hours only (refitted per fold). Targets of consecutive hours "
+            "overlap by 23 hours, so the tests use horizon 24.",
+            "",
+        ]
         lines += volatility_table(ev)
         lines += ["", vol or ""]
         lines += [f"- {name} could not be fitted: {err}" for name, err in ev.errors.items()]
-    lines += ["", "## The family of comparisons", "",
-              f"Every claim of being better above is one of these {len(ev.family)} one-sided tests; Holm's "
-              f"step-down adjustment keeps the chance of any false claim among them at {ALPHA:.0%}.", ""]
+    lines += [
+        "",
+        "## The family of comparisons",
+        "",
+        f"Every claim of being better above is one of these {len(ev.family)} one-sided tests; Holm's "
+        f"step-down adjustment keeps the chance of any false claim among them at {ALPHA:.0%}.",
+        "",
+    ]
     lines += family_table(ev)
     if ev.single_split:
-        lines += ["", "## The model assets on their own test split (descriptive)", "",
-                  "The checkpoints the pipeline serves and analyses, trained on the whole history, tested on its last "
-                  "15%: fewer hours than the walk-forward, not in the family.", "",
-                  "| model | test hours | skill vs zero | DM p (uncorrected) |", "| --- | ---: | ---: | ---: |"]
-        lines += [f"| {n} | {m.n:,} | {_pct(m.skill_vs_zero)} | {_p(m.dm_vs_zero.p_better)} |"
-                  for n, m in ev.single_split.items()]
+        lines += [
+            "",
+            "## The model assets on their own test split (descriptive)",
+            "",
+            "The checkpoints the pipeline serves and analyses, trained on the whole history, tested on its last "
+            "15%: fewer hours than the walk-forward, not in the family.",
+            "",
+            "| model | test hours | skill vs zero | DM p (uncorrected) |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {n} | {m.n:,} | {_pct(m.skill_vs_zero)} | {_p(m.dm_vs_zero.p_better)} |"
+            for n, m in ev.single_split.items()
+        ]
     lines += [""] + attention_sections(analyses)
     lines += ["", "## Training", ""]
     for m, info in context.get("training", {}).items():
-        lines.append(f"- {m}: {info['epochs_run']} epochs, best validation loss at epoch {info['best_epoch']}"
-                     f"{' (early stopping: no improvement for the patience window)' if info.get('stopped_early') else ''}"
-                     f"; {info['parameters']:,} parameters; {info['device']}; {info['wall_s']:.1f} s.")
+        lines.append(
+            f"- {m}: {info['epochs_run']} epochs, best validation loss at epoch {info['best_epoch']}"
+            f"{' (early stopping: no improvement for the patience window)' if info.get('stopped_early') else ''}"
+            f"; {info['parameters']:,} parameters; {info['device']}; {info['wall_s']:.1f} s."
+        )
     lines += ["", "## Recommendations", ""] + [f"- {r}" for r in recommendations(ev, analyses)]
     lines += ["", "## Figures", ""]
     lines += [f"![{caption}]({name})" for caption, name in figures.items()]

@@ -45,8 +45,23 @@ MAX_HOURLY_RANGE = 3.0
 
 # Quote currencies recognised at the end of a symbol written without separator.
 QUOTE_CURRENCIES = (
-    "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDP", "DAI", "USD", "EUR", "GBP",
-    "JPY", "TRY", "BRL", "AUD", "BTC", "ETH", "BNB",
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "BUSD",
+    "TUSD",
+    "USDP",
+    "DAI",
+    "USD",
+    "EUR",
+    "GBP",
+    "JPY",
+    "TRY",
+    "BRL",
+    "AUD",
+    "BTC",
+    "ETH",
+    "BNB",
 )
 
 
@@ -143,8 +158,10 @@ def split_valid_rows(
     rules: list[tuple[pl.Expr, str]] = [
         (pl.col("symbol").is_null(), "missing symbol"),
         (pl.col("ts").is_null() & pl.col("problem").is_null(), "missing time"),
-        (pl.any_horizontal(*[pl.col(c).is_null() for c in VALUE_COLUMNS]) & pl.col("problem").is_null(),
-         "missing value"),
+        (
+            pl.any_horizontal(*[pl.col(c).is_null() for c in VALUE_COLUMNS]) & pl.col("problem").is_null(),
+            "missing value",
+        ),
         (~pl.all_horizontal(*[f.fill_null(True) for f in finite]), "NaN or infinite value"),
         (pl.any_horizontal(*[pl.col(c) <= 0 for c in PRICE_COLUMNS]).fill_null(False), "non-positive price"),
         ((pl.col("volume") < 0).fill_null(False), "negative volume"),
@@ -158,8 +175,7 @@ def split_valid_rows(
             "open or close outside the high-low range",
         ),
         (
-            (pl.col("high") > pl.col("low") * max_hourly_range).fill_null(False)
-            & (pl.col("low") > 0).fill_null(False),
+            (pl.col("high") > pl.col("low") * max_hourly_range).fill_null(False) & (pl.col("low") > 0).fill_null(False),
             f"implausible hourly range (high > {max_hourly_range:g} x low)",
         ),
         ((pl.col("ts").dt.epoch("us") % HOUR_US != 0).fill_null(False), "off-the-hour time"),
@@ -182,9 +198,7 @@ def split_valid_rows(
         kept_line=pl.col("line").first().over("symbol", "ts"),
         is_first=pl.int_range(pl.len()).over("symbol", "ts") == 0,
     )
-    same_values = pl.all_horizontal(
-        *[pl.col(c) == pl.col(c).first().over("symbol", "ts") for c in VALUE_COLUMNS]
-    )
+    same_values = pl.all_horizontal(*[pl.col(c) == pl.col(c).first().over("symbol", "ts") for c in VALUE_COLUMNS])
     dup_reason = (
         pl.when(pl.col("_same"))
         .then(pl.format("duplicate hour: identical to line {}", pl.col("kept_line")))

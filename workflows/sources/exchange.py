@@ -114,7 +114,11 @@ def klines_to_frame(symbol: str, klines: list[list], *, now: datetime) -> pl.Dat
             "close": [k[4] for k in closed],
             "volume": [k[5] for k in closed],
         },
-        schema={"symbol": pl.String, "ts": pl.Int64, **{c: pl.String for c in ("open", "high", "low", "close", "volume")}},
+        schema={
+            "symbol": pl.String,
+            "ts": pl.Int64,
+            **{c: pl.String for c in ("open", "high", "low", "close", "volume")},
+        },
     )
     return frame.with_columns(
         pl.col("ts").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),

@@ -46,8 +46,18 @@ from workflows.sources.candles import (
 PARQUET_MAGIC = b"PAR1"
 TIME_COLUMNS = ("timestamp", "open_time", "opentime", "time", "ts", "datetime", "date", "unix", "time_utc", "date_utc")
 BINANCE_KLINE_COLUMNS = (
-    "open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
-    "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
 )
 EXPECTED_FORMATS = (
     "a CryptoDataDownload export (unix,date,symbol,open,high,low,close,Volume <base>,...), "
@@ -159,8 +169,10 @@ def _parquet_rows(path: Path, name: str):
             for c in header
         ]
     )
-    rows = [(i + 1, [v if v is not None else "" for v in row], ",".join(str(v) for v in row))
-            for i, row in enumerate(as_text.iter_rows())]
+    rows = [
+        (i + 1, [v if v is not None else "" for v in row], ",".join(str(v) for v in row))
+        for i, row in enumerate(as_text.iter_rows())
+    ]
     return header, rows  # Parquet "lines" are row numbers from 1
 
 
@@ -182,8 +194,12 @@ def _to_raw_frame(header, rows, path: Path, notes: list[str]) -> tuple[str, pl.D
     if "unix" in lower and "symbol" in lower and all(c in lower for c in ("open", "high", "low", "close")):
         volume = _cdd_volume_column(header, rows)
         if volume is None:
-            raise CandleSourceError(name, "unrecognised columns", "CryptoDataDownload header without a 'Volume <base>' column")
-        return "cryptodatadownload", _build(header, rows, path, header[lower.index("unix")], volume, header[lower.index("symbol")], notes)
+            raise CandleSourceError(
+                name, "unrecognised columns", "CryptoDataDownload header without a 'Volume <base>' column"
+            )
+        return "cryptodatadownload", _build(
+            header, rows, path, header[lower.index("unix")], volume, header[lower.index("symbol")], notes
+        )
 
     if lower[: len(BINANCE_KLINE_COLUMNS[:7])] == list(BINANCE_KLINE_COLUMNS[:7]):
         return "binance-klines", _build(header, rows, path, header[0], header[5], None, notes)
@@ -245,7 +261,8 @@ def _build(header, rows, path: Path, time_col: str, volume_col: str, symbol_col:
         lines.append(number)
         raws.append(text)
         problems.append(
-            [] if len(fields) == width
+            []
+            if len(fields) == width
             else [f"expected {width} fields, found {len(fields)} (truncated or malformed line)"]
         )
         for key, i in wanted.items():
@@ -274,7 +291,9 @@ def _build(header, rows, path: Path, time_col: str, volume_col: str, symbol_col:
     else:
         fallback = symbol_from_filename(path)
         if fallback is None:
-            raise CandleSourceError(path.name, "unknown symbol", "the file has no symbol column and its name names no pair", NAME_HINT)
+            raise CandleSourceError(
+                path.name, "unknown symbol", "the file has no symbol column and its name names no pair", NAME_HINT
+            )
         symbol = pl.Series("symbol", [fallback] * n, dtype=pl.String)
 
     frame = raw_frame(
@@ -302,22 +321,30 @@ def parse_times(text: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series, int]:
     cleaned = text.str.strip_chars()
     number = cleaned.cast(pl.Float64, strict=False)
     magnitude = number.abs()
-    unit_factor = (
+    unit_factor = pl.select(
+        pl.when(magnitude < _SECONDS_MAX)
+        .then(1_000_000.0)
+        .when(magnitude < _MILLIS_MAX)
+        .then(1_000.0)
+        .when(magnitude < _MICROS_MAX)
+        .then(1.0)
+        .otherwise(0.001)
+    ).to_series()
+    priority = (
         pl.select(
-            pl.when(magnitude < _SECONDS_MAX).then(1_000_000.0)
-            .when(magnitude < _MILLIS_MAX).then(1_000.0)
-            .when(magnitude < _MICROS_MAX).then(1.0)
-            .otherwise(0.001)
-        ).to_series()
+            pl.when(magnitude < _SECONDS_MAX)
+            .then(0)
+            .when(magnitude < _MILLIS_MAX)
+            .then(1)
+            .when(magnitude < _MICROS_MAX)
+            .then(2)
+            .otherwise(3)
+            .fill_null(0)
+            .cast(pl.Int64)
+        )
+        .to_series()
+        .alias("priority")
     )
-    priority = pl.select(
-        pl.when(magnitude < _SECONDS_MAX).then(0)
-        .when(magnitude < _MILLIS_MAX).then(1)
-        .when(magnitude < _MICROS_MAX).then(2)
-        .otherwise(3)
-        .fill_null(0)
-        .cast(pl.Int64)
-    ).to_series().alias("priority")
     micros = (number * unit_factor).round(0)
     finite = micros.is_finite().fill_null(False) & (micros.abs() < 9e15)
     from_unix = pl.select(

@@ -107,12 +107,7 @@ def generate_candles(spec: SyntheticSpec = SyntheticSpec()) -> pl.DataFrame:
     low = np.minimum(open_, close) * np.exp(-wick_down)
 
     volume_season = 1.0 + 0.4 * np.cos(2 * np.pi * (hours[burn:] - 14) / 24)
-    volume = (
-        800.0
-        * volume_season
-        * (1.0 + 4.0 * np.abs(returns) / spec.hourly_vol)
-        * rng.lognormal(0.0, 0.35, n)
-    )
+    volume = 800.0 * volume_season * (1.0 + 4.0 * np.abs(returns) / spec.hourly_vol) * rng.lognormal(0.0, 0.35, n)
 
     ts = pl.datetime_range(start, end - timedelta(hours=1), interval="1h", eager=True, time_zone="UTC")
     return pl.DataFrame(
