@@ -39,10 +39,13 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     evaluation = result.output_for_node("evaluation")
     assert evaluation.mode == "single_split"  # 30 days: far too short for walk-forward
     controls = {"no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features"}
-    assert set(evaluation.returns) == set(MODEL_KINDS) | controls
+    assert set(evaluation.returns) == set(MODEL_KINDS) - {"volatility"} | controls  # it forecasts variances only
     assert all(0 < m.rmse_pct < 5 for m in evaluation.returns.values())
-    assert {"multitask", "garch_1_1", "ewma_0.94", "constant", "rolling_24h"} == set(evaluation.volatility)
-    assert len(evaluation.family) == 9 + 2 + 4 and all(0 <= c.p_holm <= 1 for c in evaluation.family)
+    baselines = {"garch_1_1", "gjr_garch_1_1", "har_rv", "ewma_0.94", "constant", "rolling_24h"}
+    assert set(evaluation.volatility) == baselines | {"multitask", "volatility"}
+    assert set(evaluation.volatility_next) == baselines | {"volatility"}
+    # 9 forecasters vs zero, 2 twins, the volatility model vs 6 baselines x (QLIKE, MSE) x (24 h, 1 h), multitask x 6
+    assert len(evaluation.family) == 9 + 2 + 24 + 6 and all(0 <= c.p_holm <= 1 for c in evaluation.family)
     tensors = result.output_for_node("attention_tensors")
     assert all(str(data_dir / "attention" / "BTCUSDT") in p for p in tensors.values())
     analysis = result.output_for_node("attention_analysis")
@@ -60,14 +63,18 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
         "attention_comparison.png",
         "transformer_heads.png",
         "training.png",
+        "attention_analysis_volatility.png",
+        "volatility_attention.png",
     ):
         assert (report_dir / png).stat().st_size > 10_000, png
         assert f"]({png})" in text
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"evaluation", "attention_summary", "attention_metrics"} <= tables
-        # 5 models, 4 trained controls, 4 volatility baselines
-        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 13
+        # 6 models, 4 trained controls, 6 volatility baselines
+        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 16
+    assert "## Volatility" in text and "### Where the volatility model looks" in text
+    assert analysis["volatility"].output == "vol_next" and analysis["volatility"].volatility is not None
 
 
 def test_model_assets_are_in_the_gpu_pool_and_versioned():

@@ -110,18 +110,18 @@ def test_dm_at_overlapping_horizon_is_wider_than_ignoring_the_overlap():
 
 
 def test_equal_volatility_forecasts_read_no_difference():
-    from workflows.reporting.report import volatility_sentence
+    from workflows.reporting.volatility_text import comparison_sentence
 
     fs = _forecast_set(np.random.default_rng(4), n=600)
     fs.vol_var = {"multitask": fs.realised_var * 0 + 1e-4, "constant": fs.realised_var * 0 + 1e-4}
     ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
     c = ev.comparison("volatility", "multitask", "constant")
     assert c.dm.p_better == pytest.approx(0.5) and not c.survives
-    assert "no difference from any baseline" in volatility_sentence(ev)
+    assert "no difference from any baseline" in comparison_sentence(ev, "multitask", 24)
 
 
 def test_better_volatility_forecast_survives_and_is_named():
-    from workflows.reporting.report import volatility_sentence
+    from workflows.reporting.volatility_text import comparison_sentence
 
     rng = np.random.default_rng(5)
     n = 3000
@@ -132,7 +132,7 @@ def test_better_volatility_forecast_survives_and_is_named():
     fs.vol_var = {"multitask": true_var, "constant": np.full(n, true_var.mean())}
     ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
     assert ev.comparison("volatility", "multitask", "constant").survives
-    assert "beats constant training variance" in volatility_sentence(ev)
+    assert "beats constant training variance" in comparison_sentence(ev, "multitask", 24)
 
 
 def _forecast_set(rng, n: int) -> ForecastSet:
@@ -248,22 +248,35 @@ def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     recipes = {
         k: dc_replace(v, train=dc_replace(v.train, epochs=1))
         for k, v in forecaster_recipes("ci").items()
-        if k in ("attention_lstm", "no_attention_lstm", "multitask")
+        if k in ("attention_lstm", "no_attention_lstm", "multitask", "volatility")
     }
     cfg = WalkForwardConfig(folds=2, fold_days=7, train_days=40, min_train_days=30, val_days=7)
     assert enough_history(feats, cfg)
     assert not enough_history(feats, WalkForwardConfig())
     seen = []
     ev = walk_forward(feats, "ci", cfg, progress=seen.append, recipes=recipes)
-    assert sum("trained" in s for s in seen) == 2 * 3
+    assert sum("trained" in s for s in seen) == 2 * 4
     assert [f.test_hours for f in ev.folds] == [7 * 24, 7 * 24] and ev.hours == 2 * 7 * 24
     assert ev.mode == "walk_forward"
     for f in ev.folds:  # training windows end, with the embargo and validation, before the test period
         gap = (np.datetime64(f.test_start) - np.datetime64(f.train_end)).astype("timedelta64[h]").astype(int)
         assert gap >= 2 * 72 + 7 * 24
     assert ev.folds[0].test_end < ev.folds[1].test_start
+    # the volatility model forecasts no return: it is judged on variances only
     assert set(ev.returns) == {"attention_lstm", "no_attention_lstm", "multitask", "ridge_ar48", "ridge_features"}
-    assert {"multitask", "constant", "rolling_24h", "ewma_0.94", "garch_1_1"} == set(ev.volatility)
+    baselines = {"constant", "rolling_24h", "ewma_0.94", "har_rv", "garch_1_1", "gjr_garch_1_1"}
+    assert set(ev.volatility) == baselines | {"multitask", "volatility"}
+    assert set(ev.volatility_next) == baselines | {"volatility"}
+    vol = [c for c in ev.family if c.kind == "volatility"]
+    # the volatility model: every baseline, QLIKE and MSE, at 24 h and 1 h; the multi-task head: QLIKE at 24 h
+    assert len(vol) == 6 * 2 * 2 + 6
+    assert {(c.loss, c.horizon) for c in vol if c.model == "volatility"} == {
+        ("QLIKE", 24),
+        ("MSE", 24),
+        ("QLIKE", 1),
+        ("MSE", 1),
+    }
+    assert {(c.loss, c.horizon) for c in vol if c.model == "multitask"} == {("QLIKE", 24)}
     kinds = {c.kind for c in ev.family}
     assert kinds == {"vs zero", "attention vs twin", "volatility"}
     assert all(0 <= c.p_holm <= 1 for c in ev.family)

@@ -32,6 +32,7 @@ from workflows.attention import metrics as am
 from workflows.attention import sanity
 from workflows.attention.metrics import ProfileBootstrap
 from workflows.attention.sanity import Attribution, DeletionTest, UniformAblation
+from workflows.attention.volatility import VolatilityAttention, volatility_attention
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.training import TrainConfig
 from workflows.ml.windows import WindowData
@@ -146,6 +147,8 @@ class AttentionAnalysis:
     heads: list[MapAnalysis] = field(default_factory=list)  # Transformer (layer, head)
     seed_spread: SeedSpread | None = None
     control_setup: ControlSetup | None = None
+    output: str = "ret"  # the forecast the checks read: "ret", or "vol_next" for a volatility model
+    volatility: VolatilityAttention | None = None  # a volatility model: attention against volatility's memory
 
     def to_dict(self) -> dict:
         """JSON-safe: tuples become lists, non-finite numbers None."""
@@ -394,14 +397,31 @@ def analyse(
         resamples=resamples,
         seed=seed,
     )
-    ablation = sanity.uniform_ablation(ckpt.model, data.test.x, data.test.ret, seed=seed, resamples=resamples)
+    output = "ret" if ckpt.forecasts_returns else "vol_next"
+    ablation = sanity.uniform_ablation(
+        ckpt.model, data.test.x, data.test.ret, seed=seed, resamples=resamples, output=output
+    )
     every = max(1, -(-len(attention) // deletion_windows))  # ceil: evenly spaced windows
     deletion = sanity.deletion_test(
-        ckpt.model, data.test.x[::every], attention[::every], draws=deletion_draws, seed=seed, resamples=resamples
+        ckpt.model,
+        data.test.x[::every],
+        attention[::every],
+        draws=deletion_draws,
+        seed=seed,
+        resamples=resamples,
+        output=output,
     )
-    attr = sanity.attribution_agreement(ckpt.model, data.test.x, attention) if attribution else None
+    attr = sanity.attribution_agreement(ckpt.model, data.test.x, attention, output=output) if attribution else None
+    vol = None
+    if output == "vol_next":
+        ctrl = {c: o["attention"] for c, o in outputs.items()}
+        vol = volatility_attention(
+            attention, ctrl, data.test.end_ts, data.train.end_ts, data.train.raw_ret, resamples=resamples, seed=seed
+        )
     return replace(
         an,
+        output=output,
+        volatility=vol,
         ablation=ablation,
         deletion=deletion,
         attribution=attr,

@@ -99,28 +99,53 @@ def _on_device(model: nn.Module, device: str) -> Iterator[None]:
         model.to(before)
 
 
+# The forecast the checks read: the return, or for a volatility model the next hour's volatility
+# (where intraday structure shows; its changes are compared on the log scale, its loss is QLIKE).
+OUTPUTS = ("ret", "vol_next")
+
+
+def _pick(out, output: str) -> torch.Tensor:
+    if output == "ret":
+        return out.ret
+    if output == "vol_next":
+        return out.vol_next.log()
+    raise ValueError(f"unknown output {output!r}: choose one of {', '.join(OUTPUTS)}")
+
+
 @torch.no_grad()
-def _ret(model: nn.Module, x: np.ndarray, batch: int = 2048, **kwargs) -> np.ndarray:
+def _ret(model: nn.Module, x: np.ndarray, batch: int = 2048, output: str = "ret", **kwargs) -> np.ndarray:
+    """The model's forecast `output` (log volatility for "vol_next") over windows `x`."""
     model.eval()
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
     return np.concatenate(
         [
-            model(torch.as_tensor(x[s : s + batch], device=dev), **kwargs).ret.float().cpu().numpy()
+            _pick(model(torch.as_tensor(x[s : s + batch], device=dev), **kwargs), output).float().cpu().numpy()
             for s in range(0, len(x), batch)
         ]
     )
 
 
+def _losses(forecast: np.ndarray, y: np.ndarray, output: str) -> np.ndarray:
+    """Per-window loss: squared error of a return, QLIKE of a volatility (log) against the squared return."""
+    if output == "ret":
+        return (forecast - y) ** 2
+    realised = np.maximum(np.asarray(y, float) ** 2, 1e-6)
+    ratio = realised / np.exp(2 * np.asarray(forecast, float))
+    return ratio - np.log(ratio) - 1
+
+
 @dataclass(frozen=True)
 class UniformAblation:
-    """Test MSE (scaled target units) with the model's attention and with uniform weights."""
+    """Test loss (scaled target units) with the model's attention and with uniform weights: MSE of the
+    return, or QLIKE of the next hour's volatility for a volatility model (`loss`)."""
 
     mse_attention: float
     mse_uniform: float
     relative_change: float  # mse_uniform / mse_attention - 1
     relative_change_ci: tuple[float, float]  # block bootstrap over windows
     relied_upon: bool  # change > MIN_ABLATION_CHANGE and interval above 0
+    loss: str = "MSE"
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "relative_change_ci": list(self.relative_change_ci)}
@@ -133,13 +158,14 @@ def uniform_ablation(
     seed: int = 0,
     resamples: int = am.DEFAULT_RESAMPLES,
     device: str = "auto",
+    output: str = "ret",
 ) -> UniformAblation | None:
     """None for models whose attention cannot be swapped for uniform weights (the Transformer)."""
     if not supports_uniform_ablation(model):
         return None
     with _on_device(model, device):
-        err_a = (_ret(model, x) - y) ** 2
-        err_u = (_ret(model, x, uniform_attention=True) - y) ** 2
+        err_a = _losses(_ret(model, x, output=output), y, output)
+        err_u = _losses(_ret(model, x, output=output, uniform_attention=True), y, output)
     change = float(err_u.mean() / err_a.mean() - 1)
     lo, hi = am.ratio_interval(err_u, err_a, resamples=resamples, seed=seed)
     return UniformAblation(
@@ -148,6 +174,7 @@ def uniform_ablation(
         change,
         (lo - 1, hi - 1),
         bool(change > MIN_ABLATION_CHANGE and lo - 1 > 0),
+        "MSE" if output == "ret" else "QLIKE",
     )
 
 
@@ -212,6 +239,7 @@ def deletion_test(
     margin: float = MIN_DELETION_RATIO,
     resamples: int = am.DEFAULT_RESAMPLES,
     device: str = "auto",
+    output: str = "ret",
 ) -> DeletionTest:
     """Top-k deletion against the position-matched null, the recency baseline and random hours
     (1 + draws + 1 + random_draws forward passes over the windows, on `device`)."""
@@ -220,10 +248,10 @@ def deletion_test(
     top = np.argsort(-attention, axis=1, kind="stable")[:, :k]
     matched, overlap = np.empty(draws), np.empty(draws)
     with _on_device(model, device):
-        base = _ret(model, x)
+        base = _ret(model, x, output=output)
 
         def changes(positions: np.ndarray) -> np.ndarray:
-            return np.abs(_ret(model, _deleted(x, positions)) - base)
+            return np.abs(_ret(model, _deleted(x, positions), output=output) - base)
 
         top_changes = changes(top)
         for j in range(draws):
@@ -280,7 +308,7 @@ class Attribution:
 
 
 def attribution_agreement(
-    model: nn.Module, x: np.ndarray, attention: np.ndarray, max_windows: int = 128
+    model: nn.Module, x: np.ndarray, attention: np.ndarray, max_windows: int = 128, output: str = "ret"
 ) -> Attribution:
     """Median Spearman correlation between attention and integrated-gradients importance per hour."""
     from captum.attr import IntegratedGradients
@@ -290,7 +318,7 @@ def attribution_agreement(
     xt = torch.as_tensor(x[:n]).requires_grad_(True)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
-        return model(inputs).ret
+        return _pick(model(inputs), output)
 
     ig = IntegratedGradients(forward)
     attributions = ig.attribute(xt, baselines=torch.zeros_like(xt), n_steps=32, internal_batch_size=8 * n)

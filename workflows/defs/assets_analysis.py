@@ -28,7 +28,8 @@ from workflows.io import write_json_atomic, write_text_atomic
 from workflows.reporting import figures
 from workflows.reporting.evidence_figures import fold_skill_figure
 from workflows.reporting.markdown import frame_to_markdown
-from workflows.reporting.report import bottom_line, order, write_report
+from workflows.reporting.report import VOLATILITY_FIGURE, bottom_line, order, write_report
+from workflows.reporting.volatility_figures import volatility_figure
 from workflows.warehouse import replace_table_slice
 
 EVALUATION_DDL = (
@@ -195,7 +196,10 @@ def _attention_figures(symbol: str, out_dir: Path, analyses: dict, tensor_files:
     for model, file in (
         ("attention_lstm", "attention_analysis.png"),
         ("reference_lstm", "attention_analysis_reference_lstm.png"),
+        ("volatility", "attention_analysis_volatility.png"),
     ):
+        if model not in analyses:
+            continue
         an = analyses[model]
         figures.attention_analysis_figure(
             tensors[model]["attention"], an.summary, f"{symbol}: {model}", out_dir / file, an.controls
@@ -204,6 +208,10 @@ def _attention_figures(symbol: str, out_dir: Path, analyses: dict, tensor_files:
     profiles = {m: np.asarray(a.summary["mean_profile"]) for m, a in analyses.items()}
     for ctrl, s in analyses["attention_lstm"].controls.items():
         profiles[f"attention_lstm control: {ctrl}"] = np.asarray(s["mean_profile"])
+    vol = analyses.get("volatility")
+    if vol is not None and vol.volatility is not None:
+        volatility_figure(vol.volatility, out_dir / VOLATILITY_FIGURE, f"{symbol}: the volatility attention model")
+        figs["volatility model: attention against the autocorrelation of absolute returns"] = VOLATILITY_FIGURE
     figures.comparison_figure(profiles, out_dir / "attention_comparison.png")
     figs["mean attention of every model and the controls"] = "attention_comparison.png"
     if "attention_maps" in tensors.get("transformer", {}):

@@ -24,6 +24,8 @@ DESCRIPTIONS = {
     "transformer": "8-head Transformer encoder; per-layer, per-head attention maps for the last position.",
     "multitask": "Attention LSTM with return (Gaussian NLL), volatility and DOWN/STABLE/UP heads on all features.",
     "ensemble": "Five attention LSTMs differing by seed: mean forecast, member spread as uncertainty.",
+    "volatility": "The learning attention LSTM on volatility targets (24 h realised variance and the next hour's "
+    "squared return, QLIKE): where volatility has memory.",
 }
 
 

@@ -7,8 +7,11 @@ one-sided Diebold-Mariano tests, Holm-adjusted together:
 * each forecaster against the zero-return forecast (MSE, horizon 1);
 * each attention model against its no-attention twin (the same LSTM reading its
   last state, same recipe, same hours): "does attention help?";
-* the volatility forecast against every volatility baseline (QLIKE of the 24-hour
-  variance, horizon 24: consecutive targets overlap by 23 hours).
+* the volatility forecasts against every volatility baseline (constant, rolling 24 h,
+  EWMA, HAR-RV, GARCH, GJR-GARCH): the volatility model's 24-hour variance (QLIKE and
+  MSE, horizon 24: consecutive targets overlap by 23 hours) and next-hour variance
+  (the squared next return; QLIKE and MSE, horizon 1), and the multi-task model's
+  24-hour head (QLIKE, horizon 24).
 
 A comparison "survives" when its Holm-adjusted p < ALPHA and the model's loss is
 the lower one. Figures outside the family (skill against the training mean,
@@ -21,7 +24,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy import stats
 
-from workflows.evaluation.forecasts import minimum_detectable_skill, pesaran_timmermann, qlike, qlike_losses
+from workflows.evaluation.forecasts import (
+    MincerZarnowitz,
+    mincer_zarnowitz,
+    minimum_detectable_skill,
+    pesaran_timmermann,
+    qlike,
+    qlike_losses,
+)
 from workflows.evaluation.stats import DMResult, direction_binomial, dm_test, holm, mean_interval, skill
 
 ALPHA = 0.05
@@ -31,7 +41,9 @@ VOL_HORIZON = 24
 
 # attention model -> its no-attention twin (same LSTM, last state, same recipe)
 TWINS = {"reference_lstm": "no_attention_reference", "attention_lstm": "no_attention_lstm"}
-VOL_MODEL = "multitask"
+# The dedicated volatility model (no return forecast) and every model whose 24-hour variance forecast is judged.
+VOLATILITY_MODEL = "volatility"
+VOL_FORECASTERS = ("volatility", "multitask")
 
 
 @dataclass(frozen=True)
@@ -100,17 +112,25 @@ def return_metrics(
 
 @dataclass(frozen=True)
 class VolatilityMetrics:
-    """A forecast of the mean variance of the next 24 hours against the realised one."""
+    """A forecast of the mean variance of the next `horizon` hours against the realised one
+    (horizon 1: the squared next return)."""
 
+    horizon: int
     qlike: float
-    mse: float
+    mse: float  # of the variance, in (percent^2)^2
+    mz: MincerZarnowitz | None = None
+
+
+def volatility_metrics(forecast: np.ndarray, realised: np.ndarray, horizon: int) -> VolatilityMetrics:
+    mse = float(np.mean(((forecast - realised) * 1e4) ** 2))
+    return VolatilityMetrics(horizon, qlike(forecast, realised), mse, mincer_zarnowitz(forecast, realised, horizon))
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One member of the family: is `model` better than `baseline` under `loss`?"""
 
-    kind: str  # "vs zero" | "attention vs twin" | "volatility"
+    kind: str  # "vs zero" | "attention vs twin" | "volatility" (horizon 24 or 1)
     model: str
     baseline: str
     loss: str  # "MSE" or "QLIKE"
@@ -134,7 +154,8 @@ class ForecastSet:
 
     `returns[name]` is a next-hour return forecast; `variances[name]` a predictive
     variance of that return (where a model gives one); `vol_var[name]` a forecast
-    of the mean variance over the next 24 hours (the volatility model and baselines).
+    of the mean variance over the next 24 hours (the volatility models and baselines),
+    `next_var[name]` one of the next hour's variance (its squared return).
     """
 
     end_ts: np.ndarray
@@ -145,9 +166,15 @@ class ForecastSet:
     returns: dict[str, np.ndarray] = field(default_factory=dict)
     variances: dict[str, np.ndarray] = field(default_factory=dict)
     vol_var: dict[str, np.ndarray] = field(default_factory=dict)
+    next_var: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.actual)
+
+    @property
+    def realised_next(self) -> np.ndarray:
+        """The next hour's realised variance: its squared return."""
+        return self.actual**2
 
     @classmethod
     def concat(cls, parts: "list[ForecastSet]") -> "ForecastSet":
@@ -161,7 +188,7 @@ class ForecastSet:
             cat(lambda p: p.train_mean),
             cat(lambda p: p.realised_var),
         )
-        for attr in ("returns", "variances", "vol_var"):
+        for attr in ("returns", "variances", "vol_var", "next_var"):
             names = set.intersection(*(set(getattr(p, attr)) for p in parts))
             getattr(out, attr).update({n: cat(lambda p, n=n, a=attr: getattr(p, a)[n]) for n in sorted(names)})
         return out
@@ -192,12 +219,13 @@ class Evaluation:
     test_start: str
     test_end: str
     returns: dict[str, ReturnMetrics]
-    volatility: dict[str, VolatilityMetrics]
+    volatility: dict[str, VolatilityMetrics]  # the mean variance of the next 24 hours
     family: list[Comparison]
     folds: list[FoldResult]
     config: dict
     errors: dict[str, str] = field(default_factory=dict)  # baselines that could not be fitted
     single_split: dict[str, ReturnMetrics] = field(default_factory=dict)  # the model assets' own split
+    volatility_next: dict[str, VolatilityMetrics] = field(default_factory=dict)  # the next hour's variance
 
     @property
     def min_detectable_skill(self) -> float:
@@ -206,11 +234,26 @@ class Evaluation:
     def survivors(self, kind: str | None = None) -> list[Comparison]:
         return [c for c in self.family if c.survives and (kind is None or c.kind == kind)]
 
-    def comparison(self, kind: str, model: str, baseline: str | None = None) -> Comparison | None:
+    def comparison(
+        self, kind: str, model: str, baseline: str | None = None, loss: str | None = None, horizon: int | None = None
+    ) -> Comparison | None:
         for c in self.family:
-            if c.kind == kind and c.model == model and (baseline is None or c.baseline == baseline):
+            if (
+                c.kind == kind
+                and c.model == model
+                and (baseline is None or c.baseline == baseline)
+                and (loss is None or c.loss == loss)
+                and (horizon is None or c.horizon == horizon)
+            ):
                 return c
         return None
+
+    def volatility_comparisons(self, model: str, horizon: int, loss: str = "QLIKE") -> list[Comparison]:
+        return [
+            c
+            for c in self.family
+            if c.kind == "volatility" and c.model == model and c.horizon == horizon and c.loss == loss
+        ]
 
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
@@ -221,10 +264,13 @@ class Evaluation:
         out: list[tuple[str, str, float]] = []
         for name, m in self.returns.items():
             out += [(name, f"return.{k}", v) for k, v in _numbers(asdict(m)).items()]
-        for name, v in self.volatility.items():
-            out += [(name, "volatility.qlike", v.qlike), (name, "volatility.mse", v.mse)]
+        for label, table in (("volatility", self.volatility), ("volatility_next", self.volatility_next)):
+            for name, v in table.items():
+                out += [(name, f"{label}.{k}", x) for k, x in _numbers(asdict(v)).items() if k != "horizon"]
         for c in self.family:
             prefix = f"family.{c.kind.replace(' ', '_')}.{c.baseline}"
+            if c.kind == "volatility":
+                prefix += f".{c.loss.lower()}_h{c.horizon}"
             out += [
                 (c.model, f"{prefix}.skill", c.skill),
                 (c.model, f"{prefix}.p", c.dm.p_better),
@@ -319,25 +365,51 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
                     dm_test(lm - lt),
                 )
             )
-    if VOL_MODEL in fs.vol_var:
-        q_model = qlike_losses(fs.vol_var[VOL_MODEL], fs.realised_var)
-        for base, var in fs.vol_var.items():
-            if base == VOL_MODEL:
-                continue
-            q_base = qlike_losses(var, fs.realised_var)
-            family.append(
-                Comparison(
-                    "volatility",
-                    VOL_MODEL,
-                    base,
-                    "QLIKE",
-                    VOL_HORIZON,
-                    skill(float(q_model.mean()), float(q_base.mean())),
-                    dm_test(q_model - q_base, VOL_HORIZON),
-                )
-            )
+    family += volatility_family(fs)
     adjusted = holm([c.dm.p_better for c in family])
     return [replace(c, p_holm=float(p)) for c, p in zip(family, adjusted)]
+
+
+def _variance_comparisons(
+    model: str, forecasts: dict[str, np.ndarray], realised: np.ndarray, horizon: int, losses: tuple[str, ...]
+) -> list[Comparison]:
+    out = []
+    for loss in losses:
+
+        def per_hour(v: np.ndarray, loss: str = loss) -> np.ndarray:
+            return qlike_losses(v, realised) if loss == "QLIKE" else ((v - realised) * 1e4) ** 2
+
+        own = per_hour(forecasts[model])
+        for base, var in forecasts.items():
+            if base in VOL_FORECASTERS:
+                continue
+            other = per_hour(var)
+            out.append(
+                Comparison(
+                    "volatility",
+                    model,
+                    base,
+                    loss,
+                    horizon,
+                    skill(float(own.mean()), float(other.mean())),
+                    dm_test(own - other, horizon),
+                )
+            )
+    return out
+
+
+def volatility_family(fs: ForecastSet) -> list[Comparison]:
+    """The volatility model against every baseline at both horizons (QLIKE and MSE of the variance), and
+    the multi-task model's 24-hour head against them (QLIKE)."""
+    out = []
+    if VOLATILITY_MODEL in fs.vol_var:
+        out += _variance_comparisons(VOLATILITY_MODEL, fs.vol_var, fs.realised_var, VOL_HORIZON, ("QLIKE", "MSE"))
+    if VOLATILITY_MODEL in fs.next_var:
+        out += _variance_comparisons(VOLATILITY_MODEL, fs.next_var, fs.realised_next, 1, ("QLIKE", "MSE"))
+    for model in VOL_FORECASTERS:
+        if model != VOLATILITY_MODEL and model in fs.vol_var:
+            out += _variance_comparisons(model, fs.vol_var, fs.realised_var, VOL_HORIZON, ("QLIKE",))
+    return out
 
 
 def evaluate_forecasts(
@@ -346,10 +418,8 @@ def evaluate_forecasts(
     returns = {
         name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name)) for name, f in fs.returns.items()
     }
-    volatility = {
-        name: VolatilityMetrics(qlike(v, fs.realised_var), float(np.mean((v - fs.realised_var) ** 2)))
-        for name, v in fs.vol_var.items()
-    }
+    volatility = {name: volatility_metrics(v, fs.realised_var, VOL_HORIZON) for name, v in fs.vol_var.items()}
+    volatility_next = {name: volatility_metrics(v, fs.realised_next, 1) for name, v in fs.next_var.items()}
     return Evaluation(
         mode=mode,
         note=note,
@@ -362,4 +432,5 @@ def evaluate_forecasts(
         folds=fold_rows(fs, fold_info),
         config=config,
         errors=dict(errors or {}),
+        volatility_next=volatility_next,
     )

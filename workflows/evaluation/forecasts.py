@@ -4,6 +4,7 @@ Returns are in raw log-return units; variances are variances of log returns.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -54,3 +55,55 @@ def qlike_losses(forecast_var: np.ndarray, realised_var: np.ndarray) -> np.ndarr
 
 def qlike(forecast_var: np.ndarray, realised_var: np.ndarray) -> float:
     return float(np.mean(qlike_losses(forecast_var, realised_var)))
+
+
+@dataclass(frozen=True)
+class MincerZarnowitz:
+    """Mincer-Zarnowitz regression of the realised variance on a variance forecast:
+
+        realised = a + b * forecast + e
+
+    An unbiased, efficient forecast has a = 0 and b = 1. Both sides are divided by the
+    mean realised variance first, so `intercept` is a share of it. Standard errors are
+    HAC (Newey-West with `horizon` lags: overlapping targets share hours), and `p_joint`
+    is the Wald test of a = 0 and b = 1 together (for a constant forecast, which has no
+    slope, the test of its mean error alone)."""
+
+    n: int
+    horizon: int
+    intercept: float
+    slope: float
+    slope_ci: tuple[float, float]  # 95%
+    r2: float
+    p_joint: float
+
+    @property
+    def unbiased(self) -> bool:
+        """Not rejected at 5% (the absence of evidence of bias, not proof of its absence)."""
+        return bool(self.p_joint >= 0.05)
+
+
+def mincer_zarnowitz(forecast_var: np.ndarray, realised_var: np.ndarray, horizon: int = 1) -> MincerZarnowitz:
+    import statsmodels.api as sm
+
+    f = np.asarray(forecast_var, float)
+    r = np.asarray(realised_var, float)
+    unit = float(np.mean(r)) or 1.0
+    hac = {"cov_type": "HAC", "cov_kwds": {"maxlags": max(int(horizon), 1)}}
+    if np.std(f / unit) < 1e-9:  # a constant forecast: no slope to estimate; test its bias alone
+        fit = sm.OLS((r - f) / unit, np.ones((len(r), 1))).fit(**hac)
+        nan = float("nan")
+        return MincerZarnowitz(len(r), int(horizon), float(fit.params[0]), nan, (nan, nan), 0.0, float(fit.pvalues[0]))
+    x = sm.add_constant(f / unit, has_constant="add")
+    fit = sm.OLS(r / unit, x).fit(**hac)
+    wald = fit.wald_test((np.eye(2), np.array([0.0, 1.0])), scalar=True)
+    lo, hi = fit.conf_int()[1]
+    return MincerZarnowitz(
+        n=int(len(r)),
+        horizon=int(horizon),
+        intercept=float(fit.params[0]),
+        slope=float(fit.params[1]),
+        slope_ci=(float(lo), float(hi)),
+        r2=float(fit.rsquared),
+        p_joint=float(wald.pvalue),
+    )

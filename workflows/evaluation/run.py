@@ -111,6 +111,8 @@ def split_metrics(loaded: dict[str, tuple[Checkpoint, WindowData]]) -> dict[str,
     """Each model asset on its own test split (descriptive; no family, no controls)."""
     out = {}
     for name, (ckpt, data) in loaded.items():
+        if not ckpt.forecasts_returns:  # a volatility model: judged on variances only
+            continue
         f = model_forecasts(data, predictions(ckpt, data).outputs)
         out[name] = return_metrics(f["ret"], data.test.raw_ret, float(np.mean(data.train.raw_ret)), f.get("var"))
     return out

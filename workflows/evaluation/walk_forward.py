@@ -27,7 +27,13 @@ import torch
 from torch import nn
 
 from workflows.evaluation.baselines import RidgeAR, volatility_baselines
-from workflows.evaluation.evidence import VOL_MODEL, Evaluation, ForecastSet, evaluate_forecasts
+from workflows.evaluation.evidence import (
+    VOL_FORECASTERS,
+    VOLATILITY_MODEL,
+    Evaluation,
+    ForecastSet,
+    evaluate_forecasts,
+)
 from workflows.ml.models import ArchConfig
 from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, Recipe, control_recipe, recipe_for
 from workflows.ml.training import predict, train
@@ -99,7 +105,8 @@ def _state(model: nn.Module) -> dict:
 
 
 def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A model's raw outputs on `data.test` in log-return units: ret, var (predictive), vol_var (24 h)."""
+    """A model's raw outputs on `data.test` in log-return units: ret, var (predictive), vol_var (24 h),
+    next_var (the next hour's variance)."""
     scale = data.scaler.target_scale
     out = {"ret": outputs["ret"] * scale}
     if "log_var" in outputs:
@@ -108,6 +115,8 @@ def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[st
         out["var"] = outputs["member_spread"] ** 2 * scale**2
     if "vol" in outputs:
         out["vol_var"] = (outputs["vol"] * scale) ** 2
+    if "vol_next" in outputs:
+        out["next_var"] = (outputs["vol_next"] * scale) ** 2
     return out
 
 
@@ -129,11 +138,14 @@ def forecast_set(
         realised_var=(data.test.vol.astype(np.float64) * scale) ** 2,
     )
     for name, out in model_outputs.items():
-        fs.returns[name] = out["ret"]
+        if name != VOLATILITY_MODEL:  # the volatility model's return head is not trained
+            fs.returns[name] = out["ret"]
         if "var" in out:
             fs.variances[name] = out["var"]
-        if name == VOL_MODEL and "vol_var" in out:
+        if name in VOL_FORECASTERS and "vol_var" in out:
             fs.vol_var[name] = out["vol_var"]
+        if name == VOLATILITY_MODEL and "next_var" in out:
+            fs.next_var[name] = out["next_var"]
     features_seen = list(data.spec.features)
     if "log_return" in features_seen:
         j = features_seen.index("log_return")
@@ -144,8 +156,9 @@ def forecast_set(
     origins = np.searchsorted(ts, data.test.end_ts)
     train_lo = int(np.searchsorted(ts, data.train.end_ts.min())) - (data.spec.window - 1)
     train_hi = int(np.searchsorted(ts, data.train.end_ts.max())) + 1
-    baselines, errors = volatility_baselines(returns, max(train_lo, 1), train_hi, origins, data.spec.vol_horizon)
-    fs.vol_var.update(baselines)
+    baselines, errors = volatility_baselines(returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon))
+    fs.vol_var.update(baselines[data.spec.vol_horizon])
+    fs.next_var.update(baselines[1])
     return fs, errors
 
 

@@ -36,6 +36,11 @@ class Checkpoint:
     path: Path
     sha256: str
 
+    @property
+    def forecasts_returns(self) -> bool:
+        """False for a volatility model (its return loss weight is 0: the return head is untrained)."""
+        return float(self.train_config.get("loss_weights", [1.0])[0]) > 0
+
 
 def _cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}

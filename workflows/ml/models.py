@@ -20,6 +20,7 @@ class ModelOutput:
     attention: torch.Tensor  # (B, T) weight per input hour
     log_var: torch.Tensor | None = None  # (B,) predictive log-variance of ret (Gaussian NLL head)
     vol: torch.Tensor | None = None  # (B,) realised-volatility forecast, positive
+    vol_next: torch.Tensor | None = None  # (B,) next-hour volatility (RMS of the next return), positive
     direction_logits: torch.Tensor | None = None  # (B, 3) DOWN / STABLE / UP
     attention_maps: torch.Tensor | None = None  # (B, L, heads, T) Transformer: last query, per layer/head
     scale_attention: torch.Tensor | None = None  # (B, S, T) multi-scale pools
@@ -34,6 +35,7 @@ class Heads:
     gaussian: bool = False
     volatility: bool = False
     direction: bool = False
+    volatility_next: bool = False  # a second volatility head: the size of the next hour's return
 
 
 class TaskHeads(nn.Module):
@@ -50,6 +52,7 @@ class TaskHeads(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.ret = nn.Linear(dim, 2 if heads.gaussian else 1)
         self.vol = nn.Linear(dim, 1) if heads.volatility else None
+        self.vol_next = nn.Linear(dim, 1) if heads.volatility_next else None
         self.direction = nn.Linear(dim, 3) if heads.direction else None
 
     def forward(self, rep: torch.Tensor) -> dict:
@@ -60,6 +63,8 @@ class TaskHeads(nn.Module):
             result["log_var"] = out[:, 1].clamp(-10.0, 10.0)
         if self.vol is not None:
             result["vol"] = F.softplus(self.vol(z)[:, 0]) + 1e-4
+        if self.vol_next is not None:
+            result["vol_next"] = F.softplus(self.vol_next(z)[:, 0]) + 1e-4
         if self.direction is not None:
             result["direction_logits"] = self.direction(z)
         return result

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workflows.evaluation.forecasts import qlike
 from workflows.evaluation.stats import skill
 from workflows.ml.checkpoints import save_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemble, count_parameters
@@ -90,8 +91,13 @@ def fit(
 def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[TrainResult]) -> dict:
     """Training figures for the UI, with the validation skill against the zero forecast."""
     val = predict(model, data.val.x)
-    mse = float(np.mean((val["ret"] - data.val.ret) ** 2))
-    mse_zero = float(np.mean(data.val.ret**2))
+    if recipe.forecasts_returns:
+        mse = float(np.mean((val["ret"] - data.val.ret) ** 2))
+        fit_metrics = {"val_mse_scaled": mse, "val_skill_vs_zero": skill(mse, float(np.mean(data.val.ret**2)))}
+    else:  # a volatility model: QLIKE of its 24-hour variance against the constant training variance
+        q_model = qlike(val["vol"] ** 2, data.val.vol**2)
+        q_const = qlike(np.full(len(data.val), float(np.mean(data.train.ret**2))), data.val.vol**2)
+        fit_metrics = {"val_qlike_24h": q_model, "val_skill_vs_constant": skill(q_model, q_const)}
     params = count_parameters(model)
     metrics = {
         "kind": recipe.kind,
@@ -105,8 +111,7 @@ def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[Tra
         "device": runs[0].device,
         "wall_s": float(sum(r.wall_s for r in runs)),
         "samples_per_s": float(np.mean([r.samples_per_s for r in runs])),
-        "val_mse_scaled": mse,
-        "val_skill_vs_zero": skill(mse, mse_zero),
+        **fit_metrics,
         **data.summary(),
         # the hours fitting saw (last train / validation window end, last target hour): the promotion gate
         # compares models only on forecast hours after both models' `last_target_ts`

@@ -15,7 +15,9 @@ from workflows.ml.windows import WindowSpec
 
 PROFILE_ENV = "WORKFLOWS_PROFILE"
 PROFILES = ("ci", "cpu", "full")
-MODEL_KINDS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble")
+MODEL_KINDS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble", "volatility")
+# The volatility model's inputs: the signed return, its size and the volume of each hour.
+VOLATILITY_FEATURES = ("log_return", "abs_log_return", "log_volume")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class Recipe:
     features: tuple[str, ...] = tuple(REFERENCE_FEATURES)
     train: TrainConfig = TrainConfig()
     members: int = 1  # > 1: an ensemble of this many seeds
+
+    @property
+    def forecasts_returns(self) -> bool:
+        """False for a volatility model, whose return head is not trained."""
+        return self.train.loss_weights[0] > 0
 
     @property
     def window_spec(self) -> WindowSpec:
@@ -86,6 +93,16 @@ def _recipes(profile: str) -> dict[str, Recipe]:
             train=base,
         ),
         "ensemble": Recipe("ensemble", "query_attention_lstm", query, train=base, members=5),
+        # The learning attention design on volatility targets only: the 24-hour realised variance and the
+        # next hour's squared return, both under QLIKE (its return head is not trained and not evaluated).
+        "volatility": Recipe(
+            "volatility",
+            "query_attention_lstm",
+            query,
+            heads={"volatility": True, "volatility_next": True},
+            features=VOLATILITY_FEATURES,
+            train=replace(base, loss_weights=(0.0, 1.0, 0.0), vol_loss="qlike", vol_next_weight=1.0),
+        ),
     }
 
 

@@ -42,6 +42,8 @@ class TrainConfig:
     entropy_weight: float = 0.0  # > 0 penalises attention entropy (sharper), < 0 rewards it
     loss_weights: tuple[float, float, float] = (1.0, 0.3, 0.5)  # return, volatility, direction
     vol_loss: str = "qlike"  # the volatility head's loss: "qlike" (on the variance, as it is judged) or "mse"
+    # weight of the next-hour volatility head (QLIKE against the squared next return); only models with that head
+    vol_next_weight: float = 1.0
     snapshot_every: int = 2
     snapshot_size: int = 64
     grad_clip: float = 1.0
@@ -134,16 +136,24 @@ def volatility_loss(vol_pred: torch.Tensor, vol_target: torch.Tensor, kind: str 
 
 
 def task_loss(
-    out: ModelOutput, batch: dict[str, torch.Tensor], weights: tuple[float, float, float], vol_loss: str = "qlike"
+    out: ModelOutput,
+    batch: dict[str, torch.Tensor],
+    weights: tuple[float, float, float],
+    vol_loss: str = "qlike",
+    w_vol_next: float = 1.0,
 ) -> torch.Tensor:
     w_ret, w_vol, w_dir = weights
     ret = out.ret.float()
-    if out.log_var is not None:
+    if w_ret == 0:  # a volatility model: its return head is not trained
+        loss = torch.zeros((), device=ret.device)
+    elif out.log_var is not None:
         loss = w_ret * F.gaussian_nll_loss(ret, batch["ret"], out.log_var.float().exp(), eps=1e-6)
     else:
         loss = w_ret * F.mse_loss(ret, batch["ret"])
     if out.vol is not None:
         loss = loss + w_vol * volatility_loss(out.vol.float(), batch["vol"], vol_loss)
+    if out.vol_next is not None:  # the next return's size is a one-hour realised volatility
+        loss = loss + w_vol_next * volatility_loss(out.vol_next.float(), batch["ret"].abs(), vol_loss)
     if out.direction_logits is not None:
         loss = loss + w_dir * F.cross_entropy(out.direction_logits.float(), batch["direction"])
     return loss
@@ -171,7 +181,9 @@ def evaluate_loss(model: nn.Module, data: dict[str, torch.Tensor], config: Train
         batch = {k: v[start : start + 1024] for k, v in data.items()}
         with _autocast(device, config.amp):
             out = model(batch["x"])
-        total += float(task_loss(out, batch, config.loss_weights, config.vol_loss)) * len(batch["ret"])
+        total += float(task_loss(out, batch, config.loss_weights, config.vol_loss, config.vol_next_weight)) * len(
+            batch["ret"]
+        )
     return total / max(n, 1)
 
 
@@ -235,7 +247,7 @@ def train(
             batch = {k: v[idx] for k, v in train_t.items()}
             with _autocast(device, config.amp):
                 out = model(batch["x"])
-            loss = task_loss(out, batch, config.loss_weights, config.vol_loss)
+            loss = task_loss(out, batch, config.loss_weights, config.vol_loss, config.vol_next_weight)
             if config.entropy_weight:
                 loss = loss + config.entropy_weight * attention_entropy(_attention_for_penalty(out).float())
             optimizer.zero_grad(set_to_none=True)

@@ -31,6 +31,15 @@ from workflows.features import REFERENCE_FEATURES
 DOWN, STABLE, UP = 0, 1, 2
 DIRECTION_NAMES = ("DOWN", "STABLE", "UP")
 
+# Model inputs computed from a `features` column when the windows are cut (not stored):
+# the size of a return, which volatility models need (a linear map of the signed
+# return cannot weight hours by how large their moves were).
+DERIVED_FEATURES: dict[str, pl.Expr] = {"abs_log_return": pl.col("log_return").abs()}
+
+
+def _feature_exprs(names: tuple[str, ...]) -> list[pl.Expr]:
+    return [DERIVED_FEATURES[n].alias(n) if n in DERIVED_FEATURES else pl.col(n) for n in names]
+
 
 @dataclass(frozen=True)
 class WindowSpec:
@@ -150,10 +159,10 @@ def _prepare(features: pl.DataFrame, spec: WindowSpec):
     if features["symbol"].n_unique() > 1:
         raise ValueError("windows are built from one symbol's features at a time")
     frame = features.sort("ts")
-    missing = [c for c in spec.features if c not in frame.columns]
+    missing = [c for c in spec.features if c not in frame.columns and c not in DERIVED_FEATURES]
     if missing:
         raise ValueError(f"features table lacks {missing}")
-    values = frame.select(spec.features).to_numpy().astype(np.float32)
+    values = frame.select(_feature_exprs(spec.features)).to_numpy().astype(np.float32)
     ret_all = frame["log_return"].to_numpy().astype(np.float64)
     ts_hours = (frame["ts"].dt.epoch("s").to_numpy() // 3600).astype(np.int64)
     ends = _window_ends(ts_hours, frame["segment"].to_numpy(), spec.window, spec.vol_horizon)

@@ -167,14 +167,15 @@ def checks_sentences(name: str, an: AttentionAnalysis) -> list[str]:
     ab = an.ablation
     if ab is not None:
         ci = f"block-bootstrap 95% interval {_pct(ab.relative_change_ci[0], 1)} to {_pct(ab.relative_change_ci[1], 1)}"
+        what = "test MSE" if ab.loss == "MSE" else "test QLIKE of the next hour's variance"
         if ab.relied_upon:
             out.append(
-                f"{name} relies on its attention: uniform weights raise its test MSE by "
+                f"{name} relies on its attention: uniform weights raise its {what} by "
                 f"{_pct(ab.relative_change, 1)} ({ci})."
             )
         else:
             out.append(
-                f"{name} does not rely on its attention: uniform weights change its test MSE by "
+                f"{name} does not rely on its attention: uniform weights change its {what} by "
                 f"{_pct(ab.relative_change, 1)} ({ci}; relied upon needs more than +1.0% with the interval "
                 "above 0)."
             )

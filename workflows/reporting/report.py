@@ -7,7 +7,7 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
   split, labelled as the weaker evidence with the skill it can resolve.
 * Every comparative claim is a member of ONE family of one-sided Diebold-Mariano
   tests (each forecaster vs the zero forecast, each attention model vs its
-  no-attention twin, the volatility forecast vs each baseline), Holm-adjusted
+  no-attention twin, the volatility forecasts vs each baseline), Holm-adjusted
   together. "Beats" only when the adjusted p < 0.05 and the skill is positive;
   a raw p < 0.05 that does not survive is said to be so; otherwise "no evidence",
   with the skill this many hours could detect.
@@ -20,9 +20,12 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
 
 from datetime import datetime, timezone
 
-from workflows.evaluation.evidence import ALPHA, Comparison, Evaluation, ReturnMetrics
+from workflows.evaluation.evidence import ALPHA, VOLATILITY_MODEL, Comparison, Evaluation, ReturnMetrics
+from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
 from workflows.reporting.fmt import _p, _pct
+
+VOLATILITY_FIGURE = "volatility_attention.png"
 
 MODELS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble")
 CONTROLS = ("no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features")
@@ -31,12 +34,6 @@ ROLES = {
     "no_attention_lstm": "control: attention_lstm's LSTM without attention (last state), same recipe",
     "ridge_ar48": "control: ridge regression on the 48 lagged returns",
     "ridge_features": "control: ridge regression on every input of the window (48 h x 3 features)",
-}
-VOL_NAMES = {
-    "constant": "constant training variance",
-    "rolling_24h": "rolling 24 h",
-    "ewma_0.94": "EWMA (0.94)",
-    "garch_1_1": "GARCH(1,1)",
 }
 
 
@@ -91,32 +88,6 @@ def twin_sentence(c: Comparison, ev: Evaluation) -> str:
     if c.survives:
         return f"{lead}: yes, {diff} ({test}; {family_words(ev)})."
     return f"{lead}: no evidence that it does ({diff}; {test})."
-
-
-def volatility_sentence(ev: Evaluation) -> str | None:
-    """Which baselines the volatility model beats (surviving the family's correction), which it is
-    worse than (the reverse one-sided test, uncorrected and labelled so), and "no difference" for the rest."""
-    comps = [c for c in ev.family if c.kind == "volatility"]
-    if not comps:
-        return None
-    model = comps[0].model
-
-    def names(cs: list[Comparison]) -> str:
-        return ", ".join(VOL_NAMES.get(c.baseline, c.baseline) for c in cs)
-
-    beaten = [c for c in comps if c.survives]
-    worse = [c for c in comps if not c.survives and c.skill < 0 and 1 - c.dm.p_better < ALPHA]
-    same = [c for c in comps if c not in beaten and c not in worse]
-    test = f"QLIKE of the 24-hour variance, one-sided Diebold-Mariano with horizon 24 (HLN), {family_words(ev)}"
-    if not beaten and not worse:
-        return f"Volatility: **{model}** shows no difference from any baseline ({names(same)}; {test})."
-    parts = [f"beats {names(beaten)}" if beaten else "beats no baseline"]
-    if same:
-        parts.append(f"no difference from {names(same)}")
-    text = f"Volatility: **{model}** " + "; ".join(parts) + f" ({test})."
-    if worse:
-        text += f" It is worse than {names(worse)} (the reverse one-sided test, p < {ALPHA}; uncorrected, descriptive)."
-    return text
 
 
 def direction_sentence(name: str, m: ReturnMetrics) -> str:
@@ -189,23 +160,6 @@ def fold_table(ev: Evaluation, names: list[str]) -> list[str]:
     return lines
 
 
-def volatility_table(ev: Evaluation) -> list[str]:
-    comps = {c.baseline: c for c in ev.family if c.kind == "volatility"}
-    lines = [
-        "| forecast of the next 24 h variance | QLIKE | MSE | model's QLIKE skill vs it | DM p (h = 24) | Holm p |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, v in sorted(ev.volatility.items(), key=lambda kv: kv[1].qlike):
-        c = comps.get(name)
-        cells = (
-            f"{_pct(c.skill)} | {_p(c.dm.p_better)} | {_p(c.p_holm)}{' **survives**' if c.survives else ''}"
-            if c
-            else "(the model) | | "
-        )
-        lines.append(f"| {VOL_NAMES.get(name, name)} | {v.qlike:.4f} | {v.mse:.3e} | {cells} |")
-    return lines
-
-
 def family_table(ev: Evaluation) -> list[str]:
     lines = [
         "| # | comparison | loss, horizon | skill | raw p | Holm p | verdict |",
@@ -273,9 +227,7 @@ def write_report(
     ]
     lines += [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m in MODELS]
     lines += [f"- {twin_sentence(c, ev)}" for c in ev.family if c.kind == "attention vs twin"]
-    vol = volatility_sentence(ev)
-    if vol:
-        lines.append(f"- {vol}")
+    lines += [f"- {s}" for s in volatility_text.summary_sentences(ev)]
     lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
     lines += [
         "",
@@ -312,19 +264,8 @@ def write_report(
             "",
         ]
         lines += [f"- {twin_sentence(c, ev)}" for c in twins]
-    if ev.volatility:
-        lines += [
-            "",
-            "## Volatility forecasts against baselines",
-            "",
-            "Forecasts of the mean variance of the next 24 hours, scored by QLIKE (lower is better) and MSE; "
-            "every baseline fitted on training hours only (refitted per fold). Targets of consecutive hours "
-            "overlap by 23 hours, so the tests use horizon 24.",
-            "",
-        ]
-        lines += volatility_table(ev)
-        lines += ["", vol or ""]
-        lines += [f"- {name} could not be fitted: {err}" for name, err in ev.errors.items()]
+    vol_figure = VOLATILITY_FIGURE if VOLATILITY_FIGURE in figures.values() else None
+    lines += volatility_text.volatility_section(ev, analyses.get(VOLATILITY_MODEL), vol_figure)
     lines += [
         "",
         "## The family of comparisons",
