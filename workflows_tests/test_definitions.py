@@ -18,6 +18,7 @@ def test_asset_keys_and_checks():
         "transformer_model",
         "multitask_model",
         "ensemble_model",
+        "volatility_model",
         "evaluation",
         "attention_tensors",
         "attention_analysis",
