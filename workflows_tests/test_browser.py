@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from workflows.cli import main
-from workflows.devserver import dagster_dev
+from workflows_tests.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -49,7 +49,7 @@ def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
     nux = Path(os.environ["DAGSTER_HOME"]) / ".nux"
     nux.mkdir(exist_ok=True)
     (nux / "nux.yaml").write_text("seen: 1\n")
-    with dagster_dev(os.environ["DAGSTER_HOME"]) as server:
+    with dagster_dev(os.environ["DAGSTER_HOME"], via="workspace") as server:
         pages = {
             "asset_graph.png": f"{server.url}/asset-groups",
             "report.png": f"{server.url}/assets/report?partition=BTCUSDT",

@@ -1,11 +1,11 @@
-"""End to end: `dagster dev` (what `make ui` starts) serves the asset graph, the
+"""End to end: `dg dev` (what `make ui` starts) serves the asset graph, the
 schedules and the sensors over GraphQL on 127.0.0.1, and stops cleanly by process id."""
 
 import shutil
 
 import pytest
 
-from workflows.devserver import dagster_dev, graphql
+from workflows_tests.devserver import dagster_dev, graphql
 from workflows_tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow

@@ -36,7 +36,6 @@ DM test (a test checks that at margin 0 the two p-values agree).
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -47,6 +46,7 @@ import torch
 from scipy import stats
 
 from workflows.evaluation.stats import diebold_mariano
+from workflows.io import write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
 from workflows.ml.windows import DIRECTION_NAMES, WindowData, WindowSpec, _prepare
@@ -385,10 +385,7 @@ def write_pointer(folder: Path, ckpt_path: str, sha256: str, decision: GateDecis
         "promoted_at": datetime.now(timezone.utc).isoformat(),
         "gate": decision.to_dict(),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(pointer, indent=1))
-    os.replace(tmp, folder / POINTER)
+    write_json_atomic(folder / POINTER, pointer)
     return pointer
 
 

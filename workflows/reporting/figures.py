@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from workflows.attention import metrics as am  # noqa: E402
+from workflows.io import write_with  # noqa: E402
 
 DPI = 100
 ANALYSIS_SIZE = (18, 13)  # inches -> 1800 x 1300 px
@@ -114,8 +115,7 @@ def attention_analysis_figure(
     axes.append(ax)
 
     fig.suptitle(title, fontsize=14)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, len(axes)
 
@@ -138,8 +138,7 @@ def transformer_heads_figure(maps: np.ndarray, path: Path, title: str) -> tuple[
     axes[0, 0].invert_xaxis()  # shared x: newest hour on the right
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, layers * heads
 
@@ -169,8 +168,7 @@ def training_figure(
     else:
         ax2.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, 2
 
@@ -196,7 +194,6 @@ def comparison_figure(profiles: dict[str, np.ndarray], path: Path) -> tuple[Path
     )
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, 1
