@@ -12,6 +12,7 @@ from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import predictions
 from workflows.io import write_json_atomic
 from workflows.reporting.markdown import frame_to_markdown
+from workflows.retention import prune_versions
 from workflows.warehouse import replace_table_slice
 
 ATTENTION_METRICS_DDL = (
@@ -48,6 +49,7 @@ def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         )
         files[name] = str(path)
         rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
+    prune_versions(folder, ".npz", warehouse.keep_versions, protect=files.values())
     frame = pl.DataFrame(rows)
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)

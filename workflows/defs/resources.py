@@ -6,6 +6,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from workflows.retention import DEFAULT_KEEP
 from workflows.settings import DataPaths
 
 
@@ -20,6 +21,12 @@ class WarehouseResource(dg.ConfigurableResource):
     """
 
     data_dir: str = Field(default="", description="Runtime data root; empty means $WORKFLOWS_DATA_DIR or ./data")
+    keep_versions: int = Field(
+        default=DEFAULT_KEEP,
+        ge=1,
+        description="Checkpoints and attention tensors kept per model and symbol (older ones are deleted; "
+        "never the file the latest materialisation or the production pointer names)",
+    )
 
     def paths(self) -> DataPaths:
         return DataPaths.resolve(self.data_dir or None).ensure()
