@@ -46,10 +46,16 @@ run: $(STAMP)
 	@test -n "$(FILE)" || { echo "usage: make run FILE=path/to/candles.csv [ARGS=...]"; exit 2; }
 	$(BIN)/workflows run "$(FILE)" $(ARGS)
 
-test: $(STAMP)
+# Lint and type checks: zero findings, or the tests do not run.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright --pythonpath $(BIN)/python
+
+test: lint
 	$(BIN)/python -m pytest -q workflows_tests
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" workflows_tests
 
 ui: $(STAMP)

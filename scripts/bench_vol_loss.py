@@ -191,7 +191,8 @@ def main() -> None:
     synth = [r for r in results if r["case"].startswith("synthetic")]
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch thread(s) (shared machine, run under `nice`); total wall time {wall / 60:.1f} min.",
+        f"{torch.get_num_threads()} torch thread(s) (shared machine, run under `nice`); "
+        f"total wall time {wall / 60:.1f} min.",
         "",
         f"`multitask` recipe (`cpu` profile: QueryAttentionLSTM, 14 features, Gaussian return, 24-hour volatility and "
         f"direction heads, loss weights {recipe.train.loss_weights}), up to {epochs} epochs with early stopping "

@@ -23,7 +23,7 @@ class CandlesSchema(pa.DataFrameModel):
 
     class Config:
         strict = "filter"
-        unique = ["symbol", "ts"]
+        unique = ["symbol", "ts"]  # noqa: RUF012 (pandera reads its Config as plain class attributes)
 
     @pa.check("ts", name="on_the_hour")
     def on_the_hour(cls, data: pa.PolarsData) -> pl.LazyFrame:

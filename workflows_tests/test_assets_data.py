@@ -1,6 +1,5 @@
 import dagster as dg
 import duckdb
-import polars as pl
 import pytest
 
 from workflows.defs.assets_data import candles, features

@@ -2,7 +2,6 @@ import dagster as dg
 import duckdb
 
 from workflows.definitions import defs
-from workflows.defs.resources import WarehouseResource
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import MODEL_KINDS
 

@@ -3,7 +3,6 @@ import time
 from datetime import datetime, timezone
 
 import dagster as dg
-import pytest
 
 from workflows.definitions import defs
 from workflows.defs.assets_data import candles, features

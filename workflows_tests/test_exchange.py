@@ -115,7 +115,7 @@ def test_retries_http_429_honouring_retry_after(fake):
 
 def test_malformed_json_fails_clearly_after_retries(fake):
     fake.script = [("body", b"{not json")] * 3
-    with pytest.raises(ExchangeError, match="gave up after 3 attempts.*malformed response"):
+    with pytest.raises(ExchangeError, match=r"gave up after 3 attempts.*malformed response"):
         client(fake.url).fetch_klines("BTCUSDT", NOW - timedelta(hours=5), now=NOW)
     assert len(fake.requests) == 3
 
@@ -138,7 +138,7 @@ def test_offline_gives_a_clear_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ExchangeError, match="network error.*offline synthetic source"):
+    with pytest.raises(ExchangeError, match=r"network error.*offline synthetic source"):
         client(f"http://127.0.0.1:{port}").fetch_klines("BTCUSDT", NOW - timedelta(hours=3), now=NOW)
 
 

@@ -42,7 +42,7 @@ def test_default_planted_lag_is_off_the_daily_cycle():
     assert math.gcd(spec.lag, 24) == 1 and spec.lag < 48
 
 
-@pytest.mark.parametrize("lag,strength", [(17, 0.25), (24, 0.25), (6, 0.4)])
+@pytest.mark.parametrize(("lag", "strength"), [(17, 0.25), (24, 0.25), (6, 0.4)])
 def test_planted_dependency_is_there(lag, strength):
     r = returns(generate_candles(SyntheticSpec(days=730, lag=lag, strength=strength, seed=1)))
     assert autocorr(r, lag) == pytest.approx(strength, abs=0.05)

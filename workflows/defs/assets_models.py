@@ -21,7 +21,9 @@ from workflows.warehouse import load_table_slice, slice_fingerprint
 MODEL_CODE_VERSION = "1"
 
 DESCRIPTIONS = {
-    "reference_lstm": "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h).",
+    "reference_lstm": (
+        "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h)."
+    ),
     "attention_lstm": "Attention LSTM that learns where to look: last-state query over time-aligned input encodings.",
     "transformer": "8-head Transformer encoder; per-layer, per-head attention maps for the last position.",
     "multitask": "Attention LSTM with return (Gaussian NLL), volatility and DOWN/STABLE/UP heads on all features.",

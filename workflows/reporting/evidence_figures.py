@@ -5,11 +5,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from workflows.evaluation.evidence import Evaluation  # noqa: E402
-from workflows.io import write_with  # noqa: E402
+from workflows.evaluation.evidence import Evaluation
+from workflows.io import write_with
 
 
 def fold_skill_figure(ev: Evaluation, order: list[str], path: Path) -> tuple[Path, int]:

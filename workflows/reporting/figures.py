@@ -6,11 +6,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from workflows.attention import metrics as am  # noqa: E402
-from workflows.io import write_with  # noqa: E402
+from workflows.attention import metrics as am
+from workflows.io import write_with
 
 DPI = 100
 ANALYSIS_SIZE = (18, 13)  # inches -> 1800 x 1300 px
@@ -100,7 +100,8 @@ def attention_analysis_figure(
         f"windows: {summary['windows']}    hours per window: {t}",
         f"normalised entropy (median): {summary['normalised_entropy']['median']:.4f}   "
         f"(IQR {summary['normalised_entropy']['p25']:.4f} - {summary['normalised_entropy']['p75']:.4f})",
-        f"Gini (median): {summary['gini']['median']:.4f}   effective hours: {summary['effective_hours']['median']:.1f} of {t}",
+        f"Gini (median): {summary['gini']['median']:.4f}   "
+        f"effective hours: {summary['effective_hours']['median']:.1f} of {t}",
         f"max weight (median): {summary['max_weight']['median']:.4f}   (uniform {uniform:.4f})",
         f"mean lag: {summary['mean_lag']['median']:.1f} h   hours to 50% / 80%: "
         f"{summary['hours_to_50']['median']:.0f} / {summary['hours_to_80']['median']:.0f}",
