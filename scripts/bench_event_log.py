@@ -23,7 +23,7 @@ def report_event_bytes(home: Path) -> dict:
     if entry is None or entry.asset_materialization is None:
         raise SystemExit(f"no `report` materialisation in {home}: run `workflows demo` with this DAGSTER_HOME first")
     metadata = entry.asset_materialization.metadata
-    per_key = {k: len(dg.serialize_value(v)) for k, v in metadata.items()}
+    per_key = {k: len(dg.serialize_value(v)) for k, v in metadata.items()}  # pyright: ignore[reportArgumentType] (MetadataValue is serialisable)
     stored = 0
     for shard in sorted((home / "history" / "runs").glob("*.db")):
         with sqlite3.connect(shard) as con:
@@ -42,7 +42,7 @@ def report_event_bytes(home: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--home", default=os.environ.get("DAGSTER_HOME"), help="Dagster home (default $DAGSTER_HOME)")
     args = parser.parse_args()
     if not args.home:

@@ -39,6 +39,7 @@ from workflows.ml.models import ArchConfig  # noqa: E402
 from workflows.ml.profiles import recipe_for  # noqa: E402
 from workflows.ml.training import predict, train  # noqa: E402
 from workflows.ml.windows import build_windows  # noqa: E402
+from workflows.sources.candles import ts_bounds  # noqa: E402
 from workflows.sources.files import read_candle_file  # noqa: E402
 from workflows.sources.synthetic import SyntheticSpec, generate_candles  # noqa: E402
 
@@ -70,7 +71,7 @@ def mincer_zarnowitz(forecast: np.ndarray, realised: np.ndarray) -> tuple[float,
 def real_features() -> pl.DataFrame:
     result = read_candle_file(REAL_FILE)
     candles = result.candles.sort("ts")
-    last = candles["ts"].max()
+    last = ts_bounds(candles)[1]
     candles = candles.filter(pl.col("ts") > last - timedelta(days=REAL_DAYS))
     return compute_features(candles)
 

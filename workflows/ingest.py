@@ -16,7 +16,7 @@ import polars as pl
 
 from workflows.io import move_atomic, write_text_atomic
 from workflows.settings import DataPaths
-from workflows.sources.candles import CandleSourceError, ReadResult
+from workflows.sources.candles import CandleSourceError, ReadResult, ts_bounds
 from workflows.sources.files import read_candle_file
 from workflows.warehouse import UpsertStats, load_candles, record_rejections, upsert_candles
 
@@ -138,7 +138,7 @@ def missing_hours(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
     frame = load_candles(con, symbol)
     if frame.is_empty():
         return {"first_hour": "none", "last_hour": "none", "hours": 0, "missing_hours": 0, "missing_ratio": 0.0}
-    first, last = frame["ts"].min(), frame["ts"].max()
+    first, last = ts_bounds(frame)
     expected = int((last - first).total_seconds() // HOUR) + 1
     missing = expected - frame.height
     return {

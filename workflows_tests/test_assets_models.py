@@ -32,7 +32,7 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
         assert ckpt.data_version == ckpt.data_version.strip() and ckpt.data_version
         assert str(data_dir) in value["path"]
     ens = load_checkpoint(result.output_for_node("ensemble_model")["path"])
-    assert len(ens.arch) == 5
+    assert isinstance(ens.arch, list) and len(ens.arch) == 5
 
     # evaluation, attention tensors, analysis and report follow in the same run
     evaluation = result.output_for_node("evaluation")

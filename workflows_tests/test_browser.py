@@ -32,6 +32,7 @@ FLAGS = [
 
 
 def screenshot(url: str, path: Path, profile: Path) -> None:
+    assert CHROMIUM is not None
     subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
         check=True,
@@ -43,7 +44,7 @@ def screenshot(url: str, path: Path, profile: Path) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
     assert main(["demo", "--days", "30", "--profile", "ci"]) == 0  # a report to look at
-    shots = Path(os.environ.get("WORKFLOWS_SCREENSHOTS", tmp_path / "shots"))
+    shots = Path(os.environ.get("WORKFLOWS_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     # Dagster's "join the community" dialog covers the page until dismissed; mark it seen
     nux = Path(os.environ["DAGSTER_HOME"]) / ".nux"

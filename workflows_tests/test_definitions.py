@@ -42,6 +42,7 @@ def test_asset_keys_and_checks():
 def test_assets_are_partitioned_by_symbol_and_pooled():
     for key in ("candles", "features"):
         spec = defs.resolve_assets_def(key)
+        assert isinstance(spec.partitions_def, dg.DynamicPartitionsDefinition)
         assert spec.partitions_def.name == "symbols"
         assert spec.code_versions_by_key[dg.AssetKey(key)] is not None
 

@@ -40,6 +40,7 @@ class FakeExchange:
     def __init__(self):
         self.script: list = []  # per-request overrides: ("status", code, headers) / ("body", bytes) / ("sleep", s)
         self.requests: list[dict] = []
+        self.url = ""  # set once the server listens
 
     def handler(self):
         fake = self
@@ -177,6 +178,6 @@ def test_exchange_down_writes_nothing(instance, data_dir):
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "gave up after" in str(failure.event_specific_data.error)
+    assert "gave up after" in str(failure.step_failure_data.error)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 0

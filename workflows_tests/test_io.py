@@ -3,6 +3,7 @@
 import ast
 import hashlib
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -70,8 +71,16 @@ def test_package_publishes_files_only_through_workflows_io():
             name, owner = node.func.attr, node.func.value
             owner_name = owner.id if isinstance(owner, ast.Name) else ""
             if name in PUBLISHING_CALLS and not (name == "replace" and owner_name not in {"os", "shutil"}):
-                # Writing to `tmp`, the temporary path a `write_with` writer is handed, is the allowed form.
-                if "tmp" in {owner_name, *(a.id for a in node.args if isinstance(a, ast.Name))}:
+                # Allowed: writing to `tmp`, the temporary path a `write_with` writer is handed, or to
+                # `buffer`, an in-memory io.BytesIO.
+                if {"tmp", "buffer"} & {owner_name, *(a.id for a in node.args if isinstance(a, ast.Name))}:
                     continue
                 offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} .{name}(")
     assert not offenders, "publish through workflows.io (write_with / write_*_atomic): " + ", ".join(offenders)
+
+
+def test_deprecations_from_project_code_fail_and_third_party_ones_do_not():
+    with pytest.raises(DeprecationWarning, match="old API"):
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
+    with pytest.warns(DeprecationWarning, match="their old API"):
+        warnings.warn_explicit("their old API", DeprecationWarning, "lib.py", 1, module="somelib")

@@ -17,6 +17,7 @@ direction tests) are descriptive and labelled so.
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -249,7 +250,7 @@ def _numbers(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _jsonable(value):
+def _jsonable(value) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -9,6 +9,7 @@ loaded with `torch.load(weights_only=True)`, so loading never runs pickled code.
 """
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def save_checkpoint(
     data_version: str,
     metrics: dict,
     train_config: dict,
-    snapshots: list[tuple[int, np.ndarray]] = (),
+    snapshots: Sequence[tuple[int, np.ndarray]] = (),
 ) -> tuple[Path, str]:
     """Write atomically (temp file + rename); returns (path, sha256)."""
     path = Path(path)

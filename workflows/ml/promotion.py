@@ -50,6 +50,7 @@ from workflows.io import write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
 from workflows.ml.windows import DIRECTION_NAMES, WindowData, WindowSpec, _prepare
+from workflows.sources.candles import ts_bounds
 
 POINTER = "production.json"
 LAST_TARGET_KEY = "last_target_ts"  # the checkpoint metric the gate reads
@@ -398,7 +399,7 @@ def load_current(folder: Path) -> Checkpoint | None:
 
 def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
     """Next-hour forecast from the newest complete window; the zero forecast when no model serves."""
-    last = features["ts"].max()
+    last = ts_bounds(features)[1]
     base = {"as_of_candle": last.isoformat(), "forecast_hour": (last + timedelta(hours=1)).isoformat()}
     if ckpt is None:
         return {
