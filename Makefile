@@ -59,13 +59,13 @@ test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" workflows_tests
 
 ui: $(STAMP)
-	env --default-signal=INT,TERM $(BIN)/dg dev --use-active-venv -h $(UI_HOST) -p $(UI_PORT)
+	env --default-signal=INT,TERM VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --use-active-venv -h $(UI_HOST) -p $(UI_PORT)
 
 ingest: $(STAMP)
 	$(BIN)/workflows ingest
 
 validate: $(STAMP)
-	$(BIN)/dg check defs --use-active-venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs --use-active-venv
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py
