@@ -13,14 +13,30 @@ export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo run test test-fast ui ingest bench validate clean-data install
+.PHONY: demo run test test-fast lint ui ingest bench validate clean-data install lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Locked install: constraints.txt pins every transitive version (`make lock` rewrites it),
+# installed by uv (seconds; pip takes minutes). uv reads neither pip's configuration nor its
+# local wheels, so the folders pip is configured to find wheels in (PIP_FIND_LINKS or
+# `pip config`: on these machines, the CPU build of torch 2.13.0) are passed on.
+UV_VERSION := 0.13.9
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+UV_FLAGS = --python-version 3.11 $(addprefix --find-links ,$(FIND_LINKS))
+
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python $(addprefix --find-links ,$(FIND_LINKS)) \
+		-c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
+
+# Re-resolve constraints.txt after a change to the dependencies in pyproject.toml
+# (keeps the versions already pinned where they still fit; `ARGS=--upgrade` moves them).
+lock: $(STAMP)
+	$(BIN)/python -m uv pip compile pyproject.toml --extra dev $(UV_FLAGS) \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o constraints.txt $(ARGS)
 
 demo: $(STAMP)
 	$(BIN)/workflows demo
@@ -30,20 +46,26 @@ run: $(STAMP)
 	@test -n "$(FILE)" || { echo "usage: make run FILE=path/to/candles.csv [ARGS=...]"; exit 2; }
 	$(BIN)/workflows run "$(FILE)" $(ARGS)
 
-test: $(STAMP)
+# Lint and type checks: zero findings, or the tests do not run.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright --pythonpath $(BIN)/python
+
+test: lint
 	$(BIN)/python -m pytest -q workflows_tests
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" workflows_tests
 
 ui: $(STAMP)
-	env --default-signal=INT,TERM $(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) -w workspace.yaml
+	env --default-signal=INT,TERM VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --use-active-venv -h $(UI_HOST) -p $(UI_PORT)
 
 ingest: $(STAMP)
 	$(BIN)/workflows ingest
 
 validate: $(STAMP)
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs --use-active-venv
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py

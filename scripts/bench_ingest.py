@@ -96,7 +96,8 @@ def main() -> None:
         total = statistics.median(r[0] + r[1] for r in runs)
         rows.append((label, hours, generate_s, ingest, feats, total, hours / total))
         print(
-            f"{label}: {hours} hours, ingest {ingest:.2f}s, features {feats:.2f}s, total {total:.2f}s, {hours / total:,.0f} hours/s"
+            f"{label}: {hours} hours, ingest {ingest:.2f}s, features {feats:.2f}s, total {total:.2f}s, "
+            f"{hours / total:,.0f} hours/s"
         )
 
     table = [

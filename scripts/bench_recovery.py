@@ -212,7 +212,9 @@ def table(cases: list[dict], days: tuple[int, ...], lags, strengths) -> list[str
     lines = [head, "| --- | --- |" + " ---: |" * len(DESIGNS)]
     label = {90: "90 days", 365: "1 year", 3 * 365: "3 years"}
     for d in days:
-        groups = [(f"lag {lag}, strength {s:.2f}", lag, s, (lag,)) for lag in lags for s in strengths]
+        groups: list[tuple[str, int, float, tuple[int, ...]]] = [
+            (f"lag {lag}, strength {s:.2f}", lag, s, (lag,)) for lag in lags for s in strengths
+        ]
         groups.append(("noise (strength 0)", NOISE_LAGS[0], 0.0, NOISE_LAGS))
         for text, lag, s, targets in groups:
             sel = [c for c in cases if c["days"] == d and c["lag"] == lag and c["strength"] == s]

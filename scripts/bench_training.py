@@ -146,7 +146,8 @@ def main() -> None:
         "validation, attention snapshots and early-stopping bookkeeping (end to end). For `multitask` the bare "
         "loop trains the return head only, so `train()` does more work there.",
         "",
-        "| model | parameters | bare loop samples / s | `train()` training phase | ratio | `train()` end to end | ratio |",
+        "| model | parameters | bare loop samples / s | `train()` training phase | ratio "
+        "| `train()` end to end | ratio |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind, r in results.items():
@@ -168,8 +169,8 @@ def main() -> None:
         wall = statistics.median(walls)
         lines += [
             "",
-            f"`make demo` (`workflows demo`, `cpu` profile: candles, features, all five models, evaluation, attention analysis, report, "
-            f"promotion gate and forecast on 90 "
+            "`make demo` (`workflows demo`, `cpu` profile: candles, features, all five models, evaluation, "
+            "attention analysis, report, promotion gate and forecast on 90 "
             f"synthetic days), fresh data folder: median wall time {wall:.0f} s "
             f"(runs: {', '.join(f'{w:.0f}' for w in walls)} s), peak resident memory {max(peaks):,.0f} MiB. "
             f"Aim: under 4 minutes on 2 cores ({'met' if wall < 240 else 'NOT met'}).",

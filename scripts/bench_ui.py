@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_common import machine, write_section  # noqa: E402
 
-from workflows.devserver import dagster_dev  # noqa: E402
+from workflows_tests.devserver import dagster_dev  # noqa: E402
 
 
 def start_once() -> float:

@@ -39,6 +39,7 @@ from workflows.ml.models import ArchConfig  # noqa: E402
 from workflows.ml.profiles import recipe_for  # noqa: E402
 from workflows.ml.training import predict, train  # noqa: E402
 from workflows.ml.windows import build_windows  # noqa: E402
+from workflows.sources.candles import ts_bounds  # noqa: E402
 from workflows.sources.files import read_candle_file  # noqa: E402
 from workflows.sources.synthetic import SyntheticSpec, generate_candles  # noqa: E402
 
@@ -70,7 +71,7 @@ def mincer_zarnowitz(forecast: np.ndarray, realised: np.ndarray) -> tuple[float,
 def real_features() -> pl.DataFrame:
     result = read_candle_file(REAL_FILE)
     candles = result.candles.sort("ts")
-    last = candles["ts"].max()
+    last = ts_bounds(candles)[1]
     candles = candles.filter(pl.col("ts") > last - timedelta(days=REAL_DAYS))
     return compute_features(candles)
 
@@ -191,7 +192,8 @@ def main() -> None:
     synth = [r for r in results if r["case"].startswith("synthetic")]
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch thread(s) (shared machine, run under `nice`); total wall time {wall / 60:.1f} min.",
+        f"{torch.get_num_threads()} torch thread(s) (shared machine, run under `nice`); "
+        f"total wall time {wall / 60:.1f} min.",
         "",
         f"`multitask` recipe (`cpu` profile: QueryAttentionLSTM, 14 features, Gaussian return, 24-hour volatility and "
         f"direction heads, loss weights {recipe.train.loss_weights}), up to {epochs} epochs with early stopping "

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from workflows.features import compute_features  # noqa: E402
 from workflows.ml.checkpoints import load_checkpoint  # noqa: E402
-from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig  # noqa: E402
+from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS  # noqa: E402
 from workflows.ml.pipeline import fit  # noqa: E402
 from workflows.ml.profiles import recipe_for  # noqa: E402
 from workflows.ml.training import predict, select_device  # noqa: E402
@@ -45,8 +45,9 @@ def main() -> None:
     print(info, flush=True)
     feats = compute_features(generate_candles(SyntheticSpec(days=args.days, seed=1)))
     out_dir = Path(args.out)
-    from bench_training import bare_loop  # noqa: E402
-    from workflows.ml.models import ReferenceAttentionLSTM  # noqa: E402
+    from bench_training import bare_loop
+
+    from workflows.ml.models import ReferenceAttentionLSTM
 
     ref = recipe_for("reference_lstm", "full")
     ref_data = build_windows(feats, ref.window_spec, data_version="gpu-check")

@@ -9,8 +9,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -34,7 +32,7 @@ def main() -> None:
     data = build_windows(compute_features(generate_candles(SyntheticSpec(days=365, seed=1))), recipe.window_spec)
     x, y, bs, lr = data.train.x, data.train.ret, recipe.train.batch_size, recipe.train.lr
     bare_loop(ReferenceAttentionLSTM(3, 128), x, y, 1, bs, lr, device)  # warm-up
-    print(f"| variant | samples/s |\n| --- | ---: |")
+    print("| variant | samples/s |\n| --- | ---: |")
     print(f"| bare loop | {bare_loop(ReferenceAttentionLSTM(3, 128), x, y, args.epochs, bs, lr, device):,.0f} |")
     for amp in (True, False):
         for clip in (1.0, 0.0):

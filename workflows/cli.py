@@ -158,7 +158,7 @@ def cmd_run(args) -> int:
     if not file.is_file():
         print(f"no such file: {file}", file=sys.stderr)
         return 2
-    symbols = args.symbol and [args.symbol] or read_candle_file(file).symbols
+    symbols = (args.symbol and [args.symbol]) or read_candle_file(file).symbols
     if len(symbols) != 1:
         print(
             f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",

@@ -37,13 +37,16 @@ FEATURE_COLUMNS = [
     "dow_cos",
     "is_flat",
 ]
-FEATURES_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "ts": pl.Datetime("us", "UTC"),
-    "segment": pl.Int64(),
-    "close": pl.Float64(),
-    **{c: pl.Float64() for c in FEATURE_COLUMNS},
-}
+# A polars Schema (not a dict): what DataFrame.cast and the type checker accept.
+FEATURES_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "segment": pl.Int64(),
+        "close": pl.Float64(),
+        **{c: pl.Float64() for c in FEATURE_COLUMNS},
+    }
+)
 
 VOL_WINDOW = 24
 RSI_PERIOD = 14

@@ -6,7 +6,6 @@ with a `<name>.reason` file beside it. Both moves are atomic renames within the
 data folder, and never overwrite an earlier file of the same name.
 """
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,8 +14,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from workflows.io import move_atomic, write_text_atomic
 from workflows.settings import DataPaths
-from workflows.sources.candles import CandleSourceError, ReadResult
+from workflows.sources.candles import CandleSourceError, ReadResult, ts_bounds
 from workflows.sources.files import read_candle_file
 from workflows.warehouse import UpsertStats, load_candles, record_rejections, upsert_candles
 
@@ -63,20 +63,15 @@ def _free_name(folder: Path, name: str) -> Path:
 
 def move_to_processed(path: Path, paths: DataPaths) -> Path:
     paths.processed.mkdir(parents=True, exist_ok=True)
-    target = _free_name(paths.processed, path.name)
-    os.replace(path, target)
-    return target
+    return move_atomic(path, _free_name(paths.processed, path.name))
 
 
 def move_to_quarantine(path: Path, paths: DataPaths, reason: str) -> Path:
     """Move the original bytes to quarantine/ and write the reason beside them."""
     paths.quarantine.mkdir(parents=True, exist_ok=True)
     target = _free_name(paths.quarantine, path.name)
-    reason_file = target.with_name(target.name + ".reason")
-    tmp = reason_file.with_name(reason_file.name + ".tmp")
-    tmp.write_text(reason.rstrip() + "\n", encoding="utf-8")
-    os.replace(path, target)
-    os.replace(tmp, reason_file)
+    move_atomic(path, target)
+    write_text_atomic(target.with_name(target.name + ".reason"), reason.rstrip() + "\n")
     return target
 
 
@@ -143,7 +138,7 @@ def missing_hours(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
     frame = load_candles(con, symbol)
     if frame.is_empty():
         return {"first_hour": "none", "last_hour": "none", "hours": 0, "missing_hours": 0, "missing_ratio": 0.0}
-    first, last = frame["ts"].min(), frame["ts"].max()
+    first, last = ts_bounds(frame)
     expected = int((last - first).total_seconds() // HOUR) + 1
     missing = expected - frame.height
     return {

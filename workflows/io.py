@@ -1,34 +1,81 @@
-"""Publishing files atomically: a reader sees the old file or the new one, never half of one."""
+"""Publishing files atomically: a reader sees the old file or the new one, never half of one.
 
+Every file the pipeline publishes (checkpoints, training resume state, attention tensors,
+reports, figures, JSON, the promotion pointer, quarantine reasons) goes through `publishing`:
+written to a temporary file in the same folder, fsynced, renamed over the target with
+`os.replace`, and the folder fsynced so the rename itself survives a crash.
+"""
+
+import hashlib
 import json
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder."""
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def publishing(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; on success publish it as `path`.
+
+    The temporary name keeps the target's suffix, so writers that pick a format from it
+    (`np.savez_compressed`, `Figure.savefig`) write the right format. If the block raises,
+    the temporary file is removed and `path` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return path
+    _fsync_folder(path.parent)
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
+    """Publish what `writer(tmp_path)` writes (e.g. `lambda p: torch.save(obj, p)`) as `path`."""
+    with publishing(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write to a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder."""
+    return write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode())
 
 
-def write_json_atomic(path: str | os.PathLike, value) -> Path:
-    return write_text_atomic(path, json.dumps(value, indent=1, default=float))
+def write_json_atomic(path: str | os.PathLike, value, **dumps_options) -> Path:
+    options = {"indent": 1, "default": float, **dumps_options}
+    return write_text_atomic(path, json.dumps(value, **options))
+
+
+def move_atomic(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Rename `source` to `target` (same file system) and fsync both folders."""
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    _fsync_folder(target.parent)
+    if source.parent != target.parent:
+        _fsync_folder(source.parent)
+    return target
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -14,7 +14,7 @@ HOUR_US = 3_600_000_000
 
 class CandlesSchema(pa.DataFrameModel):
     symbol: str = pa.Field(str_matches=r"^[A-Z0-9]+$")
-    ts: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field()
+    ts: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field()  # pyright: ignore[reportInvalidTypeForm] (pandera reads the parametrised dtype)
     open: float = pa.Field(gt=0)
     high: float = pa.Field(gt=0)
     low: float = pa.Field(gt=0)
@@ -23,7 +23,7 @@ class CandlesSchema(pa.DataFrameModel):
 
     class Config:
         strict = "filter"
-        unique = ["symbol", "ts"]
+        unique = ["symbol", "ts"]  # noqa: RUF012 (pandera reads its Config as plain class attributes)
 
     @pa.check("ts", name="on_the_hour")
     def on_the_hour(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -91,7 +91,7 @@ def upsert_candles(
               FROM staged_candles AS s
              WHERE c.symbol = s.symbol AND c.ts = s.ts AND ({differs})
             """
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         inserted = con.execute(
             """
             INSERT INTO candles
@@ -99,7 +99,7 @@ def upsert_candles(
               FROM staged_candles AS s
              WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.symbol = s.symbol AND c.ts = s.ts)
             """
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -175,7 +175,7 @@ def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) ->
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(
-        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]
     )
 
 
@@ -184,7 +184,7 @@ def slice_fingerprint(con: duckdb.DuckDBPyConnection, table: str, symbol: str, c
     count, digest = con.execute(
         f"SELECT count(*), coalesce(sum(hash({', '.join(columns)})), 0) FROM {table} WHERE symbol = ?",
         [symbol],
-    ).fetchone()
+    ).fetchall()[0]
     return f"{count}-{int(digest) & ((1 << 64) - 1):016x}"
 
 

@@ -20,7 +20,6 @@ def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKFLOWS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
-    yield
 
 
 @pytest.fixture

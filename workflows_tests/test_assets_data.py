@@ -1,6 +1,7 @@
+from typing import Any
+
 import dagster as dg
 import duckdb
-import polars as pl
 import pytest
 
 from workflows.defs.assets_data import candles, features
@@ -21,7 +22,7 @@ def run(instance, data_dir, symbol, config, raise_on_error=True):
     )
 
 
-def meta(result, key):
+def meta(result, key) -> dict[str, Any]:
     return {k: v.value for k, v in result.asset_materializations_for_node(key)[-1].metadata.items()}
 
 
@@ -72,7 +73,7 @@ def test_real_file_twice_adds_nothing(instance, data_dir):
         assert con.execute("SELECT count(*) FROM candles_rejected").fetchone()[0] == 2_650
         file, line, reason = con.execute(
             "SELECT file, line, reason FROM candles_rejected WHERE reason LIKE 'implausible%'"
-        ).fetchone()
+        ).fetchall()[0]
     assert file == BTC_FILE.name and line == 36_063 and "implausible hourly range" in reason
 
 

@@ -2,7 +2,6 @@ import dagster as dg
 import duckdb
 
 from workflows.definitions import defs
-from workflows.defs.resources import WarehouseResource
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import MODEL_KINDS
 
@@ -33,7 +32,7 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
         assert ckpt.data_version == ckpt.data_version.strip() and ckpt.data_version
         assert str(data_dir) in value["path"]
     ens = load_checkpoint(result.output_for_node("ensemble_model")["path"])
-    assert len(ens.arch) == 5
+    assert isinstance(ens.arch, list) and len(ens.arch) == 5
 
     # evaluation, attention tensors, analysis and report follow in the same run
     evaluation = result.output_for_node("evaluation")
@@ -68,6 +67,11 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     ):
         assert (report_dir / png).stat().st_size > 10_000, png
         assert f"]({png})" in text
+    # The event log gets the figures' paths and one thumbnail, not the images: at most 50 KB.
+    event = instance.get_latest_materialization_event(dg.AssetKey("report"))
+    assert 2 * len(dg.serialize_value(event)) <= 50_000  # SQLite keeps it twice: run shard and index
+    shown = event.asset_materialization.metadata["report"].value
+    assert shown.count("data:image/png;base64,") == 1 and str(report_dir / "training.png") in shown
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"evaluation", "attention_summary", "attention_metrics"} <= tables

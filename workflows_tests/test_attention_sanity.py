@@ -6,6 +6,8 @@ that, and must credit a map that points, window by window, at the hour the outpu
 reads.
 """
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from workflows.ml.training import TrainConfig
 from workflows.ml.windows import Scaler, Split, WindowData, WindowSpec
 
 N, T, F = 200, 48, 3
-FAST = {"draws": 60, "random_draws": 40, "resamples": 300}
+FAST: dict[str, Any] = {"draws": 60, "random_draws": 40, "resamples": 300}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

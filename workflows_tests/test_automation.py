@@ -1,9 +1,9 @@
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import dagster as dg
-import pytest
 
 from workflows.definitions import defs
 from workflows.defs.assets_data import candles, features
@@ -22,11 +22,20 @@ def drop_file(folder, name, symbol="BTCUSDT", days=3, seed=0, age_s=60.0):
     return path
 
 
-def tick(instance, data_dir, cursor=None):
+@dataclass
+class Tick:
+    run_requests: list[dg.RunRequest]
+    dynamic_partitions_requests: list
+    cursor: str | None
+
+
+def tick(instance, data_dir, cursor=None) -> Tick:
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"warehouse": WarehouseResource(data_dir=str(data_dir))}
     )
-    return incoming_files(context)
+    result = incoming_files(context)
+    assert isinstance(result, dg.SensorResult)
+    return Tick(list(result.run_requests or []), list(result.dynamic_partitions_requests or []), result.cursor)
 
 
 def test_one_new_file_one_run_then_none(instance, data_dir):
@@ -127,7 +136,8 @@ def test_daily_retrain_schedule_requests_one_run_per_symbol(instance):
         instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
     )
     requests = daily_retrain(context)
-    assert sorted(r.partition_key for r in requests) == ["BTCUSDT", "ETHUSDT"]
+    assert isinstance(requests, list)
+    assert sorted(str(r.partition_key) for r in requests) == ["BTCUSDT", "ETHUSDT"]
     assert daily_retrain.cron_schedule == "0 2 * * *" and daily_retrain.execution_timezone == "UTC"
     assert daily_retrain.job_name == "retrain"
     assert hourly_exchange_ingest.default_status == dg.DefaultScheduleStatus.STOPPED

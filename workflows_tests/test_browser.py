@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from workflows.cli import main
-from workflows.devserver import dagster_dev
+from workflows_tests.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -32,6 +32,7 @@ FLAGS = [
 
 
 def screenshot(url: str, path: Path, profile: Path) -> None:
+    assert CHROMIUM is not None
     subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
         check=True,
@@ -43,13 +44,13 @@ def screenshot(url: str, path: Path, profile: Path) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
     assert main(["demo", "--days", "30", "--profile", "ci"]) == 0  # a report to look at
-    shots = Path(os.environ.get("WORKFLOWS_SCREENSHOTS", tmp_path / "shots"))
+    shots = Path(os.environ.get("WORKFLOWS_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     # Dagster's "join the community" dialog covers the page until dismissed; mark it seen
     nux = Path(os.environ["DAGSTER_HOME"]) / ".nux"
     nux.mkdir(exist_ok=True)
     (nux / "nux.yaml").write_text("seen: 1\n")
-    with dagster_dev(os.environ["DAGSTER_HOME"]) as server:
+    with dagster_dev(os.environ["DAGSTER_HOME"], via="workspace") as server:
         pages = {
             "asset_graph.png": f"{server.url}/asset-groups",
             "report.png": f"{server.url}/assets/report?partition=BTCUSDT",

@@ -1,7 +1,10 @@
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from workflows.definitions import defs
 from workflows_tests.conftest import PROJECT_ROOT
@@ -43,6 +46,7 @@ def test_asset_keys_and_checks():
 def test_assets_are_partitioned_by_symbol_and_pooled():
     for key in ("candles", "features"):
         spec = defs.resolve_assets_def(key)
+        assert isinstance(spec.partitions_def, dg.DynamicPartitionsDefinition)
         assert spec.partitions_def.name == "symbols"
         assert spec.code_versions_by_key[dg.AssetKey(key)] is not None
 
@@ -59,6 +63,25 @@ def test_dagster_definitions_validate(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_dg_loads_the_defs_folder(tmp_path):
+    """What `make validate` runs (`dg check defs`) and `dg list defs`, from [tool.dg] in pyproject.toml."""
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    env = {"DAGSTER_HOME": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([dg_cli, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+    checked = run("check", "defs", "--use-active-venv")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = run("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    found = json.loads(listed.stdout)
+    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (13, 6, 2, 2)
+    assert [r["name"] for r in found["resources"]] == ["warehouse"]
 
 
 def test_jobs():

@@ -40,6 +40,7 @@ class FakeExchange:
     def __init__(self):
         self.script: list = []  # per-request overrides: ("status", code, headers) / ("body", bytes) / ("sleep", s)
         self.requests: list[dict] = []
+        self.url = ""  # set once the server listens
 
     def handler(self):
         fake = self
@@ -115,7 +116,7 @@ def test_retries_http_429_honouring_retry_after(fake):
 
 def test_malformed_json_fails_clearly_after_retries(fake):
     fake.script = [("body", b"{not json")] * 3
-    with pytest.raises(ExchangeError, match="gave up after 3 attempts.*malformed response"):
+    with pytest.raises(ExchangeError, match=r"gave up after 3 attempts.*malformed response"):
         client(fake.url).fetch_klines("BTCUSDT", NOW - timedelta(hours=5), now=NOW)
     assert len(fake.requests) == 3
 
@@ -138,7 +139,7 @@ def test_offline_gives_a_clear_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ExchangeError, match="network error.*offline synthetic source"):
+    with pytest.raises(ExchangeError, match=r"network error.*offline synthetic source"):
         client(f"http://127.0.0.1:{port}").fetch_klines("BTCUSDT", NOW - timedelta(hours=3), now=NOW)
 
 
@@ -177,6 +178,6 @@ def test_exchange_down_writes_nothing(instance, data_dir):
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "gave up after" in str(failure.event_specific_data.error)
+    assert "gave up after" in str(failure.step_failure_data.error)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 0

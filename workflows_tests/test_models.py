@@ -11,6 +11,7 @@ from workflows.ml.models import (
     LastStateLSTM,
     QueryAttentionLSTM,
     ReferenceAttentionLSTM,
+    TaskHeads,
     count_parameters,
 )
 
@@ -85,5 +86,6 @@ def test_full_size_transformer_parameter_count(capsys):
 def test_arch_config_round_trip():
     cfg = ArchConfig("query_attention_lstm", 3, {"hidden": 8, "d_attn": 4, "scales": [6, 48]}, {"volatility": True})
     again = ArchConfig.from_dict(cfg.to_dict()).build()
-    assert again.scales == (6, 48) and again.heads.vol is not None
+    heads = again.get_submodule("heads")
+    assert again.scales == (6, 48) and isinstance(heads, TaskHeads) and heads.vol is not None
     assert np.isclose(count_parameters(again), count_parameters(cfg.build()))

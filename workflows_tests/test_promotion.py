@@ -1,4 +1,5 @@
 from dataclasses import replace
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -46,8 +47,10 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     good = train(arch.build(), data, replace(recipe.train, epochs=8)).model
     bad = arch.build()
+    ret_head = bad.get_submodule("heads.ret")
+    assert isinstance(ret_head, torch.nn.Linear)
     with torch.no_grad():
-        bad.heads.ret.bias.fill_(3.0)  # always forecasts a 3-sigma move: far worse than zero
+        ret_head.bias.fill_(3.0)  # always forecasts a 3-sigma move: far worse than zero
     paths = {}
     for name, model, metrics in (
         ("good", good, training_window(data)),
@@ -118,6 +121,7 @@ def test_a_tiny_insignificant_advantage_is_refused(hours240):
     y, f_inc = hours240
     f_c = _scaled_errors(y, f_inc, -0.005, 0.6, seed=1)  # 0.5% lower MSE, noisy loss differences
     d = decide(y, f_c, f_inc)
+    assert d.mse_candidate is not None and d.mse_current is not None
     assert d.mse_candidate < d.mse_current  # the old rule (point MSE no worse) would have promoted it
     assert not d.promoted and d.basis == "" and d.comparator == "incumbent"
     assert d.p_better_than_current > 0.05 and d.p_noninferior_to_current > 0.05
@@ -196,6 +200,7 @@ def test_gate_refuses_a_model_worse_than_zero(setup):
     decision = gate(ckpts["bad"], None, feats, data.test.end_ts)
     assert not decision.promoted and decision.comparator == "zero-return forecast"
     assert decision.reason.startswith("significantly worse than the zero-return forecast")
+    assert decision.mse_candidate is not None and decision.mse_zero is not None
     assert decision.mse_candidate > decision.mse_zero and decision.upper_excess_vs_zero > decision.margin
     assert decision.p_zero_better < 0.05 and decision.p_noninferior_to_zero > 0.05
 
@@ -203,6 +208,7 @@ def test_gate_refuses_a_model_worse_than_zero(setup):
 def test_gate_accepts_a_better_model_and_refuses_a_worse_successor(setup):
     feats, data, ckpts, _, _ = setup
     first = gate(ckpts["good"], None, feats, data.test.end_ts)
+    assert first.mse_candidate is not None and first.mse_zero is not None
     assert first.promoted and first.mse_candidate < first.mse_zero and first.p_noninferior_to_zero < 0.05
     assert first.hours == first.hours_offered == len(data.test)
     assert first.hours_in_sample_candidate == 0 and first.current_window_known is None
@@ -236,6 +242,7 @@ def test_gate_refuses_hours_inside_the_incumbents_training_window(setup):
     # with a lower minimum the gate decides, on exactly the hours after the incumbent's last target
     relaxed = gate(ckpts["good"], ckpts["overlap"], feats, data.test.end_ts, GateConfig(min_hours=20))
     assert relaxed.hours == left and relaxed.p_better_than_current is not None
+    assert relaxed.first_hour is not None and relaxed.current_last_target is not None
     assert relaxed.first_hour > relaxed.current_last_target
 
 
@@ -307,7 +314,7 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         }
     }
     first = dg.materialize(assets, partition_key="BTCUSDT", instance=instance, resources=resources, run_config=config)
-    meta = first.asset_materializations_for_node("production_model")[0].metadata
+    meta: dict[str, Any] = dict(first.asset_materializations_for_node("production_model")[0].metadata)
     check = next(c for c in first.get_asset_check_evaluations() if c.check_name == "promotion_gate")
     assert check.passed == meta["promoted"].value
     for key in (
@@ -336,7 +343,7 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         selection=[production_model],
         run_config={"ops": {"production_model": {"config": {"margin": 0.05, "min_hours": 50}}}},
     )
-    meta2 = again.asset_materializations_for_node("production_model")[0].metadata
+    meta2: dict[str, Any] = dict(again.asset_materializations_for_node("production_model")[0].metadata)
     assert meta2["margin"].value == 0.05 and meta2["min_hours"].value == 50
     # the same checkpoint against itself: equal losses, non-inferior, not superior
     assert meta2["comparator"].value == "incumbent" and meta2["basis"].value == "non-inferior"

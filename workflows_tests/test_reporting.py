@@ -1,7 +1,6 @@
 from dataclasses import replace
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from workflows.attention import metrics as am

@@ -25,6 +25,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from workflows.ml.training import TrainConfig
 from workflows.ml.windows import WindowData
 
 
-def _json_safe(value):
+def _json_safe(value) -> Any:
     if is_dataclass(value):
         return {f.name: _json_safe(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, dict):
@@ -332,7 +333,7 @@ def control_outputs(
     once per `control_key` when the same `cache` dict is passed for every model of a run."""
     key = f"{control_key(ckpt, data)}-{seed}"
     reused = cache is not None and key in cache
-    if reused:
+    if cache is not None and reused:
         outputs = cache[key]
     else:
         arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
@@ -444,7 +445,7 @@ def analyse_all(
     for name, (ckpt, data) in loaded.items():
         t = tensors[name]
         extra = {}
-        if name != "ensemble" and ens_key is not None and control_key(ckpt, data) == ens_key:
+        if name != "ensemble" and ens_key is not None and members is not None and control_key(ckpt, data) == ens_key:
             extra = {
                 "seed_attention": members,
                 "seed_source": f"the ensemble's {members.shape[1]} members, which are this recipe with "

@@ -1,13 +1,13 @@
 """Attention tensors on disk: one `.npz` per model and symbol, written atomically,
 read with `allow_pickle=False` (no code can hide in them)."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from workflows.attention import metrics as am
+from workflows.io import write_with
 
 ATTENTION_SUMMARY_DDL = (
     "CREATE TABLE IF NOT EXISTS attention_summary (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
@@ -39,10 +39,7 @@ def save_attention(
         arrays["member_attention"] = member_attention.astype(np.float32)
     if scale_attention is not None:
         arrays["scale_attention"] = scale_attention.astype(np.float32)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return write_with(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def load_attention(path: Path) -> dict[str, np.ndarray]:

@@ -327,7 +327,7 @@ def attribution_agreement(
     for a, imp in zip(attention[:n], importance):
         if np.std(a) < 1e-12 or np.std(imp) < 1e-12:
             continue
-        rhos.append(stats.spearmanr(a, imp).statistic)
+        rhos.append(stats.spearmanr(a, imp)[0])
     mean_importance = importance.mean(axis=0)
     return Attribution(
         windows=n,

@@ -1,6 +1,5 @@
 """Evaluation and the report, per symbol."""
 
-import base64
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,11 +22,11 @@ from workflows.evaluation.walk_forward import (
     required_days,
     walk_forward,
 )
-from workflows.ml.profiles import recipe_for
 from workflows.io import write_json_atomic, write_text_atomic
 from workflows.reporting import figures
 from workflows.reporting.evidence_figures import fold_skill_figure
 from workflows.reporting.markdown import frame_to_markdown
+from workflows.reporting.preview import ui_markdown
 from workflows.reporting.report import VOLATILITY_FIGURE, bottom_line, order, write_report
 from workflows.reporting.volatility_figures import volatility_figure
 from workflows.warehouse import replace_table_slice
@@ -176,14 +175,13 @@ def report(
     }
     text = write_report(symbol, note, evaluation, attention_analysis, figs, context_info)
     path = write_text_atomic(out_dir / "attention_report.md", text)
-    ui_text = text
-    for name in figs.values():  # the UI shows the images inline
-        encoded = base64.b64encode((out_dir / name).read_bytes()).decode()
-        ui_text = ui_text.replace(f"]({name})", f"](data:image/png;base64,{encoded})")
+    # The figures stay files: the event log gets their paths and one small thumbnail.
+    ui_text = ui_markdown(text, out_dir, preview="attention_analysis.png")
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(ui_text),
             "path": dg.MetadataValue.path(str(path)),
+            "folder": dg.MetadataValue.path(str(out_dir)),
             "evidence": evaluation.mode,
             "figures": ", ".join(figs.values()),
         }

@@ -1,7 +1,5 @@
 """Attention tensors and the attention-pattern analysis, per symbol."""
 
-import json
-
 import dagster as dg
 import polars as pl
 
@@ -12,7 +10,9 @@ from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import predictions
+from workflows.io import write_json_atomic
 from workflows.reporting.markdown import frame_to_markdown
+from workflows.retention import prune_versions
 from workflows.warehouse import replace_table_slice
 
 ATTENTION_METRICS_DDL = (
@@ -49,6 +49,7 @@ def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         )
         files[name] = str(path)
         rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
+    prune_versions(folder, ".npz", warehouse.keep_versions, protect=files.values())
     frame = pl.DataFrame(rows)
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
@@ -90,9 +91,8 @@ def attention_analysis(
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)
     out_dir = warehouse.paths().reports / symbol
-    out_dir.mkdir(parents=True, exist_ok=True)
     payload = {name: an.to_dict() for name, an in results.items()}
-    (out_dir / "attention_analysis.json").write_text(json.dumps(payload, indent=1, allow_nan=False))
+    write_json_atomic(out_dir / "attention_analysis.json", payload, allow_nan=False, default=None)
     verdicts = pl.DataFrame(
         [{"model": m, **{k: str(v) for k, v in an.verdict.to_dict().items()}} for m, an in results.items()]
     )

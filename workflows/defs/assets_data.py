@@ -12,7 +12,7 @@ from workflows.features import FEATURE_COLUMNS, FEATURES_DDL, compute_features, 
 from workflows.ingest import land, missing_hours, move_to_processed
 from workflows.quality import candle_findings, feature_findings
 from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
-from workflows.sources.candles import CANDLE_COLUMNS, ReadResult
+from workflows.sources.candles import CANDLE_COLUMNS, ReadResult, ts_bounds
 from workflows.sources.exchange import ExchangeClient, default_start, exchange_source
 from workflows.sources.files import read_candle_file
 from workflows.sources.synthetic import SyntheticSpec, synthetic_source
@@ -113,8 +113,8 @@ def features(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     return dg.MaterializeResult(
         metadata={
             **summary,
-            "first_hour": stored["ts"].min().isoformat() if stored.height else "none",
-            "last_hour": stored["ts"].max().isoformat() if stored.height else "none",
+            "first_hour": ts_bounds(stored)[0].isoformat() if stored.height else "none",
+            "last_hour": ts_bounds(stored)[1].isoformat() if stored.height else "none",
             "columns": ", ".join(FEATURE_COLUMNS),
             "preview": dg.MetadataValue.md(frame_to_markdown(stored.tail(5))),
             "dagster/row_count": stored.height,

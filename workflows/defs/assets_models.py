@@ -12,14 +12,18 @@ from workflows.features import FEATURE_COLUMNS
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
 from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
+from workflows.ml.promotion import read_pointer
 from workflows.ml.windows import build_windows
+from workflows.retention import prune_versions
 from workflows.warehouse import load_table_slice, slice_fingerprint
 
 # Bump when a change to the model code should retrain every model.
 MODEL_CODE_VERSION = "1"
 
 DESCRIPTIONS = {
-    "reference_lstm": "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h).",
+    "reference_lstm": (
+        "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h)."
+    ),
     "attention_lstm": "Attention LSTM that learns where to look: last-state query over time-aligned input encodings.",
     "transformer": "8-head Transformer encoder; per-layer, per-head attention maps for the last position.",
     "multitask": "Attention LSTM with return (Gaussian NLL), volatility and DOWN/STABLE/UP heads on all features.",
@@ -67,7 +71,14 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
                 f"val {report.val_loss:.4f} (best {report.best_val_loss:.4f}) {report.samples_per_s:.0f} samples/s"
             )
 
-        result = fit(recipe, data, warehouse.paths().checkpoints / symbol, kind, callback=log_epoch)
+        folder = warehouse.paths().checkpoints / symbol
+        result = fit(recipe, data, folder, kind, callback=log_epoch)
+        serving = (read_pointer(folder) or {}).get("path")
+        pruned = prune_versions(
+            folder, ".pt", warehouse.keep_versions, protect=[result.checkpoint, *filter(None, [serving])]
+        )
+        if pruned:
+            context.log.info(f"kept the newest {warehouse.keep_versions} checkpoints per model; deleted {len(pruned)}")
         metrics = result.metrics
         if kind == "transformer":
             context.log.info(

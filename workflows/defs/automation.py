@@ -25,7 +25,7 @@ from collections import defaultdict
 import dagster as dg
 
 from workflows.defs.jobs import candles_job, retrain_job
-from workflows.defs.partitions import symbols_partitions
+from workflows.defs.partitions import SYMBOLS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ingest import move_to_quarantine, scan_incoming
 from workflows.sources.candles import CandleSourceError
@@ -94,7 +94,7 @@ def incoming_files(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
                     tags={"incoming_files": str(len(batch))},
                 )
             )
-    known = set(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(SYMBOLS))
     new_symbols = sorted(set(by_symbol) - known)
     if not run_requests and scan.refused:
         context.log.info(f"{len(scan.refused)} path(s) refused, nothing new")
@@ -118,7 +118,7 @@ def _per_symbol(context, run_config: dict | None = None) -> list[dg.RunRequest]:
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
     return [
         dg.RunRequest(run_key=f"{symbol}|{stamp}", partition_key=symbol, run_config=run_config or {})
-        for symbol in context.instance.get_dynamic_partitions(symbols_partitions.name)
+        for symbol in context.instance.get_dynamic_partitions(SYMBOLS)
     ]
 
 

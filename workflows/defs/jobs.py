@@ -64,3 +64,13 @@ pipeline_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Candles, features, every model, evaluation, attention analysis and report for one symbol.",
 )
+
+
+@dg.definitions
+def jobs() -> dg.Definitions:
+    # A module with a @dg.definitions function contributes only what that function returns.
+    # One process per run: the DuckDB file and the training loop are not shared across processes.
+    return dg.Definitions(
+        jobs=[candles_job, ingest_job, train_job, analysis_job, retrain_job, pipeline_job],
+        executor=dg.in_process_executor,
+    )

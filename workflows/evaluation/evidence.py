@@ -20,6 +20,7 @@ direction tests) are descriptive and labelled so.
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -295,7 +296,7 @@ def _numbers(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _jsonable(value):
+def _jsonable(value) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -38,6 +38,7 @@ from workflows.ml.models import ArchConfig
 from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, Recipe, control_recipe, recipe_for
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, build_fold
+from workflows.sources.candles import ts_bounds
 
 HOURS_PER_DAY = 24
 Progress = Callable[[str], None]
@@ -62,7 +63,8 @@ class WalkForwardConfig:
 def history_days(features: pl.DataFrame) -> float:
     if features.is_empty():
         return 0.0
-    return (features["ts"].max() - features["ts"].min()).total_seconds() / 86400
+    first, last = ts_bounds(features)
+    return (last - first).total_seconds() / 86400
 
 
 def required_days(cfg: WalkForwardConfig, window: int = 48, vol_horizon: int = 24) -> float:
@@ -193,7 +195,7 @@ def walk_forward(
     say = progress or (lambda _msg: None)
     recipes = recipes or forecaster_recipes(profile)
     base = next(iter(recipes.values())).window_spec
-    last_hour = int(features["ts"].max().timestamp() // 3600) - base.vol_horizon
+    last_hour = int(ts_bounds(features)[1].timestamp() // 3600) - base.vol_horizon
     fold_hours = cfg.fold_days * HOURS_PER_DAY
     warm: dict[str, dict] = {}
     parts, infos, errors = [], [], {}

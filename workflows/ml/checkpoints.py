@@ -8,8 +8,8 @@ temporary file and renamed into place, so a reader never sees half a file; it is
 loaded with `torch.load(weights_only=True)`, so loading never runs pickled code.
 """
 
-import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workflows.io import sha256_file, write_with
 from workflows.ml.models import ArchConfig, Ensemble
 from workflows.ml.windows import Scaler
 
@@ -46,14 +47,6 @@ def _cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -63,7 +56,7 @@ def save_checkpoint(
     data_version: str,
     metrics: dict,
     train_config: dict,
-    snapshots: list[tuple[int, np.ndarray]] = (),
+    snapshots: Sequence[tuple[int, np.ndarray]] = (),
 ) -> tuple[Path, str]:
     """Write atomically (temp file + rename); returns (path, sha256)."""
     path = Path(path)
@@ -79,15 +72,7 @@ def save_checkpoint(
         "train_config": train_config,
         "snapshots": [(int(e), torch.as_tensor(a)) for e, a in snapshots],
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_with(path, lambda tmp: torch.save(payload, tmp))
     return path, sha256_file(path)
 
 

@@ -7,6 +7,7 @@ per-layer, per-head maps for the last query position in `attention_maps`).
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -102,6 +103,8 @@ class QueryAttentionLSTM(nn.Module):
     one pool per scale over the most recent `s` hours (e.g. 6, 24, 48).
     """
 
+    scale_mask: torch.Tensor  # a buffer: (S, T) which hours each pool sees
+
     def __init__(
         self,
         n_features: int,
@@ -172,6 +175,8 @@ class LastStateLSTM(nn.Module):
 
 
 class PositionalEncoding(nn.Module):
+    pe: torch.Tensor  # a buffer
+
     def __init__(self, d_model: int, max_len: int = 512):
         super().__init__()
         position = torch.arange(max_len).unsqueeze(1)
@@ -292,7 +297,7 @@ class Ensemble(nn.Module):
     """N members that differ by seed. Prediction = mean; uncertainty = member spread
     (and, where members predict a variance, the mean predicted variance)."""
 
-    def __init__(self, members: list[nn.Module]):
+    def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
         self.members = nn.ModuleList(members)
 

@@ -36,7 +36,6 @@ DM test (a test checks that at margin 0 the two p-values agree).
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -47,9 +46,11 @@ import torch
 from scipy import stats
 
 from workflows.evaluation.stats import diebold_mariano
+from workflows.io import write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
 from workflows.ml.windows import DIRECTION_NAMES, WindowData, WindowSpec, _prepare
+from workflows.sources.candles import ts_bounds
 
 POINTER = "production.json"
 LAST_TARGET_KEY = "last_target_ts"  # the checkpoint metric the gate reads
@@ -385,10 +386,7 @@ def write_pointer(folder: Path, ckpt_path: str, sha256: str, decision: GateDecis
         "promoted_at": datetime.now(timezone.utc).isoformat(),
         "gate": decision.to_dict(),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{POINTER}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(pointer, indent=1))
-    os.replace(tmp, folder / POINTER)
+    write_json_atomic(folder / POINTER, pointer)
     return pointer
 
 
@@ -401,7 +399,7 @@ def load_current(folder: Path) -> Checkpoint | None:
 
 def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
     """Next-hour forecast from the newest complete window; the zero forecast when no model serves."""
-    last = features["ts"].max()
+    last = ts_bounds(features)[1]
     base = {"as_of_candle": last.isoformat(), "forecast_hour": (last + timedelta(hours=1)).isoformat()}
     if ckpt is None:
         return {

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from workflows.io import write_with
 from workflows.ml.models import ModelOutput
 from workflows.ml.windows import Split, WindowData
 
@@ -188,10 +189,7 @@ def evaluate_loss(model: nn.Module, data: dict[str, torch.Tensor], config: Train
 
 
 def _save_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def train(

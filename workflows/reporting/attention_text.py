@@ -344,7 +344,7 @@ def attention_sections(analyses: dict[str, AttentionAnalysis]) -> list[str]:
     for m, an in analyses.items():
         reg = an.regimes or {}
         if reg.get("low_volatility") and reg.get("high_volatility"):
-            lo, hi = reg["low_volatility"], reg["high_volatility"]
+            lo, hi = reg["low_volatility"] or {}, reg["high_volatility"] or {}
             lines.append(
                 f"- {m} by volatility regime (trailing 24 h, split at the median; descriptive, no test): "
                 f"calm windows entropy {lo['normalised_entropy']['median']:.4f}, top hour "

@@ -5,10 +5,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from workflows.evaluation.evidence import Evaluation  # noqa: E402
+from workflows.evaluation.evidence import Evaluation
+from workflows.io import write_with
 
 
 def fold_skill_figure(ev: Evaluation, order: list[str], path: Path) -> tuple[Path, int]:
@@ -35,6 +36,6 @@ def fold_skill_figure(ev: Evaluation, order: list[str], path: Path) -> tuple[Pat
     ax.set_title(f"Next-hour return: skill {where} (above 0 = better than forecasting no move)")
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    write_with(path, lambda tmp: fig.savefig(tmp))
     plt.close(fig)
     return path, len(names)

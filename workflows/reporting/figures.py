@@ -6,10 +6,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from workflows.attention import metrics as am  # noqa: E402
+from workflows.attention import metrics as am
+from workflows.io import write_with
 
 DPI = 100
 ANALYSIS_SIZE = (18, 13)  # inches -> 1800 x 1300 px
@@ -99,7 +100,8 @@ def attention_analysis_figure(
         f"windows: {summary['windows']}    hours per window: {t}",
         f"normalised entropy (median): {summary['normalised_entropy']['median']:.4f}   "
         f"(IQR {summary['normalised_entropy']['p25']:.4f} - {summary['normalised_entropy']['p75']:.4f})",
-        f"Gini (median): {summary['gini']['median']:.4f}   effective hours: {summary['effective_hours']['median']:.1f} of {t}",
+        f"Gini (median): {summary['gini']['median']:.4f}   "
+        f"effective hours: {summary['effective_hours']['median']:.1f} of {t}",
         f"max weight (median): {summary['max_weight']['median']:.4f}   (uniform {uniform:.4f})",
         f"mean lag: {summary['mean_lag']['median']:.1f} h   hours to 50% / 80%: "
         f"{summary['hours_to_50']['median']:.0f} / {summary['hours_to_80']['median']:.0f}",
@@ -114,8 +116,7 @@ def attention_analysis_figure(
     axes.append(ax)
 
     fig.suptitle(title, fontsize=14)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, len(axes)
 
@@ -138,8 +139,7 @@ def transformer_heads_figure(maps: np.ndarray, path: Path, title: str) -> tuple[
     axes[0, 0].invert_xaxis()  # shared x: newest hour on the right
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, layers * heads
 
@@ -169,8 +169,7 @@ def training_figure(
     else:
         ax2.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, 2
 
@@ -196,7 +195,6 @@ def comparison_figure(profiles: dict[str, np.ndarray], path: Path) -> tuple[Path
     )
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     plt.close(fig)
     return path, 1

@@ -6,10 +6,7 @@ import polars as pl
 def _cell(value) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        text = f"{value:.6g}"
-    else:
-        text = str(value)
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")[:120]
 
 

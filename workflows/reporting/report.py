@@ -132,7 +132,7 @@ def forecast_table(ev: Evaluation) -> list[str]:
     for name in order(ev.returns):
         m = ev.returns[name]
         c = ev.comparison("vs zero", name)
-        cov = f"{100 * m.coverage_80:.0f}% / {100 * m.coverage_95:.0f}%" if m.coverage_80 is not None else "n/a"
+        cov = f"{100 * m.coverage_80:.0f}% / {100 * (m.coverage_95 or 0):.0f}%" if m.coverage_80 is not None else "n/a"
         mark = " **survives**" if c and c.survives else ""
         lines.append(
             f"| {name} | {m.rmse_pct:.4f} | {_pct(m.skill_vs_zero)} {_ci(m.skill_vs_zero_ci)} | "

@@ -16,26 +16,32 @@ from pathlib import Path
 
 import polars as pl
 
-CANDLE_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "ts": pl.Datetime("us", "UTC"),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Float64(),
-}
+# A polars Schema (not a dict): what DataFrame.cast and the type checker accept.
+CANDLE_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "open": pl.Float64(),
+        "high": pl.Float64(),
+        "low": pl.Float64(),
+        "close": pl.Float64(),
+        "volume": pl.Float64(),
+    }
+)
 CANDLE_COLUMNS = list(CANDLE_SCHEMA)
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 VALUE_COLUMNS = [*PRICE_COLUMNS, "volume"]
 
-REJECTED_SCHEMA: dict[str, pl.DataType] = {
-    "line": pl.Int64(),
-    "symbol": pl.String(),
-    "ts": pl.Datetime("us", "UTC"),
-    "reason": pl.String(),
-    "raw": pl.String(),
-}
+# A polars Schema (not a dict): what DataFrame.cast and the type checker accept.
+REJECTED_SCHEMA = pl.Schema(
+    {
+        "line": pl.Int64(),
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "reason": pl.String(),
+        "raw": pl.String(),
+    }
+)
 
 HOUR_US = 3_600_000_000
 # An hourly candle whose high is more than this multiple of its low is not a
@@ -103,6 +109,14 @@ class ReadResult:
             format=self.format,
             notes=list(self.notes),
         )
+
+
+def ts_bounds(frame: pl.DataFrame, column: str = "ts") -> tuple[datetime, datetime]:
+    """First and last time of a non-empty frame's datetime column, typed as datetimes."""
+    first, last = frame[column].min(), frame[column].max()
+    if not (isinstance(first, datetime) and isinstance(last, datetime)):
+        raise TypeError(f"column {column!r} holds no datetimes (min {first!r}); expected a non-empty candle frame")
+    return first, last
 
 
 def empty_candles() -> pl.DataFrame:

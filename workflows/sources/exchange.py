@@ -117,7 +117,7 @@ def klines_to_frame(symbol: str, klines: list[list], *, now: datetime) -> pl.Dat
         schema={
             "symbol": pl.String,
             "ts": pl.Int64,
-            **{c: pl.String for c in ("open", "high", "low", "close", "volume")},
+            **dict.fromkeys(("open", "high", "low", "close", "volume"), pl.String),
         },
     )
     return frame.with_columns(

@@ -183,7 +183,7 @@ def _to_raw_frame(header, rows, path: Path, notes: list[str]) -> tuple[str, pl.D
     name = path.name
     if header is None:
         width = len(rows[0][1])
-        if width in (12, 11) or width >= 6 and _is_unix_like(rows[0][1][0]):
+        if width in (12, 11) or (width >= 6 and _is_unix_like(rows[0][1][0])):
             columns = list(BINANCE_KLINE_COLUMNS[:width]) + [f"extra_{i}" for i in range(width - 12)]
             return "binance-klines", _build(columns, rows, path, "open_time", "volume", None, notes)
         raise CandleSourceError(

@@ -1,5 +1,6 @@
-"""Start `dagster dev` (what `make ui` runs) on 127.0.0.1, wait until it serves the
-asset graph, and stop it by process id. Shared by the UI tests and the start-up benchmark."""
+"""Start `dg dev` (what `make ui` runs) or `dagster dev -w workspace.yaml` on 127.0.0.1, wait
+until it serves the asset graph, and stop it by process id. Shared by the UI tests and the
+start-up benchmark (test helpers: not part of the installed package)."""
 
 import json
 import os
@@ -47,25 +48,21 @@ class DevServer:
 
 
 @contextmanager
-def dagster_dev(dagster_home: str | os.PathLike, timeout: float = 150) -> Iterator[DevServer]:
+def dagster_dev(dagster_home: str | os.PathLike, timeout: float = 150, via: str = "dg") -> Iterator[DevServer]:
     """Webserver + daemon in their own process group; stopped with SIGTERM to that group
-    (SIGKILL after 60 s), never by name."""
+    (SIGKILL after 60 s), never by name. `via="dg"`: `dg dev` reading `[tool.dg]` (make ui);
+    `via="workspace"`: `dagster dev -w workspace.yaml`."""
     port = free_port()
-    dagster = Path(sys.executable).parent / "dagster"
+    bin_dir = Path(sys.executable).parent
+    if via == "dg":
+        command = [str(bin_dir / "dg"), "dev", "--use-active-venv"]
+    elif via == "workspace":
+        command = [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml"]
+    else:
+        raise ValueError(f"via must be 'dg' or 'workspace', not {via!r}")
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            "env",
-            "--default-signal=INT,TERM",
-            str(dagster),
-            "dev",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            "workspace.yaml",
-        ],
+        ["env", "--default-signal=INT,TERM", *command, "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT_ROOT,
         env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
         stdout=subprocess.DEVNULL,
