@@ -92,11 +92,15 @@ def run_for_symbol(
 
 
 def _failure_messages(result) -> list[str]:
-    return [
-        e.step_failure_data.error.message
-        for e in result.all_events
-        if e.is_step_failure and e.step_failure_data is not None and e.step_failure_data.error is not None
-    ]
+    """The root cause of each failed step, one line each (the full traces are in the run's log)."""
+    out = []
+    for e in result.all_events:
+        if e.is_step_failure and e.step_failure_data is not None and e.step_failure_data.error is not None:
+            error = e.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            out.append(error.message.strip())
+    return out
 
 
 def landed_symbols(paths: DataPaths) -> dict[str, int]:
