@@ -297,3 +297,46 @@ def test_claims_follow_the_numbers():
     assert "the ranking means something" in peaked_lines[2]
     assert "no evidence that the model beats the zero forecast" in flat_lines[3]
     assert "the model beats the zero forecast." in peaked_lines[3]
+
+
+# --- the terminal ----------------------------------------------------------------------------------
+
+
+def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
+    import io
+    from types import SimpleNamespace
+
+    from workflows.terminal import StepRenderer
+
+    stream = io.StringIO()
+    r = StepRenderer(stream)
+
+    def log(step, message, level=20):
+        r.handle(SimpleNamespace(step_key=step, dagster_event=None, user_message=message, level=level, timestamp=0.0))
+
+    log("attention_lstm_model", "epoch 3/20: train 0.9 val 0.8 (best 0.8) 100 samples/s")
+    assert r.bar is not None and r.bar.total == 20 and r.bar.n == 3
+    log("ensemble_model", "member 2/5 epoch 1/20: train 1.0 val 0.9 (best 0.9) 100 samples/s")
+    assert r.bar_key == ("ensemble_model", "2") and r.bar.n == 1
+    log("evaluation", "fold 2/4 done in 100 s: 2400 test hours from 2021-01-01")
+    assert r.bar.total == 4 and r.bar.n == 2
+    warning = "missing-hour ratio 2.1% on BTCUSDT: " + "x" * 300
+    log("features", warning, level=30)
+    log("evaluation", "an ordinary info line")  # not shown
+    text = stream.getvalue()
+    assert f"WARNING features: {warning}" in text and "an ordinary info line" not in text
+
+
+def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_in_ci():
+    from argparse import Namespace
+
+    from workflows.cli import DEMO_PROFILES, _model_ops
+
+    args = Namespace(history_days=None, folds=None, fold_days=None, train_days=None, min_train_days=None)
+    ops = _model_ops("ci", args, DEMO_PROFILES)
+    assert ops["attention_lstm_model"]["config"]["profile"] == "cpu"
+    assert ops["reference_lstm_model"]["config"]["profile"] == "cpu"
+    assert {ops[f"{k}_model"]["config"]["profile"] for k in ("transformer", "multitask", "ensemble")} == {"ci"}
+    assert all(o["config"]["profile"] == "ci" for o in _model_ops("ci", args).values())
+    args.history_days = 90
+    assert all(o["config"]["history_days"] == 90 for o in _model_ops("cpu", args).values())
