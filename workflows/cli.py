@@ -135,12 +135,26 @@ def _symbol(raw: str) -> str:
     return symbol
 
 
+def _only_landed(paths: DataPaths) -> str | None:
+    """The one landed symbol when there is exactly one; else say what to do and return None."""
+    landed = landed_symbols(paths)
+    if len(landed) == 1:
+        return next(iter(landed))
+    if not landed:
+        _no_candles("", paths, landed)
+    else:
+        print(f"{len(landed)} symbols are landed ({', '.join(landed)}): name one with --symbol", file=sys.stderr)
+    return None
+
+
 def _no_candles(symbol: str, paths: DataPaths, landed: dict[str, int]) -> int:
     have = ", ".join(f"{s} ({n:,} hours)" for s, n in landed.items()) or "none"
+    name = symbol or "BTCUSDT"
     print(
-        f"no candles for {symbol} in {paths.warehouse} (landed symbols: {have}). Land them first with one of:\n"
-        f"  workflows run path/to/{symbol}-candles.csv      (a file; or `make run FILE=...`)\n"
-        f"  workflows fetch {symbol} --days 365             (from the exchange, online)\n"
+        f"no candles for {symbol or 'any symbol'} in {paths.warehouse} (landed symbols: {have}). Land them first "
+        "with one of:\n"
+        f"  workflows run path/to/{name}-candles.csv      (a file; or `make run FILE=...`)\n"
+        f"  workflows fetch {name} --days 365             (from the exchange, online)\n"
         f"  copy files into {paths.incoming} and run `make ingest`",
         file=sys.stderr,
     )
@@ -299,8 +313,10 @@ def cmd_run(args) -> int:
             return 2
         symbol, source = symbols[0], {"source": "files", "files": [str(file)]}
         origin = f"from {file.name}"
-    elif args.symbol:
-        symbol = _symbol(args.symbol)
+    elif args.symbol or not args.exchange:
+        symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
+        if symbol is None:
+            return 2
         if args.exchange:
             source = _exchange_config(args)
             origin = f"from the exchange ({args.exchange_url}, {args.days} days on a first fetch)"
@@ -310,7 +326,7 @@ def cmd_run(args) -> int:
                 return _no_candles(symbol, paths, landed)
             source, origin = None, f"from its {landed[symbol]:,} landed hours"
     else:
-        print("name a candle FILE, or --symbol S for candles already landed (add --exchange to fetch)", file=sys.stderr)
+        print("--exchange needs --symbol S", file=sys.stderr)
         return 2
     instance = _instance()
     print(f"data folder: {paths.root}; Dagster instance: {dagster_home()}")
@@ -401,13 +417,12 @@ def cmd_reproduce(args) -> int:
             )
             return 2
         source = {"source": "synthetic", "days": args.days + 3, "seed": args.seed}  # + the features' warm-up
-    elif args.symbol:
-        symbol = _symbol(args.symbol)
+    else:
+        symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
+        if symbol is None:
+            return 2
         if not landed.get(symbol):
             return _no_candles(symbol, paths, landed)
-    else:
-        print("name a candle FILE, --symbol S for landed candles, or --synthetic", file=sys.stderr)
-        return 2
     if source is not None:
         instance = _instance()
         print(f"landing {symbol} through Dagster (run shows in `make ui`)")

@@ -340,3 +340,17 @@ def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_
     assert all(o["config"]["profile"] == "ci" for o in _model_ops("ci", args).values())
     args.history_days = 90
     assert all(o["config"]["history_days"] == 90 for o in _model_ops("cpu", args).values())
+
+
+def test_run_and_reproduce_without_a_symbol_use_the_only_landed_one_or_say_what_to_do(data_dir, capsys):
+    assert main(["run", "--history-days", "365"]) == 2
+    err = capsys.readouterr().err
+    assert "no candles for any symbol" in err and "workflows fetch BTCUSDT --days 365" in err
+    incoming = data_dir / "incoming"  # made by the first command
+    write_candles(incoming / "BTCUSDT-1h.csv", "BTCUSDT", days=3)
+    write_candles(incoming / "ETHUSDT-1h.csv", "ETHUSDT", days=3, seed=1)
+    assert main(["ingest"]) == 0
+    capsys.readouterr()
+    for command in (["run"], ["reproduce"]):
+        assert main(command) == 2
+        assert "2 symbols are landed (BTCUSDT, ETHUSDT): name one with --symbol" in capsys.readouterr().err
