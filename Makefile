@@ -13,7 +13,7 @@ export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo run test test-fast lint ui ingest bench validate clean-data install lock
+.PHONY: demo run reproduce test test-fast lint ui ingest bench validate clean-data install lock
 
 install: $(STAMP)
 
@@ -41,10 +41,14 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workflows demo
 
-# make run FILE=path/to/candles.csv [ARGS="--profile ci --folds 2"]
+# make run FILE=path/to/candles.csv | SYMBOL=BTCUSDT [ARGS="--history-days 365 --profile ci"]
 run: $(STAMP)
-	@test -n "$(FILE)" || { echo "usage: make run FILE=path/to/candles.csv [ARGS=...]"; exit 2; }
-	$(BIN)/workflows run "$(FILE)" $(ARGS)
+	@test -n "$(FILE)$(SYMBOL)" || { echo "usage: make run FILE=path/to/candles.csv | SYMBOL=BTCUSDT [ARGS=...]"; exit 2; }
+	$(BIN)/workflows run $(if $(FILE),"$(FILE)") $(if $(SYMBOL),--symbol "$(SYMBOL)") $(ARGS)
+
+# make reproduce FILE=... | SYMBOL=BTCUSDT (default: --synthetic): the original 90-day study, side by side
+reproduce: $(STAMP)
+	$(BIN)/workflows reproduce $(if $(FILE),"$(FILE)") $(if $(SYMBOL),--symbol "$(SYMBOL)") $(if $(FILE)$(SYMBOL),,--synthetic --symbol SYNTHUSDT) $(ARGS)
 
 # Lint and type checks: zero findings, or the tests do not run.
 lint: $(STAMP)

@@ -1,7 +1,9 @@
-"""Headless commands: `workflows ingest`, `workflows demo` and `workflows run FILE`.
+"""Headless commands: `workflows ingest`, `demo`, `run`, `fetch` and `reproduce`.
 
-Both run through Dagster against the instance in `$DAGSTER_HOME`, so every run is
-recorded and visible in the UI (`make ui`).
+They run through Dagster against the instance in `$DAGSTER_HOME` (else the project's
+dagster_home/), so every run is recorded and visible in the UI (`make ui`). The
+terminal shows one line per step with progress bars; `-v` prints Dagster's full
+event stream as well.
 """
 
 import argparse
@@ -10,11 +12,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from workflows.settings import PROJECT_ROOT, DataPaths
+from workflows.settings import DAGSTER_HOME_ENV, DataPaths, dagster_home
 
 
 def _instance():
-    """The instance in $DAGSTER_HOME (default: the project's dagster_home/).
+    """The instance in `settings.dagster_home()` ($DAGSTER_HOME when set, else the project's dagster_home/).
 
     Two commands started at once on a fresh home would both create the SQLite tables
     and one would fail ("table ... already exists"): creation is serialised by a lock."""
@@ -22,8 +24,8 @@ def _instance():
 
     import dagster as dg
 
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
-    home = Path(os.environ["DAGSTER_HOME"])
+    home = dagster_home()
+    os.environ[DAGSTER_HOME_ENV] = str(home)  # the user's value when set (dagster_home() read it), else ours
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -38,19 +40,125 @@ def _instance():
     return instance
 
 
-def run_for_symbol(instance, symbol: str, candles_config: dict, job_name: str = "ingest", ops: dict | None = None):
-    """Run one of the Definitions' jobs for one symbol; returns the Dagster result."""
+# Everything of the `pipeline` job after the candles: what `workflows run --symbol S` runs on landed candles.
+def _after_candles() -> list:
+    import dagster as dg
+
+    from workflows.ml.profiles import MODEL_KINDS
+
+    names = ["features", *(f"{k}_model" for k in MODEL_KINDS), "evaluation", "attention_tensors"]
+    names += ["attention_analysis", "report", "production_model", "latest_forecast"]
+    return [dg.AssetKey(n) for n in names]
+
+
+def run_for_symbol(
+    instance,
+    symbol: str,
+    candles_config: dict | None,
+    job_name: str = "ingest",
+    ops: dict | None = None,
+    verbose: bool = True,
+):
+    """Run one of the Definitions' jobs for one symbol; returns the Dagster result.
+
+    `candles_config` None: the candles already landed are used (the job's assets after `candles`).
+    Unless `verbose`, the terminal shows one line per step and progress bars (`workflows.terminal`);
+    the full event stream is in the run's event log either way."""
     from workflows.definitions import defs
     from workflows.defs.partitions import symbols_partitions
+    from workflows.terminal import console_config, execute_with_progress
 
     instance.add_dynamic_partitions(symbols_partitions.name, [symbol])
     job = defs.resolve_job_def(job_name)
-    return job.execute_in_process(
-        run_config={"ops": {"candles": {"config": candles_config}, **(ops or {})}},
-        instance=instance,
-        partition_key=symbol,
-        raise_on_error=False,
+    ops = dict(ops or {})
+    selection = None
+    if candles_config is None:
+        selection = _after_candles()
+    else:
+        ops["candles"] = {"config": candles_config}
+    run_config = {"ops": ops, "loggers": console_config(verbose)}
+    return execute_with_progress(
+        lambda run_id: job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=symbol,
+            raise_on_error=False,
+            asset_selection=selection,
+            run_id=run_id,
+        ),
+        instance,
+        verbose,
     )
+
+
+def _failure_messages(result) -> list[str]:
+    """The root cause of each failed step, one line each (the full traces are in the run's log)."""
+    out = []
+    for e in result.all_events:
+        if e.is_step_failure and e.step_failure_data is not None and e.step_failure_data.error is not None:
+            error = e.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            out.append(error.message.strip())
+    return out
+
+
+def landed_symbols(paths: DataPaths) -> dict[str, int]:
+    """Symbol -> candle count in the warehouse (empty when there is none yet)."""
+    import duckdb
+
+    from workflows.warehouse import table_exists
+
+    if not paths.warehouse.exists():
+        return {}
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        if not table_exists(con, "candles"):
+            return {}
+        return dict(con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol ORDER BY 1").fetchall())
+
+
+def _symbol(raw: str) -> str:
+    """A trading pair (`BTCUSDT`, `btc/usdt`), or SystemExit(2) with what was expected."""
+    from workflows.sources.candles import QUOTE_CURRENCIES, normalize_symbol, symbol_from_filename
+
+    try:
+        symbol = normalize_symbol(raw)
+    except ValueError:
+        symbol = ""
+    if not symbol or symbol_from_filename(symbol) != symbol:
+        print(
+            f"unknown symbol {raw!r}: expected a trading pair such as BTCUSDT or ETH/USDT (a base and one of the "
+            f"quote currencies {', '.join(QUOTE_CURRENCIES)})",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return symbol
+
+
+def _only_landed(paths: DataPaths) -> str | None:
+    """The one landed symbol when there is exactly one; else say what to do and return None."""
+    landed = landed_symbols(paths)
+    if len(landed) == 1:
+        return next(iter(landed))
+    if not landed:
+        _no_candles("", paths, landed)
+    else:
+        print(f"{len(landed)} symbols are landed ({', '.join(landed)}): name one with --symbol", file=sys.stderr)
+    return None
+
+
+def _no_candles(symbol: str, paths: DataPaths, landed: dict[str, int]) -> int:
+    have = ", ".join(f"{s} ({n:,} hours)" for s, n in landed.items()) or "none"
+    name = symbol or "BTCUSDT"
+    print(
+        f"no candles for {symbol or 'any symbol'} in {paths.warehouse} (landed symbols: {have}). Land them first "
+        "with one of:\n"
+        f"  workflows run path/to/{name}-candles.csv      (a file; or `make run FILE=...`)\n"
+        f"  workflows fetch {name} --days 365             (from the exchange, online)\n"
+        f"  copy files into {paths.incoming} and run `make ingest`",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def cmd_ingest(args) -> int:
@@ -86,7 +194,7 @@ def cmd_ingest(args) -> int:
     instance = _instance()
     failed_symbols = set()
     for symbol, files in sorted(files_by_symbol.items()):
-        result = run_for_symbol(instance, symbol, {"source": "files", "files": files})
+        result = run_for_symbol(instance, symbol, {"source": "files", "files": files}, verbose=args.verbose)
         status = "ok" if result.success else "FAILED"
         print(f"{symbol}: run {result.run_id} {status} ({len(files)} file(s))")
         if not result.success:
@@ -104,10 +212,21 @@ def cmd_ingest(args) -> int:
     return 1 if failed_symbols else 0
 
 
-def _model_ops(profile: str, args) -> dict:
+# `make demo` without a profile: the two designs the finding is about in the `cpu` profile (the reference
+# recipe exactly, and the learning design), every other model in `ci`, so that it ends within minutes.
+DEMO_PROFILES = {"attention_lstm": "cpu", "reference_lstm": "cpu"}
+DEMO_OTHERS = "ci"
+DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
+
+
+def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
     from workflows.ml.profiles import MODEL_KINDS
 
-    ops = {f"{kind}_model": {"config": {"profile": profile}} for kind in MODEL_KINDS}
+    days = getattr(args, "history_days", None) or None
+    window = {"history_days": days} if days else {}
+    ops = {
+        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in MODEL_KINDS
+    }
     evaluation = {
         k: v
         for k, v in (
@@ -118,9 +237,15 @@ def _model_ops(profile: str, args) -> dict:
         )
         if v is not None
     }
+    # the attention assets and the report follow the models' history window (recorded in their outputs)
     if evaluation:
         ops["evaluation"] = {"config": evaluation}
     return ops
+
+
+def _window(args) -> str:
+    days = getattr(args, "history_days", None)
+    return f"the last {days} days" if days else "all history"
 
 
 def cmd_demo(args) -> int:
@@ -128,24 +253,44 @@ def cmd_demo(args) -> int:
 
     from workflows.ml.profiles import resolve_profile
 
+    from workflows.ml.profiles import PROFILE_ENV
+
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
-    profile = resolve_profile(args.profile)
+    chosen = args.profile or os.environ.get(PROFILE_ENV)
+    profile = resolve_profile(chosen or DEMO_OTHERS)
+    per_kind = None if chosen else DEMO_PROFILES
     instance = _instance()
     print(f"data folder: {paths.root}")
-    print(f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}), profile '{profile}'")
+    profiles = (
+        f"profile '{profile}'"
+        if per_kind is None
+        else f"profile 'cpu' for {' and '.join(DEMO_PROFILES)} (the designs compared), '{DEMO_OTHERS}' for the rest"
+    )
+    print(
+        f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}, planted lag "
+        f"{args.lag} h, strength {args.strength}), {profiles}"
+    )
     result = run_for_symbol(
         instance,
         args.symbol,
-        {"source": "synthetic", "days": args.days, "seed": args.seed},
+        {
+            "source": "synthetic",
+            "days": args.days,
+            "seed": args.seed,
+            "planted_lag": args.lag,
+            "planted_strength": args.strength,
+        },
         "pipeline",
-        _model_ops(profile, args),
+        _model_ops(profile, args, per_kind),
+        args.verbose,
     )
     return _summary(result, paths, args.symbol, started, "demo")
 
 
 def cmd_run(args) -> int:
-    """Land one candle file and run every model, the evaluation, the analysis and the report on it."""
+    """One symbol from a file, from candles already landed, or from the exchange: land (unless landed), train
+    every model, evaluate, analyse attention and report."""
     import time
 
     from workflows.ml.profiles import resolve_profile
@@ -154,28 +299,180 @@ def cmd_run(args) -> int:
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
     profile = resolve_profile(args.profile)
-    file = Path(args.file).expanduser().resolve()
-    if not file.is_file():
-        print(f"no such file: {file}", file=sys.stderr)
+    if args.file:
+        file = Path(args.file).expanduser().resolve()
+        if not file.is_file():
+            print(f"no such file: {file}", file=sys.stderr)
+            return 2
+        symbols = [_symbol(args.symbol)] if args.symbol else read_candle_file(file).symbols
+        if len(symbols) != 1:
+            print(
+                f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
+                file=sys.stderr,
+            )
+            return 2
+        symbol, source = symbols[0], {"source": "files", "files": [str(file)]}
+        origin = f"from {file.name}"
+    elif args.symbol or not args.exchange:
+        symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
+        if symbol is None:
+            return 2
+        if args.exchange:
+            source = _exchange_config(args)
+            origin = f"from the exchange ({args.exchange_url}, {args.days} days on a first fetch)"
+        else:
+            landed = landed_symbols(paths)
+            if not landed.get(symbol):
+                return _no_candles(symbol, paths, landed)
+            source, origin = None, f"from its {landed[symbol]:,} landed hours"
+    else:
+        print("--exchange needs --symbol S", file=sys.stderr)
         return 2
-    symbols = (args.symbol and [args.symbol]) or read_candle_file(file).symbols
-    if len(symbols) != 1:
+    instance = _instance()
+    print(f"data folder: {paths.root}; Dagster instance: {dagster_home()}")
+    print(
+        f"{symbol} {origin}, {_window(args)}, profile '{profile}': "
+        + ("" if source is None else "land, ")
+        + "features, train the models, evaluate (walk-forward when the history allows), analyse attention, report"
+    )
+    result = run_for_symbol(instance, symbol, source, "pipeline", _model_ops(profile, args), args.verbose)
+    if not result.success and source is not None and source["source"] == "exchange":
+        return _exchange_failure(result, symbol, args)
+    return _summary(result, paths, symbol, started, "run")
+
+
+def _exchange_config(args) -> dict:
+    return {
+        "source": "exchange",
+        "days": args.days,
+        "exchange_url": args.exchange_url,
+        "exchange_retries": args.retries,
+    }
+
+
+def _exchange_failure(result, symbol: str, args) -> int:
+    messages = " ".join(_failure_messages(result))
+    if "Invalid symbol" in messages:
+        print(f"unknown symbol {symbol} on the exchange ({args.exchange_url}): {messages}", file=sys.stderr)
+    elif "network error" in messages or "gave up" in messages:
         print(
-            f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
+            f"offline: could not reach the exchange at {args.exchange_url} ({messages}). Nothing was written. "
+            "Without a network, land a candle file (`workflows run FILE`) or try `workflows demo`.",
             file=sys.stderr,
         )
-        return 2
-    symbol = symbols[0]
+    else:
+        print(f"fetching {symbol} failed (run {result.run_id}): {messages}", file=sys.stderr)
+    return 1
+
+
+def cmd_fetch(args) -> int:
+    """Closed hourly candles from the exchange into the warehouse (through Dagster), then the features."""
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    symbol = _symbol(args.symbol)
     instance = _instance()
-    print(f"data folder: {paths.root}")
+    print(f"{symbol}: fetching closed hourly candles from {args.exchange_url} ({args.days} days on a first fetch)")
+    result = run_for_symbol(instance, symbol, _exchange_config(args), "ingest", None, args.verbose)
+    if not result.success:
+        return _exchange_failure(result, symbol, args)
+    meta = _metadata(result, "candles")
     print(
-        f"{symbol} from {file.name}, profile '{profile}': land, train five models, evaluate (walk-forward when the "
-        "history allows), analyse attention, report"
+        f"{symbol}: {meta.get('dagster/row_count', '?')} hours in {paths.warehouse} (run {result.run_id}); "
+        f"next: `workflows run --symbol {symbol}` or `workflows reproduce --symbol {symbol}`"
     )
-    result = run_for_symbol(
-        instance, symbol, {"source": "files", "files": [str(file)]}, "pipeline", _model_ops(profile, args)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    """The original study on the last 90 days of one symbol, side by side with its published figures."""
+    import time
+
+    from workflows.ml.profiles import resolve_profile
+    from workflows.reproduce import REPRODUCE_PROFILE, reproduce
+    from workflows.sources.files import read_candle_file
+    from workflows.terminal import epoch_bar
+    from workflows.warehouse import candle_sources, load_features
+
+    started = time.perf_counter()
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    profile = resolve_profile(args.profile or REPRODUCE_PROFILE)
+    landed = landed_symbols(paths)
+    source = None
+    if args.file:
+        file = Path(args.file).expanduser().resolve()
+        if not file.is_file():
+            print(f"no such file: {file}", file=sys.stderr)
+            return 2
+        symbols = [_symbol(args.symbol)] if args.symbol else read_candle_file(file).symbols
+        if len(symbols) != 1:
+            print(f"{file.name} holds {len(symbols)} symbols: name one with --symbol", file=sys.stderr)
+            return 2
+        symbol, source = symbols[0], {"source": "files", "files": [str(file)]}
+    elif args.synthetic:
+        symbol = _symbol(args.symbol or "BTCUSDT")
+        if landed.get(symbol) and _sources(paths, symbol) - {"synthetic"}:
+            print(
+                f"{symbol} holds landed market candles; a synthetic run would mix with them: pick another "
+                "--symbol (e.g. SYNTHUSDT)",
+                file=sys.stderr,
+            )
+            return 2
+        source = {"source": "synthetic", "days": args.days + 3, "seed": args.seed}  # + the features' warm-up
+    else:
+        symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
+        if symbol is None:
+            return 2
+        if not landed.get(symbol):
+            return _no_candles(symbol, paths, landed)
+    if source is not None:
+        instance = _instance()
+        print(f"landing {symbol} through Dagster (run shows in `make ui`)")
+        result = run_for_symbol(instance, symbol, source, "ingest", None, args.verbose)
+        if not result.success:
+            print(
+                f"landing {symbol} failed (run {result.run_id}): {' '.join(_failure_messages(result))}", file=sys.stderr
+            )
+            return 1
+    import duckdb
+
+    with duckdb.connect(str(paths.warehouse)) as con:
+        table, version = load_features(con, symbol)
+        sources = candle_sources(con, symbol)
+    synthetic = any(s.startswith("synthetic") for s in sources)
+    note = (
+        "SYNTHETIC data: generated candles with a planted dependency, not a market."
+        if synthetic
+        else f"Data sources: {', '.join(sources)}."
     )
-    return _summary(result, paths, symbol, started, "run")
+    if profile != REPRODUCE_PROFILE:
+        note += f" Profile '{profile}': NOT the reference recipe (that is the '{REPRODUCE_PROFILE}' profile)."
+    with epoch_bar("reference_lstm") as callback:
+        rep = reproduce(
+            table,
+            symbol,
+            paths.reports / symbol,
+            paths.checkpoints / symbol,
+            data_version=version,
+            note=note,
+            days=args.days,
+            profile=profile,
+            callback=callback,
+            log=lambda msg: print(f"  {msg}", flush=True),
+        )
+    text = rep.files["report"].read_text()
+    print()
+    print(text.split("\n![", 1)[0].strip())
+    print(f"\nreport: {rep.files['report']}\nfigure: {rep.files['figure']}")
+    print(f"reproduce finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _sources(paths: DataPaths, symbol: str) -> set[str]:
+    import duckdb
+
+    from workflows.warehouse import candle_sources
+
+    with duckdb.connect(str(paths.warehouse)) as con:
+        return {s.split(":")[0] for s in candle_sources(con, symbol)}
 
 
 def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -> int:
@@ -219,19 +516,55 @@ def _metadata(result, node: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from workflows.sources.exchange import DEFAULT_BASE_URL
+
+    exchange_url = os.environ.get("WORKFLOWS_EXCHANGE_URL") or DEFAULT_BASE_URL
     parser = argparse.ArgumentParser(prog="workflows", description=__doc__)
     parser.add_argument("--data-dir", default=None, help="runtime data root (default: $WORKFLOWS_DATA_DIR or ./data)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ingest", help="land every file in <data>/incoming through Dagster")
+    ingest = sub.add_parser("ingest", help="land every file in <data>/incoming through Dagster")
     demo = sub.add_parser("demo", help="run the pipeline offline on synthetic candles")
     demo.add_argument("--symbol", default="BTCUSDT")
-    demo.add_argument("--days", type=int, default=90)
-    demo.add_argument("--seed", type=int, default=7)
-    run = sub.add_parser("run", help="land one candle file, then models, evaluation, analysis and report")
-    run.add_argument("file", help="a candle file (CryptoDataDownload, Binance klines, generic OHLCV; CSV or Parquet)")
-    run.add_argument("--symbol", default=None, help="the symbol, when the file holds several")
+    demo.add_argument("--days", type=int, default=DEMO_DAYS)
+    demo.add_argument("--seed", type=int, default=DEMO_SEED)
+    demo.add_argument("--lag", type=int, default=17, help="planted lag in hours (default 17)")
+    demo.add_argument(
+        "--strength",
+        type=float,
+        default=DEMO_STRENGTH,
+        help=f"planted AR coefficient (default {DEMO_STRENGTH}; 0 = noise)",
+    )
+    run = sub.add_parser(
+        "run", help="one symbol (a file, landed candles, or the exchange) to models, evaluation, analysis and report"
+    )
+    run.add_argument(
+        "file", nargs="?", help="a candle file (CryptoDataDownload, Binance klines, generic OHLCV; CSV or Parquet)"
+    )
+    run.add_argument(
+        "--symbol", default=None, help="the symbol: of landed candles (no FILE), or when FILE holds several"
+    )
+    run.add_argument("--exchange", action="store_true", help="with --symbol: fetch new candles from the exchange first")
+    fetch = sub.add_parser("fetch", help="closed hourly candles from the exchange (Binance) into the warehouse")
+    fetch.add_argument("symbol")
+    for p in (run, fetch):
+        p.add_argument("--days", type=int, default=365, help="exchange: days to fetch when nothing is stored yet")
+        p.add_argument("--exchange-url", default=exchange_url, help="default: $WORKFLOWS_EXCHANGE_URL or Binance")
+        p.add_argument("--retries", type=int, default=4, help="exchange: retries per request (backoff)")
+    repro = sub.add_parser("reproduce", help="the original 90-day study, side by side with its published figures")
+    repro.add_argument("file", nargs="?", help="a candle file to land first")
+    repro.add_argument("--symbol", default=None, help="a landed symbol (or the symbol of FILE / --synthetic)")
+    repro.add_argument("--synthetic", action="store_true", help="offline: on synthetic candles")
+    repro.add_argument("--days", type=int, default=90, help="the last N days (default 90, as the study)")
+    repro.add_argument("--seed", type=int, default=7, help="--synthetic: the generator's seed")
+    repro.add_argument("--profile", default=None, help="default cpu: the reference recipe exactly")
     for p in (demo, run):
         p.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
+        p.add_argument(
+            "--history-days",
+            type=int,
+            default=None,
+            help="train and evaluate on the last N days of the symbol's features (default: all history)",
+        )
         p.add_argument("--folds", type=int, default=None, help="walk-forward test folds (default 4; 0 = one split)")
         p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 100)")
         p.add_argument("--train-days", type=int, default=None, help="most training days per fold (default 365)")
@@ -241,8 +574,12 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="fewest training days before the first fold (default 180); less history: one split",
         )
+    for p in (ingest, demo, run, fetch, repro):
+        p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
-    handlers = {"ingest": cmd_ingest, "demo": cmd_demo, "run": cmd_run}
+    if getattr(args, "history_days", None) is not None and args.history_days < 1:
+        parser.error("--history-days must be at least 1 (leave it out for all history)")
+    handlers = {"ingest": cmd_ingest, "demo": cmd_demo, "run": cmd_run, "fetch": cmd_fetch, "reproduce": cmd_reproduce}
     try:
         DataPaths.resolve(args.data_dir).ensure()
     except OSError as exc:
@@ -253,7 +590,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
 
 
 if __name__ == "__main__":

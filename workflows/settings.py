@@ -6,6 +6,14 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "WORKFLOWS_DATA_DIR"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+
+
+def dagster_home() -> Path:
+    """The Dagster instance folder: `$DAGSTER_HOME` when the user set it (never overridden), else the
+    project's `dagster_home/`. The CLI, the Makefile (`?=`) and `make ui` all resolve it this way, so
+    `workflows run`, `make ingest` and the UI see one instance."""
+    return Path(os.environ.get(DAGSTER_HOME_ENV) or PROJECT_ROOT / "dagster_home").expanduser().resolve()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 import duckdb
 import polars as pl
 
+from workflows.features import FEATURE_COLUMNS
+from workflows.ml.windows import history_version, select_history
 from workflows.sources.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, VALUE_COLUMNS
 
 DDL = """
@@ -171,6 +173,15 @@ def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str,
 def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) -> pl.DataFrame:
     frame = con.execute(f"SELECT * FROM {table} WHERE symbol = ? ORDER BY ts", [symbol]).pl()
     return _aware_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
+
+
+def load_features(
+    con: duckdb.DuckDBPyConnection, symbol: str, history_days: int | None = None
+) -> tuple[pl.DataFrame, str]:
+    """One symbol's feature rows (the last `history_days` days; None or 0: all) and their data version."""
+    table = select_history(load_table_slice(con, "features", symbol), history_days)
+    version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+    return table, history_version(version, history_days)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:

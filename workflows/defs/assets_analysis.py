@@ -10,7 +10,7 @@ from pydantic import Field
 
 from workflows.attention.extract import load_attention
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, load_inputs
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, HistoryConfig, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.evidence import Evaluation
@@ -47,6 +47,7 @@ class EvaluationConfig(dg.Config):
     walk_forward_val_days: int = Field(default=14, description="Validation days before each fold (early stopping)")
     warm_start: bool = Field(default=True, description="Start each fold's networks from the previous fold's weights")
     warm_epochs: int = Field(default=5, description="Most epochs of a warm-started fold")
+    history_days: int | None = HISTORY_DAYS_FIELD
 
     def walk_forward(self) -> WalkForwardConfig:
         return WalkForwardConfig(
@@ -76,7 +77,7 @@ def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
 ) -> Evaluation:
     symbol = context.partition_key
-    table, _, loaded = load_inputs(warehouse, symbol, models)
+    table, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     profile = models["attention_lstm_model"].get("profile")
     cfg = config.walk_forward()
     if enough_history(table, cfg):
@@ -140,6 +141,7 @@ def evaluation(
 )
 def report(
     context: dg.AssetExecutionContext,
+    config: HistoryConfig,
     warehouse: WarehouseResource,
     evaluation: Evaluation,
     attention_analysis: dict,
@@ -147,7 +149,7 @@ def report(
     **models,
 ) -> dg.MaterializeResult:
     symbol = context.partition_key
-    _, sources, loaded = load_inputs(warehouse, symbol, models)
+    _, sources, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     out_dir = warehouse.paths().reports / symbol
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = {}

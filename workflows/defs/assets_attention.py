@@ -6,7 +6,7 @@ import polars as pl
 from workflows.attention.analysis import analyse_all
 from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, load_inputs
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, HistoryConfig, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import predictions
@@ -32,9 +32,11 @@ ATTENTION_METRICS_DDL = (
     automation_condition=EAGER_AFTER_CHECKS,
     description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
 )
-def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dict:
+def attention_tensors(
+    context: dg.AssetExecutionContext, config: HistoryConfig, warehouse: WarehouseResource, **models
+) -> dict:
     symbol = context.partition_key
-    _, _, loaded = load_inputs(warehouse, symbol, models)
+    _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     folder = warehouse.paths().root / "attention" / symbol
     files, rows = {}, []
     for name, (ckpt, data) in loaded.items():
@@ -75,11 +77,15 @@ def attention_tensors(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     "and shuffled-target controls, with ablation, position-matched deletion and attribution checks.",
 )
 def attention_analysis(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, attention_tensors: dict, **models
+    context: dg.AssetExecutionContext,
+    config: HistoryConfig,
+    warehouse: WarehouseResource,
+    attention_tensors: dict,
+    **models,
 ) -> dict:
     """dict of model name -> `AttentionAnalysis`; the JSON beside the report holds `to_dict()` of each."""
     symbol = context.partition_key
-    _, _, loaded = load_inputs(warehouse, symbol, models)
+    _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
     results = analyse_all(loaded, tensors, log=context.log.info)
     rows = [

@@ -31,6 +31,7 @@ class CandlesConfig(dg.Config):
     )
     planted_strength: float = Field(default=0.25, description="Synthetic: AR coefficient at that lag (0 = noise)")
     exchange_url: str = Field(default="https://api.binance.com", description="Exchange: base URL")
+    exchange_retries: int = Field(default=4, description="Exchange: retries per request, with backoff")
     archive: bool = Field(default=False, description="Files: move each landed single-symbol file to processed/")
 
 
@@ -43,7 +44,7 @@ def _read_sources(config: CandlesConfig, symbol: str, last_ts) -> list[ReadResul
     if config.source == "files":
         return [read_candle_file(path) for path in config.files]
     if config.source == "exchange":
-        client = ExchangeClient(base_url=config.exchange_url)
+        client = ExchangeClient(base_url=config.exchange_url, max_retries=config.exchange_retries)
         return [exchange_source(client, symbol, default_start(last_ts, config.days))]
     raise dg.Failure(f"unknown candle source {config.source!r}: use synthetic, files or exchange")
 

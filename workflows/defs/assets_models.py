@@ -8,14 +8,13 @@ from pydantic import Field
 from workflows.defs.assets_data import OWNERS, features
 from workflows.defs.partitions import symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.features import FEATURE_COLUMNS
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
 from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
 from workflows.ml.promotion import read_pointer
 from workflows.ml.windows import build_windows
 from workflows.retention import prune_versions
-from workflows.warehouse import load_table_slice, slice_fingerprint
+from workflows.warehouse import load_features
 
 # Bump when a change to the model code should retrain every model.
 MODEL_CODE_VERSION = "1"
@@ -36,6 +35,9 @@ DESCRIPTIONS = {
 class TrainingConfig(dg.Config):
     profile: str = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
     device: str = Field(default="auto", description="auto (CUDA, MPS, CPU) or a torch device such as cpu / cuda")
+    history_days: int | None = Field(
+        default=None, description="Train on the last N days of the symbol's features only; empty or 0: all history"
+    )
 
 
 def build_model_asset(kind: str) -> dg.AssetsDefinition:
@@ -59,10 +61,10 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         if config.device != "auto":
             recipe = replace(recipe, train=replace(recipe.train, device=config.device))
         with warehouse.connect() as con:
-            table = load_table_slice(con, "features", symbol)
-            version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+            table, version = load_features(con, symbol, config.history_days)
         data = build_windows(table, recipe.window_spec, data_version=version)
-        context.log.info(f"{kind} on {symbol} ({profile} profile): {data.summary()}")
+        window = f"last {config.history_days} days" if config.history_days else "all history"
+        context.log.info(f"{kind} on {symbol} ({profile} profile, {window}): {data.summary()}")
 
         def log_epoch(member, report):
             prefix = f"member {member + 1}/{recipe.members} " if recipe.members > 1 else ""
@@ -85,12 +87,19 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
                 f"Transformer parameters: {metrics['parameters']:,} against the reference's "
                 f"{REFERENCE_TRANSFORMER_PARAMS:,} ({profile} profile)"
             )
-        value = {"path": str(result.checkpoint), "sha256": result.sha256, "kind": kind, "profile": profile}
+        value = {
+            "path": str(result.checkpoint),
+            "sha256": result.sha256,
+            "kind": kind,
+            "profile": profile,
+            "history_days": config.history_days or None,
+        }
         return dg.Output(
             value,
             metadata={
                 **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items() if k != "history"},
                 "profile": profile,
+                "history_window": window,
                 "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
                 "sha256": result.sha256,
             },

@@ -8,7 +8,6 @@ from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
-from workflows.features import FEATURE_COLUMNS
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.promotion import (
     GateConfig,
@@ -20,7 +19,7 @@ from workflows.ml.promotion import (
     write_pointer,
 )
 from workflows.reporting.markdown import frame_to_markdown
-from workflows.warehouse import load_table_slice, replace_table_slice, slice_fingerprint
+from workflows.warehouse import load_features, load_table_slice, replace_table_slice
 
 SERVED_KIND = "multitask"  # the model with a predictive variance and direction classes
 SERVING_CODE_VERSION = "1"
@@ -133,8 +132,7 @@ def production_model(
     symbol = context.partition_key
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
-        table = load_table_slice(con, "features", symbol)
-        version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+        table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
     data = window_data_for(ckpt, table, version)
     current = load_current(folder)

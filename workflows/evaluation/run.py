@@ -38,7 +38,8 @@ def window_data_for(ckpt: Checkpoint, features: pl.DataFrame, data_version: str)
     if ckpt.data_version != data_version:
         raise StaleModelError(
             f"{ckpt.path.name} was trained on features version {ckpt.data_version} but the table now holds "
-            f"{data_version}: rematerialise the model assets first"
+            f"{data_version}: rematerialise the model assets first (a `-lastNd` suffix is the history window: give the "
+            "analysis the same `history_days` as the models)"
         )
     spec = dict(ckpt.window_spec)
     spec["features"] = tuple(spec["features"])

@@ -22,6 +22,7 @@ centred, so zero stays "no move").
 """
 
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -120,6 +121,24 @@ class WindowData:
         return d
 
 
+def select_history(features: pl.DataFrame, history_days: int | None) -> pl.DataFrame:
+    """The last `history_days` days of one symbol's feature rows: every row whose hour is within
+    `history_days` x 24 hours of the newest one. None or 0: all rows. The one place that decides which
+    hours the models, the evaluation and the attention analysis see, so they agree."""
+    if history_days is not None and history_days < 0:
+        raise ValueError(f"history_days must be positive (or 0 for all history), got {history_days}")
+    if not history_days or features.is_empty():
+        return features
+    cutoff = features["ts"].max() - timedelta(days=history_days)
+    return features.filter(pl.col("ts") > cutoff)
+
+
+def history_version(version: str, history_days: int | None) -> str:
+    """The data version of a selection: the table's content hash plus the window, so a model trained on
+    the last 90 days is never evaluated on all history (or the other way round) without saying so."""
+    return f"{version}-last{history_days}d" if history_days else version
+
+
 def direction_classes(ret: np.ndarray, threshold: float) -> np.ndarray:
     out = np.full(ret.shape, STABLE, dtype=np.int64)
     out[ret < -threshold] = DOWN
@@ -152,6 +171,13 @@ def build_windows(features: pl.DataFrame, spec: WindowSpec = WindowSpec(), data_
     in_train = ends <= t_train_end
     in_val = (ends > t_train_end + spec.embargo) & (ends <= t_val_end)
     in_test = ends > t_val_end + spec.embargo
+    empty = [name for name, mask in (("validation", in_val), ("test", in_test)) if not mask.any()]
+    if empty:
+        raise ValueError(
+            f"no {' and no '.join(empty)} windows: {n} complete windows in {frame.height} feature rows leave "
+            f"nothing after the {spec.embargo}-hour embargo between splits; use more history (a longer "
+            "history_days, or land more candles)"
+        )
     return _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, data_version)
 
 

@@ -25,6 +25,15 @@ HOUR_MS = 3_600_000
 RETRY_STATUS = {418, 429, 500, 502, 503, 504}
 
 
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    """Binance's own reason (`{"code": -1121, "msg": "Invalid symbol."}`), when the body holds one."""
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (ValueError, OSError):
+        return ""
+    return f": {body['msg']}" if isinstance(body, dict) and body.get("msg") else ""
+
+
 class ExchangeError(RuntimeError):
     """The exchange could not be reached or answered nonsense; says what and how often it tried."""
 
@@ -53,7 +62,7 @@ class ExchangeClient:
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code} {exc.reason}"
                 if exc.code not in RETRY_STATUS:
-                    raise ExchangeError(f"{url}: {last} (not retried)") from None
+                    raise ExchangeError(f"{url}: {last} (not retried){_error_message(exc)}") from None
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
                 if retry_after and retry_after.strip().isdigit():
                     delay = max(delay, float(retry_after))
