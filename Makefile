@@ -13,7 +13,7 @@ export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo run test test-fast ui ingest bench validate clean-data install
+.PHONY: demo run test test-fast ui ingest bench validate clean-data install pools
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ ui: $(STAMP)
 
 ingest: $(STAMP)
 	$(BIN)/workflows ingest
+
+# Size the gpu concurrency pool to this machine (GPUs, else CPU trainings side by side).
+pools: $(STAMP)
+	$(BIN)/workflows pools
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml

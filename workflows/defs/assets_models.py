@@ -11,6 +11,7 @@ from workflows.defs.resources import WarehouseResource
 from workflows.features import FEATURE_COLUMNS
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
+from workflows.ml.placement import place_training
 from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
 from workflows.ml.windows import build_windows
 from workflows.warehouse import load_table_slice, slice_fingerprint
@@ -50,8 +51,6 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         symbol = context.partition_key
         profile = resolve_profile(config.profile or None)
         recipe = recipe_for(kind, profile)
-        if config.device != "auto":
-            recipe = replace(recipe, train=replace(recipe.train, device=config.device))
         with warehouse.connect() as con:
             table = load_table_slice(con, "features", symbol)
             version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
@@ -65,7 +64,11 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
                 f"val {report.val_loss:.4f} (best {report.best_val_loss:.4f}) {report.samples_per_s:.0f} samples/s"
             )
 
-        result = fit(recipe, data, warehouse.paths().checkpoints / symbol, kind, callback=log_epoch)
+        # One training per device (GPU) or CPU slot, threads divided: workflows/ml/placement.py.
+        with place_training(config.device, log=context.log.info) as placement:
+            recipe = replace(recipe, train=replace(recipe.train, device=placement.device))
+            context.log.info(f"{kind} on {placement.device} with {placement.threads} torch thread(s)")
+            result = fit(recipe, data, warehouse.paths().checkpoints / symbol, kind, callback=log_epoch)
         metrics = result.metrics
         if kind == "transformer":
             context.log.info(
@@ -78,6 +81,8 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
             metadata={
                 **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items() if k != "history"},
                 "profile": profile,
+                "device": placement.device,
+                "torch_threads": placement.threads,
                 "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
                 "sha256": result.sha256,
             },
