@@ -43,6 +43,7 @@ config="$(mktemp -t workflows-celery-XXXXXX.yaml)"
 printf 'execution:\n  config:\n    broker: %s\n    backend: %s\n' "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$config"
 for i in $(seq 0 $((workers - 1))); do
   setsid dagster-celery worker start -A dagster_celery.app -y "$config" -n "w$i@%h" -- --pool solo &
+  sleep 5  # one at a time: workers on a fresh SQLite instance would race to create its tables
   pids+=("$!")
 done
 echo "$workers worker(s) on $(hostname); DAGSTER_HOME=$DAGSTER_HOME WORKFLOWS_DATA_DIR=${WORKFLOWS_DATA_DIR:-<default>}"

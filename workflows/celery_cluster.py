@@ -131,7 +131,7 @@ def local_cluster(
             procs.append(proc)
             cluster.workers.append(proc)
             cluster.logs.append(log)
-        for log, proc in zip(cluster.logs, procs):
+            # one at a time: two workers on a fresh SQLite instance would both create its tables
             _wait_for(
                 lambda: " ready." in log.read_text() or proc.poll() is not None,
                 f"celery worker ({log.name})",

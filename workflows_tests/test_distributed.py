@@ -27,17 +27,17 @@ from workflows.ml.profiles import MODEL_KINDS
 from workflows_tests.conftest import PROJECT_ROOT
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
-pytestmark = pytest.mark.slow
 
 
-def retrain_config(data_dir: Path) -> dict:
-    return {
-        "ops": {
-            **{f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS},
-            "evaluation": {"config": {"walk_forward_folds": 0}},
-        },
-        "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
-    }
+def test_celery_jobs_mirror_the_in_process_jobs():
+    """Each `*_celery` job selects the same assets and partitions as its twin; only the executor differs."""
+    from workflows.definitions import defs
+
+    for name in ("ingest", "train_models", "retrain", "pipeline"):
+        local, celery = defs.resolve_job_def(name), defs.resolve_job_def(f"{name}_celery")
+        assert celery.executor_def.name == "celery_redis" and local.executor_def.name != "celery_redis"
+        assert {n.name for n in celery.nodes_in_topological_order} == {n.name for n in local.nodes_in_topological_order}
+        assert celery.partitions_def == local.partitions_def
 
 
 def make_instance(home: Path) -> dg.DagsterInstance:
@@ -114,6 +114,7 @@ def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
                 assert va == vb, (table, ra, rb)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     redis_server_path() is None,
     reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
