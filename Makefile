@@ -13,7 +13,7 @@ export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo run reproduce test test-fast lint ui ingest bench validate clean-data install lock
+.PHONY: demo run reproduce test test-fast lint ui ingest bench bench-incremental bench-distributed validate clean-data install lock pools
 
 install: $(STAMP)
 
@@ -68,15 +68,27 @@ ui: $(STAMP)
 ingest: $(STAMP)
 	$(BIN)/workflows ingest
 
+# Size the gpu concurrency pool to this machine (GPUs, else CPU trainings side by side).
+pools: $(STAMP)
+	$(BIN)/workflows pools
+
 validate: $(STAMP)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs --use-active-venv
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py
+	$(BIN)/python scripts/bench_distributed.py
 	$(BIN)/python scripts/bench_training.py
 	$(BIN)/python scripts/bench_ui.py
 	nice -n 10 $(BIN)/python scripts/bench_recovery.py --jobs 2
 	$(BIN)/python scripts/bench_vol_loss.py
+
+# One figure each: one new hour vs a full rebuild; the retrain of 1, 3, 10 symbols in process vs Celery.
+bench-incremental: $(STAMP)
+	$(BIN)/python scripts/bench_ingest.py --incremental-only
+
+bench-distributed: $(STAMP)
+	$(BIN)/python scripts/bench_distributed.py
 
 clean-data:
 	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports

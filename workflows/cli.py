@@ -510,6 +510,30 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -
     return 0
 
 
+def cmd_pools(args) -> int:
+    """Size the instance's concurrency pools to this machine: `gpu` follows the devices
+    (or the configured CPU trainings), `duckdb` stays at one writer."""
+    import subprocess
+
+    from workflows.ml.placement import machine_plan
+
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
+    plan = machine_plan(cpu_slots=args.cpu_trainings)
+    limits = {"gpu": plan.training_slots, "duckdb": 1}
+    print(f"{plan.describe()}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+    for pool, limit in limits.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "instance", "concurrency", "set", pool, str(limit)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            print(f"could not set pool {pool} to {limit}: {done.stderr.strip()}", file=sys.stderr)
+            return done.returncode
+        print(f"pool {pool}: limit {limit}")
+    return 0
+
+
 def _metadata(result, node: str) -> dict:
     mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
@@ -574,12 +598,23 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="fewest training days before the first fold (default 180); less history: one split",
         )
+    pools = sub.add_parser("pools", help="size the gpu pool to this machine's devices (duckdb stays at 1)")
+    pools.add_argument(
+        "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
+    )
     for p in (ingest, demo, run, fetch, repro):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
     if getattr(args, "history_days", None) is not None and args.history_days < 1:
         parser.error("--history-days must be at least 1 (leave it out for all history)")
-    handlers = {"ingest": cmd_ingest, "demo": cmd_demo, "run": cmd_run, "fetch": cmd_fetch, "reproduce": cmd_reproduce}
+    handlers = {
+        "ingest": cmd_ingest,
+        "demo": cmd_demo,
+        "run": cmd_run,
+        "fetch": cmd_fetch,
+        "reproduce": cmd_reproduce,
+        "pools": cmd_pools,
+    }
     try:
         DataPaths.resolve(args.data_dir).ensure()
     except OSError as exc:

@@ -6,7 +6,7 @@ slice happens inside one transaction, so a crash leaves either all or none of it
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import polars as pl
@@ -36,6 +36,13 @@ CREATE TABLE IF NOT EXISTS candles_rejected (
     reason      VARCHAR   NOT NULL,
     raw         VARCHAR,
     rejected_at TIMESTAMP NOT NULL
+);
+-- The first hour per symbol whose candle was inserted or changed since its features were
+-- last refreshed: written with the candles, in the same transaction, so the features
+-- asset knows where to start without comparing every hour.
+CREATE TABLE IF NOT EXISTS candles_changed (
+    symbol      VARCHAR   PRIMARY KEY,
+    first_ts    TIMESTAMP NOT NULL
 );
 """
 
@@ -85,6 +92,21 @@ def upsert_candles(
     con.register("staged_candles", staged)
     try:
         con.execute("BEGIN TRANSACTION")
+        changed = con.execute(
+            f"""
+            SELECT s.symbol, min(s.ts)
+              FROM staged_candles AS s
+              LEFT JOIN candles AS c ON c.symbol = s.symbol AND c.ts = s.ts
+             WHERE c.ts IS NULL OR ({differs})
+             GROUP BY s.symbol
+            """
+        ).fetchall()
+        for symbol, first_ts in changed:
+            con.execute(
+                "INSERT INTO candles_changed VALUES (?, ?) "
+                "ON CONFLICT (symbol) DO UPDATE SET first_ts = least(candles_changed.first_ts, excluded.first_ts)",
+                [symbol, first_ts],
+            )
         updated = con.execute(
             f"""
             UPDATE candles AS c
@@ -206,3 +228,156 @@ def candle_sources(con: duckdb.DuckDBPyConnection, symbol: str) -> list[str]:
         r[0]
         for r in con.execute("SELECT DISTINCT source FROM candles WHERE symbol = ? ORDER BY 1", [symbol]).fetchall()
     ]
+
+
+@dataclass(frozen=True)
+class FeatureRefresh:
+    """What `refresh_features` did: nothing, a full rebuild, or a rebuild from one hour on."""
+
+    mode: str  # "unchanged" | "full" | "incremental"
+    rebuilt_from: datetime | None
+    hours_recomputed: int
+    rows_written: int
+
+
+FEATURE_BUILDS_DDL = (
+    "CREATE TABLE IF NOT EXISTS feature_builds (symbol VARCHAR PRIMARY KEY, state_version INTEGER NOT NULL, "
+    "built_at TIMESTAMP NOT NULL)"
+)
+
+
+def ensure_feature_tables(con: duckdb.DuckDBPyConnection) -> None:
+    from workflows.feature_state import STATE_DDL
+    from workflows.features import FEATURES_DDL
+
+    ensure_schema(con)
+    con.execute(FEATURES_DDL)
+    con.execute(STATE_DDL)
+    con.execute(FEATURE_BUILDS_DDL)
+
+
+def first_changed_hour(con: duckdb.DuckDBPyConnection, symbol: str) -> datetime | None:
+    """The first hour whose candle differs from the one its stored feature state was built from
+    (new, corrected or removed); None when every stored hour is up to date."""
+    values = ("open", "high", "low", "close", "volume")
+    differs = " OR ".join(f"c.{v} IS DISTINCT FROM s.{v}" for v in values)
+    cols = ", ".join(("ts", *values))
+    row = con.execute(
+        f"""
+        SELECT min(coalesce(c.ts, s.ts))
+          FROM (SELECT {cols} FROM candles WHERE symbol = $symbol) AS c
+          FULL OUTER JOIN (SELECT {cols} FROM feature_state WHERE symbol = $symbol) AS s ON c.ts = s.ts
+         WHERE c.ts IS NULL OR s.ts IS NULL OR {differs}
+        """,
+        {"symbol": symbol},
+    ).fetchone()
+    return None if row[0] is None else row[0].replace(tzinfo=timezone.utc)
+
+
+def _state_before(con: duckdb.DuckDBPyConnection, symbol: str, start: datetime) -> pl.DataFrame:
+    """The stored state rows of the segment tail right before `start` (at most TAIL_ROWS + a few)."""
+    from workflows.feature_state import TAIL_ROWS
+
+    naive = start.astimezone(timezone.utc).replace(tzinfo=None)
+    (last,) = con.execute("SELECT max(ts) FROM feature_state WHERE symbol = ? AND ts < ?", [symbol, naive]).fetchone()
+    if last is None:
+        return pl.DataFrame()
+    frame = con.execute(
+        "SELECT * FROM feature_state WHERE symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+        [symbol, last - timedelta(hours=TAIL_ROWS), last],
+    ).pl()
+    return _aware_utc(frame, "ts")
+
+
+def refresh_features(
+    con: duckdb.DuckDBPyConnection, symbol: str, full: bool = False, compare: bool = False
+) -> FeatureRefresh:
+    """Bring one symbol's `features` up to date with its candles, from the first changed hour on.
+
+    The first changed hour is the one `upsert_candles` recorded in `candles_changed`
+    (`compare=True`: found instead by comparing every stored candle with the values its
+    state was built from, for candles written by other means). New hours extend the last
+    segment from the state stored at its end; a late or corrected hour rebuilds that
+    symbol's rows from that hour on; no state (or state of another `STATE_VERSION`, or
+    `full=True`) rebuilds the symbol from its first candle. Deletes and inserts happen in
+    one transaction, and only this symbol's rows are read or written.
+    """
+    from workflows.feature_state import STATE_VERSION, extend
+
+    ensure_feature_tables(con)
+    stored = con.execute("SELECT state_version FROM feature_builds WHERE symbol = ?", [symbol]).fetchone()
+    if full or stored is None or stored[0] != STATE_VERSION:
+        start, prior = None, None
+    else:
+        if compare:
+            start = first_changed_hour(con, symbol)
+        else:
+            marked = con.execute("SELECT first_ts FROM candles_changed WHERE symbol = ?", [symbol]).fetchone()
+            start = marked[0].replace(tzinfo=timezone.utc) if marked else None
+        if start is None:
+            return FeatureRefresh("unchanged", None, 0, 0)
+        prior = _state_before(con, symbol, start)
+    where, params = ("symbol = ?", [symbol]) if start is None else ("symbol = ? AND ts >= ?", [symbol, start])
+    params = [p.replace(tzinfo=None) if isinstance(p, datetime) else p for p in params]
+    candles = _aware_utc(
+        con.execute(f"SELECT {', '.join(CANDLE_COLUMNS)} FROM candles WHERE {where} ORDER BY ts", params).pl(), "ts"
+    )
+    result = extend(symbol, candles, prior)
+    con.register("staged_features", _naive_utc(result.features, "ts"))
+    con.register("staged_state", _naive_utc(result.state, "ts"))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM features WHERE {where}", params)
+        con.execute(f"DELETE FROM feature_state WHERE {where}", params)
+        con.execute("DELETE FROM candles_changed WHERE symbol = ?", [symbol])
+        con.execute("INSERT INTO features BY NAME SELECT * FROM staged_features")
+        con.execute("INSERT INTO feature_state BY NAME SELECT * FROM staged_state")
+        con.execute("INSERT OR REPLACE INTO feature_builds VALUES (?, ?, ?)", [symbol, STATE_VERSION, _now()])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("staged_features")
+        con.unregister("staged_state")
+    mode = "full" if start is None else "incremental"
+    return FeatureRefresh(mode, start, candles.height, result.features.height)
+
+
+def load_features_from(
+    con: duckdb.DuckDBPyConnection, symbol: str, start: datetime | None, context_rows: int = 1
+) -> pl.DataFrame:
+    """One symbol's feature rows from `start` on, with `context_rows` rows before it (all rows if None)."""
+    if start is None:
+        return load_table_slice(con, "features", symbol)
+    naive = start.astimezone(timezone.utc).replace(tzinfo=None)
+    frame = con.execute(
+        """
+        SELECT * FROM (
+            SELECT * FROM features WHERE symbol = $symbol AND ts >= $start
+            UNION ALL
+            (SELECT * FROM features WHERE symbol = $symbol AND ts < $start ORDER BY ts DESC LIMIT $n)
+        ) ORDER BY ts
+        """,
+        {"symbol": symbol, "start": naive, "n": context_rows},
+    ).pl()
+    return _aware_utc(frame, "ts")
+
+
+def feature_counts(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
+    """Row, segment and flat-hour counts and the first and last hour of one symbol's features."""
+    rows, segments, flat, first, last = con.execute(
+        "SELECT count(*), count(DISTINCT segment), coalesce(sum(is_flat), 0)::BIGINT, min(ts), max(ts) "
+        "FROM features WHERE symbol = ?",
+        [symbol],
+    ).fetchone()
+    candles = con.execute("SELECT count(*) FROM candles WHERE symbol = ?", [symbol]).fetchone()[0]
+    return {
+        "candles": int(candles),
+        "feature_rows": int(rows),
+        "warmup_rows_left_out": int(candles) - int(rows),
+        "segments": int(segments),
+        "flat_hours": int(flat),
+        "first_hour": first.replace(tzinfo=timezone.utc).isoformat() if first else "none",
+        "last_hour": last.replace(tzinfo=timezone.utc).isoformat() if last else "none",
+    }

@@ -1,5 +1,6 @@
 """Data assets: `candles` (raw hourly candles in DuckDB) and `features`."""
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +9,7 @@ from pydantic import Field
 from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_check_result
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.features import FEATURE_COLUMNS, FEATURES_DDL, compute_features, feature_summary
+from workflows.features import FEATURE_COLUMNS
 from workflows.ingest import land, missing_hours, move_to_processed
 from workflows.quality import candle_findings, feature_findings
 from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
@@ -16,7 +17,13 @@ from workflows.sources.candles import CANDLE_COLUMNS, ReadResult, ts_bounds
 from workflows.sources.exchange import ExchangeClient, default_start, exchange_source
 from workflows.sources.files import read_candle_file
 from workflows.sources.synthetic import SyntheticSpec, synthetic_source
-from workflows.warehouse import load_candles, load_table_slice, replace_table_slice, slice_fingerprint
+from workflows.warehouse import (
+    feature_counts,
+    load_candles,
+    load_features_from,
+    refresh_features,
+    slice_fingerprint,
+)
 
 OWNERS = ["team:forecasting"]
 
@@ -89,6 +96,12 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
     )
 
 
+class FeaturesConfig(dg.Config):
+    full_rebuild: bool = Field(
+        default=False, description="Recompute every hour of the symbol instead of from the first changed hour on"
+    )
+
+
 @dg.asset(
     partitions_def=symbols_partitions,
     deps=[candles],
@@ -96,30 +109,35 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
     group_name="data",
     kinds={"duckdb", "polars"},
     owners=OWNERS,
-    code_version="1",
+    code_version="2",
     check_specs=FEATURE_CHECK_SPECS,
     automation_condition=EAGER_AFTER_CHECKS,
-    description="Per-hour features (returns, volume, volatility, RSI, MACD, Bollinger, calendar) in DuckDB `features`.",
+    description="Per-hour features (returns, volume, volatility, RSI, MACD, Bollinger, calendar) in DuckDB `features`, "
+    "extended from the stored indicator state: a new hour costs one hour of work.",
 )
-def features(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def features(context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: WarehouseResource):
     symbol = context.partition_key
     with warehouse.connect() as con:
-        candle_frame = load_candles(con, symbol)
-        table = compute_features(candle_frame)
-        replace_table_slice(con, "features", symbol, table, FEATURES_DDL)
-        stored = load_table_slice(con, "features", symbol)
+        refresh = refresh_features(con, symbol, full=config.full_rebuild)
+        # Checks cover the rows written (and the row before them, for contiguity); the
+        # rows before were checked when they were written.
+        if refresh.mode == "unchanged":
+            written = load_features_from(con, symbol, datetime.max.replace(tzinfo=timezone.utc), context_rows=48)
+        else:
+            written = load_features_from(con, symbol, refresh.rebuilt_from)
+        counts = feature_counts(con, symbol)
         version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
-    summary = feature_summary(candle_frame, table)
-    context.log.info(f"{symbol}: {summary}")
+    context.log.info(f"{symbol}: {refresh.mode}, {refresh.hours_recomputed} hours recomputed; {counts}")
     return dg.MaterializeResult(
         metadata={
-            **summary,
-            "first_hour": ts_bounds(stored)[0].isoformat() if stored.height else "none",
-            "last_hour": ts_bounds(stored)[1].isoformat() if stored.height else "none",
+            **counts,
+            "mode": refresh.mode,
+            "rebuilt_from": refresh.rebuilt_from.isoformat() if refresh.rebuilt_from else "start",
+            "hours_recomputed": refresh.hours_recomputed,
             "columns": ", ".join(FEATURE_COLUMNS),
-            "preview": dg.MetadataValue.md(frame_to_markdown(stored.tail(5))),
-            "dagster/row_count": stored.height,
+            "preview": dg.MetadataValue.md(frame_to_markdown(written.tail(5))),
+            "dagster/row_count": counts["feature_rows"],
         },
-        check_results=[to_check_result(f) for f in feature_findings(stored)],
+        check_results=[to_check_result(f) for f in feature_findings(written)],
         data_version=dg.DataVersion(version),
     )

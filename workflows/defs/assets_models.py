@@ -10,6 +10,7 @@ from workflows.defs.partitions import symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
+from workflows.ml.placement import place_training
 from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
 from workflows.ml.promotion import read_pointer
 from workflows.ml.windows import build_windows
@@ -58,8 +59,6 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         symbol = context.partition_key
         profile = resolve_profile(config.profile or None)
         recipe = recipe_for(kind, profile)
-        if config.device != "auto":
-            recipe = replace(recipe, train=replace(recipe.train, device=config.device))
         with warehouse.connect() as con:
             table, version = load_features(con, symbol, config.history_days)
         data = build_windows(table, recipe.window_spec, data_version=version)
@@ -74,7 +73,11 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
             )
 
         folder = warehouse.paths().checkpoints / symbol
-        result = fit(recipe, data, folder, kind, callback=log_epoch)
+        # One training per device (GPU) or CPU slot, threads divided: workflows/ml/placement.py.
+        with place_training(config.device, log=context.log.info) as placement:
+            recipe = replace(recipe, train=replace(recipe.train, device=placement.device))
+            context.log.info(f"{kind} on {placement.device} with {placement.threads} torch thread(s)")
+            result = fit(recipe, data, folder, kind, callback=log_epoch)
         serving = (read_pointer(folder) or {}).get("path")
         pruned = prune_versions(
             folder, ".pt", warehouse.keep_versions, protect=[result.checkpoint, *filter(None, [serving])]
@@ -100,6 +103,8 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
                 **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items() if k != "history"},
                 "profile": profile,
                 "history_window": window,
+                "device": placement.device,
+                "torch_threads": placement.threads,
                 "checkpoint": dg.MetadataValue.path(str(result.checkpoint)),
                 "sha256": result.sha256,
             },

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Start Celery workers for the `*_celery` jobs (workflows/defs/executors.py).
+#
+# One machine (broker, instance and data folder all local):
+#   scripts/celery_workers.sh --local 2        # redis-server on 127.0.0.1 + 2 workers, Ctrl-C stops all
+#
+# Across machines (docs/deploy.md): on every worker host, with the shared settings exported,
+#   export WORKFLOWS_CELERY_BROKER=redis://queue.internal:6379/0 WORKFLOWS_CELERY_BACKEND=redis://queue.internal:6379/1
+#   export DAGSTER_HOME=/srv/workflows/dagster_home          # holds deploy/dagster.yaml (Postgres)
+#   export DAGSTER_PG_HOST=db.internal DAGSTER_PG_PORT=5432 DAGSTER_PG_USER=dagster DAGSTER_PG_PASSWORD=... DAGSTER_PG_DB=dagster
+#   export WORKFLOWS_DATA_DIR=/mnt/workflows-data            # the shared data folder (NFS / ReadWriteMany)
+#   scripts/celery_workers.sh 1                              # a GPU host: one worker per GPU is enough
+#
+# Each worker runs one step at a time (--pool solo); a training step claims a free GPU of
+# its host (or a CPU slot) itself (workflows/ml/placement.py). Stop with Ctrl-C / SIGTERM.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${VENV_BIN:-$PWD/.venv/bin}"
+export PATH="$BIN:$PATH" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+local_mode=0
+if [[ "${1:-}" == "--local" ]]; then local_mode=1; shift; fi
+workers="${1:-2}"
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done; wait || true; }
+trap cleanup EXIT INT TERM
+
+if (( local_mode )); then
+  command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install redis-server" >&2; exit 2; }
+  port="${REDIS_PORT:-6379}"
+  setsid redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no &
+  pids+=("$!")
+  export WORKFLOWS_CELERY_BROKER="redis://127.0.0.1:$port/0" WORKFLOWS_CELERY_BACKEND="redis://127.0.0.1:$port/1"
+  export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/dagster_home}" WORKFLOWS_DATA_DIR="${WORKFLOWS_DATA_DIR:-$PWD/data}"
+  echo "broker $WORKFLOWS_CELERY_BROKER; export the same WORKFLOWS_CELERY_BROKER / _BACKEND where runs are launched"
+fi
+: "${WORKFLOWS_CELERY_BROKER:?set WORKFLOWS_CELERY_BROKER (e.g. redis://queue.internal:6379/0) or use --local}"
+: "${WORKFLOWS_CELERY_BACKEND:?set WORKFLOWS_CELERY_BACKEND (e.g. redis://queue.internal:6379/1) or use --local}"
+: "${DAGSTER_HOME:?set DAGSTER_HOME to the shared instance (deploy/dagster.yaml across machines)}"
+
+config="$(mktemp -t workflows-celery-XXXXXX.yaml)"
+printf 'execution:\n  config:\n    broker: %s\n    backend: %s\n' "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$config"
+for i in $(seq 0 $((workers - 1))); do
+  setsid dagster-celery worker start -A dagster_celery.app -y "$config" -n "w$i@%h" -- --pool solo &
+  sleep 5  # one at a time: workers on a fresh SQLite instance would race to create its tables
+  pids+=("$!")
+done
+echo "$workers worker(s) on $(hostname); DAGSTER_HOME=$DAGSTER_HOME WORKFLOWS_DATA_DIR=${WORKFLOWS_DATA_DIR:-<default>}"
+wait
