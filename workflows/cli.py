@@ -517,7 +517,7 @@ def cmd_pools(args) -> int:
 
     from workflows.ml.placement import machine_plan
 
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
+    os.environ.setdefault(DAGSTER_HOME_ENV, str(dagster_home()))
     plan = machine_plan(cpu_slots=args.cpu_trainings)
     limits = {"gpu": plan.training_slots, "duckdb": 1}
     print(f"{plan.describe()}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")

@@ -80,7 +80,8 @@ def test_dg_loads_the_defs_folder(tmp_path):
     listed = run("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout)
-    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (13, 6, 2, 2)
+    # 14 assets (6 models); 6 in-process jobs and their 4 Celery twins
+    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (14, 10, 2, 2)
     assert [r["name"] for r in found["resources"]] == ["warehouse"]
 
 
