@@ -354,3 +354,13 @@ def test_run_and_reproduce_without_a_symbol_use_the_only_landed_one_or_say_what_
     for command in (["run"], ["reproduce"]):
         assert main(command) == 2
         assert "2 symbols are landed (BTCUSDT, ETHUSDT): name one with --symbol" in capsys.readouterr().err
+
+
+def test_too_short_a_window_says_so_before_training():
+    from workflows.features import compute_features
+    from workflows.ml.windows import build_windows
+    from workflows.sources.synthetic import SyntheticSpec, generate_candles
+
+    with pytest.raises(ValueError, match="no validation windows.*a longer history_days"):
+        build_windows(compute_features(generate_candles(SyntheticSpec(days=20))))
+    assert len(build_windows(compute_features(generate_candles(SyntheticSpec(days=30)))).val) > 0
