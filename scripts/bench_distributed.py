@@ -1,7 +1,7 @@
 """The daily retrain's training (`train_models`: five models per symbol, ci profile) of 1, 3
 and 10 synthetic symbols, in process and on the Celery executor (Redis + 2 workers on
-loopback), one torch thread per training in both, with the ratio and the peak memory (summed RSS of every process involved,
-sampled every 0.2 s). Writes a section of docs/benchmarks.md.
+loopback), one torch thread per training in both, with the ratio and the peak memory (summed RSS of
+every process involved, sampled every 0.2 s). Writes a section of docs/benchmarks.md.
 
     .venv/bin/python scripts/bench_distributed.py [--symbols 1 3 10] [--days 30]
 
@@ -197,7 +197,8 @@ def main() -> None:
         "summed RSS of the "
         "launching process and every worker (and Redis).",
         "",
-        "| symbols | in process (s) | Celery, 2 workers (s) | Celery / in process | peak MB in process | peak MB Celery |",
+        "| symbols | in process (s) | Celery, 2 workers (s) | Celery / in process | peak MB in process "
+        "| peak MB Celery |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for n, r in rows:

@@ -79,16 +79,25 @@ def incremental(repeats: int, days: int = 3650) -> dict[str, float]:
             refresh_features(con, "BTCUSDT")
             batch, last = frame.slice(frame.height - 25, 24), frame.tail(1)
             times["batch24"].append(
-                _timed(lambda: (upsert_candles(con, batch, "bench"), refresh_features(con, "BTCUSDT")))
+                _timed(
+                    lambda con=con, batch=batch: (upsert_candles(con, batch, "bench"), refresh_features(con, "BTCUSDT"))
+                )
             )
             result = {}
             times["hour"].append(
-                _timed(lambda: (upsert_candles(con, last, "bench"), result.update(r=refresh_features(con, "BTCUSDT"))))
+                _timed(
+                    lambda con=con, last=last, result=result: (
+                        upsert_candles(con, last, "bench"),
+                        result.update(r=refresh_features(con, "BTCUSDT")),
+                    )
+                )
             )
             assert result["r"].hours_recomputed == 1, result
             fixed = frame.slice(frame.height - 24 * 30, 1).with_columns(volume=pl.col("volume") + 1)
             times["correction"].append(
-                _timed(lambda: (upsert_candles(con, fixed, "bench"), refresh_features(con, "BTCUSDT")))
+                _timed(
+                    lambda con=con, fixed=fixed: (upsert_candles(con, fixed, "bench"), refresh_features(con, "BTCUSDT"))
+                )
             )
             con.close()
         with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +108,7 @@ def incremental(repeats: int, days: int = 3650) -> dict[str, float]:
             )
             times["old_hour"].append(
                 _timed(
-                    lambda: (
+                    lambda con=con: (
                         upsert_candles(con, frame.tail(1), "bench"),
                         replace_table_slice(
                             con, "features", "BTCUSDT", compute_features(load_candles(con, "BTCUSDT")), FEATURES_DDL
@@ -121,8 +130,8 @@ def incremental_section(repeats: int) -> str:
             f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; median of {repeats} runs; "
             f"1-minute load average {load:.1f} at the end (the machine is shared).",
             "",
-            "10 years of one symbol (87,600 hours) with a second 10-year symbol in the same DuckDB file. Each figure is "
-            "the candle upsert plus `refresh_features` (what the `features` asset runs): the upsert records the "
+            "10 years of one symbol (87,600 hours) with a second 10-year symbol in the same DuckDB file. "
+            "Each figure is the candle upsert plus `refresh_features` (what the `features` asset runs): the upsert records the "
             "symbol's first changed hour in `candles_changed` (same transaction), and features are recomputed from "
             "that hour on, seeded by the stored EMA / Wilder state and the segment's last 24 rows. The full rebuild "
             "also writes the per-hour state, so it costs more than the old rebuild did.",

@@ -5,6 +5,7 @@ Every process started here is ours, stopped by its own process group, never by n
 Across machines the same pieces run on different hosts: see `docs/deploy.md`.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -37,10 +38,8 @@ def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=grace_s)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=grace_s)
 
 
@@ -133,7 +132,7 @@ def local_cluster(
             cluster.logs.append(log)
             # one at a time: two workers on a fresh SQLite instance would both create its tables
             _wait_for(
-                lambda: " ready." in log.read_text() or proc.poll() is not None,
+                lambda log=log, proc=proc: " ready." in log.read_text() or proc.poll() is not None,
                 f"celery worker ({log.name})",
                 ready_timeout_s,
                 cluster.logs,

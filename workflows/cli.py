@@ -251,9 +251,7 @@ def _window(args) -> str:
 def cmd_demo(args) -> int:
     import time
 
-    from workflows.ml.profiles import resolve_profile
-
-    from workflows.ml.profiles import PROFILE_ENV
+    from workflows.ml.profiles import PROFILE_ENV, resolve_profile
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()

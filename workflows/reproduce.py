@@ -251,7 +251,8 @@ def claims(rep: Reproduction) -> list[str]:
         same = abs(ne - ne_untrained) < 0.01
         lines.append(
             f"Uniform attention (entropy {pub.normalised_entropy:.4f}, concentration {pub.concentration:.4f}): "
-            f"reproduced (entropy {ne:.4f}), but {'the untrained control is as flat' if same else 'the untrained control is flat too'} "
+            f"reproduced (entropy {ne:.4f}), but "
+            f"{'the untrained control is as flat' if same else 'the untrained control is flat too'} "
             f"(entropy {ne_untrained:.4f}) and the peak's interval ({v.peak_lift_ci[0]:.2f}-{v.peak_lift_ci[1]:.2f}x "
             f"uniform) does not clear the controls' bound ({v.control_lift:.2f}x): flat weights are what this "
             "architecture gives before training, so they say nothing about which hours matter."
@@ -270,9 +271,9 @@ def claims(rep: Reproduction) -> list[str]:
         else ("less weight than uniform on the older hours" if hi < 1 else "no preference for the older hours")
     )
     lines.append(
-        f"Half the weight on 24-48 h ago ({pub.shares_pct[2]:.1f}%): that bucket is {round(uniform_share * 0.48)} of the 48 "
-        f"hours, so uniform weights give it {uniform_share:.1f}%; here {share:.1f}% (untrained control "
-        f"{untrained_share}), lift interval {lo:.3f}-{hi:.3f}: {verdict_old}."
+        f"Half the weight on 24-48 h ago ({pub.shares_pct[2]:.1f}%): that bucket is "
+        f"{round(uniform_share * 0.48)} of the 48 hours, so uniform weights give it {uniform_share:.1f}%; "
+        f"here {share:.1f}% (untrained control {untrained_share}), lift interval {lo:.3f}-{hi:.3f}: {verdict_old}."
     )
     # 3. the top hours
     top_lift = pub.top_weight_pct / (100 / 48)

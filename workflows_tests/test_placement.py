@@ -37,9 +37,11 @@ def test_each_gpu_training_gets_its_own_device():
     with place_training("auto", plan) as first, place_training("auto", plan) as second:
         assert {first.device, second.device} == {"cuda:0", "cuda:1"}
         assert torch.get_num_threads() == 4
-        with pytest.raises(TimeoutError, match="lower the `gpu` pool limit"):
-            with place_training("auto", plan, wait_s=0.6):
-                pass
+        with (
+            pytest.raises(TimeoutError, match="lower the `gpu` pool limit"),
+            place_training("auto", plan, wait_s=0.6),
+        ):
+            pass
     assert torch.get_num_threads() == before
     with place_training("cuda:1", plan) as forced:
         assert (forced.device, forced.slot) == ("cuda:1", None)
@@ -67,9 +69,8 @@ def test_cpu_trainings_divide_the_cores_across_processes(tmp_path):
         with place_training("cpu", plan) as mine:
             assert (mine.device, mine.slot, mine.threads) == ("cpu", 1, 2)
             assert torch.get_num_threads() == 2
-            with pytest.raises(TimeoutError):
-                with place_training("cpu", plan, wait_s=0.6):
-                    pass
+            with pytest.raises(TimeoutError), place_training("cpu", plan, wait_s=0.6):
+                pass
     finally:
         holder.kill()
         holder.wait()

@@ -361,6 +361,6 @@ def test_too_short_a_window_says_so_before_training():
     from workflows.ml.windows import build_windows
     from workflows.sources.synthetic import SyntheticSpec, generate_candles
 
-    with pytest.raises(ValueError, match="no validation windows.*a longer history_days"):
+    with pytest.raises(ValueError, match=r"no validation windows.*a longer history_days"):
         build_windows(compute_features(generate_candles(SyntheticSpec(days=20))))
     assert len(build_windows(compute_features(generate_candles(SyntheticSpec(days=30)))).val) > 0

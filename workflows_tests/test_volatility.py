@@ -167,7 +167,7 @@ def test_group_lifts_mark_planted_attention_and_not_uniform():
     planted[:, t - 25 : t - 22] += 0.25 / 3  # 23-25 hours ago
     lifts = group_lifts(planted, resamples=200)
     for name in LAG_GROUPS:
-        lift, (lo, _hi) = lifts[name]
+        _lift, (lo, _hi) = lifts[name]
         assert lo > 1.5, name
     uniform = group_lifts(rng.dirichlet(np.ones(t) * 50, n), resamples=200)
     for name in LAG_GROUPS:

@@ -13,7 +13,7 @@ from workflows.features import FEATURE_COLUMNS
 from workflows.ingest import land, missing_hours, move_to_processed
 from workflows.quality import candle_findings, feature_findings
 from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
-from workflows.sources.candles import CANDLE_COLUMNS, ReadResult, ts_bounds
+from workflows.sources.candles import CANDLE_COLUMNS, ReadResult
 from workflows.sources.exchange import ExchangeClient, default_start, exchange_source
 from workflows.sources.files import read_candle_file
 from workflows.sources.synthetic import SyntheticSpec, synthetic_source

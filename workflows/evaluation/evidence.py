@@ -90,7 +90,7 @@ def return_metrics(
         sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
         cov80, cov95 = float(np.mean(np.abs(e) <= Z80 * sd)), float(np.mean(np.abs(e) <= Z95 * sd))
     return ReturnMetrics(
-        n=int(len(r)),
+        n=len(r),
         rmse_pct=100 * math.sqrt(mse),
         mae_pct=100 * float(np.mean(np.abs(e))),
         rmse_zero_pct=100 * math.sqrt(mse_zero),

@@ -99,7 +99,7 @@ def mincer_zarnowitz(forecast_var: np.ndarray, realised_var: np.ndarray, horizon
     wald = fit.wald_test((np.eye(2), np.array([0.0, 1.0])), scalar=True)
     lo, hi = fit.conf_int()[1]
     return MincerZarnowitz(
-        n=int(len(r)),
+        n=len(r),
         horizon=int(horizon),
         intercept=float(fit.params[0]),
         slope=float(fit.params[1]),

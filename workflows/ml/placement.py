@@ -101,7 +101,7 @@ def _claim(kind: str, slots: int, wait_s: float, log: Callable[[str], None]) -> 
     told = False
     while True:
         for slot in range(slots):
-            handle = open(folder / f"{kind}{slot}.lock", "a+")
+            handle = open(folder / f"{kind}{slot}.lock", "a+")  # noqa: SIM115 (held open: it is the lock)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

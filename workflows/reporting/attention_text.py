@@ -339,7 +339,7 @@ def attention_sections(analyses: dict[str, AttentionAnalysis]) -> list[str]:
     lines: list[str] = []
     lines += ["## Attention: reference design and learning design side by side", ""]
     lines += attention_table(analyses)
-    lines += [""] + method_lines(analyses)
+    lines += ["", *method_lines(analyses)]
     lines += [""] + [f"- {bucket_sentence(m, an)}" for m, an in analyses.items()]
     for m, an in analyses.items():
         reg = an.regimes or {}

@@ -252,7 +252,7 @@ def write_report(
             "(descriptive: the tests use the pooled hours).",
             "",
         ]
-        lines += fold_table(ev, [n for n in order(ev.returns)])
+        lines += fold_table(ev, list(order(ev.returns)))
     twins = [c for c in ev.family if c.kind == "attention vs twin"]
     if twins:
         lines += [
@@ -290,7 +290,7 @@ def write_report(
             f"| {n} | {m.n:,} | {_pct(m.skill_vs_zero)} | {_p(m.dm_vs_zero.p_better)} |"
             for n, m in ev.single_split.items()
         ]
-    lines += [""] + attention_sections(analyses)
+    lines += ["", *attention_sections(analyses)]
     lines += ["", "## Training", ""]
     for m, info in context.get("training", {}).items():
         lines.append(

@@ -5,10 +5,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from workflows.attention.volatility import VolatilityAttention  # noqa: E402
+from workflows.attention.volatility import VolatilityAttention
 
 
 def volatility_figure(v: VolatilityAttention, path: Path, title: str) -> Path:
