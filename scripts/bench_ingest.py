@@ -131,10 +131,10 @@ def incremental_section(repeats: int) -> str:
             f"1-minute load average {load:.1f} at the end (the machine is shared).",
             "",
             "10 years of one symbol (87,600 hours) with a second 10-year symbol in the same DuckDB file. "
-            "Each figure is the candle upsert plus `refresh_features` (what the `features` asset runs): the upsert records the "
-            "symbol's first changed hour in `candles_changed` (same transaction), and features are recomputed from "
-            "that hour on, seeded by the stored EMA / Wilder state and the segment's last 24 rows. The full rebuild "
-            "also writes the per-hour state, so it costs more than the old rebuild did.",
+            "Each figure is the candle upsert plus `refresh_features` (what the `features` asset runs): the upsert "
+            "records the symbol's first changed hour in `candles_changed` (same transaction), and features are "
+            "recomputed from that hour on, seeded by the stored EMA / Wilder state and the segment's last 24 rows. "
+            "The full rebuild also writes the per-hour state, so it costs more than the old rebuild did.",
             "",
             "| update | seconds | vs full rebuild |",
             "| --- | ---: | ---: |",

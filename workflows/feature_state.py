@@ -48,23 +48,25 @@ TAIL_ROWS = max(VOL_WINDOW, BB_WINDOW)
 # Bump when the feature definitions change: stored state from another version is rebuilt.
 STATE_VERSION = 1
 
-STATE_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "ts": pl.Datetime("us", "UTC"),
-    "segment": pl.Int64(),
-    "position": pl.Int64(),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Float64(),
-    "log_return": pl.Float64(),
-    "ema_fast": pl.Float64(),
-    "ema_slow": pl.Float64(),
-    "signal": pl.Float64(),
-    "avg_gain": pl.Float64(),
-    "avg_loss": pl.Float64(),
-}
+STATE_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "segment": pl.Int64(),
+        "position": pl.Int64(),
+        "open": pl.Float64(),
+        "high": pl.Float64(),
+        "low": pl.Float64(),
+        "close": pl.Float64(),
+        "volume": pl.Float64(),
+        "log_return": pl.Float64(),
+        "ema_fast": pl.Float64(),
+        "ema_slow": pl.Float64(),
+        "signal": pl.Float64(),
+        "avg_gain": pl.Float64(),
+        "avg_loss": pl.Float64(),
+    }
+)
 NULLABLE_STATE = ("log_return", "signal", "avg_gain", "avg_loss")
 STATE_DDL = (
     "CREATE TABLE IF NOT EXISTS feature_state (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, "
@@ -144,6 +146,7 @@ def extend(symbol: str, candles: pl.DataFrame, prior: pl.DataFrame | None = None
         seeded = i0 == 0 and continues
         c = close[run]
         if seeded:
+            assert tail is not None and last is not None  # `continues` holds only with a prior tail
             segment[run] = last["segment"]
             position[run] = last["position"] + 1 + np.arange(i1 - i0)
             prev = np.concatenate([[last["close"]], c[:-1]])

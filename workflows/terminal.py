@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TypeVar
 
 import dagster as dg
 from tqdm import tqdm
@@ -24,6 +25,8 @@ from tqdm import tqdm
 EPOCH = re.compile(r"^(?:member (\d+)/(\d+) )?epoch (\d+)/(\d+)")
 BAR = "{desc}: {percentage:3.0f}%|{bar:24}| {n}/{total} [{elapsed}] {postfix}"
 FOLD = re.compile(r"^fold (\d+)/(\d+)(?::| done)")
+
+T = TypeVar("T")
 
 
 def console_config(verbose: bool) -> dict:
@@ -50,10 +53,12 @@ class StepRenderer:
             self._close_bar()
             self.bar = tqdm(total=total, desc=desc, file=self.stream, leave=False, dynamic_ncols=True, bar_format=BAR)
             self.bar_key = key
-        self.bar.n = n
+        bar = self.bar
+        assert bar is not None  # opened above whenever the key changed
+        bar.n = n
         if postfix:
-            self.bar.set_postfix_str(postfix, refresh=False)
-        self.bar.refresh()
+            bar.set_postfix_str(postfix, refresh=False)
+        bar.refresh()
 
     def _print(self, text: str) -> None:
         if self.bar is not None:
@@ -99,9 +104,7 @@ class StepRenderer:
             self._bar((step, "folds"), folds, f"  {step} folds", fold if done else fold - 1, message[:70])
 
 
-def execute_with_progress(
-    execute: Callable[[str], object], instance, verbose: bool, poll_s: float = 0.3, stream=None
-) -> object:
+def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, poll_s: float = 0.3, stream=None) -> T:
     """Run `execute(run_id)` (an `execute_in_process` call) in a worker thread and render its events."""
     run_id = str(uuid.uuid4())
     box: dict = {}

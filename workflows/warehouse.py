@@ -271,6 +271,7 @@ def first_changed_hour(con: duckdb.DuckDBPyConnection, symbol: str) -> datetime 
         """,
         {"symbol": symbol},
     ).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
     return None if row[0] is None else row[0].replace(tzinfo=timezone.utc)
 
 
@@ -279,7 +280,9 @@ def _state_before(con: duckdb.DuckDBPyConnection, symbol: str, start: datetime) 
     from workflows.feature_state import TAIL_ROWS
 
     naive = start.astimezone(timezone.utc).replace(tzinfo=None)
-    (last,) = con.execute("SELECT max(ts) FROM feature_state WHERE symbol = ? AND ts < ?", [symbol, naive]).fetchone()
+    row = con.execute("SELECT max(ts) FROM feature_state WHERE symbol = ? AND ts < ?", [symbol, naive]).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    (last,) = row
     if last is None:
         return pl.DataFrame()
     frame = con.execute(
@@ -366,12 +369,15 @@ def load_features_from(
 
 def feature_counts(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
     """Row, segment and flat-hour counts and the first and last hour of one symbol's features."""
-    rows, segments, flat, first, last = con.execute(
+    row = con.execute(
         "SELECT count(*), count(DISTINCT segment), coalesce(sum(is_flat), 0)::BIGINT, min(ts), max(ts) "
         "FROM features WHERE symbol = ?",
         [symbol],
     ).fetchone()
-    candles = con.execute("SELECT count(*) FROM candles WHERE symbol = ?", [symbol]).fetchone()[0]
+    count = con.execute("SELECT count(*) FROM candles WHERE symbol = ?", [symbol]).fetchone()
+    assert row is not None and count is not None  # aggregates without GROUP BY return one row
+    rows, segments, flat, first, last = row
+    candles = count[0]
     return {
         "candles": int(candles),
         "feature_rows": int(rows),

@@ -85,7 +85,9 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{kind}_model"), asset_partitions=[symbol]), limit=1
             ).records
             meta = records[0].asset_materialization.metadata
-            ckpt = load_checkpoint(meta["checkpoint"].value, meta["sha256"].value)
+            path, digest = meta["checkpoint"].value, meta["sha256"].value
+            assert isinstance(path, str) and isinstance(digest, str)
+            ckpt = load_checkpoint(path, digest)
             weights[(symbol, kind)] = {k: v.detach().clone() for k, v in ckpt.model.state_dict().items()}
             metrics[(symbol, kind)] = (ckpt.data_version, untimed(ckpt.metrics))
     rows = {}

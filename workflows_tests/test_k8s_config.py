@@ -23,7 +23,9 @@ def retrain_on_k8s() -> dg.JobDefinition:
         partitions_def=retrain_job.partitions_def,
         executor_def=k8s_job_executor,
     )
-    return dg.Definitions(assets=list(defs.assets), jobs=[job], resources=defs.resources).resolve_job_def("retrain_k8s")
+    assets = defs.assets
+    assert assets is not None
+    return dg.Definitions(assets=list(assets), jobs=[job], resources=defs.resources).resolve_job_def("retrain_k8s")
 
 
 def test_k8s_executor_config_validates(retrain_on_k8s):

@@ -38,7 +38,9 @@ def test_select_history_keeps_the_last_n_days_and_names_them_in_the_version():
     frame = _hours(24 * 10)
     last3 = select_history(frame, 3)
     assert last3.height == 72 and last3["ts"].max() == frame["ts"].max()
-    assert last3["ts"].min() == frame["ts"].max() - timedelta(hours=71)
+    newest = frame["ts"].max()
+    assert isinstance(newest, datetime)
+    assert last3["ts"].min() == newest - timedelta(hours=71)
     assert select_history(frame, None).height == select_history(frame, 0).height == 240
     assert select_history(frame, 30).height == 240  # more days than there are: all of them
     with pytest.raises(ValueError, match="history_days must be positive"):
@@ -190,7 +192,9 @@ def test_fetch_lands_closed_candles_from_the_exchange(data_dir, exchange, capsys
     out = capsys.readouterr().out
     assert "next: `workflows run --symbol BTCUSDT`" in out
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
-        n, sources = con.execute("SELECT count(*), min(source) FROM candles WHERE symbol = 'BTCUSDT'").fetchone()
+        row = con.execute("SELECT count(*), min(source) FROM candles WHERE symbol = 'BTCUSDT'").fetchone()
+        assert row is not None
+        n, sources = row
         features = con.execute("SELECT count(*) FROM features WHERE symbol = 'BTCUSDT'").fetchone()[0]
     assert 71 <= n <= 72 and sources == "binance:BTCUSDT"  # 3 days of closed hours (the current one is open)
     assert features > 0

@@ -25,6 +25,7 @@ shuffled targets. Three readings, all from test-window attention and training ho
 """
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from scipy import stats
@@ -146,6 +147,13 @@ def group_lifts(
     }
 
 
+def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman's rho and its p-value. SciPy builds its `SignificanceResult` class at run time, so
+    pyright cannot see its fields; it is a (statistic, pvalue) named tuple."""
+    statistic, pvalue = cast(tuple[float, float], stats.spearmanr(x, y))
+    return float(statistic), float(pvalue)
+
+
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     if np.std(x) < 1e-15 or np.std(y) < 1e-15:
         return 0.0
@@ -188,7 +196,7 @@ def hour_of_day(
     a = np.abs(np.asarray(train_returns, float))
     cycle = np.bincount(thod, weights=a, minlength=24) / np.maximum(np.bincount(thod, minlength=24), 1)
     ok = np.isfinite(lift)
-    rho = float(stats.spearmanr(lift[ok], cycle[ok]).statistic) if ok.sum() >= 4 else float("nan")
+    rho = _spearman(lift[ok], cycle[ok])[0] if ok.sum() >= 4 else float("nan")
     busy = cycle[hod]  # the training-hours volatility of each window's predicted hour of day
     controls = {c: _correlation(by_lag(w)[:, SEASONAL_LAG - 1], busy) for c, w in (control_weights or {}).items()}
     return HourOfDay(
@@ -234,11 +242,10 @@ def volatility_attention(
     acf = abs_return_acf(train_hour, train_returns, t)
     profile = by_lag(attention).mean(axis=0)
     ok = np.isfinite(acf)
-    rho, p = stats.spearmanr(profile[ok], acf[ok])
+    rho, p = _spearman(profile[ok], acf[ok])
     control_profiles = {c: by_lag(w).mean(axis=0) for c, w in control_attention.items()}
     control_rho = {
-        c: float(stats.spearmanr(prof[ok], acf[ok]).statistic) if np.std(prof) > 1e-12 else 0.0
-        for c, prof in control_profiles.items()
+        c: _spearman(prof[ok], acf[ok])[0] if np.std(prof) > 1e-12 else 0.0 for c, prof in control_profiles.items()
     }
     predicted_hour = np.asarray(test_end_ts).astype("datetime64[h]").astype(np.int64) + 1
     return VolatilityAttention(

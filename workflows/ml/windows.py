@@ -22,7 +22,7 @@ centred, so zero stays "no move").
 """
 
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -129,7 +129,9 @@ def select_history(features: pl.DataFrame, history_days: int | None) -> pl.DataF
         raise ValueError(f"history_days must be positive (or 0 for all history), got {history_days}")
     if not history_days or features.is_empty():
         return features
-    cutoff = features["ts"].max() - timedelta(days=history_days)
+    newest = features["ts"].max()
+    assert isinstance(newest, datetime), f"features.ts must hold datetimes, got {newest!r}"
+    cutoff = newest - timedelta(days=history_days)
     return features.filter(pl.col("ts") > cutoff)
 
 
