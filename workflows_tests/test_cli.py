@@ -69,7 +69,7 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     assert "SYNTHETIC" in out and "features: 686 rows" in out
     for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
         assert kind in out
-    assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 5
+    assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 6  # five on returns, one on volatility
     assert "Summary (from the report)" in out
     assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
 
@@ -102,12 +102,13 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
     assert "Data sources:" in report and "SYNTHETIC" not in report
     assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
-    assert "**Bottom line:**" in report and "Holm-corrected over the family of 15 comparisons" in report
+    assert "**Bottom line:**" in report and "Holm-corrected over the family of 41 comparisons" in report
     for section in (
         "## Forecasts against baselines and controls (pooled walk-forward test hours)",
         "### Per fold",
         "## Does attention help?",
-        "## Volatility forecasts against baselines",
+        "## Volatility",
+        "### Where the volatility model looks",
         "## The family of comparisons",
         "## The model assets on their own test split (descriptive)",
     ):

@@ -19,8 +19,7 @@ CONFIG = yaml.safe_load((PROJECT_ROOT / "deploy" / "k8s-executor.yaml").read_tex
 def retrain_on_k8s() -> dg.JobDefinition:
     job = dg.define_asset_job(
         "retrain_k8s",
-        selection=retrain_job.selection,
-        partitions_def=retrain_job.partitions_def,
+        selection=retrain_job.selection,  # the partitions follow from the selection
         executor_def=k8s_job_executor,
     )
     assets = defs.assets
