@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workflows.io import write_text_atomic
+
 REDIS_SERVER = "redis-server"
 
 
@@ -97,8 +99,9 @@ def local_cluster(
             config_yaml=workdir / "celery.yaml",
         )
         # the same block as a run's executor config
-        cluster.config_yaml.write_text(
-            f"execution:\n  config:\n    broker: {cluster.broker}\n    backend: {cluster.backend}\n"
+        write_text_atomic(
+            cluster.config_yaml,
+            f"execution:\n  config:\n    broker: {cluster.broker}\n    backend: {cluster.backend}\n",
         )
         bin_dir = str(Path(sys.executable).parent)
         worker_env = {**os.environ, **(env or {})}

@@ -95,7 +95,7 @@ def test_run_on_landed_candles_with_history_days(data_dir, capsys, one_thread):
     assert "Summary (from the report)" in out
 
     checkpoints = sorted((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))
-    assert len(checkpoints) == 5 and all("-last30d-" in p.name for p in checkpoints)
+    assert len(checkpoints) == 6 and all("-last30d-" in p.name for p in checkpoints)
     evaluation = json.loads((data_dir / "reports" / "BTCUSDT" / "evaluation.json").read_text())
     first_test = evaluation["folds"][0]["train_start"]
     # training starts within the last 30 days (+ the first 48-hour window), not at the start of the 40

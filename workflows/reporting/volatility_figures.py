@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from workflows.attention.volatility import VolatilityAttention
+from workflows.io import write_with
 
 
 def volatility_figure(v: VolatilityAttention, path: Path, title: str) -> Path:
@@ -47,6 +48,6 @@ def volatility_figure(v: VolatilityAttention, path: Path, title: str) -> Path:
         bx.legend(handles, [x.get_label() for x in handles], fontsize=8, loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    write_with(path, lambda tmp: fig.savefig(tmp))
     plt.close(fig)
     return path
