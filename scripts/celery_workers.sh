@@ -6,9 +6,9 @@
 #
 # Across machines (docs/deploy.md): on every worker host, with the shared settings exported,
 #   export WORKFLOWS_CELERY_BROKER=redis://queue.internal:6379/0 WORKFLOWS_CELERY_BACKEND=redis://queue.internal:6379/1
-#   export DAGSTER_HOME=/srv/workflows/dagster_home          # holds deploy/dagster.yaml (Postgres)
+#   export DAGSTER_HOME=<shared folder>/dagster_home         # holds deploy/dagster.yaml (Postgres)
 #   export DAGSTER_PG_HOST=db.internal DAGSTER_PG_PORT=5432 DAGSTER_PG_USER=dagster DAGSTER_PG_PASSWORD=... DAGSTER_PG_DB=dagster
-#   export WORKFLOWS_DATA_DIR=/mnt/workflows-data            # the shared data folder (NFS / ReadWriteMany)
+#   export WORKFLOWS_DATA_DIR=<shared data folder>           # the shared data folder (NFS / ReadWriteMany)
 #   scripts/celery_workers.sh 1                              # a GPU host: one worker per GPU is enough
 #
 # Each worker runs one step at a time (--pool solo); a training step claims a free GPU of

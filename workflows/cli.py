@@ -286,30 +286,41 @@ def cmd_demo(args) -> int:
     return _summary(result, paths, args.symbol, started, "demo")
 
 
+def _file_symbol(args) -> tuple[Path, str] | None:
+    """The candle file of `args.file` and its one symbol (`--symbol`, else the file's own); None, with the
+    reason printed, when the file is missing or holds several symbols."""
+    from workflows.sources.files import read_candle_file
+
+    file = Path(args.file).expanduser().resolve()
+    if not file.is_file():
+        print(f"no such file: {file}", file=sys.stderr)
+        return None
+    symbols = [_symbol(args.symbol)] if args.symbol else read_candle_file(file).symbols
+    if len(symbols) != 1:
+        print(
+            f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
+            file=sys.stderr,
+        )
+        return None
+    return file, symbols[0]
+
+
 def cmd_run(args) -> int:
     """One symbol from a file, from candles already landed, or from the exchange: land (unless landed), train
     every model, evaluate, analyse attention and report."""
     import time
 
     from workflows.ml.profiles import resolve_profile
-    from workflows.sources.files import read_candle_file
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
     profile = resolve_profile(args.profile)
     if args.file:
-        file = Path(args.file).expanduser().resolve()
-        if not file.is_file():
-            print(f"no such file: {file}", file=sys.stderr)
+        found = _file_symbol(args)
+        if found is None:
             return 2
-        symbols = [_symbol(args.symbol)] if args.symbol else read_candle_file(file).symbols
-        if len(symbols) != 1:
-            print(
-                f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
-                file=sys.stderr,
-            )
-            return 2
-        symbol, source = symbols[0], {"source": "files", "files": [str(file)]}
+        file, symbol = found
+        source = {"source": "files", "files": [str(file)]}
         origin = f"from {file.name}"
     elif args.symbol or not args.exchange:
         symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
@@ -386,7 +397,6 @@ def cmd_reproduce(args) -> int:
 
     from workflows.ml.profiles import resolve_profile
     from workflows.reproduce import REPRODUCE_PROFILE, reproduce
-    from workflows.sources.files import read_candle_file
     from workflows.terminal import epoch_bar
     from workflows.warehouse import candle_sources, load_features
 
@@ -396,15 +406,11 @@ def cmd_reproduce(args) -> int:
     landed = landed_symbols(paths)
     source = None
     if args.file:
-        file = Path(args.file).expanduser().resolve()
-        if not file.is_file():
-            print(f"no such file: {file}", file=sys.stderr)
+        found = _file_symbol(args)
+        if found is None:
             return 2
-        symbols = [_symbol(args.symbol)] if args.symbol else read_candle_file(file).symbols
-        if len(symbols) != 1:
-            print(f"{file.name} holds {len(symbols)} symbols: name one with --symbol", file=sys.stderr)
-            return 2
-        symbol, source = symbols[0], {"source": "files", "files": [str(file)]}
+        file, symbol = found
+        source = {"source": "files", "files": [str(file)]}
     elif args.synthetic:
         symbol = _symbol(args.symbol or "BTCUSDT")
         if landed.get(symbol) and _sources(paths, symbol) - {"synthetic"}:
