@@ -19,6 +19,7 @@ from torch import nn
 
 from workflows.io import sha256_file, write_with
 from workflows.ml.models import ArchConfig, Ensemble
+from workflows.ml.training import trains_returns
 from workflows.ml.windows import Scaler
 
 FORMAT_VERSION = 1
@@ -40,7 +41,7 @@ class Checkpoint:
     @property
     def forecasts_returns(self) -> bool:
         """False for a volatility model (its return loss weight is 0: the return head is untrained)."""
-        return float(self.train_config.get("loss_weights", [1.0])[0]) > 0
+        return trains_returns(self.train_config.get("loss_weights", [1.0]))
 
 
 def _cpu_state(model: nn.Module) -> dict:

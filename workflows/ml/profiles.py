@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from workflows.features import FEATURE_COLUMNS, REFERENCE_FEATURES
-from workflows.ml.training import TrainConfig
+from workflows.ml.training import TrainConfig, trains_returns
 from workflows.ml.windows import WindowSpec
 
 PROFILE_ENV = "WORKFLOWS_PROFILE"
@@ -33,7 +33,7 @@ class Recipe:
     @property
     def forecasts_returns(self) -> bool:
         """False for a volatility model, whose return head is not trained."""
-        return self.train.loss_weights[0] > 0
+        return trains_returns(self.train.loss_weights)
 
     @property
     def window_spec(self) -> WindowSpec:

@@ -55,6 +55,11 @@ class TrainConfig:
         return d
 
 
+def trains_returns(loss_weights) -> bool:
+    """A positive return loss weight: False for a volatility model, whose return head is never trained."""
+    return float(loss_weights[0]) > 0
+
+
 @dataclass
 class EpochReport:
     epoch: int
