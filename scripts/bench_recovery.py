@@ -129,8 +129,8 @@ def fit_network(name: str, arch: ArchConfig, config, data: WindowData) -> dict:
         row["lift"] = None
     else:
         summary = summarise(out["attention"])
-        row["chosen_lag"] = summary["top_hours"][0]
-        row["lift"] = summary["profile_max_lift"]
+        row["chosen_lag"] = summary.top_hours[0]
+        row["lift"] = summary.profile_max_lift
     row["fit_s"] = time.perf_counter() - t0
     return row
 

@@ -75,12 +75,12 @@ def main() -> None:
         diff = float(np.max(np.abs(gpu_pred - cpu_pred)))
         row = {
             "kind": kind,
-            "device": result.metrics["device"],
-            "parameters": result.metrics["parameters"],
+            "device": result.metrics.device,
+            "parameters": result.metrics.parameters,
             "train_windows": len(data.train),
             "batch_size": recipe.train.batch_size,
             "epochs": args.epochs,
-            "samples_per_s": round(result.metrics["samples_per_s"], 1),
+            "samples_per_s": round(result.metrics.samples_per_s, 1),
             "wall_s": round(wall, 2),
             "cpu_reload_max_abs_diff": diff,
             "reload_ok": bool(diff < 1e-3),

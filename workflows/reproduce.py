@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from workflows.attention.analysis import AttentionAnalysis, analyse
-from workflows.attention.metrics import BUCKET_NAMES, uniform_bucket_shares
+from workflows.attention.metrics import BUCKET_NAMES, AttentionSummary, uniform_bucket_shares
 from workflows.evaluation.forecasts import minimum_detectable_skill
 from workflows.evaluation.run import predictions
 from workflows.evaluation.stats import DMResult, diebold_mariano, skill
@@ -144,24 +144,18 @@ def _rmse_pct(errors: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.asarray(errors, dtype=float) ** 2)) * 100)
 
 
-def _median(summary: dict, key: str) -> float:
-    return float(summary[key]["median"])
-
-
-def _shares_pct(summary: dict) -> list[float]:
+def _shares_pct(summary: AttentionSummary) -> list[float]:
     """Bucket shares of the mean profile, in %."""
-    profile = np.asarray(summary["mean_profile"])
-    uniform = uniform_bucket_shares(len(profile))
-    lifts = summary["profile_bucket_lifts"]
-    return [100 * lifts[b] * uniform[b] for b in BUCKET_NAMES]
+    uniform = uniform_bucket_shares(summary.hours)
+    return [100 * summary.profile_bucket_lifts[b] * uniform[b] for b in BUCKET_NAMES]
 
 
-def _top(summary: dict) -> str:
-    return ", ".join(str(h) for h in summary["top_hours"])
+def _top(summary: AttentionSummary) -> str:
+    return ", ".join(str(h) for h in summary.top_hours)
 
 
-def _top_pct(summary: dict) -> str:
-    return ", ".join(f"{100 * w:.2f}" for w in summary["top_weights"])
+def _top_pct(summary: AttentionSummary) -> str:
+    return ", ".join(f"{100 * w:.2f}" for w in summary.top_weights)
 
 
 def table_rows(rep: Reproduction) -> list[list[str]]:
@@ -169,7 +163,7 @@ def table_rows(rep: Reproduction) -> list[list[str]]:
     an, pub = rep.analysis, PUBLISHED
     cols = [an.summary, an.controls.get("untrained"), an.controls.get("shuffled_targets")]
 
-    def each(fn) -> list[str]:
+    def each(fn: Callable[[AttentionSummary], str]) -> list[str]:
         return [fn(s) if s is not None else "n/a" for s in cols]
 
     shares = [_shares_pct(s) if s is not None else None for s in cols]
@@ -177,13 +171,13 @@ def table_rows(rep: Reproduction) -> list[list[str]]:
         [
             "normalised entropy (median)",
             f"{pub.normalised_entropy:.4f}",
-            *each(lambda s: f"{_median(s, 'normalised_entropy'):.4f}"),
+            *each(lambda s: f"{s.normalised_entropy.median:.4f}"),
             "-",
         ],
         [
             "concentration (median)",
             f"{pub.concentration:.4f}",
-            *each(lambda s: f"{_median(s, 'concentration'):.4f}"),
+            *each(lambda s: f"{s.concentration.median:.4f}"),
             "-",
         ],
     ]
@@ -237,8 +231,8 @@ TABLE_HEADER = [
 def claims(rep: Reproduction) -> list[str]:
     """One line per published claim, each chosen by the numbers."""
     an, pub, v = rep.analysis, PUBLISHED, rep.analysis.verdict
-    ne = _median(an.summary, "normalised_entropy")
-    ne_untrained = _median(an.controls["untrained"], "normalised_entropy") if "untrained" in an.controls else math.nan
+    ne = an.summary.normalised_entropy.median
+    ne_untrained = an.controls["untrained"].normalised_entropy.median if "untrained" in an.controls else math.nan
     lines = []
     # 1. uniform attention
     if v.concentrated:

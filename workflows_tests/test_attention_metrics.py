@@ -70,10 +70,24 @@ def test_two_peaks():
 def test_summary_over_windows():
     rows = np.stack([UNIFORM, ONE_HOT_24, TWO_PEAK])
     s = am.summarise(rows, k=2)
-    assert s["windows"] == 3
-    assert s["normalised_entropy"]["median"] == pytest.approx(math.log(2) / math.log(48))
-    assert s["top_hours"][0] == 24  # the mean profile peaks 24 h ago
-    assert s["profile_max_lift"] == pytest.approx((1 / 48 + 1 + 0.5) / 3 * 48)
+    assert s.windows == 3 and s.hours == 48
+    assert s.normalised_entropy.median == pytest.approx(math.log(2) / math.log(48))
+    assert s.top_hours[0] == 24  # the mean profile peaks 24 h ago
+    assert s.profile_max_lift == pytest.approx((1 / 48 + 1 + 0.5) / 3 * 48)
+    # every per-row metric is carried with its quartiles, bucket shares and lifts included
+    entropies = am.normalised_entropy(rows)
+    assert s.normalised_entropy.mean == pytest.approx(entropies.mean())
+    assert s.normalised_entropy.p25 == pytest.approx(np.percentile(entropies, 25))
+    assert set(s.quartiles()) == set(am.row_metrics(rows))  # 48 hours: every bucket
+    assert s.quartiles()["share_12-24h"] is s.bucket_shares["12-24h"]
+    assert s.bucket_shares["12-24h"].median == pytest.approx(0.5)  # TWO_PEAK: half its weight 24 h ago
+
+
+def test_summary_of_a_narrow_pool_has_only_its_buckets():
+    six = np.full((4, 6), 1 / 6)
+    s = am.summarise(six)
+    assert set(s.bucket_shares) == set(s.bucket_lifts) == set(s.profile_bucket_lifts) == {"0-12h"}
+    assert s.bucket_lifts["0-12h"].median == pytest.approx(1.0) and len(s.mean_profile) == 6
 
 
 def ar_attention(
@@ -145,7 +159,7 @@ def test_blocks_are_needed_for_overlapping_windows():
 
 def test_narrow_rows_are_lifted_against_their_own_width():
     six = np.full((10, 6), 1 / 6)  # a 6-hour pool spreading its weight evenly
-    assert am.summarise(six)["profile_max_lift"] == pytest.approx(1.0)
+    assert am.summarise(six).profile_max_lift == pytest.approx(1.0)
     assert am.covered_buckets(6) == ("0-12h",) and am.covered_buckets(24) == ("0-12h", "12-24h")
     b = am.profile_intervals(six, resamples=50)
     assert b.peak_lift == pytest.approx(1.0) and b.peak_lift_ci == pytest.approx((1.0, 1.0))

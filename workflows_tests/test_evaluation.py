@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 
 from workflows.evaluation.baselines import RidgeAR, ewma_variance, rolling_variance
-from workflows.evaluation.evidence import ForecastSet, evaluate_forecasts, return_metrics
+from workflows.evaluation.evidence import FoldSpan, ForecastSet, evaluate_forecasts, return_metrics
 from workflows.evaluation.forecasts import minimum_detectable_skill, pesaran_timmermann, qlike
 from workflows.evaluation.stats import diebold_mariano, direction_binomial, dm_test, holm, long_run_variance
 
@@ -143,18 +143,8 @@ def _forecast_set(rng, n: int) -> ForecastSet:
     )
 
 
-def _fold_info(fs: ForecastSet) -> list[dict]:
-    return [
-        {
-            "fold": 1,
-            "test_start": "a",
-            "test_end": "b",
-            "train_windows": 10,
-            "train_start": "x",
-            "train_end": "y",
-            "seconds": 0.0,
-        }
-    ]
+def _fold_info(fs: ForecastSet) -> list[FoldSpan]:
+    return [FoldSpan(fold=1, test_start="a", test_end="b", train_windows=10, train_start="x", train_end="y")]
 
 
 def test_family_is_corrected_and_only_survivors_make_the_bottom_line():

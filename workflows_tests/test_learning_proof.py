@@ -99,8 +99,8 @@ def fit(kind: str, strength: float, seed: int) -> Fit:
     return Fit(
         seed,
         dm,
-        summary["top_hours"][0],
-        summary["profile_max_lift"],
+        summary.top_hours[0],
+        summary.profile_max_lift,
         model,
         arch,
         config.to_dict(),

@@ -11,7 +11,7 @@ from workflows.reporting.attention_text import (
     attention_sentence,
     bucket_sentence,
 )
-from workflows.reporting.report import forecast_sentence, write_report
+from workflows.reporting.report import ReportInputs, forecast_sentence, write_report
 
 T = 48
 
@@ -35,7 +35,7 @@ def analysis_for(attention: np.ndarray, control: np.ndarray):
 def evaluation(signal_share: float, n: int, seed: int = 0):
     """An `Evaluation` of one model on n hours whose forecast carries `signal_share` of a
     predictable component (0 = pure noise forecast)."""
-    from workflows.evaluation.evidence import ForecastSet, evaluate_forecasts
+    from workflows.evaluation.evidence import FoldSpan, ForecastSet, evaluate_forecasts
 
     rng = np.random.default_rng(seed)
     signal = rng.normal(0, 0.002, n)
@@ -48,17 +48,7 @@ def evaluation(signal_share: float, n: int, seed: int = 0):
         realised_var=np.full(n, 0.006**2),
     )
     fs.returns["reference_lstm"] = signal_share * signal + (1 - signal_share) * rng.normal(0, 0.0005, n)
-    info = [
-        {
-            "fold": 1,
-            "test_start": "a",
-            "test_end": "b",
-            "train_windows": 1,
-            "train_start": "x",
-            "train_end": "y",
-            "seconds": 0.0,
-        }
-    ]
+    info = [FoldSpan(fold=1, test_start="a", test_end="b", train_windows=1, train_start="x", train_end="y")]
     return evaluate_forecasts(fs, "single_split", "one split", info, {})
 
 
@@ -99,12 +89,14 @@ def test_wording_follows_the_numbers():
 def test_report_never_claims_what_it_cannot_show():
     flat = analysis_for(fake_attention(None, seed=2), fake_attention(None, seed=3))
     text = write_report(
-        "BTCUSDT",
-        "SYNTHETIC data",
-        evaluation(0.0, n=300),
-        {"reference_lstm": flat},
-        {"panels": "attention_analysis.png"},
-        {"profile": "ci"},
+        ReportInputs(
+            "BTCUSDT",
+            "SYNTHETIC data",
+            evaluation(0.0, n=300),
+            {"reference_lstm": flat},
+            {"panels": "attention_analysis.png"},
+            profile="ci",
+        )
     )
     lowered = text.lower()
     for banned in ("converged", "detects a cycle", "2-day cycle", "historical bias"):

@@ -205,5 +205,7 @@ def test_every_kind_trains_in_the_ci_profile(kind, tmp_path):
     out = predict(ckpt.model, data.test.x[:7])
     assert out["ret"].shape == (7,)
     np.testing.assert_allclose(out["attention"].sum(-1), 1.0, rtol=1e-5)
-    assert result.metrics["parameters"] > 0 and result.metrics["epochs_run"] == len(epochs)
+    assert result.metrics.parameters > 0 and result.metrics.epochs_run == len(epochs)
+    assert ckpt.training == result.metrics  # the checkpoint stores it flat and reads it back typed
+    assert [h.epoch for h in ckpt.training.history] == list(range(1, recipe.train.epochs + 1))
     assert not list((tmp_path / ".resume").glob("*"))  # resume files are cleaned up

@@ -31,7 +31,7 @@ import numpy as np
 
 from workflows.attention import metrics as am
 from workflows.attention import sanity
-from workflows.attention.metrics import ProfileBootstrap
+from workflows.attention.metrics import AttentionSummary, ProfileBootstrap
 from workflows.attention.sanity import Attribution, DeletionTest, UniformAblation
 from workflows.attention.volatility import VolatilityAttention, volatility_attention
 from workflows.ml.checkpoints import Checkpoint
@@ -133,14 +133,23 @@ class ControlSetup:
     reused: bool  # taken from the run's cache (trained for an earlier model with the same key)
 
 
+@dataclass(frozen=True)
+class RegimeSplit:
+    """The attention summarised separately over calm and volatile test windows (descriptive, no test):
+    trailing 24 h volatility of the window's inputs below / above its median. None: no such windows."""
+
+    low_volatility: AttentionSummary | None
+    high_volatility: AttentionSummary | None
+
+
 @dataclass
 class AttentionAnalysis:
-    summary: dict  # metrics.summarise of the per-hour attention
-    controls: dict[str, dict]  # control name -> metrics.summarise
+    summary: AttentionSummary  # of the per-hour attention
+    controls: dict[str, AttentionSummary]  # control name -> its per-hour attention summarised
     verdict: Verdict
     bootstrap: ProfileBootstrap  # the per-hour attention's intervals
     control_bootstrap: dict[str, ProfileBootstrap] = field(default_factory=dict)
-    regimes: dict[str, dict | None] = field(default_factory=dict)
+    regimes: RegimeSplit | None = None
     ablation: UniformAblation | None = None
     deletion: DeletionTest | None = None
     attribution: Attribution | None = None
@@ -162,15 +171,15 @@ def train_config_from(ckpt: Checkpoint) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
-def regime_split(data: WindowData, attention: np.ndarray) -> dict:
+def regime_split(data: WindowData, attention: np.ndarray) -> RegimeSplit:
     """Attention summaries for windows whose trailing 24 h volatility is below / above the median."""
     recent = data.test.x[:, -24:, 0]  # scaled log returns of the last 24 input hours
     trailing = np.sqrt(np.mean(recent**2, axis=1))
     high = trailing > np.median(trailing)
-    return {
-        "low_volatility": am.summarise(attention[~high]) if (~high).sum() else None,
-        "high_volatility": am.summarise(attention[high]) if high.sum() else None,
-    }
+    return RegimeSplit(
+        low_volatility=am.summarise(attention[~high]) if (~high).sum() else None,
+        high_volatility=am.summarise(attention[high]) if high.sum() else None,
+    )
 
 
 def _intervals(weights: np.ndarray, block: int, resamples: int, seed: int) -> ProfileBootstrap:
@@ -280,7 +289,7 @@ def describe(
     scales: list[int] | None = None,
     seed_attention: np.ndarray | None = None,
     seed_source: str = "",
-    regimes: dict | None = None,
+    regimes: RegimeSplit | None = None,
     block: int = am.DEFAULT_BLOCK,
     resamples: int = am.DEFAULT_RESAMPLES,
     seed: int = 0,
@@ -300,7 +309,7 @@ def describe(
         verdict=verdict(boot, control_boots, None, None),
         bootstrap=boot,
         control_bootstrap=control_boots,
-        regimes=regimes or {},
+        regimes=regimes,
         pools=pools,
         heads=head_analyses(attention_maps, controls, **kw) if attention_maps is not None else [],
         seed_spread=seed_spread(seed_attention, seed_source, controls, **kw) if seed_attention is not None else None,

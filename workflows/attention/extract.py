@@ -57,8 +57,8 @@ def summary_row(symbol: str, model: str, path: Path, end_ts: np.ndarray, attenti
         "first_window": ts.min(),
         "last_window": ts.max(),
         "file": str(path),
-        "normalised_entropy_median": s["normalised_entropy"]["median"],
-        "max_weight_median": s["max_weight"]["median"],
-        "top_hour": s["top_hours"][0],
-        "profile_max_lift": s["profile_max_lift"],
+        "normalised_entropy_median": s.normalised_entropy.median,
+        "max_weight_median": s.max_weight.median,
+        "top_hour": s.top_hours[0],
+        "profile_max_lift": s.profile_max_lift,
     }

@@ -143,21 +143,91 @@ def row_metrics(weights: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def summarise(weights: np.ndarray, k: int = 5) -> dict:
-    """Medians and interquartile ranges over rows, plus the mean profile's top-k hours."""
-    w = _rows(weights)
-    summary: dict = {"windows": int(w.shape[0]), "hours": int(w.shape[1])}
-    for name, values in row_metrics(w).items():
+@dataclass(frozen=True)
+class Quartiles:
+    """One per-row metric over windows: median, interquartile bounds and mean."""
+
+    median: float
+    p25: float
+    p75: float
+    mean: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "Quartiles":
         q25, q50, q75 = np.percentile(values, [25, 50, 75])
-        summary[name] = {"median": float(q50), "p25": float(q25), "p75": float(q75), "mean": float(values.mean())}
+        return cls(median=float(q50), p25=float(q25), p75=float(q75), mean=float(np.mean(values)))
+
+
+# The per-row metrics `AttentionSummary` carries as `Quartiles`, in `row_metrics` order.
+SUMMARY_METRICS = (
+    "normalised_entropy",
+    "concentration",
+    "gini",
+    "effective_hours",
+    "max_weight",
+    "mean_lag",
+    "hours_to_50",
+    "hours_to_80",
+    "std",
+    "variance",
+    "peaks",
+)
+
+
+@dataclass(frozen=True)
+class AttentionSummary:
+    """Rows of attention weights summarised: each per-row metric's quartiles over windows, and the
+    mean profile with its top hours. `bucket_shares` / `bucket_lifts` hold only the buckets the rows
+    cover (a 24-hour pool has no 24-48 h bucket); `profile_*` fields describe the mean profile."""
+
+    windows: int
+    hours: int
+    normalised_entropy: Quartiles
+    concentration: Quartiles
+    gini: Quartiles
+    effective_hours: Quartiles
+    max_weight: Quartiles
+    mean_lag: Quartiles
+    hours_to_50: Quartiles
+    hours_to_80: Quartiles
+    std: Quartiles
+    variance: Quartiles
+    peaks: Quartiles
+    bucket_shares: dict[str, Quartiles]
+    bucket_lifts: dict[str, Quartiles]
+    mean_profile: tuple[float, ...]  # mean weight per position, oldest first
+    top_hours: tuple[int, ...]  # hours ago of the mean profile's k largest weights, largest first
+    top_weights: tuple[float, ...]
+    profile_max_lift: float  # the mean profile's largest weight x hours
+    profile_bucket_lifts: dict[str, float]
+
+    def quartiles(self) -> dict[str, Quartiles]:
+        """Every per-row metric by name (bucket shares and lifts as `share_<bucket>`, `lift_<bucket>`)."""
+        out = {name: getattr(self, name) for name in SUMMARY_METRICS}
+        out.update({f"share_{b}": q for b, q in self.bucket_shares.items()})
+        out.update({f"lift_{b}": q for b, q in self.bucket_lifts.items()})
+        return out
+
+
+def summarise(weights: np.ndarray, k: int = 5) -> AttentionSummary:
+    """Quartiles over rows of every per-row metric, plus the mean profile's top-k hours."""
+    w = _rows(weights)
+    rows = row_metrics(w)
     profile = w.mean(axis=0)
     ago, top = top_k(profile, k)
-    summary["mean_profile"] = profile.tolist()
-    summary["top_hours"] = [int(a) for a in ago[0]]
-    summary["top_weights"] = [float(x) for x in top[0]]
-    summary["profile_max_lift"] = float(profile.max() * w.shape[1])
-    summary["profile_bucket_lifts"] = {n: float(v[0]) for n, v in bucket_lifts(profile).items()}
-    return summary
+    covered = covered_buckets(w.shape[1])
+    return AttentionSummary(
+        windows=int(w.shape[0]),
+        hours=int(w.shape[1]),
+        **{name: Quartiles.of(rows[name]) for name in SUMMARY_METRICS},
+        bucket_shares={name: Quartiles.of(v) for name, v in bucket_shares(w).items() if name in covered},
+        bucket_lifts={name: Quartiles.of(v) for name, v in bucket_lifts(w).items()},
+        mean_profile=tuple(float(x) for x in profile),
+        top_hours=tuple(int(a) for a in ago[0]),
+        top_weights=tuple(float(x) for x in top[0]),
+        profile_max_lift=float(profile.max() * w.shape[1]),
+        profile_bucket_lifts={n: float(v[0]) for n, v in bucket_lifts(profile).items()},
+    )
 
 
 DEFAULT_BLOCK = 48  # neighbouring windows overlap by 47 of 48 hours

@@ -27,7 +27,7 @@ from workflows.reporting import figures
 from workflows.reporting.evidence_figures import fold_skill_figure
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.preview import ui_markdown
-from workflows.reporting.report import VOLATILITY_FIGURE, bottom_line, order, write_report
+from workflows.reporting.report import VOLATILITY_FIGURE, ReportInputs, bottom_line, order, write_report
 from workflows.reporting.volatility_figures import volatility_figure
 from workflows.warehouse import replace_table_slice
 
@@ -158,7 +158,7 @@ def report(
     figs.update(_attention_figures(symbol, out_dir, attention_analysis, attention_tensors))
     ckpt_learning = loaded["attention_lstm"][0]
     figures.training_figure(
-        {m: c.metrics.get("history", []) for m, (c, _) in loaded.items()},
+        {m: c.training.history for m, (c, _) in loaded.items()},
         ckpt_learning.snapshots,
         "attention_lstm",
         out_dir / "training.png",
@@ -171,11 +171,17 @@ def report(
         if synthetic
         else f"Data sources: {', '.join(sources)}."
     )
-    context_info = {
-        "profile": models["attention_lstm_model"].get("profile", "?"),
-        "training": {m: c.metrics for m, (c, _) in loaded.items()},
-    }
-    text = write_report(symbol, note, evaluation, attention_analysis, figs, context_info)
+    text = write_report(
+        ReportInputs(
+            symbol=symbol,
+            data_note=note,
+            evaluation=evaluation,
+            analyses=attention_analysis,
+            figures=figs,
+            profile=models["attention_lstm_model"].get("profile", "?"),
+            training={m: c.training for m, (c, _) in loaded.items()},
+        )
+    )
     path = write_text_atomic(out_dir / "attention_report.md", text)
     # The figures stay files: the event log gets their paths and one small thumbnail.
     ui_text = ui_markdown(text, out_dir, preview="attention_analysis.png")
@@ -205,9 +211,9 @@ def _attention_figures(symbol: str, out_dir: Path, analyses: dict, tensor_files:
             tensors[model]["attention"], an.summary, f"{symbol}: {model}", out_dir / file, an.controls
         )
         figs[f"{model}: the seven panels"] = file
-    profiles = {m: np.asarray(a.summary["mean_profile"]) for m, a in analyses.items()}
+    profiles = {m: np.asarray(a.summary.mean_profile) for m, a in analyses.items()}
     for ctrl, s in analyses["attention_lstm"].controls.items():
-        profiles[f"attention_lstm control: {ctrl}"] = np.asarray(s["mean_profile"])
+        profiles[f"attention_lstm control: {ctrl}"] = np.asarray(s.mean_profile)
     vol = analyses.get("volatility")
     if vol is not None and vol.volatility is not None:
         volatility_figure(vol.volatility, out_dir / VOLATILITY_FIGURE, f"{symbol}: the volatility attention model")

@@ -89,10 +89,9 @@ def attention_analysis(
     tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
     results = analyse_all(loaded, tensors, log=context.log.info)
     rows = [
-        {"symbol": symbol, "model": name, "metric": metric, **{k: stats[k] for k in ("median", "p25", "p75")}}
+        {"symbol": symbol, "model": name, "metric": metric, "median": q.median, "p25": q.p25, "p75": q.p75}
         for name, an in results.items()
-        for metric, stats in an.summary.items()
-        if isinstance(stats, dict) and "median" in stats
+        for metric, q in an.summary.quartiles().items()
     ]
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)

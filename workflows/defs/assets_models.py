@@ -87,7 +87,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         metrics = result.metrics
         if kind == "transformer":
             context.log.info(
-                f"Transformer parameters: {metrics['parameters']:,} against the reference's "
+                f"Transformer parameters: {metrics.parameters:,} against the reference's "
                 f"{REFERENCE_TRANSFORMER_PARAMS:,} ({profile} profile)"
             )
         value = {
@@ -100,7 +100,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         return dg.Output(
             value,
             metadata={
-                **{k: (", ".join(v) if isinstance(v, list) else v) for k, v in metrics.items() if k != "history"},
+                **{k: v for k, v in metrics.to_dict().items() if k != "history" and v is not None},
                 "profile": profile,
                 "history_window": window,
                 "device": placement.device,

@@ -34,6 +34,7 @@ from workflows.evaluation.forecasts import (
     qlike_losses,
 )
 from workflows.evaluation.stats import DMResult, direction_binomial, dm_test, holm, mean_interval, skill
+from workflows.ml.windows import WindowData
 
 ALPHA = 0.05
 Z80 = stats.norm.ppf(0.90)
@@ -196,6 +197,40 @@ class ForecastSet:
 
 
 @dataclass(frozen=True)
+class FoldSpan:
+    """One fold's hours (window ends, UTC, to the minute) and what fitting it took."""
+
+    fold: int  # 1-based; `ForecastSet.fold` holds the same number per test hour
+    test_start: str
+    test_end: str
+    train_windows: int
+    train_start: str
+    train_end: str
+    seconds: float = 0.0  # wall time of the fold's training and forecasts
+    epochs: dict[str, int] = field(default_factory=dict)  # model -> epochs run in this fold
+
+    @classmethod
+    def of(
+        cls, data: WindowData, fold: int = 1, seconds: float = 0.0, epochs: dict[str, int] | None = None
+    ) -> "FoldSpan":
+        """The span of `data`: its test and training window ends."""
+
+        def minute(ts: np.ndarray) -> str:
+            return str(ts)[:16]
+
+        return cls(
+            fold=fold,
+            test_start=minute(data.test.end_ts.min()),
+            test_end=minute(data.test.end_ts.max()),
+            train_windows=len(data.train),
+            train_start=minute(data.train.end_ts.min()),
+            train_end=minute(data.train.end_ts.max()),
+            seconds=float(seconds),
+            epochs=dict(epochs or {}),
+        )
+
+
+@dataclass(frozen=True)
 class FoldResult:
     fold: int
     test_start: str
@@ -314,11 +349,11 @@ def _ciskill(loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1) ->
     return (-hi / base, -lo / base) if base > 0 else (float("nan"), float("nan"))
 
 
-def fold_rows(fs: ForecastSet, fold_info: list[dict]) -> list[FoldResult]:
+def fold_rows(fs: ForecastSet, fold_info: list[FoldSpan]) -> list[FoldResult]:
     """Skill against the zero forecast per fold and forecaster, with a 95% interval."""
     rows = []
     for info in fold_info:
-        mask = fs.fold == info["fold"]
+        mask = fs.fold == info.fold
         r = fs.actual[mask]
         skills, cis = {}, {}
         for name, f in fs.returns.items():
@@ -327,17 +362,17 @@ def fold_rows(fs: ForecastSet, fold_info: list[dict]) -> list[FoldResult]:
             cis[name] = _ciskill(loss, r**2)
         rows.append(
             FoldResult(
-                fold=info["fold"],
-                test_start=info["test_start"],
-                test_end=info["test_end"],
+                fold=info.fold,
+                test_start=info.test_start,
+                test_end=info.test_end,
                 test_hours=int(mask.sum()),
-                train_windows=info["train_windows"],
-                train_start=info["train_start"],
-                train_end=info["train_end"],
-                seconds=info["seconds"],
+                train_windows=info.train_windows,
+                train_start=info.train_start,
+                train_end=info.train_end,
+                seconds=info.seconds,
                 skill_vs_zero=skills,
                 skill_ci=cis,
-                epochs=info.get("epochs", {}),
+                epochs=info.epochs,
             )
         )
     return rows
@@ -416,7 +451,7 @@ def volatility_family(fs: ForecastSet) -> list[Comparison]:
 
 
 def evaluate_forecasts(
-    fs: ForecastSet, mode: str, note: str, fold_info: list[dict], config: dict, errors: dict[str, str] | None = None
+    fs: ForecastSet, mode: str, note: str, fold_info: list[FoldSpan], config: dict, errors: dict[str, str] | None = None
 ) -> Evaluation:
     returns = {
         name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name)) for name, f in fs.returns.items()

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from workflows.evaluation.evidence import Evaluation, ReturnMetrics, evaluate_forecasts, return_metrics
+from workflows.evaluation.evidence import Evaluation, FoldSpan, ReturnMetrics, evaluate_forecasts, return_metrics
 from workflows.evaluation.walk_forward import Progress, forecast_set, forecaster_recipes, model_forecasts
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.models import ArchConfig
@@ -94,18 +94,7 @@ def single_split(
         outputs[name] = model_forecasts(data, predict(result.model, data.test.x))
         say(f"control {name} trained on the same split: {result.epochs_run} epochs, {time.perf_counter() - t0:.0f} s")
     fs, errors = forecast_set(features, base, outputs)
-    info = [
-        {
-            "fold": 1,
-            "test_start": str(base.test.end_ts.min())[:16],
-            "test_end": str(base.test.end_ts.max())[:16],
-            "train_windows": len(base.train),
-            "train_start": str(base.train.end_ts.min())[:16],
-            "train_end": str(base.train.end_ts.max())[:16],
-            "seconds": 0.0,
-        }
-    ]
-    return evaluate_forecasts(fs, "single_split", note, info, {"profile": profile}, errors)
+    return evaluate_forecasts(fs, "single_split", note, [FoldSpan.of(base)], {"profile": profile}, errors)
 
 
 def split_metrics(loaded: dict[str, tuple[Checkpoint, WindowData]]) -> dict[str, ReturnMetrics]:

@@ -31,6 +31,7 @@ from workflows.evaluation.evidence import (
     VOL_FORECASTERS,
     VOLATILITY_MODEL,
     Evaluation,
+    FoldSpan,
     ForecastSet,
     evaluate_forecasts,
 )
@@ -230,21 +231,10 @@ def walk_forward(
         fs, errs = forecast_set(features, data, outputs, fold=i + 1)
         errors.update({f"fold {i + 1} {k}": v for k, v in errs.items()})
         parts.append(fs)
-        infos.append(
-            {
-                "fold": i + 1,
-                "test_start": str(data.test.end_ts.min())[:16],
-                "test_end": str(data.test.end_ts.max())[:16],
-                "train_windows": len(data.train),
-                "train_start": str(data.train.end_ts.min())[:16],
-                "train_end": str(data.train.end_ts.max())[:16],
-                "seconds": time.perf_counter() - t0,
-                "epochs": epochs,
-            }
-        )
+        infos.append(FoldSpan.of(data, fold=i + 1, seconds=time.perf_counter() - t0, epochs=epochs))
         say(
             f"fold {i + 1}/{cfg.folds} done in {time.perf_counter() - t0:.0f} s: {len(data.test)} test hours from "
-            f"{infos[-1]['test_start']}"
+            f"{infos[-1].test_start}"
         )
     pooled = ForecastSet.concat(parts)
     note = (

@@ -20,6 +20,7 @@ from torch import nn
 from workflows.io import sha256_file, write_with
 from workflows.ml.models import ArchConfig, Ensemble
 from workflows.ml.training import trains_returns
+from workflows.ml.training_summary import TrainingSummary
 from workflows.ml.windows import Scaler
 
 FORMAT_VERSION = 1
@@ -32,11 +33,16 @@ class Checkpoint:
     scaler: Scaler
     window_spec: dict
     data_version: str
-    metrics: dict
+    metrics: dict  # as stored; `training` reads it typed
     train_config: dict
     snapshots: list[tuple[int, np.ndarray]]
     path: Path
     sha256: str
+
+    @property
+    def training(self) -> TrainingSummary:
+        """The recorded training figures, typed."""
+        return TrainingSummary.from_dict(self.metrics)
 
     @property
     def forecasts_returns(self) -> bool:

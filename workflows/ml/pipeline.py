@@ -16,6 +16,7 @@ from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemb
 from workflows.ml.profiles import Recipe
 from workflows.ml.promotion import training_window
 from workflows.ml.training import EpochReport, TrainResult, predict, train
+from workflows.ml.training_summary import EpochLoss, TrainingSummary
 from workflows.ml.windows import WindowData
 
 
@@ -24,7 +25,7 @@ class FitResult:
     model: nn.Module
     arch: ArchConfig | list[ArchConfig]
     runs: list[TrainResult]
-    metrics: dict
+    metrics: TrainingSummary
     checkpoint: Path
     sha256: str
 
@@ -79,7 +80,7 @@ def fit(
         data.scaler,
         data.spec_dict(),
         data.data_version,
-        metrics,
+        metrics.to_dict(),
         recipe.train.to_dict(),
         runs[0].snapshots,
     )
@@ -88,37 +89,45 @@ def fit(
     return FitResult(model, arch_out, runs, metrics, path, digest)
 
 
-def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[TrainResult]) -> dict:
-    """Training figures for the UI, with the validation skill against the zero forecast."""
+def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[TrainResult]) -> TrainingSummary:
+    """Training figures for the UI and the report, with the validation skill against the zero forecast
+    (a volatility model: its 24-hour QLIKE against the constant training variance)."""
     val = predict(model, data.val.x)
     if recipe.forecasts_returns:
         mse = float(np.mean((val["ret"] - data.val.ret) ** 2))
-        fit_metrics = {"val_mse_scaled": mse, "val_skill_vs_zero": skill(mse, float(np.mean(data.val.ret**2)))}
-    else:  # a volatility model: QLIKE of its 24-hour variance against the constant training variance
+        fit = {"val_mse_scaled": mse, "val_skill_vs_zero": skill(mse, float(np.mean(data.val.ret**2)))}
+    else:
         q_model = qlike(val["vol"] ** 2, data.val.vol**2)
         q_const = qlike(np.full(len(data.val), float(np.mean(data.train.ret**2))), data.val.vol**2)
-        fit_metrics = {"val_qlike_24h": q_model, "val_skill_vs_constant": skill(q_model, q_const)}
-    params = count_parameters(model)
-    metrics = {
-        "kind": recipe.kind,
-        "architecture": recipe.arch,
-        "parameters": params,
-        "members": recipe.members,
-        "features": list(recipe.features),
-        "epochs_run": int(sum(r.epochs_run for r in runs)),
-        "best_epoch": int(runs[0].best_epoch),
-        "best_val_loss": float(np.mean([r.best_val_loss for r in runs])),
-        "device": runs[0].device,
-        "wall_s": float(sum(r.wall_s for r in runs)),
-        "samples_per_s": float(np.mean([r.samples_per_s for r in runs])),
-        **fit_metrics,
-        **data.summary(),
+        fit = {"val_qlike_24h": q_model, "val_skill_vs_constant": skill(q_model, q_const)}
+    windows = data.summary()
+    return TrainingSummary(
+        kind=recipe.kind,
+        architecture=recipe.arch,
+        parameters=count_parameters(model),
+        members=recipe.members,
+        epochs_run=int(sum(r.epochs_run for r in runs)),
+        best_epoch=int(runs[0].best_epoch),
+        best_val_loss=float(np.mean([r.best_val_loss for r in runs])),
+        stopped_early=any(r.stopped_early for r in runs),
+        device=runs[0].device,
+        wall_s=float(sum(r.wall_s for r in runs)),
+        samples_per_s=float(np.mean([r.samples_per_s for r in runs])),
+        **windows,
+        **fit,
         # the hours fitting saw (last train / validation window end, last target hour): the promotion gate
         # compares models only on forecast hours after both models' `last_target_ts`
         **training_window(data),
         # first member's per-epoch losses, for the report's training curves
-        "history": [{k: float(v) for k, v in h.items()} for h in runs[0].history],
-    }
-    if recipe.arch == "transformer":
-        metrics["reference_parameters"] = REFERENCE_TRANSFORMER_PARAMS
-    return metrics
+        history=tuple(
+            EpochLoss(
+                epoch=int(h["epoch"]),
+                train_loss=float(h["train_loss"]),
+                val_loss=float(h["val_loss"]),
+                seconds=float(h.get("seconds", 0.0)),
+                train_seconds=float(h.get("train_seconds", 0.0)),
+            )
+            for h in runs[0].history
+        ),
+        reference_parameters=REFERENCE_TRANSFORMER_PARAMS if recipe.arch == "transformer" else None,
+    )

@@ -16,8 +16,10 @@ Wording rules:
   the same map of the controls.
 """
 
+from collections.abc import Callable
+
 from workflows.attention.analysis import AttentionAnalysis, MapAnalysis
-from workflows.attention.metrics import BUCKET_NAMES, uniform_bucket_shares
+from workflows.attention.metrics import BUCKET_NAMES, AttentionSummary, Quartiles, uniform_bucket_shares
 from workflows.attention.sanity import CONTROL_MAX_TRAIN_WINDOWS
 from workflows.reporting.fmt import ALPHA, _p, _pct
 
@@ -39,9 +41,9 @@ def attention_sentence(name: str, an: AttentionAnalysis) -> str:
     if v.concentrated:
         text = (
             f"**{name}** concentrates its attention on **{v.peak_hour} hours ago**: mean weight "
-            f"{s['top_weights'][0]:.3f}, {v.peak_lift:.{d}f}x uniform ({interval}), above 1 and above the "
+            f"{s.top_weights[0]:.3f}, {v.peak_lift:.{d}f}x uniform ({interval}), above 1 and above the "
             f"strongest control (interval up to {v.control_lift:.2f}x); normalised entropy "
-            f"{s['normalised_entropy']['median']:.3f}."
+            f"{s.normalised_entropy.median:.3f}."
         )
         unused_ablation = v.relied_upon is False
         unused_deletion = v.faithful is False and v.positions_matter is False
@@ -67,7 +69,7 @@ def attention_sentence(name: str, an: AttentionAnalysis) -> str:
     return (
         f"**{name}**: no preference beyond uniform. Its largest mean weight is {v.peak_lift:.{d}f}x uniform "
         f"({interval}; controls up to {v.control_lift:.2f}x): {why}. Normalised entropy "
-        f"{s['normalised_entropy']['median']:.4f}. Which hour is 'top' ({v.peak_hour} h ago) carries no meaning "
+        f"{s.normalised_entropy.median:.4f}. Which hour is 'top' ({v.peak_hour} h ago) carries no meaning "
         "at this level."
     )
 
@@ -246,19 +248,18 @@ def attention_table(analyses: dict[str, AttentionAnalysis]) -> list[str]:
         "| --- | " + " | ".join("---:" for _ in analyses) + " |",
     ]
 
-    def fmt(key: str, digits: int = 4) -> str:
-        return " | ".join(f"{an.summary[key]['median']:.{digits}f}" for an in analyses.values())
+    def fmt(metric: Callable[[AttentionSummary], Quartiles], digits: int = 4) -> str:
+        return " | ".join(f"{metric(an.summary).median:.{digits}f}" for an in analyses.values())
 
-    lines.append("| normalised entropy (median) | " + fmt("normalised_entropy") + " |")
-    lines.append("| Gini (median) | " + fmt("gini") + " |")
-    lines.append("| effective hours (median) | " + fmt("effective_hours", 1) + " |")
-    lines.append("| max weight (median; uniform 0.0208) | " + fmt("max_weight") + " |")
-    lines.append("| mean lag, hours | " + fmt("mean_lag", 1) + " |")
+    lines.append("| normalised entropy (median) | " + fmt(lambda s: s.normalised_entropy) + " |")
+    lines.append("| Gini (median) | " + fmt(lambda s: s.gini) + " |")
+    lines.append("| effective hours (median) | " + fmt(lambda s: s.effective_hours, 1) + " |")
+    lines.append("| max weight (median; uniform 0.0208) | " + fmt(lambda s: s.max_weight) + " |")
+    lines.append("| mean lag, hours | " + fmt(lambda s: s.mean_lag, 1) + " |")
     lines.append(
         "| hours to 50% / 80% | "
         + " | ".join(
-            f"{an.summary['hours_to_50']['median']:.0f} / {an.summary['hours_to_80']['median']:.0f}"
-            for an in analyses.values()
+            f"{an.summary.hours_to_50.median:.0f} / {an.summary.hours_to_80.median:.0f}" for an in analyses.values()
         )
         + " |"
     )
@@ -275,7 +276,7 @@ def attention_table(analyses: dict[str, AttentionAnalysis]) -> list[str]:
         )
     lines.append(
         "| top 5 hours ago (mean profile) | "
-        + " | ".join(", ".join(str(h) for h in an.summary["top_hours"]) for an in analyses.values())
+        + " | ".join(", ".join(str(h) for h in an.summary.top_hours) for an in analyses.values())
         + " |"
     )
     lines.append(
@@ -342,14 +343,14 @@ def attention_sections(analyses: dict[str, AttentionAnalysis]) -> list[str]:
     lines += ["", *method_lines(analyses)]
     lines += [""] + [f"- {bucket_sentence(m, an)}" for m, an in analyses.items()]
     for m, an in analyses.items():
-        reg = an.regimes or {}
-        if reg.get("low_volatility") and reg.get("high_volatility"):
-            lo, hi = reg["low_volatility"] or {}, reg["high_volatility"] or {}
+        lo = an.regimes.low_volatility if an.regimes else None
+        hi = an.regimes.high_volatility if an.regimes else None
+        if lo is not None and hi is not None:
             lines.append(
                 f"- {m} by volatility regime (trailing 24 h, split at the median; descriptive, no test): "
-                f"calm windows entropy {lo['normalised_entropy']['median']:.4f}, top hour "
-                f"{lo['top_hours'][0]} h; volatile windows entropy {hi['normalised_entropy']['median']:.4f}, "
-                f"top hour {hi['top_hours'][0]} h."
+                f"calm windows entropy {lo.normalised_entropy.median:.4f}, top hour "
+                f"{lo.top_hours[0]} h; volatile windows entropy {hi.normalised_entropy.median:.4f}, "
+                f"top hour {hi.top_hours[0]} h."
             )
     pools_heads = [s for m, an in analyses.items() for s in (pool_sentence(m, an), head_sentence(m, an)) if s]
     if pools_heads:

@@ -1,6 +1,7 @@
 """Report figures (matplotlib, Agg backend). Each function writes one PNG and returns
 its path and the number of panels drawn."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,7 @@ import numpy as np
 
 from workflows.attention import metrics as am
 from workflows.io import write_with
+from workflows.ml.training_summary import EpochLoss
 
 DPI = 100
 ANALYSIS_SIZE = (18, 13)  # inches -> 1800 x 1300 px
@@ -21,7 +23,11 @@ def _hours(t: int) -> np.ndarray:
 
 
 def attention_analysis_figure(
-    attention: np.ndarray, summary: dict, title: str, path: Path, controls: dict[str, dict] | None = None
+    attention: np.ndarray,
+    summary: am.AttentionSummary,
+    title: str,
+    path: Path,
+    controls: dict[str, am.AttentionSummary] | None = None,
 ) -> tuple[Path, int]:
     """The reference's seven panels for one model's test-window attention (N, T)."""
     n, t = attention.shape
@@ -68,7 +74,7 @@ def attention_analysis_figure(
     axes.append(ax)
 
     ax = fig.add_subplot(grid[1, 2])
-    hours, weights = summary["top_hours"], summary["top_weights"]
+    hours, weights = summary.top_hours, summary.top_weights
     ax.barh([f"{h} h ago" for h in hours][::-1], weights[::-1], color="tab:green")
     ax.axvline(uniform, color="k", ls="--", lw=1)
     ax.set(title="5. Top hours (mean profile)", xlabel="mean weight")
@@ -97,20 +103,19 @@ def attention_analysis_figure(
     ax = fig.add_subplot(grid[2, 1:])
     ax.axis("off")
     lines = [
-        f"windows: {summary['windows']}    hours per window: {t}",
-        f"normalised entropy (median): {summary['normalised_entropy']['median']:.4f}   "
-        f"(IQR {summary['normalised_entropy']['p25']:.4f} - {summary['normalised_entropy']['p75']:.4f})",
-        f"Gini (median): {summary['gini']['median']:.4f}   "
-        f"effective hours: {summary['effective_hours']['median']:.1f} of {t}",
-        f"max weight (median): {summary['max_weight']['median']:.4f}   (uniform {uniform:.4f})",
-        f"mean lag: {summary['mean_lag']['median']:.1f} h   hours to 50% / 80%: "
-        f"{summary['hours_to_50']['median']:.0f} / {summary['hours_to_80']['median']:.0f}",
-        f"profile max lift over uniform: {summary['profile_max_lift']:.2f}x",
+        f"windows: {summary.windows}    hours per window: {t}",
+        f"normalised entropy (median): {summary.normalised_entropy.median:.4f}   "
+        f"(IQR {summary.normalised_entropy.p25:.4f} - {summary.normalised_entropy.p75:.4f})",
+        f"Gini (median): {summary.gini.median:.4f}   effective hours: {summary.effective_hours.median:.1f} of {t}",
+        f"max weight (median): {summary.max_weight.median:.4f}   (uniform {uniform:.4f})",
+        f"mean lag: {summary.mean_lag.median:.1f} h   hours to 50% / 80%: "
+        f"{summary.hours_to_50.median:.0f} / {summary.hours_to_80.median:.0f}",
+        f"profile max lift over uniform: {summary.profile_max_lift:.2f}x",
     ]
     for name, ctrl in (controls or {}).items():
         lines.append(
-            f"control '{name}': entropy {ctrl['normalised_entropy']['median']:.4f}, "
-            f"profile max lift {ctrl['profile_max_lift']:.2f}x, top hour {ctrl['top_hours'][0]} h"
+            f"control '{name}': entropy {ctrl.normalised_entropy.median:.4f}, "
+            f"profile max lift {ctrl.profile_max_lift:.2f}x, top hour {ctrl.top_hours[0]} h"
         )
     ax.text(0.0, 1.0, "7. Statistical summary\n\n" + "\n".join(lines), va="top", family="monospace", fontsize=10)
     axes.append(ax)
@@ -145,14 +150,14 @@ def transformer_heads_figure(maps: np.ndarray, path: Path, title: str) -> tuple[
 
 
 def training_figure(
-    histories: dict[str, list[dict]], snapshots: list[tuple[int, np.ndarray]], snapshot_model: str, path: Path
+    histories: dict[str, Sequence[EpochLoss]], snapshots: list[tuple[int, np.ndarray]], snapshot_model: str, path: Path
 ) -> tuple[Path, int]:
     """Training and validation loss per model, and the attention snapshots over epochs."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 5), dpi=DPI)
     for name, history in histories.items():
-        epochs = [h["epoch"] for h in history]
-        line = ax1.plot(epochs, [h["val_loss"] for h in history], label=f"{name} (validation)")[0]
-        ax1.plot(epochs, [h["train_loss"] for h in history], ls=":", color=line.get_color())
+        epochs = [h.epoch for h in history]
+        line = ax1.plot(epochs, [h.val_loss for h in history], label=f"{name} (validation)")[0]
+        ax1.plot(epochs, [h.train_loss for h in history], ls=":", color=line.get_color())
     ax1.set(title="Loss per epoch (dotted: training)", xlabel="epoch", ylabel="loss (scaled units)")
     ax1.legend(fontsize=7)
     if snapshots:

@@ -18,9 +18,12 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
 * never "converged", never "detects a cycle".
 """
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from workflows.attention.analysis import AttentionAnalysis
 from workflows.evaluation.evidence import ALPHA, VOLATILITY_MODEL, Comparison, Evaluation, ReturnMetrics
+from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
 from workflows.reporting.fmt import _p, _pct
@@ -201,14 +204,26 @@ def recommendations(ev: Evaluation, analyses: dict) -> list[str]:
     return recs + attention_recommendations(analyses)
 
 
-def write_report(
-    symbol: str, data_note: str, ev: Evaluation, analyses: dict, figures: dict[str, str], context: dict
-) -> str:
-    """The report's Markdown text. `figures` maps a caption to a file name beside the report."""
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything one symbol's report is written from."""
+
+    symbol: str
+    data_note: str  # one line above everything: synthetic data, or the data sources
+    evaluation: Evaluation
+    analyses: dict[str, AttentionAnalysis]  # model name -> its attention analysis
+    figures: dict[str, str] = field(default_factory=dict)  # caption -> file name beside the report
+    profile: str = "?"  # the training profile of the models
+    training: dict[str, TrainingSummary] = field(default_factory=dict)  # model name -> its checkpoint's figures
+
+
+def write_report(inputs: ReportInputs) -> str:
+    """The report's Markdown text."""
+    ev, analyses, figures = inputs.evaluation, inputs.analyses, inputs.figures
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"# Attention report: {symbol}", ""]
-    if data_note:
-        lines += [f"> {data_note}", ""]
+    lines = [f"# Attention report: {inputs.symbol}", ""]
+    if inputs.data_note:
+        lines += [f"> {inputs.data_note}", ""]
     evidence = (
         f"**Evidence:** {ev.note}."
         if ev.mode == "walk_forward"
@@ -216,7 +231,7 @@ def write_report(
         f"skill below about {100 * ev.min_detectable_skill:.1f}% cannot be told apart from luck."
     )
     lines += [
-        f"Generated {now}; profile `{context.get('profile', '?')}`; test hours {ev.test_start} .. {ev.test_end}.",
+        f"Generated {now}; profile `{inputs.profile}`; test hours {ev.test_start} .. {ev.test_end}.",
         "",
         evidence,
         "",
@@ -292,11 +307,11 @@ def write_report(
         ]
     lines += ["", *attention_sections(analyses)]
     lines += ["", "## Training", ""]
-    for m, info in context.get("training", {}).items():
+    for m, info in inputs.training.items():
         lines.append(
-            f"- {m}: {info['epochs_run']} epochs, best validation loss at epoch {info['best_epoch']}"
-            f"{' (early stopping: no improvement for the patience window)' if info.get('stopped_early') else ''}"
-            f"; {info['parameters']:,} parameters; {info['device']}; {info['wall_s']:.1f} s."
+            f"- {m}: {info.epochs_run} epochs, best validation loss at epoch {info.best_epoch}"
+            f"{' (early stopping: no improvement for the patience window)' if info.stopped_early else ''}"
+            f"; {info.parameters:,} parameters; {info.device}; {info.wall_s:.1f} s."
         )
     lines += ["", "## Recommendations", ""] + [f"- {r}" for r in recommendations(ev, analyses)]
     lines += ["", "## Figures", ""]
