@@ -4,6 +4,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from workflows.ml.placement import LOCK_DIR_ENV
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 BTC_FILE = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
@@ -16,9 +18,11 @@ needs_shared = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
-    """No test writes to the project's data/ or dagster_home/, or the user's home."""
+    """No test writes to the project's data/ or dagster_home/, or the user's home, and none waits for
+    the machine's training slots (a training the user runs meanwhile holds those, not the tests')."""
     monkeypatch.setenv("WORKFLOWS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "device_locks"))
     (tmp_path / "dagster_home").mkdir()
 
 
