@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from workflows.settings import DAGSTER_HOME_ENV, DataPaths, dagster_home
+from workflows.settings import DAGSTER_HOME_ENV, DataPaths, dagster_home, default_sigterm
 
 
 def _instance():
@@ -545,6 +545,8 @@ def _metadata(result, node: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from workflows.sources.exchange import DEFAULT_BASE_URL
+
+    default_sigterm()  # else each step's log capture waits a minute (`settings.default_sigterm`)
 
     exchange_url = os.environ.get("WORKFLOWS_EXCHANGE_URL") or DEFAULT_BASE_URL
     parser = argparse.ArgumentParser(prog="workflows", description=__doc__)

@@ -1,6 +1,8 @@
-"""Where runtime data lives. Read from the environment when asked, never at import."""
+"""Where runtime data lives (read from the environment when asked, never at import), and the process
+setup every entry point shares."""
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +58,17 @@ class DataPaths:
         for folder in (self.root, self.incoming, self.processed, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def default_sigterm() -> bool:
+    """Give this process (and so every process it starts) the default SIGTERM action; True when it
+    had been ignored.
+
+    Dagster captures each step's output through `tail -F` processes, which it stops with SIGTERM
+    and then waits up to 30 s for, per stream. A process started with SIGTERM ignored (some job
+    runners and sandboxes do that) hands the ignore on to those tails: every step then waits a
+    minute, and the tails outlive the run. The CLI and the test suite call this first."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return True
+    return False

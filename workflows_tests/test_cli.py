@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -6,7 +9,7 @@ import duckdb
 
 from workflows.cli import main
 from workflows.sources.synthetic import SyntheticSpec, generate_candles
-from workflows_tests.conftest import BTC_FILE, needs_shared
+from workflows_tests.conftest import BTC_FILE, PROJECT_ROOT, needs_shared
 
 
 def write_candles(path: Path, symbol: str, days: int = 3, seed: int = 0):
@@ -119,3 +122,42 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
         assert f"| {baseline} |" in report
     assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000
     assert "Bottom line" in out
+
+
+def _tails_reading(folder: Path) -> list[int]:
+    """Process ids of `tail` processes whose arguments name a file under `folder`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if args and Path(args[0].decode()).name == "tail" and str(folder).encode() in b" ".join(args):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_command_started_with_sigterm_ignored_leaves_no_log_tails(data_dir):
+    """Dagster stops each step's `tail -F` log capture with SIGTERM and waits 30 s per stream for it; a
+    process that ignores SIGTERM hands that on to the tails, which then outlive the run (seen here: a
+    minute per step, and 108 tails left behind by one test session). `workflows` restores the default
+    first, so a command started that way leaves none."""
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    write_candles(incoming / "BTCUSDT-a.csv", "BTCUSDT", days=2)
+    home = Path(os.environ["DAGSTER_HOME"])
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom workflows.cli import main\nsys.exit(main(['ingest']))"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ},
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "BTCUSDT" in done.stdout + done.stderr  # the run happened
+    left = _tails_reading(home)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
