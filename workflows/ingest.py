@@ -18,7 +18,7 @@ from workflows.io import move_atomic, write_text_atomic
 from workflows.settings import DataPaths
 from workflows.sources.candles import CandleSourceError, ReadResult
 from workflows.sources.files import read_candle_file
-from workflows.warehouse import UpsertStats, candle_span, record_rejections, upsert_candles
+from workflows.warehouse import CandleSpan, UpsertStats, record_rejections, upsert_candles
 
 
 @dataclass
@@ -132,9 +132,8 @@ def read_files(files: list[Path]) -> tuple[list[ReadResult], list[tuple[Path, Ca
     return results, failures
 
 
-def missing_hours(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
-    """First and last stored hour and how many hours in between are missing (one SQL aggregate)."""
-    span = candle_span(con, symbol)
+def missing_hours(span: CandleSpan) -> dict:
+    """First and last stored hour and how many hours in between are missing, from `candle_span`."""
     if span.first is None or span.last is None:
         return {"first_hour": "none", "last_hour": "none", "hours": 0, "missing_hours": 0, "missing_ratio": 0.0}
     return {

@@ -173,25 +173,20 @@ def load_candles(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
     return _aware_utc(frame, "ts").cast(CANDLE_SCHEMA)
 
 
-def load_candles_from(
-    con: duckdb.DuckDBPyConnection, symbol: str, start: datetime | None, context_rows: int = 1
-) -> pl.DataFrame:
-    """One symbol's candles (with their `source`) from `start` on and the `context_rows` stored
-    before it: what a write from `start` on can have changed, and the neighbour that gap and
-    continuity rules compare it with. `start=None` (nothing written): the last `context_rows`."""
+def load_candles_from(con: duckdb.DuckDBPyConnection, symbol: str, start: datetime | None) -> pl.DataFrame:
+    """One symbol's candles (with their `source`) from `start` on and the stored row right before
+    it: what a write from `start` on can have changed, and the neighbour that gap and continuity
+    rules compare it with (found by `max(ts)`, not by sorting the symbol). None: no rows."""
     ensure_schema(con)
-    cols = ", ".join([*CANDLE_COLUMNS, "source"])
     naive = None if start is None else start.astimezone(timezone.utc).replace(tzinfo=None)
     frame = con.execute(
         f"""
-        SELECT * FROM (
-            SELECT {cols} FROM candles WHERE symbol = $symbol AND $start IS NOT NULL AND ts >= $start
-            UNION ALL
-            (SELECT {cols} FROM candles WHERE symbol = $symbol AND ($start IS NULL OR ts < $start)
-              ORDER BY ts DESC LIMIT $n)
-        ) ORDER BY ts
+        SELECT {", ".join([*CANDLE_COLUMNS, "source"])} FROM candles
+         WHERE symbol = $symbol
+           AND ts >= coalesce((SELECT max(ts) FROM candles WHERE symbol = $symbol AND ts < $start), $start)
+         ORDER BY ts
         """,
-        {"symbol": symbol, "start": naive, "n": context_rows},
+        {"symbol": symbol, "start": naive},
     ).pl()
     return _aware_utc(frame, "ts").cast({**CANDLE_SCHEMA, "source": pl.String})
 

@@ -1,6 +1,6 @@
 """Data assets: `candles` (raw hourly candles in DuckDB) and `features`."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -78,12 +78,12 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
         results = _read_sources(config, symbol, candle_span(con, symbol).last)
         report = land(con, symbol, results)
         # Checks cover the rows written and the stored row before them (the boundary a gap would
-        # open at): earlier rows were checked when they were written. First load: every row.
+        # open at): earlier rows were checked when they were written. First load: every row;
+        # nothing written: the last row.
         stored = candle_span(con, symbol)
-        start = stored.first if config.full_validation else report.stats.first_changed
+        start = stored.first if config.full_validation else report.stats.first_changed or stored.last
         checked = load_candles_from(con, symbol, start)
-        preview = load_candles_from(con, symbol, None, context_rows=5)
-        span = missing_hours(con, symbol)
+        preview = load_candles_from(con, symbol, stored.last and stored.last - timedelta(hours=4))
         version = slice_fingerprint(con, "candles", symbol, CANDLE_COLUMNS[1:])
     if config.source == "files" and config.archive:
         for path, result in zip(config.files, results):
@@ -95,9 +95,9 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
     return dg.MaterializeResult(
         metadata={
             **report.metadata(),
-            **span,
+            **missing_hours(stored),
             "rejected_reasons": dg.MetadataValue.md(counts_to_markdown(dict(report.reasons))),
-            "preview": dg.MetadataValue.md(frame_to_markdown(preview)),
+            "preview": dg.MetadataValue.md(frame_to_markdown(preview.tail(5))),
             "rows_checked": checked.height,
             "dagster/row_count": stored.hours,
         },
