@@ -16,9 +16,12 @@ needs_shared = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
-    """No test writes to the project's data/ or dagster_home/, or the user's home."""
+    """No test writes to the project's data/ or dagster_home/, or the user's home. Device locks
+    (workflows/ml/placement.py) are per test too: the default folder is one per user and host,
+    so trainings of another test run on the machine (another checkout, xdist) would queue on it."""
     monkeypatch.setenv("WORKFLOWS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("WORKFLOWS_DEVICE_LOCK_DIR", str(tmp_path / "device_locks"))
     (tmp_path / "dagster_home").mkdir()
 
 
