@@ -1,15 +1,17 @@
-"""The daily retrain's training (`train_models`: five models per symbol, ci profile) of 1, 3
-and 10 synthetic symbols, in process and on the Celery executor (Redis + 2 workers on
-loopback), one torch thread per training in both, with the ratio and the peak memory (summed RSS of
-every process involved, sampled every 0.2 s). Writes a section of docs/benchmarks.md.
+"""The daily retrain (the `retrain` job: six models, evaluation with its trained controls,
+attention tensors and analysis, report, promotion gate and forecast per symbol, ci profile)
+of 1, 3 and 10 synthetic symbols, in process and on the Celery executor (`retrain_celery`:
+Redis + 2 workers on loopback), one torch thread per training in both, with the ratio and
+the peak memory (summed RSS of every process involved, sampled every 0.2 s). Writes a
+section of docs/benchmarks.md.
 
     .venv/bin/python scripts/bench_distributed.py [--symbols 1 3 10] [--days 30]
 
 Each case runs in fresh processes on a fresh instance and data folder; candles and
 features are landed first (in process, not timed). In process: one run per symbol, the
-steps one after another. Celery: one run per symbol, its five training steps spread over
-the workers (one step at a time each). `WORKFLOWS_CPU_TRAINING_SLOTS=2` in both: one torch
-thread per training.
+steps one after another. Celery: one run per symbol, its steps spread over the workers
+(one step at a time each). `WORKFLOWS_CPU_TRAINING_SLOTS=2` in both: one torch thread per
+training.
 """
 
 import argparse
@@ -31,6 +33,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import machine, write_section  # noqa: E402
 
 from workflows.celery_cluster import local_cluster, redis_server_path  # noqa: E402
+
+STANDARD_CASES = (1, 3, 10)  # what `make bench` records
 
 
 def _rss_tree_kb(roots: list[int]) -> int:
@@ -79,10 +83,10 @@ class PeakSampler:
 
 
 def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -> None:
-    """In a fresh process: land the symbols in process, then time `train_models` (in process or on Celery)."""
+    """In a fresh process: land the symbols in process, then time `retrain` (in process or on Celery)."""
     import dagster as dg
 
-    from workflows.defs.executors import ingest_in_process_job, train_celery_job, train_in_process_job
+    from workflows.defs.executors import ingest_in_process_job, retrain_celery_job, retrain_in_process_job
     from workflows.ml.profiles import MODEL_KINDS
 
     instance = dg.DagsterInstance.from_config(str(home))
@@ -97,7 +101,7 @@ def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -
             tags={"dagster/partition": symbol},
         )
         assert result.success, symbol
-    target = train_celery_job if mode == "celery" else train_in_process_job
+    target = retrain_celery_job if mode == "celery" else retrain_in_process_job
     config = {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS}}
     print("TIMING_START", time.time(), flush=True)
     for symbol in symbols:
@@ -162,7 +166,7 @@ def measure(mode: str, n: int, days: int, threads_divisor: int = 2) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--symbols", type=int, nargs="+", default=[1, 3, 10])
+    parser.add_argument("--symbols", type=int, nargs="+", default=list(STANDARD_CASES))
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -174,7 +178,8 @@ def main() -> None:
         return
     if redis_server_path() is None:
         sys.exit("redis-server is not installed (apt-get install redis-server): the Celery cases cannot run")
-    loads, rows = [], []
+    loads: list[float] = []
+    rows: list[tuple[int, dict]] = []
     for n in args.symbols:
         results = {}
         for mode in ("in_process", "celery"):
@@ -186,16 +191,27 @@ def main() -> None:
             }
             print(f"{n} symbol(s), {mode}: {results[mode]['seconds']:.1f} s, peak {results[mode]['peak_mb']:.0f} MB")
         rows.append((n, results))
+        # written after every case: a run stopped part way still records what it measured
+        write_section(
+            Path(args.out),
+            "bench_distributed",
+            "Daily retrain of many symbols: in process vs Celery (`scripts/bench_distributed.py`)",
+            section(rows, loads, args, not_run=[m for m in args.symbols if m not in {r[0] for r in rows}]),
+        )
+
+
+def section(rows: list[tuple[int, dict]], loads: list[float], args, not_run: list[int]) -> str:
+    not_run = sorted(set(not_run) | {n for n in STANDARD_CASES if n not in args.symbols})
     table = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}; "
         f"{'median of ' + str(args.repeats) + ' runs' if args.repeats > 1 else 'one run'} per case; 1-minute load "
         f"average {min(loads):.1f} to {max(loads):.1f} while it ran (the machine is shared with other sessions).",
         "",
-        f"`train_models` (the daily retrain's five trainings per symbol, ci profile, {args.days} synthetic days per "
-        "symbol), one run per symbol. In process: steps one after another. Celery: Redis and 2 workers on loopback "
-        "(`--pool solo`). One torch thread per training in both (`WORKFLOWS_CPU_TRAINING_SLOTS=2`). Peak memory: "
-        "summed RSS of the "
-        "launching process and every worker (and Redis).",
+        f"`retrain` (the daily retrain per symbol: six models, evaluation with its four trained controls, attention "
+        f"tensors and analysis, report, promotion gate, forecast; ci profile, {args.days} synthetic days per symbol), "
+        "one run per symbol. In process: steps one after another. Celery (`retrain_celery`): Redis and 2 workers on "
+        "loopback (`--pool solo`). One torch thread per training in both (`WORKFLOWS_CPU_TRAINING_SLOTS=2`). Peak "
+        "memory: summed RSS of the launching process and every worker (Redis left out).",
         "",
         "| symbols | in process (s) | Celery, 2 workers (s) | Celery / in process | peak MB in process "
         "| peak MB Celery |",
@@ -207,18 +223,10 @@ def main() -> None:
             f"| {n} | {a['seconds']:.1f} | {b['seconds']:.1f} | {b['seconds'] / a['seconds']:.2f} | "
             f"{a['peak_mb']:.0f} | {b['peak_mb']:.0f} |"
         )
-    table += [
-        "",
-        "The full `retrain` job (evaluation with trained controls, attention analysis, report) runs on the same "
-        "executor (`retrain_celery`) but was not benchmarked here: on this shared 2-core machine it takes minutes "
-        "per symbol in process. The GPU `full`-profile run was not run this session (no GPU was lent to it).",
-    ]
-    write_section(
-        Path(args.out),
-        "bench_distributed",
-        "Daily retrain of many symbols: in process vs Celery (`scripts/bench_distributed.py`)",
-        "\n".join(table),
-    )
+    if not_run:
+        cases = ", ".join(f"{n} symbol{'s' if n > 1 else ''}" for n in not_run)
+        table += ["", f"Not run in this measurement: {cases}."]
+    return "\n".join(table)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ import polars as pl
 
 from workflows.io import move_atomic, write_text_atomic
 from workflows.settings import DataPaths
-from workflows.sources.candles import CandleSourceError, ReadResult, ts_bounds
+from workflows.sources.candles import CandleSourceError, ReadResult
 from workflows.sources.files import read_candle_file
-from workflows.warehouse import UpsertStats, load_candles, record_rejections, upsert_candles
-
-HOUR = 3600
+from workflows.warehouse import CandleSpan, UpsertStats, record_rejections, upsert_candles
 
 
 @dataclass
@@ -100,19 +98,20 @@ class LandingReport:
 def land(con: duckdb.DuckDBPyConnection, symbol: str, results: list[ReadResult]) -> LandingReport:
     """Upsert one symbol's valid rows from every result and record its rejected rows."""
     inserted = updated = unchanged = rejected = 0
+    firsts: list[datetime] = []
     reasons: Counter = Counter()
     notes: list[str] = []
     for result in results:
         part = result.for_symbol(symbol)
         stats = upsert_candles(con, part.candles, source=result.source)
         inserted, updated, unchanged = inserted + stats.inserted, updated + stats.updated, unchanged + stats.unchanged
+        firsts += [stats.first_changed] if stats.first_changed else []
         record_rejections(con, result.source, part.rejected, symbol=symbol)
         rejected += part.rejected.height
         reasons.update(_reason_keys(part.rejected))
         notes.extend(f"{result.source}: {n}" for n in part.notes)
-    return LandingReport(
-        symbol, [r.source for r in results], UpsertStats(inserted, updated, unchanged), rejected, reasons, notes
-    )
+    stats = UpsertStats(inserted, updated, unchanged, min(firsts, default=None))
+    return LandingReport(symbol, [r.source for r in results], stats, rejected, reasons, notes)
 
 
 def _reason_keys(rejected: pl.DataFrame) -> list[str]:
@@ -133,18 +132,14 @@ def read_files(files: list[Path]) -> tuple[list[ReadResult], list[tuple[Path, Ca
     return results, failures
 
 
-def missing_hours(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
-    """First and last stored hour and how many hours in between are missing."""
-    frame = load_candles(con, symbol)
-    if frame.is_empty():
+def missing_hours(span: CandleSpan) -> dict:
+    """First and last stored hour and how many hours in between are missing, from `candle_span`."""
+    if span.first is None or span.last is None:
         return {"first_hour": "none", "last_hour": "none", "hours": 0, "missing_hours": 0, "missing_ratio": 0.0}
-    first, last = ts_bounds(frame)
-    expected = int((last - first).total_seconds() // HOUR) + 1
-    missing = expected - frame.height
     return {
-        "first_hour": first.isoformat(),
-        "last_hour": last.isoformat(),
-        "hours": frame.height,
-        "missing_hours": missing,
-        "missing_ratio": round(missing / expected, 6),
+        "first_hour": span.first.isoformat(),
+        "last_hour": span.last.isoformat(),
+        "hours": span.hours,
+        "missing_hours": span.missing,
+        "missing_ratio": round(span.missing / span.expected, 6),
     }

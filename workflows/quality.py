@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from workflows.schemas import CandlesSchema, FeaturesSchema, validate
+from workflows.warehouse import CandleSpan
 
 # Above this share of missing hours between the first and last candle, a symbol's
 # history is too holey to train on (blocks); above WARN_MISSING it only warns.
@@ -31,6 +32,13 @@ def _schema_finding(name: str, schema, frame: pl.DataFrame) -> Finding:
     if cases is None:
         return Finding(name, True, f"{frame.height} rows satisfy the schema")
     cases = cases.select([c for c in ("column", "check", "index", "failure_case") if c in cases.columns])
+    # `index` is a row of the frame checked, which may be a slice: name the row by its hour (and
+    # the file it came from, where stored) so a failure reads the same whatever was loaded.
+    where = [c for c in ("ts", "source") if c in frame.columns]
+    if where and "index" in cases.columns:
+        rows = frame.select(where).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+        cases = cases.with_columns(pl.col("index").cast(pl.Int64)).join(rows, on="index", how="left")
+        cases = cases.select("column", "check", *where, "failure_case")
     return Finding(name, False, f"{cases.height} schema violations", failing=cases)
 
 
@@ -59,13 +67,17 @@ def ohlc_consistent(frame: pl.DataFrame) -> Finding:
     return Finding("ohlc_consistent", False, f"{bad.height} rows break low <= open, close <= high", failing=bad)
 
 
-def missing_hour_ratio(frame: pl.DataFrame) -> Finding:
-    if frame.is_empty():
+def missing_hour_ratio(frame: pl.DataFrame, span: CandleSpan | None = None) -> Finding:
+    """The share of missing hours between the symbol's first and last candle. `frame` is every
+    stored candle, or (with `span`, the whole symbol's count and bounds) the rows just written
+    and the one before them: the ratio is the symbol's, the gaps listed are those in `frame`."""
+    if frame.is_empty() or (span is not None and span.hours == 0):
         return Finding("missing_hour_ratio", False, "no candles stored for this symbol", value=1.0)
     ordered = frame.sort("ts")
-    first, last = ordered["ts"][0], ordered["ts"][-1]
-    expected = int((last - first).total_seconds() // 3600) + 1
-    ratio = (expected - frame.height) / expected
+    if span is None:
+        span = CandleSpan(frame.height, ordered["ts"][0], ordered["ts"][-1])
+    expected, hours = span.expected, span.hours
+    ratio = (expected - hours) / expected
     gaps = (
         ordered.select(
             gap_after=pl.col("ts").shift(1),
@@ -75,7 +87,10 @@ def missing_hour_ratio(frame: pl.DataFrame) -> Finding:
         .filter(pl.col("missing_hours") > 0)
         .sort("missing_hours", descending=True)
     )
-    summary = f"{expected - frame.height} of {expected} hours missing ({ratio:.3%}) in {gaps.height} gaps"
+    checked = ""
+    if hours != frame.height:  # a slice: name it
+        checked = f" among the {frame.height} hours checked from {ordered['ts'][0]:%Y-%m-%d %H:%M} on"
+    summary = f"{expected - hours} of {expected} hours missing ({ratio:.3%}) in {gaps.height} gaps{checked}"
     passed = ratio <= WARN_MISSING_RATIO
     return Finding(
         "missing_hour_ratio",
@@ -98,8 +113,13 @@ def segments_contiguous(frame: pl.DataFrame) -> Finding:
     return Finding("segments_contiguous", False, f"{bad.height} rows jump inside a segment", failing=bad)
 
 
-def candle_findings(frame: pl.DataFrame) -> list[Finding]:
-    return [candles_schema(frame), duplicate_hours(frame), ohlc_consistent(frame), missing_hour_ratio(frame)]
+def candle_findings(frame: pl.DataFrame, span: CandleSpan | None = None) -> list[Finding]:
+    """Every candle rule on `frame`: all of a symbol's candles, or (with the symbol's `span`) the
+    rows a write changed and the stored row before them. The row rules (schema, OHLC) need only
+    the rows written; duplicates cannot be stored (primary key) and are checked within `frame`;
+    the missing-hour ratio comes from `span`, its gaps from `frame`, whose first row is the
+    boundary a new gap would open at."""
+    return [candles_schema(frame), duplicate_hours(frame), ohlc_consistent(frame), missing_hour_ratio(frame, span)]
 
 
 def feature_findings(frame: pl.DataFrame) -> list[Finding]:

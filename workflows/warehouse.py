@@ -52,6 +52,7 @@ class UpsertStats:
     inserted: int
     updated: int
     unchanged: int
+    first_changed: datetime | None = None  # the first hour inserted or updated (UTC); None: nothing written
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -130,7 +131,13 @@ def upsert_candles(
         raise
     finally:
         con.unregister("staged_candles")
-    return UpsertStats(int(inserted), int(updated), candles.height - int(inserted) - int(updated))
+    first = min((ts for _, ts in changed), default=None)
+    return UpsertStats(
+        int(inserted),
+        int(updated),
+        candles.height - int(inserted) - int(updated),
+        None if first is None else first.replace(tzinfo=timezone.utc),
+    )
 
 
 def record_rejections(
@@ -164,6 +171,57 @@ def load_candles(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
     ensure_schema(con)
     frame = con.execute(f"SELECT {', '.join(CANDLE_COLUMNS)} FROM candles WHERE symbol = ? ORDER BY ts", [symbol]).pl()
     return _aware_utc(frame, "ts").cast(CANDLE_SCHEMA)
+
+
+def load_candles_from(con: duckdb.DuckDBPyConnection, symbol: str, start: datetime | None) -> pl.DataFrame:
+    """One symbol's candles (with their `source`) from `start` on and the stored row right before
+    it: what a write from `start` on can have changed, and the neighbour that gap and continuity
+    rules compare it with (found by `max(ts)`, not by sorting the symbol). None: no rows."""
+    ensure_schema(con)
+    naive = None if start is None else start.astimezone(timezone.utc).replace(tzinfo=None)
+    frame = con.execute(
+        f"""
+        SELECT {", ".join([*CANDLE_COLUMNS, "source"])} FROM candles
+         WHERE symbol = $symbol
+           AND ts >= coalesce((SELECT max(ts) FROM candles WHERE symbol = $symbol AND ts < $start), $start)
+         ORDER BY ts
+        """,
+        {"symbol": symbol, "start": naive},
+    ).pl()
+    return _aware_utc(frame, "ts").cast({**CANDLE_SCHEMA, "source": pl.String})
+
+
+@dataclass(frozen=True)
+class CandleSpan:
+    """One symbol's stored hours: how many, the first and the last (UTC; None when there are none)."""
+
+    hours: int
+    first: datetime | None
+    last: datetime | None
+
+    @property
+    def expected(self) -> int:
+        """Hours from the first to the last stored hour, both included."""
+        if self.first is None or self.last is None:
+            return 0
+        return int((self.last - self.first).total_seconds() // 3600) + 1
+
+    @property
+    def missing(self) -> int:
+        return self.expected - self.hours
+
+
+def candle_span(con: duckdb.DuckDBPyConnection, symbol: str) -> CandleSpan:
+    """Count, first and last hour of one symbol's candles: one aggregate in DuckDB, nothing loaded."""
+    ensure_schema(con)
+    row = con.execute("SELECT count(*), min(ts), max(ts) FROM candles WHERE symbol = ?", [symbol]).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    hours, first, last = row
+    return CandleSpan(
+        int(hours),
+        None if first is None else first.replace(tzinfo=timezone.utc),
+        None if last is None else last.replace(tzinfo=timezone.utc),
+    )
 
 
 def load_rejected(con: duckdb.DuckDBPyConnection, symbol: str | None = None) -> pl.DataFrame:

@@ -1,32 +1,50 @@
-"""The `ingest` and `train_models` jobs on a real Celery executor: a Redis broker and two
-workers on loopback land and retrain three symbols (ci profile, 30 synthetic days each),
-against the same jobs in process.
+"""The `ingest` and `retrain` jobs on a real Celery executor: a Redis broker and two workers
+on loopback land and retrain three symbols (ci profile, 30 synthetic days each: the
+fewest the ci splits and windows accept), against the same jobs in process.
 
-Same means: every checkpoint's weights equal to 1e-6 absolute (training is seeded and
-every training uses one torch thread on CPU, in both runs), the checkpoints' recorded
-metrics and data versions equal, and the DuckDB rows of every table equal (floats to
-1e-9; the clock columns `*_at` left out). The `retrain` job (evaluation, attention
-analysis, report) runs on the same executor but takes minutes per symbol on 2 cores, so
-the report is not part of this test.
+`retrain` is the daily retrain: every model, evaluation (with its trained controls),
+attention tensors and analysis, the report, the promotion gate and the forecast. Both runs
+get the same run config (ci profile, CPU, every other option at its default).
+
+Same means:
+- every checkpoint's weights equal to 1e-6 absolute (training is seeded and every
+  training uses one torch thread on CPU, in both runs), its recorded metrics and data
+  version equal (clock readings left out);
+- every file under `reports/<symbol>/` equal: the figures and the JSON beside the report
+  byte for byte, `attention_report.md` after masking its two clock readings only (the
+  "Generated <minute> UTC" line and the wall seconds that end each model's Training line);
+- the attention tensors (files under `attention/<symbol>/`) equal;
+- the DuckDB rows of every table equal (floats to 1e-9; the clock columns `*_at` left out,
+  and `attention_summary.file` compared relative to the data folder with its checkpoint
+  digest masked: the digest covers the checkpoint's wall time).
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from workflows.attention.extract import load_attention
 from workflows.celery_cluster import local_cluster, redis_server_path
-from workflows.defs.executors import ingest_celery_job, ingest_in_process_job, train_celery_job, train_in_process_job
+from workflows.defs.executors import (
+    ingest_celery_job,
+    ingest_in_process_job,
+    retrain_celery_job,
+    retrain_in_process_job,
+)
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import MODEL_KINDS
 from workflows_tests.conftest import PROJECT_ROOT
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+DAYS = 30
 
 
 def test_celery_jobs_mirror_the_in_process_jobs():
@@ -51,11 +69,12 @@ def make_instance(home: Path) -> dg.DagsterInstance:
     return instance
 
 
-def land_and_train(instance: dg.DagsterInstance, data_dir: Path, ingest, train) -> None:
+def land_and_retrain(instance: dg.DagsterInstance, data_dir: Path, ingest, retrain) -> None:
+    """The same run configs whatever the executor."""
     for i, symbol in enumerate(SYMBOLS):
         for target, config in (
-            (ingest, {"ops": {"candles": {"config": {"source": "synthetic", "days": 30, "seed": 11 + i}}}}),
-            (train, {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS}}),
+            (ingest, {"ops": {"candles": {"config": {"source": "synthetic", "days": DAYS, "seed": 11 + i}}}}),
+            (retrain, {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS}}),
         ):
             config["resources"] = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
             result = dg.execute_job(
@@ -76,9 +95,26 @@ def untimed(value):
     return value
 
 
+# The report's only clock readings (workflows/reporting/report.py): when it was written, and
+# each model's training wall time at the end of its line under "## Training".
+GENERATED = re.compile(r"^Generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC;", re.MULTILINE)
+TRAINING_WALL = re.compile(r"^(- \w+: \d+ epochs, best validation loss at epoch \d+.*; )\d+\.\d s\.$", re.MULTILINE)
+
+
+def masked_report(text: str) -> str:
+    text, generated = GENERATED.subn("Generated <clock> UTC;", text)
+    text, walls = TRAINING_WALL.subn(r"\1<wall> s.", text)
+    assert (generated, walls) == (1, len(MODEL_KINDS)), "the report's clock readings moved: update the masks"
+    return text
+
+
+DIGEST = re.compile(r"-[0-9a-f]{12}\.npz$")
+
+
 def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
-    """Weights per checkpoint, report text, and DuckDB rows: what must not depend on the executor."""
-    weights, metrics = {}, {}
+    """Weights per checkpoint, report files, attention tensors and DuckDB rows: what must not depend on the
+    executor."""
+    weights, metrics, reports, tensors = {}, {}, {}, {}
     for symbol in SYMBOLS:
         for kind in MODEL_KINDS:
             records = instance.fetch_materializations(
@@ -90,6 +126,12 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
             ckpt = load_checkpoint(path, digest)
             weights[(symbol, kind)] = {k: v.detach().clone() for k, v in ckpt.model.state_dict().items()}
             metrics[(symbol, kind)] = (ckpt.data_version, untimed(ckpt.metrics))
+        for file in sorted((data_dir / "reports" / symbol).iterdir()):
+            # the report's text with its clock readings masked; every other file byte for byte
+            is_report = file.name == "attention_report.md"
+            reports[(symbol, file.name)] = masked_report(file.read_text()) if is_report else file.read_bytes()
+        for file in sorted((data_dir / "attention" / symbol).glob("*.npz")):
+            tensors[(symbol, DIGEST.sub("", file.name))] = load_attention(file)
     rows = {}
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         for (table,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
@@ -102,8 +144,12 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
                 if not c.endswith("_at")
             ]
             quoted = ", ".join(f'"{c}"' for c in columns)
-            rows[table] = con.execute(f"SELECT {quoted} FROM {table} ORDER BY ALL").fetchall()
-    return {"weights": weights, "metrics": metrics, "rows": rows}
+            found = con.execute(f"SELECT {quoted} FROM {table} ORDER BY ALL").fetchall()
+            if table == "attention_summary":
+                at = columns.index("file")
+                found = [(*r[:at], DIGEST.sub("", str(Path(r[at]).relative_to(data_dir))), *r[at + 1 :]) for r in found]
+            rows[table] = found
+    return {"weights": weights, "metrics": metrics, "reports": reports, "tensors": tensors, "rows": rows}
 
 
 def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
@@ -122,13 +168,15 @@ def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
     reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
 )
 def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch):
+    from workflows.definitions import defs
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("WORKFLOWS_CPU_TRAINING_SLOTS", "2")  # one torch thread per training, in both runs
     monkeypatch.setenv("WORKFLOWS_DEVICE_LOCK_DIR", str(tmp_path / "locks"))
 
     local_home, local_data = tmp_path / "local" / "home", tmp_path / "local" / "data"
     with make_instance(local_home) as instance:
-        land_and_train(instance, local_data, ingest_in_process_job, train_in_process_job)
+        land_and_retrain(instance, local_data, ingest_in_process_job, retrain_in_process_job)
         expected = outputs(instance, local_data)
 
     home, data = tmp_path / "celery" / "home", tmp_path / "celery" / "data"
@@ -142,13 +190,17 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch):
         with local_cluster(tmp_path / "cluster", workers=2, env=env) as cluster:
             monkeypatch.setenv("WORKFLOWS_CELERY_BROKER", cluster.broker)
             monkeypatch.setenv("WORKFLOWS_CELERY_BACKEND", cluster.backend)
-            land_and_train(instance, data, ingest_celery_job, train_celery_job)
+            land_and_retrain(instance, data, ingest_celery_job, retrain_celery_job)
             logs = {log.name: log.read_text() for log in cluster.logs}
         got = outputs(instance, data)
-        assert len(instance.get_runs(dg.RunsFilter(job_name="train_models_celery"))) == 3
+        assert len(instance.get_runs(dg.RunsFilter(job_name="retrain_celery"))) == 3
     # every step ran as a Celery task, and both workers took some
+    steps = len(defs.resolve_job_def("ingest").nodes_in_topological_order) + len(
+        defs.resolve_job_def("retrain").nodes_in_topological_order
+    )
+    assert steps == 2 + len(MODEL_KINDS) + 6  # candles, features; models; 4 analysis and 2 serving assets
     tasks = [log.count("succeeded in") for log in logs.values()]
-    assert sum(tasks) == 3 * (2 + len(MODEL_KINDS)) and min(tasks) > 0, logs
+    assert sum(tasks) == 3 * steps and min(tasks) > 0, logs
 
     assert expected["weights"].keys() == got["weights"].keys() and len(got["weights"]) == 3 * len(MODEL_KINDS)
     for key, state in expected["weights"].items():
@@ -156,8 +208,24 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch):
         for name, tensor in state.items():
             assert torch.allclose(tensor, got["weights"][key][name], rtol=0, atol=1e-6), (key, name)
     assert expected["metrics"] == got["metrics"]
+
+    assert expected["reports"].keys() == got["reports"].keys()
+    for symbol in SYMBOLS:
+        names = {name for s, name in got["reports"] if s == symbol}
+        assert {"attention_report.md", "evaluation.json", "attention_analysis.json", "training.png"} <= names
+    for key, content in expected["reports"].items():
+        assert content == got["reports"][key], key
+
+    assert expected["tensors"].keys() == got["tensors"].keys() and len(got["tensors"]) == 3 * len(MODEL_KINDS)
+    for key, arrays in expected["tensors"].items():
+        assert arrays.keys() == got["tensors"][key].keys(), key
+        for name, array in arrays.items():
+            np.testing.assert_allclose(got["tensors"][key][name], array, rtol=0, atol=1e-6, err_msg=str((key, name)))
+
     assert expected["rows"].keys() == got["rows"].keys()
-    assert {"candles", "features", "feature_state"} <= got["rows"].keys()
+    assert {"candles", "features", "feature_state", "evaluation", "attention_metrics", "forecasts"} <= got[
+        "rows"
+    ].keys()
     for table in expected["rows"]:
         assert_same_rows(expected["rows"][table], got["rows"][table], table)
     shutil.rmtree(tmp_path / "cluster", ignore_errors=True)

@@ -26,7 +26,6 @@ def on_celery(job):
     return dg.define_asset_job(
         f"{job.name}_celery",
         selection=job.selection,
-        partitions_def=job.partitions_def,
         executor_def=celery_redis_executor,
         description=f"{job.description} Each step runs on a Celery worker.",
     )

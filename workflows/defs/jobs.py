@@ -5,7 +5,6 @@ from workflows.defs.assets_attention import attention_analysis, attention_tensor
 from workflows.defs.assets_data import candles, features
 from workflows.defs.assets_models import model_assets
 from workflows.defs.assets_serving import latest_forecast, production_model
-from workflows.defs.partitions import symbols_partitions
 
 SERVING_ASSETS = (production_model, latest_forecast)
 
@@ -13,7 +12,6 @@ SERVING_ASSETS = (production_model, latest_forecast)
 candles_job = dg.define_asset_job(
     "land_candles",
     selection=dg.AssetSelection.assets(candles),
-    partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Land candles for one symbol from files, the exchange or the synthetic generator.",
 )
@@ -22,7 +20,6 @@ candles_job = dg.define_asset_job(
 ingest_job = dg.define_asset_job(
     "ingest",
     selection=dg.AssetSelection.assets(candles, features),
-    partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Land candles for one symbol (synthetic, files or exchange) and rebuild its features.",
 )
@@ -31,7 +28,6 @@ ingest_job = dg.define_asset_job(
 train_job = dg.define_asset_job(
     "train_models",
     selection=dg.AssetSelection.assets(*model_assets),
-    partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Train all model kinds for one symbol on its current features.",
 )
@@ -42,7 +38,6 @@ ANALYSIS_ASSETS = (evaluation, attention_tensors, attention_analysis, report)
 analysis_job = dg.define_asset_job(
     "analysis",
     selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
-    partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Evaluate the models, extract and analyse attention, write the report.",
 )
@@ -51,7 +46,6 @@ analysis_job = dg.define_asset_job(
 retrain_job = dg.define_asset_job(
     "retrain",
     selection=dg.AssetSelection.assets(*model_assets, *ANALYSIS_ASSETS, *SERVING_ASSETS),
-    partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Retrain every model of one symbol, evaluate, analyse, report, gate and forecast.",
 )
@@ -60,7 +54,6 @@ retrain_job = dg.define_asset_job(
 pipeline_job = dg.define_asset_job(
     "pipeline",
     selection=dg.AssetSelection.assets(candles, features, *model_assets, *ANALYSIS_ASSETS, *SERVING_ASSETS),
-    partitions_def=symbols_partitions,
     executor_def=dg.in_process_executor,
     description="Candles, features, every model, evaluation, attention analysis and report for one symbol.",
 )
