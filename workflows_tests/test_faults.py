@@ -47,9 +47,14 @@ def big_file(tmp_path_factory):
 
 def test_kill_9_during_ingest_leaves_all_or_nothing(big_file, tmp_path):
     path, rows = big_file
-    t0 = time.perf_counter()  # how long an uninterrupted ingest takes here, to aim the kills inside it
-    assert run(["-c", INGEST, str(path), str(tmp_path / "timing.duckdb")]).returncode == 0
-    duration = time.perf_counter() - t0
+    # how long an uninterrupted ingest takes here, to aim the kills inside it: the faster of two runs
+    # (the first pays for cold imports, so kills aimed by it alone landed after later runs had ended)
+    durations = []
+    for i in range(2):
+        t0 = time.perf_counter()
+        assert run(["-c", INGEST, str(path), str(tmp_path / f"timing{i}.duckdb")]).returncode == 0
+        durations.append(time.perf_counter() - t0)
+    duration = min(durations)
     rng = random.Random(0)
     killed = 0
     for trial in range(10):
@@ -60,7 +65,7 @@ def test_kill_9_during_ingest_leaves_all_or_nothing(big_file, tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        time.sleep(rng.uniform(0.1, 0.95) * duration)
+        time.sleep(rng.uniform(0.1, 0.85) * duration)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         killed += proc.returncode == -signal.SIGKILL
