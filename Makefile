@@ -56,11 +56,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pyright --pythonpath $(BIN)/python
 
+# The tests run on every core (pytest-xdist, at most 4 workers): most of them wait on one
+# process and one thread. PYTEST_WORKERS=0 runs them in this process, one after another.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --maxprocesses 4)
+
 test: lint
-	$(BIN)/python -m pytest -q workflows_tests
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) workflows_tests
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow" workflows_tests
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow" workflows_tests
 
 ui: $(STAMP)
 	env --default-signal=INT,TERM VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --use-active-venv -h $(UI_HOST) -p $(UI_PORT)

@@ -9,7 +9,9 @@ get the same run config (ci profile, CPU, every other option at its default).
 Same means:
 - every checkpoint's weights equal to 1e-6 absolute (training is seeded and every
   training uses one torch thread on CPU, in both runs), its recorded metrics and data
-  version equal (clock readings left out);
+  version equal (clock readings left out). The other steps (the attention analysis trains
+  its controls) use one torch thread too: the Celery workers by OMP_NUM_THREADS=1, the test's
+  own process by `one_thread` (with two, sums in another order changed the JSON's last digits);
 - every file under `reports/<symbol>/` equal: the figures and the JSON beside the report
   byte for byte, `attention_report.md` after masking its two clock readings only (the
   "Generated <minute> UTC" line and the wall seconds that end each model's Training line);
@@ -167,7 +169,7 @@ def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
     redis_server_path() is None,
     reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
 )
-def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch):
+def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, one_thread):
     from workflows.definitions import defs
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

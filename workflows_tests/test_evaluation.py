@@ -98,6 +98,29 @@ def test_long_run_variance_falls_back_to_bartlett_when_rectangular_is_negative()
     assert long_run_variance(d, horizon=1) == pytest.approx(np.var(d))
 
 
+def test_dm_is_stable_when_negative_autocovariances_cancel_the_variance():
+    """d_t = e_t - e_(t-1): gamma_1 = -gamma_0 / 2, so at horizon 2 the rectangular long-run variance is
+    zero up to sampling noise and rounding, and its sign and size flip with a change in the last digits.
+    The statistic must not: a perturbation of 1e-12 moves it by a rounding error, and it stays of the
+    order the Bartlett estimate gives (|t| of a few at most), where the rectangular one alone gave millions."""
+    rng = np.random.default_rng(39)
+    e = rng.normal(0, 1, 501)
+    d = np.diff(e) + 0.01  # a small true mean, so the test has something to (not) find
+    c = d - d.mean()
+    rect = (c @ c + 2 * c[1:] @ c[:-1]) / len(d)  # gamma_0 + 2 gamma_1
+    assert 0 < rect < 0.001 * np.var(d)  # the dangerous case: positive, so no fallback, but near zero
+    # (used alone, it gives a DM statistic of 8.7 here)
+    base = dm_test(d, horizon=2)
+    for scale in (1 + 1e-12, 1 - 1e-12):
+        assert dm_test(d * scale, horizon=2).statistic == pytest.approx(base.statistic, rel=1e-6)
+    assert abs(base.statistic) < 5 and 0.0 < base.p_better < 1.0
+    # and where nothing cancels, the rectangular estimate is the one used (it is the larger)
+    ma = np.convolve(rng.normal(0, 1, 524), np.ones(24) / 24, mode="valid")
+    centred = ma - ma.mean()
+    gammas = [centred[k:] @ centred[: len(ma) - k] / len(ma) for k in range(24)]
+    assert long_run_variance(ma, horizon=24) == pytest.approx(gammas[0] + 2 * sum(gammas[1:]))
+
+
 def test_dm_at_overlapping_horizon_is_wider_than_ignoring_the_overlap():
     """24-hour targets computed every hour overlap by 23 hours: a differential built from them is
     strongly autocorrelated, and a horizon-1 test would be far too confident."""
