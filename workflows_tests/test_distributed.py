@@ -211,7 +211,6 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("WORKFLOWS_CPU_TRAINING_SLOTS", "2")  # one torch thread per training, in both runs
-    monkeypatch.setenv("WORKFLOWS_DEVICE_LOCK_DIR", str(tmp_path / "locks"))
 
     local_home, local_data = tmp_path / "local" / "home", tmp_path / "local" / "data"
     with make_instance(local_home) as instance:

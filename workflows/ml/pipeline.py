@@ -119,15 +119,6 @@ def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[Tra
         # compares models only on forecast hours after both models' `last_target_ts`
         **training_window(data),
         # first member's per-epoch losses, for the report's training curves
-        history=tuple(
-            EpochLoss(
-                epoch=int(h["epoch"]),
-                train_loss=float(h["train_loss"]),
-                val_loss=float(h["val_loss"]),
-                seconds=float(h.get("seconds", 0.0)),
-                train_seconds=float(h.get("train_seconds", 0.0)),
-            )
-            for h in runs[0].history
-        ),
+        history=tuple(EpochLoss.from_dict(h) for h in runs[0].history),
         reference_parameters=REFERENCE_TRANSFORMER_PARAMS if recipe.arch == "transformer" else None,
     )

@@ -21,6 +21,17 @@ class EpochLoss:
     seconds: float = 0.0  # the whole epoch, validation and snapshots included
     train_seconds: float = 0.0  # the optimisation steps alone
 
+    @classmethod
+    def from_dict(cls, epoch: dict[str, Any]) -> "EpochLoss":
+        """One entry of the training loop's history (or of a stored checkpoint's): extra keys ignored."""
+        return cls(
+            epoch=int(epoch["epoch"]),
+            train_loss=float(epoch["train_loss"]),
+            val_loss=float(epoch["val_loss"]),
+            seconds=float(epoch.get("seconds", 0.0)),
+            train_seconds=float(epoch.get("train_seconds", 0.0)),
+        )
+
 
 @dataclass(frozen=True)
 class TrainingSummary:
@@ -66,10 +77,7 @@ class TrainingSummary:
         """A checkpoint's `metrics`; unknown keys are ignored, a missing required one names itself."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in metrics.items() if k in names}
-        values["history"] = tuple(
-            EpochLoss(**{k: v for k, v in h.items() if k in {f.name for f in fields(EpochLoss)}})
-            for h in metrics.get("history", [])
-        )
+        values["history"] = tuple(EpochLoss.from_dict(h) for h in metrics.get("history", []))
         missing = [f.name for f in fields(cls) if f.name not in values and f.default is MISSING]
         if missing:
             raise ValueError(f"checkpoint metrics lack {', '.join(missing)} (keys present: {', '.join(metrics)})")
