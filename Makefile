@@ -81,19 +81,19 @@ validate: $(STAMP)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs --use-active-venv
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_ingest.py
-	$(BIN)/python scripts/bench_distributed.py
-	$(BIN)/python scripts/bench_training.py
-	$(BIN)/python scripts/bench_ui.py
-	nice -n 10 $(BIN)/python scripts/bench_recovery.py --jobs 2
-	$(BIN)/python scripts/bench_vol_loss.py
+	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.distributed
+	$(BIN)/python -m benchmarks.training
+	$(BIN)/python -m benchmarks.ui
+	nice -n 10 $(BIN)/python -m benchmarks.recovery --jobs 2
+	$(BIN)/python -m benchmarks.vol_loss
 
 # One figure each: one new hour vs a full rebuild; the retrain of 1, 3, 10 symbols in process vs Celery.
 bench-incremental: $(STAMP)
-	$(BIN)/python scripts/bench_ingest.py --incremental-only
+	$(BIN)/python -m benchmarks.ingest --incremental-only
 
 bench-distributed: $(STAMP)
-	$(BIN)/python scripts/bench_distributed.py
+	$(BIN)/python -m benchmarks.distributed
 
 clean-data:
 	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports

@@ -7,21 +7,11 @@ import pytest
 from workflows.ml.placement import LOCK_DIR_ENV
 from workflows.settings import default_sigterm
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-BTC_FILE = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
-ETH_FILE = SHARED_DATA / "Binance_ETHUSDT_1h.csv"
-
 
 def pytest_configure(config):
     # Started with SIGTERM ignored (as some runners start jobs), every Dagster step in a test would wait a
     # minute for its log tails and leave them running: the suite took 34 minutes instead of 12 here.
     default_sigterm()
-
-
-needs_shared = pytest.mark.skipif(
-    not BTC_FILE.exists(), reason="../shared/data is absent (a user's fresh clone has no ../shared)"
-)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import Field
 
 from workflows.attention.extract import load_attention
+from workflows.data.warehouse import replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, HistoryConfig, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
@@ -29,7 +30,6 @@ from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.preview import ui_markdown
 from workflows.reporting.report import VOLATILITY_FIGURE, ReportInputs, bottom_line, order, write_report
 from workflows.reporting.volatility_figures import volatility_figure
-from workflows.warehouse import replace_table_slice
 
 EVALUATION_DDL = (
     "CREATE TABLE IF NOT EXISTS evaluation (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "

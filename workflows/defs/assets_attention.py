@@ -5,6 +5,8 @@ import polars as pl
 
 from workflows.attention.analysis import analyse_all
 from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
+from workflows.data.retention import prune_versions
+from workflows.data.warehouse import replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, HistoryConfig, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
@@ -12,8 +14,6 @@ from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import predictions
 from workflows.io import write_json_atomic
 from workflows.reporting.markdown import frame_to_markdown
-from workflows.retention import prune_versions
-from workflows.warehouse import replace_table_slice
 
 ATTENTION_METRICS_DDL = (
     "CREATE TABLE IF NOT EXISTS attention_metrics (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "

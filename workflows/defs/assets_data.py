@@ -6,18 +6,14 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_check_result
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
-from workflows.defs.resources import WarehouseResource
-from workflows.features import FEATURE_COLUMNS
-from workflows.ingest import land, missing_hours, move_to_processed
-from workflows.quality import candle_findings, feature_findings
-from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
-from workflows.sources.candles import CANDLE_COLUMNS, ReadResult
-from workflows.sources.exchange import ExchangeClient, default_start, exchange_source
-from workflows.sources.files import read_candle_file
-from workflows.sources.synthetic import SyntheticSpec, synthetic_source
-from workflows.warehouse import (
+from workflows.data.features import FEATURE_COLUMNS
+from workflows.data.ingest import land, missing_hours, move_to_processed
+from workflows.data.quality import candle_findings, feature_findings
+from workflows.data.sources.candles import CANDLE_COLUMNS, ReadResult
+from workflows.data.sources.exchange import ExchangeClient, default_start, exchange_source
+from workflows.data.sources.files import read_candle_file
+from workflows.data.sources.synthetic import SyntheticSpec, synthetic_source
+from workflows.data.warehouse import (
     candle_span,
     feature_counts,
     load_candles_from,
@@ -25,6 +21,10 @@ from workflows.warehouse import (
     refresh_features,
     slice_fingerprint,
 )
+from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_check_result
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
+from workflows.defs.resources import WarehouseResource
+from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
 
 OWNERS = ["team:forecasting"]
 

@@ -5,6 +5,8 @@ from dataclasses import replace
 import dagster as dg
 from pydantic import Field
 
+from workflows.data.retention import prune_versions
+from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS, features
 from workflows.defs.partitions import symbols_partitions
 from workflows.defs.resources import WarehouseResource
@@ -12,10 +14,8 @@ from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
 from workflows.ml.placement import place_training
 from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
-from workflows.ml.promotion import read_pointer
 from workflows.ml.windows import build_windows
-from workflows.retention import prune_versions
-from workflows.warehouse import load_features
+from workflows.serving.promotion import read_pointer
 
 # Bump when a change to the model code should retrain every model.
 MODEL_CODE_VERSION = "1"

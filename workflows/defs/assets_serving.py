@@ -4,12 +4,14 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
 from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.promotion import (
+from workflows.reporting.markdown import frame_to_markdown
+from workflows.serving.promotion import (
     GateConfig,
     GateDecision,
     forecast_next_hour,
@@ -18,8 +20,6 @@ from workflows.ml.promotion import (
     read_pointer,
     write_pointer,
 )
-from workflows.reporting.markdown import frame_to_markdown
-from workflows.warehouse import load_features, load_table_slice, replace_table_slice
 
 SERVED_KIND = "multitask"  # the model with a predictive variance and direction classes
 SERVING_CODE_VERSION = "1"

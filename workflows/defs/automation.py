@@ -24,12 +24,12 @@ from collections import defaultdict
 
 import dagster as dg
 
+from workflows.data.ingest import move_to_quarantine, scan_incoming
+from workflows.data.sources.candles import CandleSourceError
+from workflows.data.sources.files import read_candle_file
 from workflows.defs.jobs import candles_job, retrain_job
 from workflows.defs.partitions import SYMBOLS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.ingest import move_to_quarantine, scan_incoming
-from workflows.sources.candles import CandleSourceError
-from workflows.sources.files import read_candle_file
 
 MAX_FILES_PER_RUN = 20
 SETTLE_SECONDS = 2.0

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from workflows.quality import CANDLE_CHECKS, FEATURE_CHECKS, Finding
+from workflows.data.quality import CANDLE_CHECKS, FEATURE_CHECKS, Finding
 from workflows.reporting.markdown import frame_to_markdown
 
 CHECK_DESCRIPTIONS = {

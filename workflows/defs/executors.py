@@ -32,35 +32,3 @@ def on_celery(job):
 
 
 celery_jobs = [on_celery(job) for job in (ingest_job, train_job, retrain_job, pipeline_job)]
-
-
-def _resolved(name: str) -> dg.JobDefinition:
-    from workflows.definitions import defs
-
-    return defs.resolve_job_def(name)
-
-
-# `dg.reconstructable` targets (module-level, no arguments): a worker rebuilds the job
-# from the function named in each task; used by the distributed test and benchmark.
-def ingest_celery_job() -> dg.JobDefinition:
-    return _resolved("ingest_celery")
-
-
-def train_celery_job() -> dg.JobDefinition:
-    return _resolved("train_models_celery")
-
-
-def retrain_celery_job() -> dg.JobDefinition:
-    return _resolved("retrain_celery")
-
-
-def ingest_in_process_job() -> dg.JobDefinition:
-    return _resolved("ingest")
-
-
-def train_in_process_job() -> dg.JobDefinition:
-    return _resolved("train_models")
-
-
-def retrain_in_process_job() -> dg.JobDefinition:
-    return _resolved("retrain")

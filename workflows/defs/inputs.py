@@ -3,11 +3,11 @@
 import dagster as dg
 from pydantic import Field
 
+from workflows.data.warehouse import candle_sources, load_features
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import MODEL_KINDS
-from workflows.warehouse import candle_sources, load_features
 
 ANALYSIS_CODE_VERSION = "2"
 MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in MODEL_KINDS}

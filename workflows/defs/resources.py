@@ -6,7 +6,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from workflows.retention import DEFAULT_KEEP
+from workflows.data.retention import DEFAULT_KEEP
 from workflows.settings import DataPaths
 
 

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from workflows.evaluation.forecasts import (
+from workflows.ml.windows import WindowData
+from workflows.stats.losses import (
     MincerZarnowitz,
     mincer_zarnowitz,
     minimum_detectable_skill,
@@ -33,8 +34,7 @@ from workflows.evaluation.forecasts import (
     qlike,
     qlike_losses,
 )
-from workflows.evaluation.stats import DMResult, direction_binomial, dm_test, holm, mean_interval, skill
-from workflows.ml.windows import WindowData
+from workflows.stats.significance import DMResult, direction_binomial, dm_test, holm, mean_interval, skill
 
 ALPHA = 0.05
 Z80 = stats.norm.ppf(0.90)

@@ -26,6 +26,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from workflows.data.sources.candles import ts_bounds
 from workflows.evaluation.baselines import RidgeAR, volatility_baselines
 from workflows.evaluation.evidence import (
     VOL_FORECASTERS,
@@ -39,7 +40,6 @@ from workflows.ml.models import ArchConfig
 from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, Recipe, control_recipe, recipe_for
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, build_fold
-from workflows.sources.candles import ts_bounds
 
 HOURS_PER_DAY = 24
 Progress = Callable[[str], None]

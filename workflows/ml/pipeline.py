@@ -9,15 +9,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from workflows.evaluation.forecasts import qlike
-from workflows.evaluation.stats import skill
 from workflows.ml.checkpoints import save_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemble, count_parameters
 from workflows.ml.profiles import Recipe
-from workflows.ml.promotion import training_window
 from workflows.ml.training import EpochReport, TrainResult, predict, train
 from workflows.ml.training_summary import EpochLoss, TrainingSummary
 from workflows.ml.windows import WindowData
+from workflows.serving.promotion import training_window
+from workflows.stats.losses import qlike
+from workflows.stats.significance import skill
 
 
 @dataclass

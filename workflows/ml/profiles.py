@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
-from workflows.features import FEATURE_COLUMNS, REFERENCE_FEATURES
+from workflows.data.features import FEATURE_COLUMNS, REFERENCE_FEATURES
 from workflows.ml.training import TrainConfig, trains_returns
 from workflows.ml.windows import WindowSpec
 

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from workflows.features import REFERENCE_FEATURES
+from workflows.data.features import REFERENCE_FEATURES
 
 DOWN, STABLE, UP = 0, 1, 2
 DIRECTION_NAMES = ("DOWN", "STABLE", "UP")

@@ -1,0 +1,1 @@
+"""Benchmarks, each run with `python -m benchmarks.NAME`; figures go into docs/benchmarks.md."""

@@ -1,0 +1,1 @@
+"""The command line (`workflows ...`) and its terminal progress."""

@@ -1,0 +1,641 @@
+"""Headless commands: `workflows ingest`, `demo`, `run`, `fetch` and `reproduce`.
+
+They run through Dagster against the instance in `$DAGSTER_HOME` (else the project's
+dagster_home/), so every run is recorded and visible in the UI (`make ui`). The
+terminal shows one line per step with progress bars; `-v` prints Dagster's full
+event stream as well.
+"""
+
+import argparse
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from workflows.settings import DAGSTER_HOME_ENV, DataPaths, dagster_home, default_sigterm
+
+
+def _instance():
+    """The instance in `settings.dagster_home()` ($DAGSTER_HOME when set, else the project's dagster_home/).
+
+    Two commands started at once on a fresh home would both create the SQLite tables
+    and one would fail ("table ... already exists"): creation is serialised by a lock."""
+    import fcntl
+
+    import dagster as dg
+
+    home = dagster_home()
+    os.environ[DAGSTER_HOME_ENV] = str(home)  # the user's value when set (dagster_home() read it), else ours
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        # touch every storage so that its tables exist before the lock is released
+        instance.get_runs(limit=1)
+        instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1
+        )
+        if instance.schedule_storage is not None:
+            instance.schedule_storage.all_instigator_state()
+    return instance
+
+
+# Everything of the `pipeline` job after the candles: what `workflows run --symbol S` runs on landed candles.
+def _after_candles() -> list:
+    import dagster as dg
+
+    from workflows.ml.profiles import MODEL_KINDS
+
+    names = ["features", *(f"{k}_model" for k in MODEL_KINDS), "evaluation", "attention_tensors"]
+    names += ["attention_analysis", "report", "production_model", "latest_forecast"]
+    return [dg.AssetKey(n) for n in names]
+
+
+def run_for_symbol(
+    instance,
+    symbol: str,
+    candles_config: dict | None,
+    job_name: str = "ingest",
+    ops: dict | None = None,
+    verbose: bool = True,
+):
+    """Run one of the Definitions' jobs for one symbol; returns the Dagster result.
+
+    `candles_config` None: the candles already landed are used (the job's assets after `candles`).
+    Unless `verbose`, the terminal shows one line per step and progress bars (`workflows.cli.terminal`);
+    the full event stream is in the run's event log either way."""
+    from workflows.cli.terminal import console_config, execute_with_progress
+    from workflows.definitions import defs
+    from workflows.defs.partitions import symbols_partitions
+
+    instance.add_dynamic_partitions(symbols_partitions.name, [symbol])
+    job = defs.resolve_job_def(job_name)
+    ops = dict(ops or {})
+    selection = None
+    if candles_config is None:
+        selection = _after_candles()
+    else:
+        ops["candles"] = {"config": candles_config}
+    run_config = {"ops": ops, "loggers": console_config(verbose)}
+    return execute_with_progress(
+        lambda run_id: job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            partition_key=symbol,
+            raise_on_error=False,
+            asset_selection=selection,
+            run_id=run_id,
+        ),
+        instance,
+        verbose,
+    )
+
+
+def _failure_messages(result) -> list[str]:
+    """The root cause of each failed step, one line each (the full traces are in the run's log)."""
+    out = []
+    for e in result.all_events:
+        if e.is_step_failure and e.step_failure_data is not None and e.step_failure_data.error is not None:
+            error = e.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            out.append(error.message.strip())
+    return out
+
+
+def landed_symbols(paths: DataPaths) -> dict[str, int]:
+    """Symbol -> candle count in the warehouse (empty when there is none yet)."""
+    import duckdb
+
+    from workflows.data.warehouse import table_exists
+
+    if not paths.warehouse.exists():
+        return {}
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        if not table_exists(con, "candles"):
+            return {}
+        return dict(con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol ORDER BY 1").fetchall())
+
+
+def _symbol(raw: str) -> str:
+    """A trading pair (`BTCUSDT`, `btc/usdt`), or SystemExit(2) with what was expected."""
+    from workflows.data.sources.candles import QUOTE_CURRENCIES, normalize_symbol, symbol_from_filename
+
+    try:
+        symbol = normalize_symbol(raw)
+    except ValueError:
+        symbol = ""
+    if not symbol or symbol_from_filename(symbol) != symbol:
+        print(
+            f"unknown symbol {raw!r}: expected a trading pair such as BTCUSDT or ETH/USDT (a base and one of the "
+            f"quote currencies {', '.join(QUOTE_CURRENCIES)})",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return symbol
+
+
+def _only_landed(paths: DataPaths) -> str | None:
+    """The one landed symbol when there is exactly one; else say what to do and return None."""
+    landed = landed_symbols(paths)
+    if len(landed) == 1:
+        return next(iter(landed))
+    if not landed:
+        _no_candles("", paths, landed)
+    else:
+        print(f"{len(landed)} symbols are landed ({', '.join(landed)}): name one with --symbol", file=sys.stderr)
+    return None
+
+
+def _no_candles(symbol: str, paths: DataPaths, landed: dict[str, int]) -> int:
+    have = ", ".join(f"{s} ({n:,} hours)" for s, n in landed.items()) or "none"
+    name = symbol or "BTCUSDT"
+    print(
+        f"no candles for {symbol or 'any symbol'} in {paths.warehouse} (landed symbols: {have}). Land them first "
+        "with one of:\n"
+        f"  workflows run path/to/{name}-candles.csv      (a file; or `make run FILE=...`)\n"
+        f"  workflows fetch {name} --days 365             (from the exchange, online)\n"
+        f"  copy files into {paths.incoming} and run `make ingest`",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def cmd_ingest(args) -> int:
+    from workflows.data.ingest import move_to_processed, move_to_quarantine, read_files, scan_incoming
+
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    scan = scan_incoming(paths)
+    for path, why in scan.refused:
+        print(f"refused {path.name}: {why}", file=sys.stderr)
+    if not scan.files:
+        print(f"no files in {paths.incoming}")
+        return 0
+
+    results, failures = read_files(scan.files)
+    for path, error in failures:
+        target = move_to_quarantine(path, paths, str(error))
+        print(f"quarantined {path.name}: {error} -> {target}", file=sys.stderr)
+
+    files_by_symbol: dict[str, list[str]] = defaultdict(list)
+    symbols_by_file: dict[str, set[str]] = defaultdict(set)
+    for path, result in zip([p for p in scan.files if p not in {f for f, _ in failures}], results):
+        symbols = result.symbols or (
+            [] if result.rejected.is_empty() else sorted(set(result.rejected["symbol"].drop_nulls()))
+        )
+        if not symbols:
+            target = move_to_quarantine(path, paths, f"{path.name}: no valid rows: every row was rejected")
+            print(f"quarantined {path.name}: no valid rows -> {target}", file=sys.stderr)
+            continue
+        for symbol in symbols:
+            files_by_symbol[symbol].append(str(path))
+            symbols_by_file[str(path)].add(symbol)
+
+    instance = _instance()
+    failed_symbols = set()
+    for symbol, files in sorted(files_by_symbol.items()):
+        result = run_for_symbol(instance, symbol, {"source": "files", "files": files}, verbose=args.verbose)
+        status = "ok" if result.success else "FAILED"
+        print(f"{symbol}: run {result.run_id} {status} ({len(files)} file(s))")
+        if not result.success:
+            failed_symbols.add(symbol)
+
+    for file, symbols in symbols_by_file.items():
+        if symbols & failed_symbols:
+            print(f"kept {Path(file).name} in incoming/: its run failed; fix and rerun `make ingest`", file=sys.stderr)
+        else:
+            move_to_processed(Path(file), paths)
+    if failures or scan.refused:
+        print(
+            f"{len(failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}", file=sys.stderr
+        )
+    return 1 if failed_symbols else 0
+
+
+# `make demo` without a profile: the two designs the finding is about in the `cpu` profile (the reference
+# recipe exactly, and the learning design), every other model in `ci`, so that it ends within minutes.
+DEMO_PROFILES = {"attention_lstm": "cpu", "reference_lstm": "cpu"}
+DEMO_OTHERS = "ci"
+DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
+
+
+def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
+    from workflows.ml.profiles import MODEL_KINDS
+
+    days = getattr(args, "history_days", None) or None
+    window = {"history_days": days} if days else {}
+    ops = {
+        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in MODEL_KINDS
+    }
+    evaluation = {
+        k: v
+        for k, v in (
+            ("walk_forward_folds", args.folds),
+            ("walk_forward_fold_days", args.fold_days),
+            ("walk_forward_train_days", args.train_days),
+            ("walk_forward_min_train_days", args.min_train_days),
+        )
+        if v is not None
+    }
+    # the attention assets and the report follow the models' history window (recorded in their outputs)
+    if evaluation:
+        ops["evaluation"] = {"config": evaluation}
+    return ops
+
+
+def _window(args) -> str:
+    days = getattr(args, "history_days", None)
+    return f"the last {days} days" if days else "all history"
+
+
+def cmd_demo(args) -> int:
+    import time
+
+    from workflows.ml.profiles import PROFILE_ENV, resolve_profile
+
+    started = time.perf_counter()
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    chosen = args.profile or os.environ.get(PROFILE_ENV)
+    profile = resolve_profile(chosen or DEMO_OTHERS)
+    per_kind = None if chosen else DEMO_PROFILES
+    instance = _instance()
+    print(f"data folder: {paths.root}")
+    profiles = (
+        f"profile '{profile}'"
+        if per_kind is None
+        else f"profile 'cpu' for {' and '.join(DEMO_PROFILES)} (the designs compared), '{DEMO_OTHERS}' for the rest"
+    )
+    print(
+        f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}, planted lag "
+        f"{args.lag} h, strength {args.strength}), {profiles}"
+    )
+    result = run_for_symbol(
+        instance,
+        args.symbol,
+        {
+            "source": "synthetic",
+            "days": args.days,
+            "seed": args.seed,
+            "planted_lag": args.lag,
+            "planted_strength": args.strength,
+        },
+        "pipeline",
+        _model_ops(profile, args, per_kind),
+        args.verbose,
+    )
+    return _summary(result, paths, args.symbol, started, "demo")
+
+
+def _file_symbol(args) -> tuple[Path, str] | None:
+    """The candle file of `args.file` and its one symbol (`--symbol`, else the file's own); None, with the
+    reason printed, when the file is missing or holds several symbols."""
+    from workflows.data.sources.files import read_candle_file
+
+    file = Path(args.file).expanduser().resolve()
+    if not file.is_file():
+        print(f"no such file: {file}", file=sys.stderr)
+        return None
+    symbols = [_symbol(args.symbol)] if args.symbol else read_candle_file(file).symbols
+    if len(symbols) != 1:
+        print(
+            f"{file.name} holds {len(symbols)} symbols ({', '.join(symbols) or 'none'}): name one with --symbol",
+            file=sys.stderr,
+        )
+        return None
+    return file, symbols[0]
+
+
+def cmd_run(args) -> int:
+    """One symbol from a file, from candles already landed, or from the exchange: land (unless landed), train
+    every model, evaluate, analyse attention and report."""
+    import time
+
+    from workflows.ml.profiles import resolve_profile
+
+    started = time.perf_counter()
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    profile = resolve_profile(args.profile)
+    if args.file:
+        found = _file_symbol(args)
+        if found is None:
+            return 2
+        file, symbol = found
+        source = {"source": "files", "files": [str(file)]}
+        origin = f"from {file.name}"
+    elif args.symbol or not args.exchange:
+        symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
+        if symbol is None:
+            return 2
+        if args.exchange:
+            source = _exchange_config(args)
+            origin = f"from the exchange ({args.exchange_url}, {args.days} days on a first fetch)"
+        else:
+            landed = landed_symbols(paths)
+            if not landed.get(symbol):
+                return _no_candles(symbol, paths, landed)
+            source, origin = None, f"from its {landed[symbol]:,} landed hours"
+    else:
+        print("--exchange needs --symbol S", file=sys.stderr)
+        return 2
+    instance = _instance()
+    print(f"data folder: {paths.root}; Dagster instance: {dagster_home()}")
+    print(
+        f"{symbol} {origin}, {_window(args)}, profile '{profile}': "
+        + ("" if source is None else "land, ")
+        + "features, train the models, evaluate (walk-forward when the history allows), analyse attention, report"
+    )
+    result = run_for_symbol(instance, symbol, source, "pipeline", _model_ops(profile, args), args.verbose)
+    if not result.success and source is not None and source["source"] == "exchange":
+        return _exchange_failure(result, symbol, args)
+    return _summary(result, paths, symbol, started, "run")
+
+
+def _exchange_config(args) -> dict:
+    return {
+        "source": "exchange",
+        "days": args.days,
+        "exchange_url": args.exchange_url,
+        "exchange_retries": args.retries,
+    }
+
+
+def _exchange_failure(result, symbol: str, args) -> int:
+    messages = " ".join(_failure_messages(result))
+    if "Invalid symbol" in messages:
+        print(f"unknown symbol {symbol} on the exchange ({args.exchange_url}): {messages}", file=sys.stderr)
+    elif "network error" in messages or "gave up" in messages:
+        print(
+            f"offline: could not reach the exchange at {args.exchange_url} ({messages}). Nothing was written. "
+            "Without a network, land a candle file (`workflows run FILE`) or try `workflows demo`.",
+            file=sys.stderr,
+        )
+    else:
+        print(f"fetching {symbol} failed (run {result.run_id}): {messages}", file=sys.stderr)
+    return 1
+
+
+def cmd_fetch(args) -> int:
+    """Closed hourly candles from the exchange into the warehouse (through Dagster), then the features."""
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    symbol = _symbol(args.symbol)
+    instance = _instance()
+    print(f"{symbol}: fetching closed hourly candles from {args.exchange_url} ({args.days} days on a first fetch)")
+    result = run_for_symbol(instance, symbol, _exchange_config(args), "ingest", None, args.verbose)
+    if not result.success:
+        return _exchange_failure(result, symbol, args)
+    meta = _metadata(result, "candles")
+    print(
+        f"{symbol}: {meta.get('dagster/row_count', '?')} hours in {paths.warehouse} (run {result.run_id}); "
+        f"next: `workflows run --symbol {symbol}` or `workflows reproduce --symbol {symbol}`"
+    )
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    """The original study on the last 90 days of one symbol, side by side with its published figures."""
+    import time
+
+    from workflows.cli.terminal import epoch_bar
+    from workflows.data.warehouse import candle_sources, load_features
+    from workflows.ml.profiles import resolve_profile
+    from workflows.reporting.reproduce import REPRODUCE_PROFILE, reproduce
+
+    started = time.perf_counter()
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    profile = resolve_profile(args.profile or REPRODUCE_PROFILE)
+    landed = landed_symbols(paths)
+    source = None
+    if args.file:
+        found = _file_symbol(args)
+        if found is None:
+            return 2
+        file, symbol = found
+        source = {"source": "files", "files": [str(file)]}
+    elif args.synthetic:
+        symbol = _symbol(args.symbol or "BTCUSDT")
+        if landed.get(symbol) and _sources(paths, symbol) - {"synthetic"}:
+            print(
+                f"{symbol} holds landed market candles; a synthetic run would mix with them: pick another "
+                "--symbol (e.g. SYNTHUSDT)",
+                file=sys.stderr,
+            )
+            return 2
+        source = {"source": "synthetic", "days": args.days + 3, "seed": args.seed}  # + the features' warm-up
+    else:
+        symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
+        if symbol is None:
+            return 2
+        if not landed.get(symbol):
+            return _no_candles(symbol, paths, landed)
+    if source is not None:
+        instance = _instance()
+        print(f"landing {symbol} through Dagster (run shows in `make ui`)")
+        result = run_for_symbol(instance, symbol, source, "ingest", None, args.verbose)
+        if not result.success:
+            print(
+                f"landing {symbol} failed (run {result.run_id}): {' '.join(_failure_messages(result))}", file=sys.stderr
+            )
+            return 1
+    import duckdb
+
+    with duckdb.connect(str(paths.warehouse)) as con:
+        table, version = load_features(con, symbol)
+        sources = candle_sources(con, symbol)
+    synthetic = any(s.startswith("synthetic") for s in sources)
+    note = (
+        "SYNTHETIC data: generated candles with a planted dependency, not a market."
+        if synthetic
+        else f"Data sources: {', '.join(sources)}."
+    )
+    if profile != REPRODUCE_PROFILE:
+        note += f" Profile '{profile}': NOT the reference recipe (that is the '{REPRODUCE_PROFILE}' profile)."
+    with epoch_bar("reference_lstm") as callback:
+        rep = reproduce(
+            table,
+            symbol,
+            paths.reports / symbol,
+            paths.checkpoints / symbol,
+            data_version=version,
+            note=note,
+            days=args.days,
+            profile=profile,
+            callback=callback,
+            log=lambda msg: print(f"  {msg}", flush=True),
+        )
+    text = rep.files["report"].read_text()
+    print()
+    print(text.split("\n![", 1)[0].strip())
+    print(f"\nreport: {rep.files['report']}\nfigure: {rep.files['figure']}")
+    print(f"reproduce finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _sources(paths: DataPaths, symbol: str) -> set[str]:
+    import duckdb
+
+    from workflows.data.warehouse import candle_sources
+
+    with duckdb.connect(str(paths.warehouse)) as con:
+        return {s.split(":")[0] for s in candle_sources(con, symbol)}
+
+
+def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -> int:
+    import time
+
+    from workflows.ml.profiles import MODEL_KINDS
+
+    if not result.success:
+        print(f"{what} run {result.run_id} failed; see `make ui` for its logs", file=sys.stderr)
+        return 1
+    for key in ("candles", "features"):
+        meta = _metadata(result, key)
+        print(f"  {key}: {meta.get('dagster/row_count', '?')} rows")
+    print(f"  {'model':<16} {'params':>9} {'epochs':>6} {'val skill vs zero':>18} {'device':>6} {'wall s':>7}")
+    for kind in MODEL_KINDS:
+        meta = _metadata(result, f"{kind}_model")
+        print(
+            f"  {kind:<16} {meta.get('parameters', 0):>9,} {meta.get('epochs_run', 0):>6} "
+            f"{meta.get('val_skill_vs_zero', float('nan')):>+18.4f} {meta.get('device', '?'):>6} "
+            f"{meta.get('wall_s', 0):>7.1f}"
+        )
+    report_dir = paths.reports / symbol
+    report = report_dir / "attention_report.md"
+    summary = report.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0].strip() if report.exists() else ""
+    print("\nSummary (from the report):")
+    for line in summary.splitlines():
+        print("  " + line.replace("**", ""))
+    print(f"\nreport: {report}")
+    for png in sorted(report_dir.glob("*.png")):
+        print(f"figure: {png}")
+    print(
+        f"{what} run {result.run_id} succeeded in {time.perf_counter() - started:.0f} s; warehouse: {paths.warehouse}"
+    )
+    print("browse it with `make ui` (http://127.0.0.1:3000)")
+    return 0
+
+
+def cmd_pools(args) -> int:
+    """Size the instance's concurrency pools to this machine: `gpu` follows the devices
+    (or the configured CPU trainings), `duckdb` stays at one writer."""
+    import subprocess
+
+    from workflows.ml.placement import machine_plan
+
+    os.environ.setdefault(DAGSTER_HOME_ENV, str(dagster_home()))
+    plan = machine_plan(cpu_slots=args.cpu_trainings)
+    limits = {"gpu": plan.training_slots, "duckdb": 1}
+    print(f"{plan.describe()}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+    for pool, limit in limits.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "instance", "concurrency", "set", pool, str(limit)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            print(f"could not set pool {pool} to {limit}: {done.stderr.strip()}", file=sys.stderr)
+            return done.returncode
+        print(f"pool {pool}: limit {limit}")
+    return 0
+
+
+def _metadata(result, node: str) -> dict:
+    mats = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from workflows.data.sources.exchange import DEFAULT_BASE_URL
+
+    default_sigterm()  # else each step's log capture waits a minute (`settings.default_sigterm`)
+
+    exchange_url = os.environ.get("WORKFLOWS_EXCHANGE_URL") or DEFAULT_BASE_URL
+    parser = argparse.ArgumentParser(prog="workflows", description=__doc__)
+    parser.add_argument("--data-dir", default=None, help="runtime data root (default: $WORKFLOWS_DATA_DIR or ./data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ingest = sub.add_parser("ingest", help="land every file in <data>/incoming through Dagster")
+    demo = sub.add_parser("demo", help="run the pipeline offline on synthetic candles")
+    demo.add_argument("--symbol", default="BTCUSDT")
+    demo.add_argument("--days", type=int, default=DEMO_DAYS)
+    demo.add_argument("--seed", type=int, default=DEMO_SEED)
+    demo.add_argument("--lag", type=int, default=17, help="planted lag in hours (default 17)")
+    demo.add_argument(
+        "--strength",
+        type=float,
+        default=DEMO_STRENGTH,
+        help=f"planted AR coefficient (default {DEMO_STRENGTH}; 0 = noise)",
+    )
+    run = sub.add_parser(
+        "run", help="one symbol (a file, landed candles, or the exchange) to models, evaluation, analysis and report"
+    )
+    run.add_argument(
+        "file", nargs="?", help="a candle file (CryptoDataDownload, Binance klines, generic OHLCV; CSV or Parquet)"
+    )
+    run.add_argument(
+        "--symbol", default=None, help="the symbol: of landed candles (no FILE), or when FILE holds several"
+    )
+    run.add_argument("--exchange", action="store_true", help="with --symbol: fetch new candles from the exchange first")
+    fetch = sub.add_parser("fetch", help="closed hourly candles from the exchange (Binance) into the warehouse")
+    fetch.add_argument("symbol")
+    for p in (run, fetch):
+        p.add_argument("--days", type=int, default=365, help="exchange: days to fetch when nothing is stored yet")
+        p.add_argument("--exchange-url", default=exchange_url, help="default: $WORKFLOWS_EXCHANGE_URL or Binance")
+        p.add_argument("--retries", type=int, default=4, help="exchange: retries per request (backoff)")
+    repro = sub.add_parser("reproduce", help="the original 90-day study, side by side with its published figures")
+    repro.add_argument("file", nargs="?", help="a candle file to land first")
+    repro.add_argument("--symbol", default=None, help="a landed symbol (or the symbol of FILE / --synthetic)")
+    repro.add_argument("--synthetic", action="store_true", help="offline: on synthetic candles")
+    repro.add_argument("--days", type=int, default=90, help="the last N days (default 90, as the study)")
+    repro.add_argument("--seed", type=int, default=7, help="--synthetic: the generator's seed")
+    repro.add_argument("--profile", default=None, help="default cpu: the reference recipe exactly")
+    for p in (demo, run):
+        p.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
+        p.add_argument(
+            "--history-days",
+            type=int,
+            default=None,
+            help="train and evaluate on the last N days of the symbol's features (default: all history)",
+        )
+        p.add_argument("--folds", type=int, default=None, help="walk-forward test folds (default 4; 0 = one split)")
+        p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 100)")
+        p.add_argument("--train-days", type=int, default=None, help="most training days per fold (default 365)")
+        p.add_argument(
+            "--min-train-days",
+            type=int,
+            default=None,
+            help="fewest training days before the first fold (default 180); less history: one split",
+        )
+    pools = sub.add_parser("pools", help="size the gpu pool to this machine's devices (duckdb stays at 1)")
+    pools.add_argument(
+        "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
+    )
+    for p in (ingest, demo, run, fetch, repro):
+        p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
+    args = parser.parse_args(argv)
+    if getattr(args, "history_days", None) is not None and args.history_days < 1:
+        parser.error("--history-days must be at least 1 (leave it out for all history)")
+    handlers = {
+        "ingest": cmd_ingest,
+        "demo": cmd_demo,
+        "run": cmd_run,
+        "fetch": cmd_fetch,
+        "reproduce": cmd_reproduce,
+        "pools": cmd_pools,
+    }
+    try:
+        DataPaths.resolve(args.data_dir).ensure()
+    except OSError as exc:
+        root = DataPaths.resolve(args.data_dir).root
+        print(
+            f"cannot use the data folder {root}: {exc.strerror or exc}. Set WORKFLOWS_DATA_DIR (or --data-dir) "
+            "to a writable folder.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return handlers[args.command](args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

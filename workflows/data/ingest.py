@@ -1,0 +1,145 @@
+"""Landing files: find them, read them, land their rows, and file the originals away.
+
+The original bytes of an input file are never deleted: a file that was read goes
+to `processed/`, a file that cannot be read as a whole goes to `quarantine/`
+with a `<name>.reason` file beside it. Both moves are atomic renames within the
+data folder, and never overwrite an earlier file of the same name.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from workflows.data.sources.candles import CandleSourceError, ReadResult
+from workflows.data.sources.files import read_candle_file
+from workflows.data.warehouse import CandleSpan, UpsertStats, record_rejections, upsert_candles
+from workflows.io import move_atomic, write_text_atomic
+from workflows.settings import DataPaths
+
+
+@dataclass
+class IncomingScan:
+    files: list[Path] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def scan_incoming(paths: DataPaths) -> IncomingScan:
+    """Regular files in `incoming/`, oldest first. Symlinks and anything resolving
+    outside the folder are refused (and reported), never followed."""
+    scan = IncomingScan()
+    if not paths.incoming.is_dir():
+        return scan
+    root = paths.incoming.resolve()
+    entries = []
+    for entry in paths.incoming.iterdir():
+        if entry.name.startswith(".") or entry.name.endswith((".part", ".partial", ".tmp")):
+            continue
+        if entry.is_symlink():
+            scan.refused.append((entry, "symbolic links are not followed"))
+            continue
+        if entry.resolve().parent != root:
+            scan.refused.append((entry, "path resolves outside the incoming folder"))
+            continue
+        if entry.is_file():
+            stat = entry.stat()
+            entries.append((stat.st_mtime, entry.name, entry))
+    scan.files = [e for _, _, e in sorted(entries)]
+    return scan
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target = folder / name
+    if not target.exists():
+        return target
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return folder / f"{Path(name).stem}.{stamp}{Path(name).suffix}"
+
+
+def move_to_processed(path: Path, paths: DataPaths) -> Path:
+    paths.processed.mkdir(parents=True, exist_ok=True)
+    return move_atomic(path, _free_name(paths.processed, path.name))
+
+
+def move_to_quarantine(path: Path, paths: DataPaths, reason: str) -> Path:
+    """Move the original bytes to quarantine/ and write the reason beside them."""
+    paths.quarantine.mkdir(parents=True, exist_ok=True)
+    target = _free_name(paths.quarantine, path.name)
+    move_atomic(path, target)
+    write_text_atomic(target.with_name(target.name + ".reason"), reason.rstrip() + "\n")
+    return target
+
+
+@dataclass
+class LandingReport:
+    """What landing one symbol's inputs did, for the asset's metadata."""
+
+    symbol: str
+    sources: list[str]
+    stats: UpsertStats
+    rejected: int
+    reasons: Counter
+    notes: list[str]
+
+    def metadata(self) -> dict:
+        return {
+            "rows_added": self.stats.inserted,
+            "rows_updated": self.stats.updated,
+            "rows_unchanged": self.stats.unchanged,
+            "rows_rejected": self.rejected,
+            "sources": ", ".join(self.sources) or "none",
+            "notes": "\n".join(self.notes) or "none",
+        }
+
+
+def land(con: duckdb.DuckDBPyConnection, symbol: str, results: list[ReadResult]) -> LandingReport:
+    """Upsert one symbol's valid rows from every result and record its rejected rows."""
+    inserted = updated = unchanged = rejected = 0
+    firsts: list[datetime] = []
+    reasons: Counter = Counter()
+    notes: list[str] = []
+    for result in results:
+        part = result.for_symbol(symbol)
+        stats = upsert_candles(con, part.candles, source=result.source)
+        inserted, updated, unchanged = inserted + stats.inserted, updated + stats.updated, unchanged + stats.unchanged
+        firsts += [stats.first_changed] if stats.first_changed else []
+        record_rejections(con, result.source, part.rejected, symbol=symbol)
+        rejected += part.rejected.height
+        reasons.update(_reason_keys(part.rejected))
+        notes.extend(f"{result.source}: {n}" for n in part.notes)
+    stats = UpsertStats(inserted, updated, unchanged, min(firsts, default=None))
+    return LandingReport(symbol, [r.source for r in results], stats, rejected, reasons, notes)
+
+
+def _reason_keys(rejected: pl.DataFrame) -> list[str]:
+    keys = []
+    for reason in rejected["reason"].to_list():
+        # "duplicate hour ...: line 123 was kept" -> group without the line number
+        keys.append(reason.split(": line")[0].split(": identical")[0])
+    return keys
+
+
+def read_files(files: list[Path]) -> tuple[list[ReadResult], list[tuple[Path, CandleSourceError]]]:
+    results, failures = [], []
+    for path in files:
+        try:
+            results.append(read_candle_file(path))
+        except CandleSourceError as exc:
+            failures.append((path, exc))
+    return results, failures
+
+
+def missing_hours(span: CandleSpan) -> dict:
+    """First and last stored hour and how many hours in between are missing, from `candle_span`."""
+    if span.first is None or span.last is None:
+        return {"first_hour": "none", "last_hour": "none", "hours": 0, "missing_hours": 0, "missing_ratio": 0.0}
+    return {
+        "first_hour": span.first.isoformat(),
+        "last_hour": span.last.isoformat(),
+        "hours": span.hours,
+        "missing_hours": span.missing,
+        "missing_ratio": round(span.missing / span.expected, 6),
+    }

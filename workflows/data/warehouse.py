@@ -1,0 +1,447 @@
+"""The DuckDB warehouse: explicit SQL, idempotent writes, one transaction per write.
+
+Times are stored as naive `TIMESTAMP` holding UTC (no session time-zone can shift
+them) and come back as polars `Datetime("us", "UTC")`. Every write of a symbol's
+slice happens inside one transaction, so a crash leaves either all or none of it.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import polars as pl
+
+from workflows.data.features import FEATURE_COLUMNS
+from workflows.data.sources.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, VALUE_COLUMNS
+from workflows.ml.windows import history_version, select_history
+
+DDL = """
+CREATE TABLE IF NOT EXISTS candles (
+    symbol      VARCHAR   NOT NULL,
+    ts          TIMESTAMP NOT NULL,
+    open        DOUBLE    NOT NULL,
+    high        DOUBLE    NOT NULL,
+    low         DOUBLE    NOT NULL,
+    close       DOUBLE    NOT NULL,
+    volume      DOUBLE    NOT NULL,
+    source      VARCHAR   NOT NULL,
+    ingested_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (symbol, ts)
+);
+CREATE TABLE IF NOT EXISTS candles_rejected (
+    file        VARCHAR   NOT NULL,
+    line        BIGINT,
+    symbol      VARCHAR,
+    ts          TIMESTAMP,
+    reason      VARCHAR   NOT NULL,
+    raw         VARCHAR,
+    rejected_at TIMESTAMP NOT NULL
+);
+-- The first hour per symbol whose candle was inserted or changed since its features were
+-- last refreshed: written with the candles, in the same transaction, so the features
+-- asset knows where to start without comparing every hour.
+CREATE TABLE IF NOT EXISTS candles_changed (
+    symbol      VARCHAR   PRIMARY KEY,
+    first_ts    TIMESTAMP NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class UpsertStats:
+    inserted: int
+    updated: int
+    unchanged: int
+    first_changed: datetime | None = None  # the first hour inserted or updated (UTC); None: nothing written
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+
+
+def _naive_utc(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    return frame.with_columns(
+        [pl.col(c).dt.convert_time_zone("UTC").dt.replace_time_zone(None) for c in columns if c in frame.columns]
+    )
+
+
+def _aware_utc(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    return frame.with_columns(
+        [pl.col(c).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") for c in columns if c in frame.columns]
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def upsert_candles(
+    con: duckdb.DuckDBPyConnection, candles: pl.DataFrame, source: str, ingested_at: datetime | None = None
+) -> UpsertStats:
+    """Insert new hours, update hours whose values changed, leave identical hours alone.
+
+    Ingesting the same candles twice changes nothing (not even `ingested_at`).
+    """
+    ensure_schema(con)
+    if candles.is_empty():
+        return UpsertStats(0, 0, 0)
+    stamp = (ingested_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    staged = _naive_utc(candles.select(CANDLE_COLUMNS), "ts").with_columns(
+        source=pl.lit(source), ingested_at=pl.lit(stamp)
+    )
+    differs = " OR ".join(f"c.{c} IS DISTINCT FROM s.{c}" for c in VALUE_COLUMNS)
+    con.register("staged_candles", staged)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        changed = con.execute(
+            f"""
+            SELECT s.symbol, min(s.ts)
+              FROM staged_candles AS s
+              LEFT JOIN candles AS c ON c.symbol = s.symbol AND c.ts = s.ts
+             WHERE c.ts IS NULL OR ({differs})
+             GROUP BY s.symbol
+            """
+        ).fetchall()
+        for symbol, first_ts in changed:
+            con.execute(
+                "INSERT INTO candles_changed VALUES (?, ?) "
+                "ON CONFLICT (symbol) DO UPDATE SET first_ts = least(candles_changed.first_ts, excluded.first_ts)",
+                [symbol, first_ts],
+            )
+        updated = con.execute(
+            f"""
+            UPDATE candles AS c
+               SET open = s.open, high = s.high, low = s.low, close = s.close,
+                   volume = s.volume, source = s.source, ingested_at = s.ingested_at
+              FROM staged_candles AS s
+             WHERE c.symbol = s.symbol AND c.ts = s.ts AND ({differs})
+            """
+        ).fetchall()[0][0]
+        inserted = con.execute(
+            """
+            INSERT INTO candles
+            SELECT s.symbol, s.ts, s.open, s.high, s.low, s.close, s.volume, s.source, s.ingested_at
+              FROM staged_candles AS s
+             WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.symbol = s.symbol AND c.ts = s.ts)
+            """
+        ).fetchall()[0][0]
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("staged_candles")
+    first = min((ts for _, ts in changed), default=None)
+    return UpsertStats(
+        int(inserted),
+        int(updated),
+        candles.height - int(inserted) - int(updated),
+        None if first is None else first.replace(tzinfo=timezone.utc),
+    )
+
+
+def record_rejections(
+    con: duckdb.DuckDBPyConnection, file: str, rejected: pl.DataFrame, symbol: str | None = None
+) -> int:
+    """Replace the rejections recorded for `file` (and `symbol`, if given) by `rejected`."""
+    ensure_schema(con)
+    staged = _naive_utc(rejected, "ts").with_columns(file=pl.lit(file), rejected_at=pl.lit(_now()))
+    staged = staged.select("file", "line", "symbol", "ts", "reason", "raw", "rejected_at")
+    con.register("staged_rejected", staged)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        if symbol is None:
+            con.execute("DELETE FROM candles_rejected WHERE file = ?", [file])
+        else:
+            con.execute(
+                "DELETE FROM candles_rejected WHERE file = ? AND (symbol = ? OR symbol IS NULL)", [file, symbol]
+            )
+        con.execute("INSERT INTO candles_rejected SELECT * FROM staged_rejected")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("staged_rejected")
+    return rejected.height
+
+
+def load_candles(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
+    """One symbol's candles in time order: never another symbol's rows."""
+    ensure_schema(con)
+    frame = con.execute(f"SELECT {', '.join(CANDLE_COLUMNS)} FROM candles WHERE symbol = ? ORDER BY ts", [symbol]).pl()
+    return _aware_utc(frame, "ts").cast(CANDLE_SCHEMA)
+
+
+def load_candles_from(con: duckdb.DuckDBPyConnection, symbol: str, start: datetime | None) -> pl.DataFrame:
+    """One symbol's candles (with their `source`) from `start` on and the stored row right before
+    it: what a write from `start` on can have changed, and the neighbour that gap and continuity
+    rules compare it with (found by `max(ts)`, not by sorting the symbol). None: no rows."""
+    ensure_schema(con)
+    naive = None if start is None else start.astimezone(timezone.utc).replace(tzinfo=None)
+    frame = con.execute(
+        f"""
+        SELECT {", ".join([*CANDLE_COLUMNS, "source"])} FROM candles
+         WHERE symbol = $symbol
+           AND ts >= coalesce((SELECT max(ts) FROM candles WHERE symbol = $symbol AND ts < $start), $start)
+         ORDER BY ts
+        """,
+        {"symbol": symbol, "start": naive},
+    ).pl()
+    return _aware_utc(frame, "ts").cast({**CANDLE_SCHEMA, "source": pl.String})
+
+
+@dataclass(frozen=True)
+class CandleSpan:
+    """One symbol's stored hours: how many, the first and the last (UTC; None when there are none)."""
+
+    hours: int
+    first: datetime | None
+    last: datetime | None
+
+    @property
+    def expected(self) -> int:
+        """Hours from the first to the last stored hour, both included."""
+        if self.first is None or self.last is None:
+            return 0
+        return int((self.last - self.first).total_seconds() // 3600) + 1
+
+    @property
+    def missing(self) -> int:
+        return self.expected - self.hours
+
+
+def candle_span(con: duckdb.DuckDBPyConnection, symbol: str) -> CandleSpan:
+    """Count, first and last hour of one symbol's candles: one aggregate in DuckDB, nothing loaded."""
+    ensure_schema(con)
+    row = con.execute("SELECT count(*), min(ts), max(ts) FROM candles WHERE symbol = ?", [symbol]).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    hours, first, last = row
+    return CandleSpan(
+        int(hours),
+        None if first is None else first.replace(tzinfo=timezone.utc),
+        None if last is None else last.replace(tzinfo=timezone.utc),
+    )
+
+
+def load_rejected(con: duckdb.DuckDBPyConnection, symbol: str | None = None) -> pl.DataFrame:
+    ensure_schema(con)
+    if symbol is None:
+        frame = con.execute("SELECT * FROM candles_rejected ORDER BY file, line").pl()
+    else:
+        frame = con.execute("SELECT * FROM candles_rejected WHERE symbol = ? ORDER BY file, line", [symbol]).pl()
+    return _aware_utc(frame, "ts", "rejected_at")
+
+
+def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str, frame: pl.DataFrame, ddl: str) -> None:
+    """Replace one symbol's rows of `table` by `frame`, atomically (delete + insert)."""
+    con.execute(ddl)
+    staged = _naive_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
+    con.register("staged_slice", staged)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM {table} WHERE symbol = ?", [symbol])
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_slice")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("staged_slice")
+
+
+def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) -> pl.DataFrame:
+    frame = con.execute(f"SELECT * FROM {table} WHERE symbol = ? ORDER BY ts", [symbol]).pl()
+    return _aware_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
+
+
+def load_features(
+    con: duckdb.DuckDBPyConnection, symbol: str, history_days: int | None = None
+) -> tuple[pl.DataFrame, str]:
+    """One symbol's feature rows (the last `history_days` days; None or 0: all) and their data version."""
+    table = select_history(load_table_slice(con, "features", symbol), history_days)
+    version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
+    return table, history_version(version, history_days)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()[0][0]
+    )
+
+
+def slice_fingerprint(con: duckdb.DuckDBPyConnection, table: str, symbol: str, columns: list[str]) -> str:
+    """A content hash of one symbol's rows over `columns`: identical data, identical version."""
+    count, digest = con.execute(
+        f"SELECT count(*), coalesce(sum(hash({', '.join(columns)})), 0) FROM {table} WHERE symbol = ?",
+        [symbol],
+    ).fetchall()[0]
+    return f"{count}-{int(digest) & ((1 << 64) - 1):016x}"
+
+
+def candle_sources(con: duckdb.DuckDBPyConnection, symbol: str) -> list[str]:
+    """Distinct sources of one symbol's stored candles (e.g. to label synthetic data)."""
+    ensure_schema(con)
+    return [
+        r[0]
+        for r in con.execute("SELECT DISTINCT source FROM candles WHERE symbol = ? ORDER BY 1", [symbol]).fetchall()
+    ]
+
+
+@dataclass(frozen=True)
+class FeatureRefresh:
+    """What `refresh_features` did: nothing, a full rebuild, or a rebuild from one hour on."""
+
+    mode: str  # "unchanged" | "full" | "incremental"
+    rebuilt_from: datetime | None
+    hours_recomputed: int
+    rows_written: int
+
+
+FEATURE_BUILDS_DDL = (
+    "CREATE TABLE IF NOT EXISTS feature_builds (symbol VARCHAR PRIMARY KEY, state_version INTEGER NOT NULL, "
+    "built_at TIMESTAMP NOT NULL)"
+)
+
+
+def ensure_feature_tables(con: duckdb.DuckDBPyConnection) -> None:
+    from workflows.data.feature_state import STATE_DDL
+    from workflows.data.features import FEATURES_DDL
+
+    ensure_schema(con)
+    con.execute(FEATURES_DDL)
+    con.execute(STATE_DDL)
+    con.execute(FEATURE_BUILDS_DDL)
+
+
+def first_changed_hour(con: duckdb.DuckDBPyConnection, symbol: str) -> datetime | None:
+    """The first hour whose candle differs from the one its stored feature state was built from
+    (new, corrected or removed); None when every stored hour is up to date."""
+    values = ("open", "high", "low", "close", "volume")
+    differs = " OR ".join(f"c.{v} IS DISTINCT FROM s.{v}" for v in values)
+    cols = ", ".join(("ts", *values))
+    row = con.execute(
+        f"""
+        SELECT min(coalesce(c.ts, s.ts))
+          FROM (SELECT {cols} FROM candles WHERE symbol = $symbol) AS c
+          FULL OUTER JOIN (SELECT {cols} FROM feature_state WHERE symbol = $symbol) AS s ON c.ts = s.ts
+         WHERE c.ts IS NULL OR s.ts IS NULL OR {differs}
+        """,
+        {"symbol": symbol},
+    ).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return None if row[0] is None else row[0].replace(tzinfo=timezone.utc)
+
+
+def _state_before(con: duckdb.DuckDBPyConnection, symbol: str, start: datetime) -> pl.DataFrame:
+    """The stored state rows of the segment tail right before `start` (at most TAIL_ROWS + a few)."""
+    from workflows.data.feature_state import TAIL_ROWS
+
+    naive = start.astimezone(timezone.utc).replace(tzinfo=None)
+    row = con.execute("SELECT max(ts) FROM feature_state WHERE symbol = ? AND ts < ?", [symbol, naive]).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    (last,) = row
+    if last is None:
+        return pl.DataFrame()
+    frame = con.execute(
+        "SELECT * FROM feature_state WHERE symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+        [symbol, last - timedelta(hours=TAIL_ROWS), last],
+    ).pl()
+    return _aware_utc(frame, "ts")
+
+
+def refresh_features(
+    con: duckdb.DuckDBPyConnection, symbol: str, full: bool = False, compare: bool = False
+) -> FeatureRefresh:
+    """Bring one symbol's `features` up to date with its candles, from the first changed hour on.
+
+    The first changed hour is the one `upsert_candles` recorded in `candles_changed`
+    (`compare=True`: found instead by comparing every stored candle with the values its
+    state was built from, for candles written by other means). New hours extend the last
+    segment from the state stored at its end; a late or corrected hour rebuilds that
+    symbol's rows from that hour on; no state (or state of another `STATE_VERSION`, or
+    `full=True`) rebuilds the symbol from its first candle. Deletes and inserts happen in
+    one transaction, and only this symbol's rows are read or written.
+    """
+    from workflows.data.feature_state import STATE_VERSION, extend
+
+    ensure_feature_tables(con)
+    stored = con.execute("SELECT state_version FROM feature_builds WHERE symbol = ?", [symbol]).fetchone()
+    if full or stored is None or stored[0] != STATE_VERSION:
+        start, prior = None, None
+    else:
+        if compare:
+            start = first_changed_hour(con, symbol)
+        else:
+            marked = con.execute("SELECT first_ts FROM candles_changed WHERE symbol = ?", [symbol]).fetchone()
+            start = marked[0].replace(tzinfo=timezone.utc) if marked else None
+        if start is None:
+            return FeatureRefresh("unchanged", None, 0, 0)
+        prior = _state_before(con, symbol, start)
+    where, params = ("symbol = ?", [symbol]) if start is None else ("symbol = ? AND ts >= ?", [symbol, start])
+    params = [p.replace(tzinfo=None) if isinstance(p, datetime) else p for p in params]
+    candles = _aware_utc(
+        con.execute(f"SELECT {', '.join(CANDLE_COLUMNS)} FROM candles WHERE {where} ORDER BY ts", params).pl(), "ts"
+    )
+    result = extend(symbol, candles, prior)
+    con.register("staged_features", _naive_utc(result.features, "ts"))
+    con.register("staged_state", _naive_utc(result.state, "ts"))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM features WHERE {where}", params)
+        con.execute(f"DELETE FROM feature_state WHERE {where}", params)
+        con.execute("DELETE FROM candles_changed WHERE symbol = ?", [symbol])
+        con.execute("INSERT INTO features BY NAME SELECT * FROM staged_features")
+        con.execute("INSERT INTO feature_state BY NAME SELECT * FROM staged_state")
+        con.execute("INSERT OR REPLACE INTO feature_builds VALUES (?, ?, ?)", [symbol, STATE_VERSION, _now()])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("staged_features")
+        con.unregister("staged_state")
+    mode = "full" if start is None else "incremental"
+    return FeatureRefresh(mode, start, candles.height, result.features.height)
+
+
+def load_features_from(
+    con: duckdb.DuckDBPyConnection, symbol: str, start: datetime | None, context_rows: int = 1
+) -> pl.DataFrame:
+    """One symbol's feature rows from `start` on, with `context_rows` rows before it (all rows if None)."""
+    if start is None:
+        return load_table_slice(con, "features", symbol)
+    naive = start.astimezone(timezone.utc).replace(tzinfo=None)
+    frame = con.execute(
+        """
+        SELECT * FROM (
+            SELECT * FROM features WHERE symbol = $symbol AND ts >= $start
+            UNION ALL
+            (SELECT * FROM features WHERE symbol = $symbol AND ts < $start ORDER BY ts DESC LIMIT $n)
+        ) ORDER BY ts
+        """,
+        {"symbol": symbol, "start": naive, "n": context_rows},
+    ).pl()
+    return _aware_utc(frame, "ts")
+
+
+def feature_counts(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
+    """Row, segment and flat-hour counts and the first and last hour of one symbol's features."""
+    row = con.execute(
+        "SELECT count(*), count(DISTINCT segment), coalesce(sum(is_flat), 0)::BIGINT, min(ts), max(ts) "
+        "FROM features WHERE symbol = ?",
+        [symbol],
+    ).fetchone()
+    count = con.execute("SELECT count(*) FROM candles WHERE symbol = ?", [symbol]).fetchone()
+    assert row is not None and count is not None  # aggregates without GROUP BY return one row
+    rows, segments, flat, first, last = row
+    candles = count[0]
+    return {
+        "candles": int(candles),
+        "feature_rows": int(rows),
+        "warmup_rows_left_out": int(candles) - int(rows),
+        "segments": int(segments),
+        "flat_hours": int(flat),
+        "first_hour": first.replace(tzinfo=timezone.utc).isoformat() if first else "none",
+        "last_hour": last.replace(tzinfo=timezone.utc).isoformat() if last else "none",
+    }

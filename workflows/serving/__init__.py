@@ -1,0 +1,1 @@
+"""Serving: the promotion gate and the served forecast."""

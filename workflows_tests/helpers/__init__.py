@@ -1,0 +1,15 @@
+"""Test helpers (not installed): where the project and the real exports are, the local dev
+server and Celery cluster, the executor wrappers the distributed test reconstructs."""
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+BTC_FILE = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
+ETH_FILE = SHARED_DATA / "Binance_ETHUSDT_1h.csv"
+
+needs_shared = pytest.mark.skipif(
+    not BTC_FILE.exists(), reason="../shared/data is absent (a user's fresh clone has no ../shared)"
+)

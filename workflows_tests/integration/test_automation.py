@@ -1,0 +1,192 @@
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+from workflows.definitions import defs
+from workflows.defs.assets_data import candles, features
+from workflows.defs.automation import MAX_FILES_PER_RUN, daily_retrain, hourly_exchange_ingest, incoming_files
+from workflows.defs.resources import WarehouseResource
+
+
+def drop_file(folder, name, symbol="BTCUSDT", days=3, seed=0, age_s=60.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = generate_candles(SyntheticSpec(symbol=symbol, days=days, seed=seed))
+    path = folder / name
+    frame.drop("symbol").rename({"ts": "timestamp"}).write_csv(path)
+    past = time.time() - age_s
+    os.utime(path, (past, past))
+    return path
+
+
+@dataclass
+class Tick:
+    run_requests: list[dg.RunRequest]
+    dynamic_partitions_requests: list
+    cursor: str | None
+
+
+def tick(instance, data_dir, cursor=None) -> Tick:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    )
+    result = incoming_files(context)
+    assert isinstance(result, dg.SensorResult)
+    return Tick(list(result.run_requests or []), list(result.dynamic_partitions_requests or []), result.cursor)
+
+
+def test_one_new_file_one_run_then_none(instance, data_dir):
+    drop_file(data_dir / "incoming", "BTCUSDT-1h-2025-12.csv")
+    first = tick(instance, data_dir)
+    assert len(first.run_requests) == 1
+    request = first.run_requests[0]
+    assert request.partition_key == "BTCUSDT"
+    assert request.run_config["ops"]["candles"]["config"]["files"][0].endswith("BTCUSDT-1h-2025-12.csv")
+    assert [r.partitions_def_name for r in first.dynamic_partitions_requests] == ["symbols"]
+    second = tick(instance, data_dir, cursor=first.cursor)
+    assert second.run_requests == []
+    # the same file rewritten (new size/mtime) is a new version: one more run
+    drop_file(data_dir / "incoming", "BTCUSDT-1h-2025-12.csv", days=4, age_s=30)
+    third = tick(instance, data_dir, cursor=second.cursor)
+    assert len(third.run_requests) == 1 and third.run_requests[0].run_key != request.run_key
+
+
+def test_many_files_are_batched_in_arrival_order(instance, data_dir):
+    n = 2 * MAX_FILES_PER_RUN + 5
+    for i in range(n):
+        drop_file(data_dir / "incoming", f"BTCUSDT-part{i:03d}.csv", days=1, seed=i, age_s=1000 - i)
+    result = tick(instance, data_dir)
+    sizes = [len(r.run_config["ops"]["candles"]["config"]["files"]) for r in result.run_requests]
+    assert sizes == [MAX_FILES_PER_RUN, MAX_FILES_PER_RUN, 5]
+    first_batch = result.run_requests[0].run_config["ops"]["candles"]["config"]["files"]
+    assert first_batch[0].endswith("part000.csv") and first_batch[-1].endswith(f"part{MAX_FILES_PER_RUN - 1:03d}.csv")
+
+
+def test_unsafe_unfinished_and_unreadable_files(instance, data_dir, tmp_path):
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    outside = tmp_path / "secret.csv"
+    outside.write_text("x")
+    os.symlink(outside, incoming / "link.csv")
+    drop_file(incoming, "ETHUSDT-writing.csv", symbol="ETHUSDT", age_s=0)  # just written
+    (incoming / "garbage.csv").write_bytes(b"\x00\x01")
+    os.utime(incoming / "garbage.csv", (time.time() - 60, time.time() - 60))
+    result = tick(instance, data_dir)
+    assert result.run_requests == []  # link refused, fresh file waits, garbage quarantined
+    assert (incoming / "link.csv").is_symlink() and outside.read_text() == "x"
+    assert (data_dir / "quarantine" / "garbage.csv.reason").exists()
+    assert (incoming / "ETHUSDT-writing.csv").exists()
+
+
+def test_sensor_run_lands_and_archives_the_file(instance, data_dir):
+    path = drop_file(data_dir / "incoming", "BTCUSDT-1h.csv")
+    request = tick(instance, data_dir).run_requests[0]
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    result = dg.materialize(
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+        run_config=request.run_config,
+    )
+    assert result.success
+    assert not path.exists() and (data_dir / "processed" / "BTCUSDT-1h.csv").exists()
+
+
+def test_automation_marks_exactly_the_stale_assets(instance, data_dir):
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT", "ETHUSDT"])
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        dg.materialize(
+            [candles, features],
+            partition_key=symbol,
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"candles": {"config": {"days": 5}}}},
+        )
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0  # everything that can run is up to date
+    # a new file lands for BTCUSDT (what the sensor's run does)
+    dg.materialize(
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"candles": {"config": {"days": 6}}}},
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    requested = {
+        (key.to_user_string(), pk)
+        for key in defs.resolve_asset_graph().get_all_asset_keys()
+        for pk in second.get_requested_partitions(key)
+    }
+    assert requested == {("features", "BTCUSDT")}
+    assert second.total_requested == 1
+    dg.materialize([features], partition_key="BTCUSDT", instance=instance, resources=resources)
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert third.total_requested == 0
+
+
+def test_daily_retrain_schedule_requests_one_run_per_symbol(instance):
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT", "ETHUSDT"])
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
+    )
+    requests = daily_retrain(context)
+    assert isinstance(requests, list)
+    assert sorted(str(r.partition_key) for r in requests) == ["BTCUSDT", "ETHUSDT"]
+    assert daily_retrain.cron_schedule == "0 2 * * *" and daily_retrain.execution_timezone == "UTC"
+    assert daily_retrain.job_name == "retrain"
+    assert hourly_exchange_ingest.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_definitions_carry_sensors_schedules_and_automation():
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) >= {"incoming_files", "automation"}
+    assert sensors["automation"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["incoming_files"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert {s.name for s in defs.schedules} == {"daily_retrain", "hourly_exchange_ingest"}
+    graph = defs.resolve_asset_graph()
+    for key in ("features", "evaluation", "attention_tensors", "attention_analysis", "report", "latest_forecast"):
+        assert graph.get(dg.AssetKey(key)).automation_condition is not None, key
+
+
+def test_features_wait_for_passing_candle_checks(instance, data_dir, tmp_path):
+    """A landing whose blocking check fails does not make features stale for automation."""
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    instance.add_dynamic_partitions("symbols", ["HOLEUSDT"])
+    good = tmp_path / "HOLEUSDT-a.csv"
+    good.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "\n".join(f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(60))
+        + "\n"
+    )
+    dg.materialize(
+        [candles, features],
+        partition_key="HOLEUSDT",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(good)]}}}},
+    )
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0
+    holey = tmp_path / "HOLEUSDT-b.csv"  # 60 hours more after a 600-hour hole: the missing ratio blocks
+    holey.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "\n".join(f"{1704067200 + 3600 * h},100,101,99,100.5,10" for h in range(660, 720))
+        + "\n"
+    )
+    result = dg.materialize(
+        [candles],
+        partition_key="HOLEUSDT",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(holey)]}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(dg.AssetKey("features")) == set()

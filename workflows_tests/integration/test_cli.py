@@ -1,0 +1,163 @@
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from workflows.cli.commands import main
+from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+from workflows_tests.helpers import BTC_FILE, PROJECT_ROOT, needs_shared
+
+
+def write_candles(path: Path, symbol: str, days: int = 3, seed: int = 0):
+    frame = generate_candles(SyntheticSpec(symbol=symbol, days=days, seed=seed))
+    frame.drop("symbol").rename({"ts": "timestamp"}).write_csv(path)
+    return frame
+
+
+def test_ingest_lands_files_and_files_them_away(data_dir, tmp_path):
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    write_candles(incoming / "BTCUSDT-1h-2025-12.csv", "BTCUSDT")
+    write_candles(incoming / "ETHUSDT-1h-2025-12.csv", "ETHUSDT", seed=1)
+    (incoming / "notes.csv").write_bytes(b"\x00\x01binary")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("x")
+    os.symlink(outside, incoming / "link.csv")
+
+    assert main(["ingest"]) == 0
+
+    assert sorted(p.name for p in (data_dir / "processed").iterdir()) == [
+        "BTCUSDT-1h-2025-12.csv",
+        "ETHUSDT-1h-2025-12.csv",
+    ]
+    quarantined = sorted(p.name for p in (data_dir / "quarantine").iterdir())
+    assert quarantined == ["notes.csv", "notes.csv.reason"]
+    reason = (data_dir / "quarantine" / "notes.csv.reason").read_text()
+    assert "notes.csv" in reason and "binary content" in reason
+    assert (data_dir / "quarantine" / "notes.csv").read_bytes() == b"\x00\x01binary"
+    # the symlink is refused and left alone, never followed
+    assert (incoming / "link.csv").is_symlink() and outside.read_text() == "x"
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        counts = dict(con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol").fetchall())
+    assert counts == {"BTCUSDT": 72, "ETHUSDT": 72}
+
+    # the runs are recorded in the instance the UI reads
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_runs()
+    assert len(runs) == 2 and {r.tags["dagster/partition"] for r in runs} == {"BTCUSDT", "ETHUSDT"}
+    assert set(instance.get_dynamic_partitions("symbols")) == {"BTCUSDT", "ETHUSDT"}
+
+
+def test_ingest_twice_with_same_file_adds_nothing(data_dir):
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    write_candles(incoming / "BTCUSDT-a.csv", "BTCUSDT")
+    assert main(["ingest"]) == 0
+    write_candles(incoming / "BTCUSDT-a.csv", "BTCUSDT")  # the same file again
+    assert main(["ingest"]) == 0
+    processed = sorted(p.name for p in (data_dir / "processed").iterdir())
+    assert len(processed) == 2 and "BTCUSDT-a.csv" in processed  # the earlier copy is not overwritten
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 72
+
+
+def test_demo_runs_offline_end_to_end(data_dir, capsys):
+    assert main(["demo", "--days", "30", "--profile", "ci"]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "features: 686 rows" in out
+    for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
+        assert kind in out
+    assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 6  # five on returns, one on volatility
+    assert "Summary (from the report)" in out
+    assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
+
+
+@needs_shared
+def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_dir, tmp_path, capsys):
+    """The real Binance BTC/USDT export, cut to its newest 140 days (the file runs newest first),
+    through `workflows run` in the ci profile with 2 folds of 7 days: the report's headline rests
+    on the pooled walk-forward hours, with the controls, the corrected family and the volatility
+    tests, the per-fold table and the skill figure."""
+    lines = BTC_FILE.read_text().splitlines()
+    short = tmp_path / "Binance_BTCUSDT_1h.csv"
+    short.write_text("\n".join(lines[: 1 + 140 * 24]) + "\n")
+    args = [
+        "run",
+        str(short),
+        "--profile",
+        "ci",
+        "--folds",
+        "2",
+        "--fold-days",
+        "7",
+        "--train-days",
+        "60",
+        "--min-train-days",
+        "45",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
+    assert "Data sources:" in report and "SYNTHETIC" not in report
+    assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
+    assert "**Bottom line:**" in report and "Holm-corrected over the family of 41 comparisons" in report
+    for section in (
+        "## Forecasts against baselines and controls (pooled walk-forward test hours)",
+        "### Per fold",
+        "## Does attention help?",
+        "## Volatility",
+        "### Where the volatility model looks",
+        "## The family of comparisons",
+        "## The model assets on their own test split (descriptive)",
+    ):
+        assert section in report
+    for control in ("no_attention_lstm", "no_attention_reference", "ridge_ar48", "ridge_features"):
+        assert f"| {control} |" in report
+    for baseline in ("GARCH(1,1)", "EWMA (0.94)", "rolling 24 h", "constant training variance"):
+        assert f"| {baseline} |" in report
+    assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000
+    assert "Bottom line" in out
+
+
+def _tails_reading(folder: Path) -> list[int]:
+    """Process ids of `tail` processes whose arguments name a file under `folder`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if args and Path(args[0].decode()).name == "tail" and str(folder).encode() in b" ".join(args):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_command_started_with_sigterm_ignored_leaves_no_log_tails(data_dir):
+    """Dagster stops each step's `tail -F` log capture with SIGTERM and waits 30 s per stream for it; a
+    process that ignores SIGTERM hands that on to the tails, which then outlive the run (seen here: a
+    minute per step, and 108 tails left behind by one test session). `workflows` restores the default
+    first, so a command started that way leaves none."""
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    write_candles(incoming / "BTCUSDT-a.csv", "BTCUSDT", days=2)
+    home = Path(os.environ["DAGSTER_HOME"])
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom workflows.cli.commands import main\nsys.exit(main(['ingest']))"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ},
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "BTCUSDT" in done.stdout + done.stderr  # the run happened
+    left = _tails_reading(home)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

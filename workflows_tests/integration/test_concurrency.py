@@ -1,0 +1,46 @@
+"""Two runs started at the same moment that both write the DuckDB file both succeed:
+the second waits for the first's lock (retry with backoff) instead of failing."""
+
+import os
+import subprocess
+import sys
+
+import duckdb
+
+from workflows_tests.helpers import PROJECT_ROOT
+
+SCRIPT = """
+import sys
+from workflows.cli.commands import _instance, run_for_symbol
+result = run_for_symbol(_instance(), sys.argv[1], {"source": "synthetic", "days": 200, "seed": int(sys.argv[2])})
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_two_simultaneous_runs_both_succeed(data_dir):
+    env = {**os.environ}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, symbol, str(seed)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for symbol, seed in (("BTCUSDT", 1), ("ETHUSDT", 2))
+    ]
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=240)
+            outputs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        counts = dict(con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol").fetchall())
+    assert counts == {"BTCUSDT": 4800, "ETHUSDT": 4800}

@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from workflows.definitions import defs
+from workflows_tests.helpers import PROJECT_ROOT
+
+
+def test_asset_keys_and_checks():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {
+        "candles",
+        "features",
+        "reference_lstm_model",
+        "attention_lstm_model",
+        "transformer_model",
+        "multitask_model",
+        "ensemble_model",
+        "volatility_model",
+        "evaluation",
+        "attention_tensors",
+        "attention_analysis",
+        "report",
+        "production_model",
+        "latest_forecast",
+    }
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert {
+        ("candles", "candles_schema"),
+        ("candles", "duplicate_hours"),
+        ("candles", "ohlc_consistent"),
+        ("candles", "missing_hour_ratio"),
+        ("features", "features_schema"),
+        ("features", "segments_contiguous"),
+        ("production_model", "promotion_gate"),
+    } <= checks
+    features = graph.get(dg.AssetKey("features"))
+    assert dg.AssetKey("candles") in features.parent_keys
+
+
+def test_assets_are_partitioned_by_symbol_and_pooled():
+    for key in ("candles", "features"):
+        spec = defs.resolve_assets_def(key)
+        assert isinstance(spec.partitions_def, dg.DynamicPartitionsDefinition)
+        assert spec.partitions_def.name == "symbols"
+        assert spec.code_versions_by_key[dg.AssetKey(key)] is not None
+
+
+def test_dagster_definitions_validate(tmp_path):
+    env = {"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_dg_loads_the_defs_folder(tmp_path):
+    """What `make validate` runs (`dg check defs`) and `dg list defs`, from [tool.dg] in pyproject.toml."""
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    env = {"DAGSTER_HOME": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([dg_cli, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+    checked = run("check", "defs", "--use-active-venv")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = run("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    found = json.loads(listed.stdout)
+    # 14 assets (6 models); 6 in-process jobs and their 4 Celery twins
+    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (14, 10, 2, 2)
+    assert [r["name"] for r in found["resources"]] == ["warehouse"]
+
+
+def test_jobs():
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest", "train_models", "analysis", "pipeline"}

@@ -1,0 +1,276 @@
+"""The `ingest` and `retrain` jobs on a real Celery executor: a Redis broker and two workers
+on loopback land and retrain three symbols (ci profile, 30 synthetic days each: the
+fewest the ci splits and windows accept), against the same jobs in process.
+
+`retrain` is the daily retrain: every model, evaluation (with its trained controls),
+attention tensors and analysis, the report, the promotion gate and the forecast. Both runs
+get the same run config (ci profile, CPU, every other option at its default).
+
+Same means:
+- every checkpoint's weights equal to 1e-6 absolute (training is seeded and every
+  training uses one torch thread on CPU, in both runs), its recorded metrics and data
+  version equal (clock readings left out). The other steps (the attention analysis trains
+  its controls) use one torch thread too: the Celery workers by OMP_NUM_THREADS=1, the test's
+  own process by `one_thread` (with two, sums in another order changed the JSON's last digits);
+- every file under `reports/<symbol>/` the same: the figures byte for byte;
+  `attention_report.md`, after masking its two clock readings (the "Generated <minute> UTC"
+  line and the wall seconds that end each model's Training line), word for word, with its
+  numbers to 0.1% (EVAL_REL: the GARCH baselines' fits differ in the sixth digit between
+  processes, and so does every figure computed from them); the JSON beside it to the same;
+- the attention tensors (files under `attention/<symbol>/`) equal;
+- the DuckDB rows of every table equal (floats to 1e-9, the evaluation table's to 0.1%;
+  the clock columns `*_at` left out, and `attention_summary.file` compared relative to the
+  data folder with its checkpoint digest masked: the digest covers the checkpoint's wall time).
+"""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from workflows.attention.extract import load_attention
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.profiles import MODEL_KINDS
+from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers.celery_cluster import local_cluster, redis_server_path
+from workflows_tests.helpers.executors import (
+    ingest_celery_job,
+    ingest_in_process_job,
+    retrain_celery_job,
+    retrain_in_process_job,
+)
+
+SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+DAYS = 30
+
+
+def test_celery_jobs_mirror_the_in_process_jobs():
+    """Each `*_celery` job selects the same assets and partitions as its twin; only the executor differs."""
+    from workflows.definitions import defs
+
+    for name in ("ingest", "train_models", "retrain", "pipeline"):
+        local, celery = defs.resolve_job_def(name), defs.resolve_job_def(f"{name}_celery")
+        assert celery.executor_def.name == "celery_redis" and local.executor_def.name != "celery_redis"
+        assert {n.name for n in celery.nodes_in_topological_order} == {n.name for n in local.nodes_in_topological_order}
+        assert celery.partitions_def == local.partitions_def
+
+
+def make_instance(home: Path) -> dg.DagsterInstance:
+    """A persistent instance (SQLite under `home`: the workers open the same one)."""
+    home.mkdir(parents=True)
+    config = yaml.safe_load((PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text())
+    config.pop("run_coordinator", None)  # runs here are executed directly, not queued for a daemon
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.add_dynamic_partitions("symbols", SYMBOLS)
+    return instance
+
+
+def land_and_retrain(instance: dg.DagsterInstance, data_dir: Path, ingest, retrain) -> None:
+    """The same run configs whatever the executor."""
+    for i, symbol in enumerate(SYMBOLS):
+        for target, config in (
+            (ingest, {"ops": {"candles": {"config": {"source": "synthetic", "days": DAYS, "seed": 11 + i}}}}),
+            (retrain, {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS}}),
+        ):
+            config["resources"] = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
+            result = dg.execute_job(
+                dg.reconstructable(target), instance=instance, run_config=config, tags={"dagster/partition": symbol}
+            )
+            assert result.success, (target.__name__, symbol)
+
+
+TIMING_KEYS = {"wall_s", "samples_per_s", "seconds", "train_seconds"}
+
+
+def untimed(value):
+    """Metrics without the clock readings (wall time, throughput), which differ run to run."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+# The report's only clock readings (workflows/reporting/report.py): when it was written, and
+# each model's training wall time at the end of its line under "## Training".
+GENERATED = re.compile(r"^Generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC;", re.MULTILINE)
+TRAINING_WALL = re.compile(r"^(- \w+: \d+ epochs, best validation loss at epoch \d+.*; )\d+\.\d s\.$", re.MULTILINE)
+
+
+def masked_report(text: str) -> str:
+    text, generated = GENERATED.subn("Generated <clock> UTC;", text)
+    text, walls = TRAINING_WALL.subn(r"\1<wall> s.", text)
+    assert (generated, walls) == (1, len(MODEL_KINDS)), "the report's clock readings moved: update the masks"
+    return text
+
+
+DIGEST = re.compile(r"-[0-9a-f]{12}\.npz$")
+
+# The GARCH and GJR-GARCH baselines (arch's SLSQP fit) come out different in the sixth digit from
+# one process to the next (numpy's vectorised sums are not bit-reproducible across processes), and
+# everything computed from them (their QLIKE, the DM tests against them, Mincer-Zarnowitz) with them.
+# Numbers derived from the evaluation are therefore compared to 0.1% relative, and the report's
+# words exactly: every sentence, verdict and table cell other than a number must be the same.
+EVAL_REL = 1e-3
+NUMBER = re.compile(r"[-+]?\d[\d,]*\.?\d*(?:e[-+]?\d+)?")
+
+
+def words_and_numbers(text: str) -> tuple[str, list[float]]:
+    return NUMBER.sub("<n>", text), [float(m.replace(",", "")) for m in NUMBER.findall(text)]
+
+
+def assert_close(a, b, where) -> None:
+    """Equal structure, strings and bools; numbers within EVAL_REL (None for a non-finite number)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_close(a[k], b[k], (*where, k))
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, (*where, i))
+    elif isinstance(a, float) or isinstance(b, float):
+        assert b == pytest.approx(a, rel=EVAL_REL, abs=1e-12), where
+    else:
+        assert a == b, where
+
+
+def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
+    """Weights per checkpoint, report files, attention tensors and DuckDB rows: what must not depend on the
+    executor."""
+    weights, metrics, reports, tensors = {}, {}, {}, {}
+    for symbol in SYMBOLS:
+        for kind in MODEL_KINDS:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{kind}_model"), asset_partitions=[symbol]), limit=1
+            ).records
+            meta = records[0].asset_materialization.metadata
+            path, digest = meta["checkpoint"].value, meta["sha256"].value
+            assert isinstance(path, str) and isinstance(digest, str)
+            ckpt = load_checkpoint(path, digest)
+            weights[(symbol, kind)] = {k: v.detach().clone() for k, v in ckpt.model.state_dict().items()}
+            metrics[(symbol, kind)] = (ckpt.data_version, untimed(ckpt.metrics))
+        for file in sorted((data_dir / "reports" / symbol).iterdir()):
+            # the report: its words (clock readings masked) and its numbers; the JSON parsed; figures as bytes
+            if file.name == "attention_report.md":
+                reports[(symbol, file.name)] = words_and_numbers(masked_report(file.read_text()))
+            elif file.suffix == ".json":
+                reports[(symbol, file.name)] = json.loads(file.read_text())
+            else:
+                reports[(symbol, file.name)] = file.read_bytes()
+        for file in sorted((data_dir / "attention" / symbol).glob("*.npz")):
+            tensors[(symbol, DIGEST.sub("", file.name))] = load_attention(file)
+    rows = {}
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
+            columns = [
+                c
+                for (c,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                    [table],
+                ).fetchall()
+                if not c.endswith("_at")
+            ]
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            found = con.execute(f"SELECT {quoted} FROM {table} ORDER BY ALL").fetchall()
+            if table == "attention_summary":
+                at = columns.index("file")
+                found = [(*r[:at], DIGEST.sub("", str(Path(r[at]).relative_to(data_dir))), *r[at + 1 :]) for r in found]
+            rows[table] = found
+    return {"weights": weights, "metrics": metrics, "reports": reports, "tensors": tensors, "rows": rows}
+
+
+def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
+    """Floats to 1e-9; the evaluation's (GARCH-derived among them) to EVAL_REL."""
+    assert len(a) == len(b), table
+    rel = EVAL_REL if table == "evaluation" else 1e-9
+    for ra, rb in zip(a, b):
+        for va, vb in zip(ra, rb):
+            if isinstance(va, float) and isinstance(vb, float):
+                assert va == pytest.approx(vb, rel=rel, abs=1e-9, nan_ok=True), (table, ra, rb)
+            else:
+                assert va == vb, (table, ra, rb)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    redis_server_path() is None,
+    reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
+)
+def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, one_thread):
+    from workflows.definitions import defs
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("WORKFLOWS_CPU_TRAINING_SLOTS", "2")  # one torch thread per training, in both runs
+
+    local_home, local_data = tmp_path / "local" / "home", tmp_path / "local" / "data"
+    with make_instance(local_home) as instance:
+        land_and_retrain(instance, local_data, ingest_in_process_job, retrain_in_process_job)
+        expected = outputs(instance, local_data)
+
+    home, data = tmp_path / "celery" / "home", tmp_path / "celery" / "data"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with make_instance(home) as instance:
+        env = {
+            "DAGSTER_HOME": str(home),
+            "WORKFLOWS_DATA_DIR": str(data),
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        with local_cluster(tmp_path / "cluster", workers=2, env=env) as cluster:
+            monkeypatch.setenv("WORKFLOWS_CELERY_BROKER", cluster.broker)
+            monkeypatch.setenv("WORKFLOWS_CELERY_BACKEND", cluster.backend)
+            land_and_retrain(instance, data, ingest_celery_job, retrain_celery_job)
+            logs = {log.name: log.read_text() for log in cluster.logs}
+        got = outputs(instance, data)
+        assert len(instance.get_runs(dg.RunsFilter(job_name="retrain_celery"))) == 3
+    # every step ran as a Celery task, and both workers took some
+    steps = len(defs.resolve_job_def("ingest").nodes_in_topological_order) + len(
+        defs.resolve_job_def("retrain").nodes_in_topological_order
+    )
+    assert steps == 2 + len(MODEL_KINDS) + 6  # candles, features; models; 4 analysis and 2 serving assets
+    tasks = [log.count("succeeded in") for log in logs.values()]
+    assert sum(tasks) == 3 * steps and min(tasks) > 0, logs
+
+    assert expected["weights"].keys() == got["weights"].keys() and len(got["weights"]) == 3 * len(MODEL_KINDS)
+    for key, state in expected["weights"].items():
+        assert state.keys() == got["weights"][key].keys()
+        for name, tensor in state.items():
+            assert torch.allclose(tensor, got["weights"][key][name], rtol=0, atol=1e-6), (key, name)
+    assert expected["metrics"] == got["metrics"]
+
+    assert expected["reports"].keys() == got["reports"].keys()
+    for symbol in SYMBOLS:
+        names = {name for s, name in got["reports"] if s == symbol}
+        assert {"attention_report.md", "evaluation.json", "attention_analysis.json", "training.png"} <= names
+    for key, content in expected["reports"].items():
+        if key[1] == "attention_report.md":
+            (words, numbers), (got_words, got_numbers) = content, got["reports"][key]
+            assert words == got_words, key
+            assert got_numbers == pytest.approx(numbers, rel=EVAL_REL, abs=0.011), key  # 2-decimal rounding
+        elif key[1].endswith(".json"):
+            assert_close(content, got["reports"][key], key)
+        else:
+            assert content == got["reports"][key], key
+
+    assert expected["tensors"].keys() == got["tensors"].keys() and len(got["tensors"]) == 3 * len(MODEL_KINDS)
+    for key, arrays in expected["tensors"].items():
+        assert arrays.keys() == got["tensors"][key].keys(), key
+        for name, array in arrays.items():
+            np.testing.assert_allclose(got["tensors"][key][name], array, rtol=0, atol=1e-6, err_msg=str((key, name)))
+
+    assert expected["rows"].keys() == got["rows"].keys()
+    assert {"candles", "features", "feature_state", "evaluation", "attention_metrics", "forecasts"} <= got[
+        "rows"
+    ].keys()
+    for table in expected["rows"]:
+        assert_same_rows(expected["rows"][table], got["rows"][table], table)
+    shutil.rmtree(tmp_path / "cluster", ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Unit tests: the domain code without Dagster, mirroring the package."""

@@ -1,0 +1,192 @@
+"""Known answers for the volatility evidence: HAR-RV recovers a simulated HAR process (and finds no
+memory in i.i.d. returns), the QLIKE Diebold-Mariano test keeps its size at overlapping 24-hour targets
+(where ignoring the overlap does not) and still finds a better forecast, Mincer-Zarnowitz tells a biased
+forecast from an unbiased one, and the attention-vs-autocorrelation readings are exact on planted maps."""
+
+import numpy as np
+import pytest
+
+from workflows.attention.volatility import (
+    LAG_GROUPS,
+    abs_return_acf,
+    by_lag,
+    group_lifts,
+    hour_of_day,
+    local_peaks,
+)
+from workflows.evaluation.baselines import HARModel, constant_variance, volatility_baselines
+from workflows.stats.losses import mincer_zarnowitz, qlike_losses
+from workflows.stats.significance import dm_test
+
+TRUE_HAR = (2e-6, (0.30, 0.35, 0.20))  # intercept, (1 h, 24 h, 1 week): persistence 0.85
+
+
+def _simulate_har(n: int, seed: int, intercept: float = TRUE_HAR[0], coef=TRUE_HAR[1]) -> np.ndarray:
+    """Returns whose squared value is a HAR process: r_t^2 = m_t * e_t with E[e_t] = 1 and
+    m_t = b0 + b1 r2_{t-1} + b24 mean(r2_{t-24..t-1}) + b168 mean(r2_{t-168..t-1})."""
+    rng = np.random.default_rng(seed)
+    b1, b24, b168 = coef
+    burn = 2000
+    total = n + burn
+    level = intercept / (1 - sum(coef))
+    r2 = np.full(total, level)
+    csum = np.concatenate([[0.0], np.cumsum(r2)])
+    shocks = rng.standard_normal(total) ** 2  # chi-square(1): mean 1, heavy right tail like squared returns
+    for t in range(168, total):
+        m = intercept + b1 * r2[t - 1] + b24 * (csum[t] - csum[t - 24]) / 24 + b168 * (csum[t] - csum[t - 168]) / 168
+        r2[t] = m * shocks[t]
+        csum[t + 1] = csum[t] + r2[t]
+    signs = rng.choice([-1.0, 1.0], total)
+    return (signs * np.sqrt(r2))[burn:]
+
+
+def test_har_rv_recovers_the_coefficients_of_a_simulated_har_process():
+    r = _simulate_har(60_000, seed=1)
+    fit = HARModel.fit(r, 0, len(r), horizon=1)
+    assert fit.coef == pytest.approx(TRUE_HAR[1], abs=0.05)
+    assert fit.intercept == pytest.approx(TRUE_HAR[0], rel=0.5)
+    # and its forecasts beat the constant variance on later hours of the same process (QLIKE, DM at h = 1)
+    train = 40_000
+    fit = HARModel.fit(r, 0, train, horizon=1)
+    origins = np.arange(train, len(r) - 1)
+    realised = r[origins + 1] ** 2
+    har = fit.predict(r, origins)
+    const = constant_variance(r[:train], len(origins))
+    dm = dm_test(qlike_losses(har, realised) - qlike_losses(const, realised))
+    assert dm.p_better < 1e-6
+
+
+def test_har_rv_finds_no_memory_in_iid_returns():
+    r = np.random.default_rng(2).standard_t(5, 60_000) * 0.006
+    fit = HARModel.fit(r, 0, len(r), horizon=1)
+    assert abs(fit.coef[0]) < 0.03  # the 24 h and 1 week means are nearly constant here: only their sum is tight
+    assert abs(sum(fit.coef)) < 0.2  # against 0.85 in the HAR process above
+    train = 40_000
+    origins = np.arange(train, len(r) - 1)
+    realised = r[origins + 1] ** 2
+    har = HARModel.fit(r, 0, train, horizon=1).predict(r, origins)
+    const = constant_variance(r[:train], len(origins))
+    assert dm_test(qlike_losses(har, realised) - qlike_losses(const, realised)).p_better > 0.05
+
+
+def test_har_rv_uses_only_the_past_and_its_24_hour_target_is_the_mean_of_the_next_24_squares():
+    r = _simulate_har(5_000, seed=3)
+    origins = np.array([1000, 2000, 3000])
+    assert HARModel.target(r, origins, 24) == pytest.approx([np.mean(r[o + 1 : o + 25] ** 2) for o in origins])
+    x = HARModel.components(r, origins)
+    assert x[:, 2] == pytest.approx([np.mean(r[o - 167 : o + 1] ** 2) for o in origins])
+    fit = HARModel.fit(r, 0, 4_000, horizon=24)
+    bumped = r.copy()
+    bumped[origins[0] + 1] *= 10  # a future return must not move the forecast at the origin
+    assert fit.predict(bumped, origins[:1]) == pytest.approx(fit.predict(r, origins[:1]))
+
+
+def test_every_baseline_is_fitted_for_both_horizons_and_on_training_hours_only():
+    r = _simulate_har(4_000, seed=4)
+    origins = np.arange(3_000, 3_900)
+    out, errors = volatility_baselines(r, 0, 2_800, origins, (1, 24))
+    assert not errors
+    names = {"constant", "rolling_24h", "ewma_0.94", "har_rv", "garch_1_1", "gjr_garch_1_1"}
+    assert set(out[1]) == set(out[24]) == names
+    assert all(np.all(v > 0) and len(v) == len(origins) for h in out for v in out[h].values())
+    later = r.copy()
+    later[2_900:] *= 3  # hours after training change the inputs at the origins but not the fitted parameters
+    moved, _ = volatility_baselines(later, 0, 2_800, origins, (1, 24))
+    assert moved[24]["constant"] == pytest.approx(out[24]["constant"])
+    assert np.mean(moved[24]["har_rv"]) > 2 * np.mean(out[24]["har_rv"])
+
+
+def _overlapping_targets(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The expected and the realised mean variance of the next 24 hours (overlapping), under a persistent
+    true hourly variance."""
+    log_var = np.convolve(rng.normal(0, 0.25, n + 24 + 199), np.ones(200) / 10, mode="valid")
+    true = np.exp(log_var) * 1e-5
+    r2 = true * rng.standard_normal(len(true)) ** 2
+    day = np.ones(24) / 24
+    # hours t+1 .. t+24 of origin t
+    return np.convolve(true, day, mode="valid")[1 : n + 1], np.convolve(r2, day, mode="valid")[1 : n + 1]
+
+
+def test_qlike_dm_keeps_its_size_at_overlapping_horizons_and_finds_a_better_forecast():
+    rng = np.random.default_rng(5)
+    proper, naive, power = [], [], []
+    for _ in range(150):
+        true, realised = _overlapping_targets(rng, 2_000)
+        # two equally good forecasts: the truth with independent persistent errors of the same size
+        err_a = np.exp(np.convolve(rng.normal(0, 0.3, 2_000 + 47), np.ones(48) / 7, mode="valid"))
+        err_b = np.exp(np.convolve(rng.normal(0, 0.3, 2_000 + 47), np.ones(48) / 7, mode="valid"))
+        d = qlike_losses(true * err_a, realised) - qlike_losses(true * err_b, realised)
+        proper.append(dm_test(d, horizon=24).p_two_sided < 0.05)
+        naive.append(dm_test(d, horizon=1).p_two_sided < 0.05)
+        better = qlike_losses(true, realised) - qlike_losses(np.full(len(true), true.mean()), realised)
+        power.append(dm_test(better, horizon=24).p_better < 0.05)
+    assert np.mean(proper) <= 0.12  # about the nominal 5%
+    assert np.mean(naive) >= 2 * max(np.mean(proper), 0.05)  # ignoring the overlap rejects far too often
+    assert np.mean(power) >= 0.9
+
+
+def test_mincer_zarnowitz_tells_a_biased_forecast_from_an_unbiased_one():
+    rng = np.random.default_rng(6)
+    true, realised = _overlapping_targets(rng, 6_000)
+    fair = mincer_zarnowitz(true, realised, horizon=24)
+    assert fair.unbiased and fair.slope_ci[0] < 1 < fair.slope_ci[1]
+    doubled = mincer_zarnowitz(2 * true, realised, horizon=24)
+    assert not doubled.unbiased and doubled.slope == pytest.approx(0.5, abs=0.1)
+    flat_low = mincer_zarnowitz(np.full(len(true), 0.5 * realised.mean()), realised, horizon=24)
+    assert not flat_low.unbiased and flat_low.slope != flat_low.slope  # a constant has no slope
+    flat_fair = mincer_zarnowitz(np.full(len(true), realised.mean()), realised, horizon=24)
+    assert flat_fair.unbiased
+
+
+def test_abs_return_acf_matches_a_direct_computation_and_never_bridges_a_gap():
+    rng = np.random.default_rng(7)
+    r = rng.standard_t(5, 3_000) * np.repeat(rng.uniform(0.5, 2, 30), 100)
+    hours = np.arange(3_000)
+    a = np.abs(r) - np.abs(r).mean()
+    direct = [np.mean(a[:-k] * a[k:]) / np.var(np.abs(r)) for k in (1, 24)]
+    acf = abs_return_acf(hours, r, 48)
+    assert acf[[0, 23]] == pytest.approx(direct, rel=1e-9)
+    # with a gap, the pairs across it are absent: lag-1 pairs drop by exactly the one that spans it
+    gapped = np.concatenate([hours[:1_500], hours[1_500:] + 5])
+    assert np.isfinite(abs_return_acf(gapped, r, 48)).all()
+
+
+def test_local_peaks_and_lag_order():
+    values = np.array([5.0, 1, 1, 3, 1, 1, 4, 1])
+    assert local_peaks(values) == [1, 7, 4]
+    w = np.zeros((2, 48))
+    w[:, -1] = 1.0  # the newest position is 1 hour ago
+    assert by_lag(w)[0, 0] == 1.0
+
+
+def test_group_lifts_mark_planted_attention_and_not_uniform():
+    rng = np.random.default_rng(8)
+    n, t = 2_000, 48
+    planted = rng.dirichlet(np.ones(t), n) * 0.5
+    planted[:, -3:] += 0.25 / 3  # last 3 hours
+    planted[:, t - 25 : t - 22] += 0.25 / 3  # 23-25 hours ago
+    lifts = group_lifts(planted, resamples=200)
+    for name in LAG_GROUPS:
+        _lift, (lo, _hi) = lifts[name]
+        assert lo > 1.5, name
+    uniform = group_lifts(rng.dirichlet(np.ones(t) * 50, n), resamples=200)
+    for name in LAG_GROUPS:
+        _lift, (lo, hi) = uniform[name]
+        assert lo < 1 < hi, name
+
+
+def test_hour_of_day_correlation_is_positive_only_when_attention_follows_the_cycle():
+    rng = np.random.default_rng(9)
+    n, t = 4_000, 48
+    predicted = np.arange(n) + 5
+    cycle = 1 + 0.5 * np.cos(2 * np.pi * (np.arange(24) - 15) / 24)
+    train_hours = np.arange(10_000)
+    train_returns = rng.standard_normal(10_000) * 0.01 * cycle[train_hours % 24]
+    follows = rng.dirichlet(np.ones(t) * 20, n)
+    follows[:, t - 24] *= cycle[predicted % 24]
+    follows /= follows.sum(axis=1, keepdims=True)
+    flat = rng.dirichlet(np.ones(t) * 20, n)
+    yes = hour_of_day(follows, predicted, train_hours, train_returns, {"flat": flat}, resamples=200)
+    no = hour_of_day(flat, predicted, train_hours, train_returns, {"flat": follows}, resamples=200)
+    assert yes.follows_cycle and yes.correlation_ci[0] > 0.2
+    assert not no.follows_cycle and no.correlation_ci[0] < 0 < no.correlation_ci[1]
