@@ -159,7 +159,11 @@ def forecast_set(
     origins = np.searchsorted(ts, data.test.end_ts)
     train_lo = int(np.searchsorted(ts, data.train.end_ts.min())) - (data.spec.window - 1)
     train_hi = int(np.searchsorted(ts, data.train.end_ts.max())) + 1
-    baselines, errors = volatility_baselines(returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon))
+    hours = ts.astype("datetime64[h]").astype(np.int64)  # the seasonal baselines' hour of day
+    log_volume = frame["log_volume"].to_numpy().astype(np.float64) if "log_volume" in frame.columns else None
+    baselines, errors = volatility_baselines(
+        returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon), hours, log_volume
+    )
     fs.vol_var.update(baselines[data.spec.vol_horizon])
     fs.next_var.update(baselines[1])
     return fs, errors

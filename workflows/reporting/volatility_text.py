@@ -25,8 +25,13 @@ VOL_NAMES = {
     "rolling_24h": "rolling 24 h",
     "ewma_0.94": "EWMA (0.94)",
     "har_rv": "HAR-RV (1 h, 24 h, 1 week)",
+    "har_rv_qlike": "HAR-RV fitted by QLIKE",
+    "log_har": "log-HAR",
+    "log_har_seasonal": "log-HAR with hour-of-day factor",
+    "har_x_volume": "log-HAR-X with log volume",
     "garch_1_1": "GARCH(1,1)",
     "gjr_garch_1_1": "GJR-GARCH(1,1)",
+    "garch_seasonal": "seasonally adjusted GARCH(1,1)",
     "volatility": "volatility attention model",
     "multitask": "multi-task model's 24 h head",
 }

@@ -14,7 +14,15 @@ from workflows.attention.volatility import (
     hour_of_day,
     local_peaks,
 )
-from workflows.evaluation.baselines import HARModel, constant_variance, volatility_baselines
+from workflows.evaluation.baselines import (
+    VOL_BASELINES,
+    HARModel,
+    LogHARModel,
+    constant_variance,
+    fit_har_qlike,
+    seasonal_factors,
+    volatility_baselines,
+)
 from workflows.stats.losses import mincer_zarnowitz, qlike_losses
 from workflows.stats.significance import dm_test
 
@@ -56,6 +64,90 @@ def test_har_rv_recovers_the_coefficients_of_a_simulated_har_process():
     assert dm.p_better < 1e-6
 
 
+TRUE_LOG_HAR = (0.15 * np.log(1e-5), (0.30, 0.35, 0.20))  # intercept, (1 h, 24 h, 1 week) in logs
+LOG_SHOCK_SD = 1.0
+
+
+def _simulate_log_har(n: int, seed: int, season: np.ndarray | None = None) -> np.ndarray:
+    """Returns whose log squared value is a log-HAR process with lognormal shocks (a mean of 1):
+    ln m_t = c + b1 ln r2_{t-1} + b24 ln mean(r2_{t-24..t-1}) + b168 ln mean(r2_{t-168..t-1}),
+    r_t^2 = m_t * exp(s z_t - s^2 / 2); times an hour-of-day factor `season[t % 24]` when given."""
+    rng = np.random.default_rng(seed)
+    c, (b1, b24, b168) = TRUE_LOG_HAR
+    burn = 2_000
+    total = n + burn
+    r2 = np.full(total, 1e-5)
+    csum = np.concatenate([[0.0], np.cumsum(r2)])
+    shocks = np.exp(LOG_SHOCK_SD * rng.standard_normal(total) - LOG_SHOCK_SD**2 / 2)
+    for t in range(168, total):
+        log_m = (
+            c
+            + b1 * np.log(r2[t - 1])
+            + b24 * np.log((csum[t] - csum[t - 24]) / 24)
+            + b168 * np.log((csum[t] - csum[t - 168]) / 168)
+        )
+        r2[t] = np.exp(log_m) * shocks[t]
+        csum[t + 1] = csum[t] + r2[t]
+    r = rng.choice([-1.0, 1.0], total) * np.sqrt(r2)
+    if season is not None:
+        r = r * np.sqrt(season[np.arange(total) % 24])
+    return r[burn:]
+
+
+def test_log_har_recovers_the_coefficients_of_a_simulated_log_har_process_and_its_variance():
+    r = _simulate_log_har(60_000, seed=11)
+    fit = LogHARModel.fit(r, 0, len(r), horizon=1)
+    assert fit.coef == pytest.approx(TRUE_LOG_HAR[1], abs=0.03)
+    # the intercept absorbs the mean log shock, -s^2 / 2; smearing restores E[shock] = 1
+    assert fit.intercept == pytest.approx(TRUE_LOG_HAR[0] - LOG_SHOCK_SD**2 / 2, abs=0.3)
+    assert fit.smearing == pytest.approx(np.exp(LOG_SHOCK_SD**2 / 2), rel=0.05)
+    # the back-transformed forecast is of the variance: its mean matches the mean squared return
+    origins = np.arange(1_000, len(r) - 1)
+    assert np.mean(fit.predict(r, origins)) == pytest.approx(np.mean(r[origins + 1] ** 2), rel=0.1)
+    # and the levels HAR fitted by QLIKE recovers the levels process the OLS test above uses
+    levels = _simulate_har(60_000, seed=1)
+    q = fit_har_qlike(levels, 0, len(levels), horizon=1)
+    assert q.coef == pytest.approx(TRUE_HAR[1], abs=0.05)
+
+
+def test_seasonal_log_har_finds_the_daily_shape_on_training_hours_and_beats_plain_log_har():
+    season = 1 + 0.8 * np.cos(2 * np.pi * (np.arange(24) - 14) / 24)
+    r = _simulate_log_har(30_000, seed=12, season=season)
+    hours = np.arange(len(r)) + 2_000  # integer UTC hours; the simulation's hour of day is (t + burn) % 24
+    factors = seasonal_factors(r[:20_000], hours[:20_000])
+    expected = season[np.arange(24)]  # hours % 24 == (index + 2000) % 24 == the simulation's t % 24
+    assert factors == pytest.approx(expected / expected.mean(), rel=0.15)
+    train = 20_000
+    # at h = 1 (over 24 hours the daily shape averages out of the target)
+    origins = np.arange(train, len(r) - 1)
+    realised = HARModel.target(r, origins, 1)
+    plain = LogHARModel.fit(r, 0, train, 1).predict(r, origins)
+    seasonal = LogHARModel.fit(r, 0, train, 1, hours=hours, seasonal=True).predict(r, origins, hours=hours)
+    dm = dm_test(qlike_losses(seasonal, realised) - qlike_losses(plain, realised), 1, long_memory=True)
+    assert dm.p_better < 0.01
+    # without a daily shape the factors stay near 1
+    flat = _simulate_log_har(30_000, seed=13)
+    assert np.abs(seasonal_factors(flat[:20_000], hours[:20_000]) - 1).max() < 0.15
+
+
+def test_har_x_uses_volume_that_drives_the_variance_and_only_past_volume():
+    rng = np.random.default_rng(14)
+    n = 20_000
+    abnormal = rng.standard_normal(n)  # abnormal log volume, known at its hour
+    log_volume = 8 + abnormal
+    r = rng.standard_normal(n) * 0.005 * np.exp(0.4 * np.concatenate([[0.0], abnormal[:-1]]))  # next hour's size
+    fit = LogHARModel.fit(r, 0, 15_000, 1, log_volume=log_volume)
+    assert fit.coef[3] == pytest.approx(0.8, abs=0.1)  # ln r^2 moves by 2 x 0.4 per unit of last hour's volume
+    origins = np.arange(15_000, n - 1)
+    realised = r[origins + 1] ** 2
+    with_volume = fit.predict(r, origins, log_volume=log_volume)
+    plain = LogHARModel.fit(r, 0, 15_000, 1).predict(r, origins)
+    assert dm_test(qlike_losses(with_volume, realised) - qlike_losses(plain, realised), 1, True).p_better < 0.01
+    later = log_volume.copy()
+    later[origins[0] + 1 :] += 5  # volume after the origin must not move its forecast
+    assert fit.predict(r, origins[:1], log_volume=later) == pytest.approx(with_volume[:1])
+
+
 def test_har_rv_finds_no_memory_in_iid_returns():
     r = np.random.default_rng(2).standard_t(5, 60_000) * 0.006
     fit = HARModel.fit(r, 0, len(r), horizon=1)
@@ -83,17 +175,29 @@ def test_har_rv_uses_only_the_past_and_its_24_hour_target_is_the_mean_of_the_nex
 
 def test_every_baseline_is_fitted_for_both_horizons_and_on_training_hours_only():
     r = _simulate_har(4_000, seed=4)
+    hours = np.arange(len(r)) + 7
+    log_volume = 5 + np.random.default_rng(4).standard_normal(len(r))
     origins = np.arange(3_000, 3_900)
-    out, errors = volatility_baselines(r, 0, 2_800, origins, (1, 24))
+    out, errors = volatility_baselines(r, 0, 2_800, origins, (1, 24), hours=hours, log_volume=log_volume)
     assert not errors
-    names = {"constant", "rolling_24h", "ewma_0.94", "har_rv", "garch_1_1", "gjr_garch_1_1"}
-    assert set(out[1]) == set(out[24]) == names
+    assert set(out[1]) == set(out[24]) == set(VOL_BASELINES)
     assert all(np.all(v > 0) and len(v) == len(origins) for h in out for v in out[h].values())
     later = r.copy()
     later[2_900:] *= 3  # hours after training change the inputs at the origins but not the fitted parameters
-    moved, _ = volatility_baselines(later, 0, 2_800, origins, (1, 24))
+    moved, _ = volatility_baselines(later, 0, 2_800, origins, (1, 24), hours=hours, log_volume=log_volume)
     assert moved[24]["constant"] == pytest.approx(out[24]["constant"])
-    assert np.mean(moved[24]["har_rv"]) > 2 * np.mean(out[24]["har_rv"])
+    for name in ("har_rv", "har_rv_qlike", "log_har", "log_har_seasonal", "har_x_volume"):
+        assert np.mean(moved[24][name]) > 2 * np.mean(out[24][name]), name
+    # a spike in one hour of day after training moves no seasonal factor: the forecasts at an origin
+    # before the spike are unchanged
+    spiked = r.copy()
+    spiked[3_500:][(hours[3_500:] % 24) == 5] *= 20
+    kept, _ = volatility_baselines(spiked, 0, 2_800, origins[:400], (24,), hours=hours, log_volume=log_volume)
+    for name in ("log_har_seasonal", "garch_seasonal"):
+        assert kept[24][name] == pytest.approx(out[24][name][:400], rel=1e-6), name
+    # without hours or volume, the baselines that need them are simply absent
+    plain, _ = volatility_baselines(r, 0, 2_800, origins, (24,))
+    assert set(plain[24]) == set(VOL_BASELINES) - {"log_har_seasonal", "garch_seasonal", "har_x_volume"}
 
 
 def _overlapping_targets(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
