@@ -156,22 +156,36 @@ def model_confidence_set(
 
     if len(losses) < 2:
         raise ValueError(f"a model confidence set needs at least 2 forecasters, got {len(losses)}")
-    frame = pd.DataFrame({k: np.asarray(v, float) for k, v in losses.items()})
-    if not np.all(np.isfinite(frame.to_numpy())):
+    full = pd.DataFrame({k: np.asarray(v, float) for k, v in losses.items()})
+    if not np.all(np.isfinite(full.to_numpy())):
         raise ValueError("the losses have NaN or infinite values")
+    means = full.to_numpy().mean(axis=0)
+    mean_loss = {str(k): float(m) for k, m in zip(full.columns, means)}
+    # forecasters with identical losses cannot be told apart: one stands for all (their differences have no
+    # variance, which the bootstrap statistic divides by)
+    twin_of: dict[str, str] = {}
+    for k in full.columns:
+        twin_of[str(k)] = next((str(u) for u in twin_of.values() if np.array_equal(full[u], full[k])), str(k))
+    unique = sorted(set(twin_of.values()), key=list(full.columns).index)
+    if len(unique) == 1:
+        return ConfidenceSet(
+            size, sorted(mean_loss, key=lambda k: mean_loss[k]), [], dict.fromkeys(mean_loss, 1.0), mean_loss, 0, 0
+        )
+    frame = pd.DataFrame({k: full[k].to_numpy() for k in unique})
     n = len(frame)
     if block is None:
         diffs = frame.sub(frame.mean(axis=1), axis=0)
         lengths = optimal_block_length(diffs)["stationary"].to_numpy()
-        block = int(np.clip(np.ceil(np.nanmax(lengths)), 24, max(n // 10, 24)))
+        finite = lengths[np.isfinite(lengths)]
+        block = int(np.clip(np.ceil(finite.max()) if len(finite) else 24, 24, max(n // 10, 24)))
     mcs = MCS(frame, size=size, reps=reps, block_size=block, method="R", bootstrap="stationary", seed=seed)
     mcs.compute()
     pv = mcs.pvalues["Pvalue"]
-    pvalues = {str(k): float(v) for k, v in zip(pv.index, pv.to_numpy())}
-    means = frame.to_numpy().mean(axis=0)
-    mean_loss = {str(k): float(m) for k, m in zip(frame.columns, means)}
-    included = sorted((str(k) for k in mcs.included), key=lambda k: mean_loss[k])
-    excluded = [str(k) for k in mcs.excluded]
+    unique_p = {str(k): float(v) for k, v in zip(pv.index, pv.to_numpy())}
+    pvalues = {k: unique_p[twin_of[k]] for k in mean_loss}
+    kept = {str(k) for k in mcs.included}
+    included = sorted((k for k in mean_loss if twin_of[k] in kept), key=lambda k: mean_loss[k])
+    excluded = [k for u in map(str, mcs.excluded) for k in mean_loss if twin_of[k] == u]
     return ConfidenceSet(size, included, excluded, pvalues, mean_loss, block, reps)
 
 

@@ -233,13 +233,25 @@ def test_mincer_zarnowitz_tells_a_biased_forecast_from_an_unbiased_one():
     rng = np.random.default_rng(6)
     true, realised = _overlapping_targets(rng, 6_000)
     fair = mincer_zarnowitz(true, realised, horizon=24)
-    assert fair.unbiased and fair.slope_ci[0] < 1 < fair.slope_ci[1]
-    doubled = mincer_zarnowitz(2 * true, realised, horizon=24)
-    assert not doubled.unbiased and doubled.slope == pytest.approx(0.5, abs=0.1)
+    assert fair.unbiased and fair.slope_ci[0] < 1 < fair.slope_ci[1] and fair.level == pytest.approx(1, abs=0.1)
+    assert fair.lags >= 24  # sized to the memory, never below the overlap
+    doubled = mincer_zarnowitz(2 * true, realised, horizon=24)  # right swings, twice the level
+    assert not doubled.unbiased and doubled.level == pytest.approx(0.5, abs=0.05) and doubled.p_slope > 0.05
+    centre = np.exp(np.mean(np.log(true)))
+    swinging = centre * (true / centre) ** 2  # moves twice as much as the variance does (in logs)
+    wild = mincer_zarnowitz(swinging, realised, horizon=24)
+    assert not wild.unbiased and wild.slope == pytest.approx(0.5, abs=0.1) and wild.p_slope < 0.01
     flat_low = mincer_zarnowitz(np.full(len(true), 0.5 * realised.mean()), realised, horizon=24)
     assert not flat_low.unbiased and flat_low.slope != flat_low.slope  # a constant has no slope
     flat_fair = mincer_zarnowitz(np.full(len(true), realised.mean()), realised, horizon=24)
     assert flat_fair.unbiased
+    # a per-fold constant (four values) has no slope to print either, though it varies
+    folds = np.repeat(realised.reshape(4, -1).mean(axis=1), len(true) // 4)
+    assert mincer_zarnowitz(folds, realised, horizon=24).slope != mincer_zarnowitz(folds, realised, 24).slope
+    # a zero realised variance (a flat hour) is left out of the logs and counted
+    zeroed = realised.copy()
+    zeroed[:5] = 0.0
+    assert mincer_zarnowitz(true, zeroed, horizon=24).dropped == 5
 
 
 def test_abs_return_acf_matches_a_direct_computation_and_never_bridges_a_gap():
