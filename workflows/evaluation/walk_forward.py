@@ -37,7 +37,7 @@ from workflows.evaluation.evidence import (
     evaluate_forecasts,
 )
 from workflows.ml.models import ArchConfig
-from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, Recipe, control_recipe, recipe_for
+from workflows.ml.profiles import Recipe, control_kinds, control_recipe, model_kinds, recipe_for
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, build_fold
 
@@ -81,8 +81,8 @@ def enough_history(features: pl.DataFrame, cfg: WalkForwardConfig) -> bool:
 
 def forecaster_recipes(profile: str | None) -> dict[str, Recipe]:
     """The five model kinds and the trained no-attention twins, by name."""
-    recipes = {kind: recipe_for(kind, profile) for kind in MODEL_KINDS}
-    recipes.update({name: control_recipe(name, profile) for name in CONTROL_KINDS})
+    recipes = {kind: recipe_for(kind, profile) for kind in model_kinds()}
+    recipes.update({name: control_recipe(name, profile) for name in control_kinds()})
     return recipes
 
 

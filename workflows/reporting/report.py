@@ -35,6 +35,7 @@ from workflows.evaluation.evidence import (
     Evaluation,
     ReturnMetrics,
 )
+from workflows.ml.profiles import control_kinds, return_models, twins
 from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
@@ -42,11 +43,14 @@ from workflows.reporting.fmt import _p, _pct
 
 VOLATILITY_FIGURE = "volatility_attention.png"
 
-MODELS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble")
-CONTROLS = ("no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features")
+# The report's model rows and trained controls come from the registry of model kinds (ml/profiles.py).
+MODELS = return_models()
+CONTROLS = (*control_kinds(), "ridge_ar48", "ridge_features")
 ROLES = {
-    "no_attention_reference": "control: reference_lstm's LSTM without attention (last state), same recipe",
-    "no_attention_lstm": "control: attention_lstm's LSTM without attention (last state), same recipe",
+    **{
+        twin: f"control: {design}'s LSTM without attention (last state), same recipe"
+        for design, twin in twins().items()
+    },
     "ridge_ar48": "control: ridge regression on the 48 lagged returns",
     "ridge_features": "control: ridge regression on every input of the window (48 h x 3 features)",
 }

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from workflows.cli.commands import main
-from workflows.ml.windows import history_version, select_history
+from workflows.data.history import history_version, select_history
 from workflows.settings import PROJECT_ROOT, dagster_home
 from workflows_tests.helpers import BTC_FILE, needs_shared
 from workflows_tests.integration.test_cli import write_candles
@@ -334,10 +334,11 @@ def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
 def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_in_ci():
     from argparse import Namespace
 
-    from workflows.cli.commands import DEMO_PROFILES, _model_ops
+    from workflows.cli.commands import _model_ops
+    from workflows.ml.profiles import demo_profiles
 
     args = Namespace(history_days=None, folds=None, fold_days=None, train_days=None, min_train_days=None)
-    ops = _model_ops("ci", args, DEMO_PROFILES)
+    ops = _model_ops("ci", args, demo_profiles())
     assert ops["attention_lstm_model"]["config"]["profile"] == "cpu"
     assert ops["reference_lstm_model"]["config"]["profile"] == "cpu"
     assert {ops[f"{k}_model"]["config"]["profile"] for k in ("transformer", "multitask", "ensemble")} == {"ci"}
