@@ -8,10 +8,11 @@ Wording rules:
 * "unbiased" is never said: a Mincer-Zarnowitz test that does not reject says "no
   evidence of bias";
 * the attention "marks" a lag group only when its lift's interval clears 1 and the
-  controls' intervals; it "ranks like the autocorrelation" only when its Spearman
-  correlation with the autocorrelation of absolute returns is positive, significant
-  and above every control's; "follows the daily cycle" only when the window-level
-  correlation's interval clears 0 and the controls' correlations.
+  controls' intervals; it "ranks like the autocorrelation" only when the block-bootstrap
+  interval of its Spearman correlation with the autocorrelation of absolute returns
+  clears 0 and every control's interval; "follows the daily cycle" only when the
+  window-level correlation's interval (the size of the input 24 hours ago partialled
+  out) clears 0 and the controls' correlations.
 """
 
 from workflows.attention.analysis import AttentionAnalysis
@@ -207,16 +208,27 @@ def attention_sentence(v: VolatilityAttention) -> str:
             + "; ".join(group_phrase(g.name) for g in v.groups)
             + f" ({test})."
         )
-    ctrl = ", ".join(f"{c} {r:+.2f}" for c, r in v.control_spearman.items())
+
+    def ci(lo_hi: tuple[float, float]) -> str:
+        return f"{lo_hi[0]:+.2f} to {lo_hi[1]:+.2f}"
+
+    ctrl = ", ".join(
+        f"{c} {r:+.2f} ({ci(v.control_spearman_ci[c])})" if c in v.control_spearman_ci else f"{c} {r:+.2f}"
+        for c, r in v.control_spearman.items()
+    )
+    rank = (
+        f"Spearman {v.spearman:+.2f} over {len(v.lags)} lags, block-bootstrap 95% interval over windows "
+        f"{ci(v.spearman_ci)}; controls {ctrl}"
+    )
     if v.matches_acf:
         text += (
-            f" Its mean profile ranks like the autocorrelation of absolute returns on the training hours "
-            f"(Spearman {v.spearman:+.2f} over {len(v.lags)} lags, p = {_p(v.spearman_p)}; controls {ctrl})."
+            f" Its mean profile ranks like the autocorrelation of absolute returns on the training hours, beyond the "
+            f"controls ({rank})."
         )
     else:
         text += (
-            f" Its mean profile does not rank like the autocorrelation of absolute returns beyond the controls "
-            f"(Spearman {v.spearman:+.2f}, p = {_p(v.spearman_p)}; controls {ctrl})."
+            f" Its mean profile does not rank like the autocorrelation of absolute returns beyond the controls: its "
+            f"interval does not clear 0 and every control's ({rank})."
         )
     shared = v.shared_peaks
     text += (
@@ -228,7 +240,8 @@ def attention_sentence(v: VolatilityAttention) -> str:
     if h is not None:
         hctrl = ", ".join(f"{c} {r:+.2f}" for c, r in h.control_correlation.items())
         corr = (
-            f"correlation over windows {h.correlation:+.2f}, block-bootstrap interval "
+            ("with the size of the input 24 hours ago partialled out, " if h.partialled else "")
+            + f"correlation over windows {h.correlation:+.2f}, block-bootstrap interval "
             f"{h.correlation_ci[0]:+.2f} to {h.correlation_ci[1]:+.2f}; controls {hctrl}"
         )
         if h.follows_cycle:

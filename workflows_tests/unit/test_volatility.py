@@ -306,3 +306,85 @@ def test_hour_of_day_correlation_is_positive_only_when_attention_follows_the_cyc
     no = hour_of_day(flat, predicted, train_hours, train_returns, {"flat": follows}, resamples=200)
     assert yes.follows_cycle and yes.correlation_ci[0] > 0.2
     assert not no.follows_cycle and no.correlation_ci[0] < 0 < no.correlation_ci[1]
+
+
+def _clustered_training_returns(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Returns whose size clusters (a slow AR(1) log volatility) and follows the clock: the autocorrelation of
+    |r| decays from lag 1 and rises again near 24 and 48 hours."""
+    from scipy import signal
+
+    slow = np.asarray(signal.lfilter([1.0], [1.0, -0.98], rng.normal(0, 0.15, n)))
+    cycle = 1 + 0.3 * np.cos(2 * np.pi * (np.arange(n) % 24 - 14) / 24)
+    return 0.005 * cycle * np.exp(slow) * rng.standard_normal(n)
+
+
+def _windows_with_profile(profile: np.ndarray, n: int, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """(n, T) attention rows, oldest first, whose mean by lag (1 .. T hours ago) follows `profile`."""
+    logits = np.log(np.maximum(profile, 1e-6))[::-1] + rng.normal(0, noise, (n, len(profile)))
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def test_a_profile_that_merely_decays_with_lag_is_not_read_as_ranking_like_the_autocorrelation():
+    """Untrained and shuffled-target controls whose profiles decay with lag, as a recurrent model's do: a model
+    whose profile also merely decays ranks no better than they do (intervals overlap), though SciPy's p is
+    tiny; a model whose profile has the autocorrelation's daily bumps clears them."""
+    from workflows.attention.volatility import volatility_attention
+
+    rng = np.random.default_rng(21)
+    n_train, n, t = 20_000, 2_000, 48
+    train_returns = _clustered_training_returns(n_train, rng)
+    train_end = np.arange(n_train).astype("datetime64[h]") - np.timedelta64(1, "h")  # return i is hour i
+    test_end = np.arange(n_train + 200, n_train + 200 + n).astype("datetime64[h]")
+    acf = abs_return_acf(np.arange(n_train), train_returns, t)
+    assert acf[23] > acf[11] and acf[47] > acf[35]  # the daily bumps
+    decay = np.exp(-np.arange(1, t + 1) / 10)
+    controls = {
+        "untrained": _windows_with_profile(decay, n, rng, 0.8),
+        "shuffled_targets": _windows_with_profile(decay, n, rng, 0.8),
+    }
+    decaying = volatility_attention(
+        _windows_with_profile(decay, n, rng, 0.3), controls, test_end, train_end, train_returns, resamples=300
+    )
+    # SciPy's p (the 48 smooth lags taken as independent) calls it highly significant; the intervals overlap
+    assert decaying.spearman_p < 1e-6 and decaying.spearman > 0.5
+    assert decaying.spearman_ci[0] <= max(hi for _lo, hi in decaying.control_spearman_ci.values())
+    assert not decaying.matches_acf
+    follows = volatility_attention(
+        _windows_with_profile(np.maximum(acf, 0.01), n, rng, 0.3),
+        controls,
+        test_end,
+        train_end,
+        train_returns,
+        resamples=300,
+    )
+    assert follows.matches_acf
+    assert follows.spearman_ci[0] > max(hi for _lo, hi in follows.control_spearman_ci.values())
+
+
+def test_hour_of_day_reading_with_the_input_size_partialled_out_does_not_credit_a_size_pointer():
+    """Busy hours of day have large returns; a map that weighs the hour 24 h ago by its |r| (a size pointer,
+    no clock in it) correlates with the daily cycle through the inputs. With |r| 24 h ago partialled out it
+    does not follow the cycle; a map that follows the clock itself still does."""
+    rng = np.random.default_rng(22)
+    n, t = 4_000, 48
+    predicted = np.arange(n) + 5
+    cycle = 1 + 0.6 * np.cos(2 * np.pi * (np.arange(24) - 15) / 24)
+    train_hours = np.arange(10_000)
+    train_returns = rng.standard_normal(10_000) * 0.01 * cycle[train_hours % 24]
+    size_24h = np.abs(rng.standard_normal(n) * cycle[predicted % 24])  # |r| of the hour 24 h before, busy-driven
+    flat = rng.dirichlet(np.ones(t) * 20, n)
+    pointer = flat.copy()
+    pointer[:, t - 24] *= 1 + 2 * size_24h
+    pointer /= pointer.sum(axis=1, keepdims=True)
+    clock = flat.copy()
+    clock[:, t - 24] *= cycle[predicted % 24]
+    clock /= clock.sum(axis=1, keepdims=True)
+    ctrl = {"flat": rng.dirichlet(np.ones(t) * 20, n)}
+    naive = hour_of_day(pointer, predicted, train_hours, train_returns, ctrl, resamples=200)
+    assert naive.follows_cycle and not naive.partialled  # what the reading said without the partial
+    honest = hour_of_day(pointer, predicted, train_hours, train_returns, ctrl, resamples=200, size_24h=size_24h)
+    assert honest.partialled and not honest.follows_cycle
+    assert honest.correlation_ci[0] < 0.05
+    kept = hour_of_day(clock, predicted, train_hours, train_returns, ctrl, resamples=200, size_24h=size_24h)
+    assert kept.follows_cycle
