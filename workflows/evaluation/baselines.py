@@ -430,3 +430,36 @@ def volatility_baselines(
         for h in horizons:
             out[h][name] = paths[:, :h].mean(axis=1)
     return out, errors
+
+
+@dataclass(frozen=True)
+class LogRecalibration:
+    """A recalibration of a variance forecast in logs, fitted on hours the forecaster was not trained on
+    (each walk-forward fold's validation slice), then applied to the fold's test hours:
+
+        ln RV = a + b ln f + u   ->   f' = exp(a + b ln f) * mean(exp(u))
+
+    b < 1 shrinks a forecast that swings too much; the smearing factor brings the level back to the
+    variance. Hours whose realised variance is 0 (flat hours) have no log and are left out."""
+
+    intercept: float
+    slope: float
+    smearing: float
+    hours: int
+
+    @classmethod
+    def fit(cls, forecast_var: np.ndarray, realised_var: np.ndarray, min_hours: int = 30) -> "LogRecalibration":
+        f = np.asarray(forecast_var, float)
+        r = np.asarray(realised_var, float)
+        ok = (r > 0) & (f > 0) & np.isfinite(f) & np.isfinite(r)
+        if ok.sum() < min_hours:
+            raise ValueError(f"a recalibration needs at least {min_hours} validation hours, got {int(ok.sum())}")
+        x = np.column_stack([np.ones(int(ok.sum())), np.log(f[ok])])
+        y = np.log(r[ok])
+        beta = np.linalg.lstsq(x, y, rcond=None)[0]
+        smearing = float(np.mean(np.exp(y - x @ beta)))
+        return cls(float(beta[0]), float(beta[1]), smearing, int(ok.sum()))
+
+    def apply(self, forecast_var: np.ndarray) -> np.ndarray:
+        f = np.maximum(np.asarray(forecast_var, float), 1e-18)
+        return np.exp(self.intercept + self.slope * np.log(f)) * self.smearing

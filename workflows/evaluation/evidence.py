@@ -64,6 +64,9 @@ VOL_HORIZON = 24
 TWINS = twins()
 VOLATILITY_MODEL = (volatility_models() or ("",))[0]
 VOL_FORECASTERS = variance_forecasters()
+# The volatility model's forecasts recalibrated in logs on each fold's validation slice: scored and in the
+# model confidence set beside the raw model, never a baseline the models are tested against.
+RECALIBRATED = "volatility_recalibrated"
 
 # The families of tests, by the question each answers (each Holm-corrected on its own), and the
 # descriptive comparisons (raw p, never "survives").
@@ -471,7 +474,7 @@ def _variance_comparisons(
 
         own = per_hour(forecasts[model])
         for base, var in forecasts.items():
-            if base in VOL_FORECASTERS:
+            if base in VOL_FORECASTERS or base == RECALIBRATED:
                 continue
             other = per_hour(var)
             out.append(

@@ -281,15 +281,17 @@ def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     # the volatility model forecasts no return: it is judged on variances only
     assert set(ev.returns) == {"attention_lstm", "no_attention_lstm", "multitask", "ridge_ar48", "ridge_features"}
     baselines = set(VOL_BASELINES)  # the seasonal ones and HAR-X included: hours and volume are in the features
-    assert set(ev.volatility) == baselines | {"multitask", "volatility"}
-    assert set(ev.volatility_next) == baselines | {"volatility"}
+    # the volatility model recalibrated on each fold's validation slice sits beside it, never as a baseline
+    assert set(ev.volatility) == baselines | {"multitask", "volatility", "volatility_recalibrated"}
+    assert set(ev.volatility_next) == baselines | {"volatility", "volatility_recalibrated"}
+    assert not [c for c in ev.family if "volatility_recalibrated" in (c.model, c.baseline)]
     vol = [c for c in ev.family if c.kind == "volatility"]
     # the volatility model: every baseline, QLIKE and MSE, at 24 h and 1 h; the multi-task head: QLIKE at 24 h
     assert len(vol) == 11 * 2 * 2 + 11
     assert all(c.dm.variance.startswith("EWC") for c in vol)  # the long-memory-robust variance
     assert {c.family for c in vol} == {"volatility", ""}  # QLIKE in the family, MSE descriptive
     assert set(ev.confidence_sets) == {1, 24}
-    assert set(ev.confidence_sets[24].pvalues) == baselines | {"multitask", "volatility"}
+    assert set(ev.confidence_sets[24].pvalues) == baselines | {"multitask", "volatility", "volatility_recalibrated"}
     assert {(c.loss, c.horizon) for c in vol if c.model == "volatility"} == {
         ("QLIKE", 24),
         ("MSE", 24),

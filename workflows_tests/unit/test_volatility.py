@@ -18,6 +18,7 @@ from workflows.evaluation.baselines import (
     VOL_BASELINES,
     HARModel,
     LogHARModel,
+    LogRecalibration,
     constant_variance,
     fit_har_qlike,
     seasonal_factors,
@@ -388,3 +389,20 @@ def test_hour_of_day_reading_with_the_input_size_partialled_out_does_not_credit_
     assert honest.correlation_ci[0] < 0.05
     kept = hour_of_day(clock, predicted, train_hours, train_returns, ctrl, resamples=200, size_24h=size_24h)
     assert kept.follows_cycle
+
+
+def test_log_recalibration_shrinks_a_forecast_that_swings_twice_too_much_and_leaves_a_fair_one():
+    rng = np.random.default_rng(23)
+    true, realised = _overlapping_targets(rng, 4_000)
+    centre = np.exp(np.mean(np.log(true)))
+    wild = centre * (true / centre) ** 2  # moves twice as much as the variance does, in logs
+    val, test = slice(0, 1_500), slice(2_000, 4_000)  # fitted on one stretch, applied to a later one
+    fit = LogRecalibration.fit(wild[val], realised[val])
+    assert fit.slope == pytest.approx(0.5, abs=0.1)
+    fixed = fit.apply(wild[test])
+    assert np.mean(qlike_losses(fixed, realised[test])) < 0.9 * np.mean(qlike_losses(wild[test], realised[test]))
+    fair = LogRecalibration.fit(true[val], realised[val])
+    assert fair.slope == pytest.approx(1.0, abs=0.15)
+    assert np.mean(fair.apply(true[test])) == pytest.approx(np.mean(realised[test]), rel=0.15)
+    with pytest.raises(ValueError, match="at least 30 validation hours"):
+        LogRecalibration.fit(true[:20], realised[:20])
