@@ -479,6 +479,15 @@ def _sources(paths: DataPaths, symbol: str) -> set[str]:
         return {s.split(":")[0] for s in candle_sources(con, symbol)}
 
 
+def _summary_lines(result) -> list[str]:
+    """The report's bottom line and summary sentences, from the run's typed results."""
+    from workflows.reporting.report import bottom_line, summary_sentences
+
+    ev = result.output_for_node("evaluation")
+    analyses = result.output_for_node("attention_analysis")
+    return [bottom_line(ev), *(f"- {s}" for s in summary_sentences(ev, analyses))]
+
+
 def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -> int:
     import time
 
@@ -500,9 +509,8 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -
         )
     report_dir = paths.reports / symbol
     report = report_dir / "attention_report.md"
-    summary = report.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0].strip() if report.exists() else ""
-    print("\nSummary (from the report):")
-    for line in summary.splitlines():
+    print("\nSummary (as in the report):")
+    for line in _summary_lines(result):
         print("  " + line.replace("**", ""))
     print(f"\nreport: {report}")
     for png in sorted(report_dir.glob("*.png")):

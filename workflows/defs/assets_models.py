@@ -14,6 +14,7 @@ from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
 from workflows.ml.placement import place_training
 from workflows.ml.profiles import model_kind, model_kinds, recipe_for, resolve_profile
+from workflows.ml.progress import EpochProgress
 from workflows.ml.windows import build_windows
 from workflows.serving.promotion import read_pointer
 
@@ -54,11 +55,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         context.log.info(f"{kind} on {symbol} ({profile} profile, {window}): {data.summary()}")
 
         def log_epoch(member, report):
-            prefix = f"member {member + 1}/{recipe.members} " if recipe.members > 1 else ""
-            context.log.info(
-                f"{prefix}epoch {report.epoch}/{report.epochs}: train {report.train_loss:.4f} "
-                f"val {report.val_loss:.4f} (best {report.best_val_loss:.4f}) {report.samples_per_s:.0f} samples/s"
-            )
+            context.log.info(EpochProgress.of_report(report, member, recipe.members).format())
 
         folder = warehouse.paths().checkpoints / symbol
         # One training per device (GPU) or CPU slot, threads divided: workflows/ml/placement.py.

@@ -39,6 +39,7 @@ from workflows.evaluation.evidence import (
 )
 from workflows.ml.models import ArchConfig
 from workflows.ml.profiles import Recipe, control_kinds, control_recipe, model_kinds, recipe_for
+from workflows.ml.progress import FoldProgress
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, build_fold
 
@@ -247,7 +248,8 @@ def walk_forward(
                 warm[key] = _state(model)
                 epochs[key] = n_epochs
                 models.append(model)
-                say(f"fold {i + 1}/{cfg.folds}: {key} trained, {n_epochs} epochs, {time.perf_counter() - t1:.0f} s")
+                took = time.perf_counter() - t1
+                say(FoldProgress(i + 1, cfg.folds, f"{key} trained, {n_epochs} epochs, {took:.0f} s").format())
             if members == 1:
                 trained[name] = models[0]
                 outputs[name] = model_forecasts(data, predict(models[0], data.test.x))
@@ -264,10 +266,8 @@ def walk_forward(
         errors.update({f"fold {i + 1} {k}": v for k, v in errs.items()})
         parts.append(fs)
         infos.append(FoldSpan.of(data, fold=i + 1, seconds=time.perf_counter() - t0, epochs=epochs))
-        say(
-            f"fold {i + 1}/{cfg.folds} done in {time.perf_counter() - t0:.0f} s: {len(data.test)} test hours from "
-            f"{infos[-1].test_start}"
-        )
+        detail = f"{len(data.test)} test hours from {infos[-1].test_start}"
+        say(FoldProgress(i + 1, cfg.folds, detail, done_s=time.perf_counter() - t0).format())
     pooled = ForecastSet.concat(parts)
     note = (
         f"walk-forward: {cfg.folds} folds of {cfg.fold_days} days, {len(pooled):,} pooled test hours; every "

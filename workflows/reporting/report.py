@@ -262,6 +262,15 @@ class ReportInputs:
     training: dict[str, TrainingSummary] = field(default_factory=dict)  # model name -> its checkpoint's figures
 
 
+def summary_sentences(ev: Evaluation, analyses: dict[str, AttentionAnalysis]) -> list[str]:
+    """The report's summary under its bottom line, one sentence a finding (the CLI prints these too)."""
+    out = [forecast_sentence(m, ev) for m in order(ev.returns) if m in MODELS]
+    out += [twin_sentence(c, ev) for c in ev.family if c.kind == "attention vs twin"]
+    out += volatility_text.summary_sentences(ev)
+    out += [attention_sentence(m, an) for m, an in analyses.items()]
+    return out
+
+
 def write_report(inputs: ReportInputs) -> str:
     """The report's Markdown text."""
     ev, analyses, figures = inputs.evaluation, inputs.analyses, inputs.figures
@@ -285,10 +294,7 @@ def write_report(inputs: ReportInputs) -> str:
         bottom_line(ev),
         "",
     ]
-    lines += [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m in MODELS]
-    lines += [f"- {twin_sentence(c, ev)}" for c in ev.family if c.kind == "attention vs twin"]
-    lines += [f"- {s}" for s in volatility_text.summary_sentences(ev)]
-    lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
+    lines += [f"- {s}" for s in summary_sentences(ev, analyses)]
     lines += [
         "",
         f"## Forecasts against baselines and controls ({_evidence_words(ev)})",
