@@ -110,21 +110,24 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
     assert "Data sources:" in report and "SYNTHETIC" not in report
     assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
-    assert "**Bottom line:**" in report and "Holm-corrected over the family of 41 comparisons" in report
+    assert "**Bottom line:**" in report and "Holm-corrected within the return skill family of 9 tests" in report
     for section in (
         "## Forecasts against baselines and controls (pooled walk-forward test hours)",
         "### Per fold",
         "## Does attention help?",
         "## Volatility",
         "### Where the volatility model looks",
-        "## The family of comparisons",
+        "## The families of comparisons",
         "## The model assets on their own test split (descriptive)",
     ):
         assert section in report
     for control in ("no_attention_lstm", "no_attention_reference", "ridge_ar48", "ridge_features"):
         assert f"| {control} |" in report
-    for baseline in ("GARCH(1,1)", "EWMA (0.94)", "rolling 24 h", "constant training variance"):
+    for baseline in ("GARCH(1,1)", "EWMA (0.94)", "rolling 24 h", "constant training variance", "log-HAR"):
         assert f"| {baseline} |" in report
+    # the volatility headline: the model confidence set at both horizons, and the recalibrated model beside it
+    assert report.count("**The set of best forecasters of ") == 2
+    assert "| volatility model recalibrated in logs on validation hours |" in report
     assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000
     assert "Bottom line" in out
 
