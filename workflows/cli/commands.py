@@ -162,7 +162,13 @@ def _no_candles(symbol: str, paths: DataPaths, landed: dict[str, int]) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from workflows.data.ingest import move_to_processed, move_to_quarantine, read_files, scan_incoming
+    from workflows.data.ingest import (
+        move_to_processed,
+        move_to_quarantine,
+        read_files,
+        scan_incoming,
+        unchanged_since_read,
+    )
 
     paths = DataPaths.resolve(args.data_dir).ensure()
     scan = scan_incoming(paths)
@@ -172,14 +178,18 @@ def cmd_ingest(args) -> int:
         print(f"no files in {paths.incoming}")
         return 0
 
-    results, failures = read_files(scan.files)
-    for path, error in failures:
+    # each file on its own: one that cannot be read is quarantined with its reason, the others go on
+    reads = read_files(scan.files)
+    for path, error in reads.failures:
         target = move_to_quarantine(path, paths, str(error))
         print(f"quarantined {path.name}: {error} -> {target}", file=sys.stderr)
+    for path, error in reads.pending:
+        print(f"left {path.name} in incoming/: {error}", file=sys.stderr)
 
     files_by_symbol: dict[str, list[str]] = defaultdict(list)
     symbols_by_file: dict[str, set[str]] = defaultdict(set)
-    for path, result in zip([p for p in scan.files if p not in {f for f, _ in failures}], results):
+    read_of = {str(path): result for path, result in reads.results}
+    for path, result in reads.results:
         symbols = result.symbols or (
             [] if result.rejected.is_empty() else sorted(set(result.rejected["symbol"].drop_nulls()))
         )
@@ -203,11 +213,14 @@ def cmd_ingest(args) -> int:
     for file, symbols in symbols_by_file.items():
         if symbols & failed_symbols:
             print(f"kept {Path(file).name} in incoming/: its run failed; fix and rerun `make ingest`", file=sys.stderr)
+        elif not unchanged_since_read(Path(file), read_of[file]):
+            print(f"kept {Path(file).name} in incoming/: it changed after it was read; it is read again next time")
         else:
             move_to_processed(Path(file), paths)
-    if failures or scan.refused:
+    if reads.failures or scan.refused:
         print(
-            f"{len(failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}", file=sys.stderr
+            f"{len(reads.failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}",
+            file=sys.stderr,
         )
     return 1 if failed_symbols else 0
 
