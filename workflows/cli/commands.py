@@ -551,6 +551,39 @@ def cmd_pools(args) -> int:
     return 0
 
 
+def cmd_remove_source(args) -> int:
+    """Take one source file's rows out of a symbol (e.g. a file that should never have landed), then run the
+    symbol's candles (checking every stored hour again) and features."""
+    import duckdb
+
+    from workflows.data.warehouse import remove_source
+
+    symbol = _symbol(args.symbol)
+    source = Path(args.file).name  # candles record the file's name, not its folder
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    if not paths.warehouse.exists():
+        return _no_candles(symbol, paths, {})
+    with duckdb.connect(str(paths.warehouse)) as con:
+        sources = dict(
+            con.execute("SELECT source, count(*) FROM candles WHERE symbol = ? GROUP BY 1", [symbol]).fetchall()
+        )
+        if source not in sources:
+            known = ", ".join(f"{name} ({n:,} hours)" for name, n in sorted(sources.items())) or "none"
+            print(f"{symbol} holds no rows from {source!r}; its sources: {known}", file=sys.stderr)
+            return 2
+        removed, first = remove_source(con, symbol, source)
+    print(f"removed {removed:,} rows of {source} from {symbol} (from {first:%Y-%m-%d %H:%M} UTC on)")
+    result = run_for_symbol(
+        _instance(), symbol, {"source": "files", "files": [], "full_validation": True}, verbose=args.verbose
+    )
+    print(
+        f"{symbol}: candles re-checked and features rebuilt: run {result.run_id} {'ok' if result.success else 'FAILED'}"
+    )
+    for message in [] if result.success else _failure_messages(result):
+        print(f"  {message}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
 def _metadata(result, node: str) -> dict:
     mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
@@ -617,11 +650,14 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="fewest training days before the first fold (default 180); less history: one split",
         )
+    remove = sub.add_parser("remove-source", help="take one source file's rows out of a symbol, then re-check it")
+    remove.add_argument("symbol")
+    remove.add_argument("file", help="the source file's name, as in the candles' `source` column")
     pools = sub.add_parser("pools", help="size the gpu pool to this machine's devices (duckdb stays at 1)")
     pools.add_argument(
         "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
     )
-    for p in (ingest, demo, run, fetch, repro):
+    for p in (ingest, demo, run, fetch, repro, remove):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
     if getattr(args, "history_days", None) is not None and args.history_days < 1:
@@ -633,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": cmd_fetch,
         "reproduce": cmd_reproduce,
         "pools": cmd_pools,
+        "remove-source": cmd_remove_source,
     }
     try:
         DataPaths.resolve(args.data_dir).ensure()

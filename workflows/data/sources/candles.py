@@ -237,8 +237,13 @@ def resolve_duplicates(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows that passed the rules -> (valid candles, rejected duplicates).
 
     Two rows for the same hour: the higher priority (then the later line) wins; the
-    other is rejected, pointing at the line that was kept."""
-    ranked = good.sort(["symbol", "ts", "priority", "line"], descending=[False, False, True, True])
+    other is rejected, pointing at the line that was kept. Only the rows whose hour appears
+    more than once are ranked (the rest pass as they are: no copies of a large file's rows)."""
+    repeated = good.select("symbol", "ts").is_duplicated()
+    single = good.filter(~repeated).select(CANDLE_COLUMNS)
+    if not repeated.any():
+        return single.sort("symbol", "ts").cast(CANDLE_SCHEMA), empty_rejected()
+    ranked = good.filter(repeated).sort(["symbol", "ts", "priority", "line"], descending=[False, False, True, True])
     ranked = ranked.with_columns(
         kept_line=pl.col("line").first().over("symbol", "ts"),
         is_first=pl.int_range(pl.len()).over("symbol", "ts") == 0,
@@ -251,7 +256,10 @@ def resolve_duplicates(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     ranked = ranked.with_columns(_same=same_values)
     duplicates = ranked.filter(~pl.col("is_first")).with_columns(reason=dup_reason)
-    valid = ranked.filter(pl.col("is_first")).select(CANDLE_COLUMNS).sort("symbol", "ts")
+    if "raw" not in duplicates.columns:  # a chunked reader drops the text and fills it in for these rows only
+        duplicates = duplicates.with_columns(raw=pl.lit(None, dtype=pl.String))
+    kept = ranked.filter(pl.col("is_first")).select(CANDLE_COLUMNS)
+    valid = pl.concat([single, kept], how="vertical").sort("symbol", "ts")
     return valid.cast(CANDLE_SCHEMA), duplicates.select(list(REJECTED_SCHEMA)).cast(REJECTED_SCHEMA)
 
 

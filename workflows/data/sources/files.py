@@ -54,7 +54,7 @@ PARQUET_MAGIC = b"PAR1"
 MAX_FILE_BYTES = 1 << 30
 MAX_FILE_BYTES_ENV = "WORKFLOWS_MAX_FILE_BYTES"
 MAX_LINE_BYTES = 4096
-CHUNK_LINES = 50_000
+CHUNK_LINES = 20_000
 MIN_STEPS_FOR_SPACING = 3  # fewer candles than 4 in a file: too few to judge its spacing
 TIME_COLUMNS = ("timestamp", "open_time", "opentime", "time", "ts", "datetime", "date", "unix", "time_utc", "date_utc")
 BINANCE_KLINE_COLUMNS = (
@@ -166,10 +166,12 @@ def _read_candle_file(path: Path, now: datetime | None) -> ReadResult:
     for rows in itertools.chain([first], chunks):
         raw, naive_rows = _build(plan, rows, path)
         good, bad = check_rows(raw, now=now)
-        goods.append(good.drop("problem"))
+        goods.append(good.drop("problem", "raw"))  # the text of the few duplicates is read again below
         bads.append(bad)
         naive += naive_rows
-    valid, duplicates = resolve_duplicates(pl.concat(goods, how="vertical"))
+    valid, duplicates = resolve_duplicates(pl.concat(goods, how="vertical", rechunk=False))
+    if duplicates.height:
+        duplicates = _with_text(duplicates, path, name, container)
     rejected = pl.concat([*bads, duplicates], how="vertical").sort("line")
 
     after = _stat(path)
@@ -195,6 +197,14 @@ def _read_candle_file(path: Path, now: datetime | None) -> ReadResult:
 def file_version(stat: os.stat_result) -> str:
     """A file's version as the readers and the sensor compare it: size and modification time."""
     return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _with_text(rejected: pl.DataFrame, path: Path, name: str, container: str) -> pl.DataFrame:
+    """Fill in the line text of rejected rows (duplicates) from a second pass over the file."""
+    wanted = set(rejected["line"].to_list())
+    _, chunks = _parquet_chunks(path, name) if container == "parquet" else _csv_chunks(path, name)
+    text = {number: raw for rows in chunks for number, _, raw, _ in rows if number in wanted}
+    return rejected.with_columns(raw=pl.col("line").replace_strict(text, default=None, return_dtype=pl.String))
 
 
 def _check_hourly(valid: pl.DataFrame, name: str) -> None:
