@@ -44,9 +44,9 @@ def _instance():
 def _after_candles() -> list:
     import dagster as dg
 
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
 
-    names = ["features", *(f"{k}_model" for k in MODEL_KINDS), "evaluation", "attention_tensors"]
+    names = ["features", *(f"{k}_model" for k in model_kinds()), "evaluation", "attention_tensors"]
     names += ["attention_analysis", "report", "production_model", "latest_forecast"]
     return [dg.AssetKey(n) for n in names]
 
@@ -226,19 +226,19 @@ def cmd_ingest(args) -> int:
 
 
 # `make demo` without a profile: the two designs the finding is about in the `cpu` profile (the reference
-# recipe exactly, and the learning design), every other model in `ci`, so that it ends within minutes.
-DEMO_PROFILES = {"attention_lstm": "cpu", "reference_lstm": "cpu"}
+# recipe exactly, and the learning design: `ModelKind.demo_profile`), every other model in `ci`, so that it
+# ends within minutes.
 DEMO_OTHERS = "ci"
 DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
 
 
 def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
 
     days = getattr(args, "history_days", None) or None
     window = {"history_days": days} if days else {}
     ops = {
-        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in MODEL_KINDS
+        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in model_kinds()
     }
     evaluation = {
         k: v
@@ -264,19 +264,19 @@ def _window(args) -> str:
 def cmd_demo(args) -> int:
     import time
 
-    from workflows.ml.profiles import PROFILE_ENV, resolve_profile
+    from workflows.ml.profiles import PROFILE_ENV, demo_profiles, resolve_profile
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
     chosen = args.profile or os.environ.get(PROFILE_ENV)
     profile = resolve_profile(chosen or DEMO_OTHERS)
-    per_kind = None if chosen else DEMO_PROFILES
+    per_kind = None if chosen else demo_profiles()
     instance = _instance()
     print(f"data folder: {paths.root}")
     profiles = (
         f"profile '{profile}'"
         if per_kind is None
-        else f"profile 'cpu' for {' and '.join(DEMO_PROFILES)} (the designs compared), '{DEMO_OTHERS}' for the rest"
+        else f"profile 'cpu' for {' and '.join(per_kind)} (the designs compared), '{DEMO_OTHERS}' for the rest"
     )
     print(
         f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}, planted lag "
@@ -492,10 +492,19 @@ def _sources(paths: DataPaths, symbol: str) -> set[str]:
         return {s.split(":")[0] for s in candle_sources(con, symbol)}
 
 
+def _summary_lines(result) -> list[str]:
+    """The report's bottom line and summary sentences, from the run's typed results."""
+    from workflows.reporting.report import bottom_line, summary_sentences
+
+    ev = result.output_for_node("evaluation")
+    analyses = result.output_for_node("attention_analysis")
+    return [bottom_line(ev), *(f"- {s}" for s in summary_sentences(ev, analyses))]
+
+
 def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -> int:
     import time
 
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
 
     if not result.success:
         print(f"{what} run {result.run_id} failed; see `make ui` for its logs", file=sys.stderr)
@@ -504,7 +513,7 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -
         meta = _metadata(result, key)
         print(f"  {key}: {meta.get('dagster/row_count', '?')} rows")
     print(f"  {'model':<16} {'params':>9} {'epochs':>6} {'val skill vs zero':>18} {'device':>6} {'wall s':>7}")
-    for kind in MODEL_KINDS:
+    for kind in model_kinds():
         meta = _metadata(result, f"{kind}_model")
         print(
             f"  {kind:<16} {meta.get('parameters', 0):>9,} {meta.get('epochs_run', 0):>6} "
@@ -513,9 +522,8 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -
         )
     report_dir = paths.reports / symbol
     report = report_dir / "attention_report.md"
-    summary = report.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0].strip() if report.exists() else ""
-    print("\nSummary (from the report):")
-    for line in summary.splitlines():
+    print("\nSummary (as in the report):")
+    for line in _summary_lines(result):
         print("  " + line.replace("**", ""))
     print(f"\nreport: {report}")
     for png in sorted(report_dir.glob("*.png")):
@@ -582,6 +590,26 @@ def cmd_remove_source(args) -> int:
     for message in [] if result.success else _failure_messages(result):
         print(f"  {message}", file=sys.stderr)
     return 0 if result.success else 1
+
+
+def cmd_doctor(args) -> int:
+    """What this environment runs: Python, torch's build and device, the training plan, the folders."""
+    import platform
+
+    import dagster
+    import duckdb
+    import polars
+
+    from workflows.ml.placement import machine_plan, torch_build
+
+    build = torch_build()
+    print(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
+    print(build.describe())
+    print(f"training plan: {machine_plan().describe()}")
+    print(f"dagster {dagster.__version__}, duckdb {duckdb.__version__}, polars {polars.__version__}")
+    print(f"DAGSTER_HOME={os.environ.get(DAGSTER_HOME_ENV) or dagster_home()}")
+    print(f"data folder: {DataPaths.resolve(args.data_dir).root}")
+    return 0
 
 
 def _metadata(result, node: str) -> dict:
@@ -657,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     pools.add_argument(
         "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
     )
+    sub.add_parser("doctor", help="print torch's version, build (CUDA or CPU), device and threads, and the folders")
     for p in (ingest, demo, run, fetch, repro, remove):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
@@ -670,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         "reproduce": cmd_reproduce,
         "pools": cmd_pools,
         "remove-source": cmd_remove_source,
+        "doctor": cmd_doctor,
     }
     try:
         DataPaths.resolve(args.data_dir).ensure()

@@ -10,6 +10,7 @@ from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
 from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.profiles import served_kind
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.serving.promotion import (
     GateConfig,
@@ -20,7 +21,7 @@ from workflows.serving.promotion import (
     promote,
 )
 
-SERVED_KIND = "multitask"  # the model with a predictive variance and direction classes
+SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
 SERVING_CODE_VERSION = "1"
 GATE_CODE_VERSION = "2"  # 2: the gate asks for evidence on out-of-sample hours
 FORECASTS_DDL = (

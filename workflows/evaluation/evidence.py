@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from workflows.ml.profiles import twins, variance_forecasters, volatility_models
 from workflows.ml.windows import WindowData
 from workflows.stats.losses import (
     MincerZarnowitz,
@@ -41,11 +42,12 @@ Z80 = stats.norm.ppf(0.90)
 Z95 = stats.norm.ppf(0.975)
 VOL_HORIZON = 24
 
-# attention model -> its no-attention twin (same LSTM, last state, same recipe)
-TWINS = {"reference_lstm": "no_attention_reference", "attention_lstm": "no_attention_lstm"}
-# The dedicated volatility model (no return forecast) and every model whose 24-hour variance forecast is judged.
-VOLATILITY_MODEL = "volatility"
-VOL_FORECASTERS = ("volatility", "multitask")
+# From the registry of model kinds (ml/profiles.py): attention model -> its no-attention twin (same LSTM,
+# last state, same recipe); the dedicated volatility model (no return forecast) and every model whose
+# 24-hour variance forecast is judged.
+TWINS = twins()
+VOLATILITY_MODEL = (volatility_models() or ("",))[0]
+VOL_FORECASTERS = variance_forecasters()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from workflows.evaluation.evidence import Evaluation, FoldSpan, ReturnMetrics, e
 from workflows.evaluation.walk_forward import Progress, forecast_set, forecaster_recipes, model_forecasts
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.models import ArchConfig
-from workflows.ml.profiles import CONTROL_KINDS
+from workflows.ml.profiles import control_kinds
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, WindowSpec, build_windows
 
@@ -80,7 +80,7 @@ def single_split(
         outputs[name] = model_forecasts(data, predictions(ckpt, data).outputs)
     recipes = forecaster_recipes(profile)
     base = loaded["attention_lstm"][1] if "attention_lstm" in loaded else next(iter(loaded.values()))[1]
-    for name in CONTROL_KINDS:
+    for name in control_kinds():
         recipe = recipes[name]
         data = (
             base

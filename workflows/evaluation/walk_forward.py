@@ -37,7 +37,8 @@ from workflows.evaluation.evidence import (
     evaluate_forecasts,
 )
 from workflows.ml.models import ArchConfig
-from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, Recipe, control_recipe, recipe_for
+from workflows.ml.profiles import Recipe, control_kinds, control_recipe, model_kinds, recipe_for
+from workflows.ml.progress import FoldProgress
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, build_fold
 
@@ -81,8 +82,8 @@ def enough_history(features: pl.DataFrame, cfg: WalkForwardConfig) -> bool:
 
 def forecaster_recipes(profile: str | None) -> dict[str, Recipe]:
     """The five model kinds and the trained no-attention twins, by name."""
-    recipes = {kind: recipe_for(kind, profile) for kind in MODEL_KINDS}
-    recipes.update({name: control_recipe(name, profile) for name in CONTROL_KINDS})
+    recipes = {kind: recipe_for(kind, profile) for kind in model_kinds()}
+    recipes.update({name: control_recipe(name, profile) for name in control_kinds()})
     return recipes
 
 
@@ -220,7 +221,8 @@ def walk_forward(
                 warm[key] = _state(model)
                 epochs[key] = n_epochs
                 models.append(model)
-                say(f"fold {i + 1}/{cfg.folds}: {key} trained, {n_epochs} epochs, {time.perf_counter() - t1:.0f} s")
+                took = time.perf_counter() - t1
+                say(FoldProgress(i + 1, cfg.folds, f"{key} trained, {n_epochs} epochs, {took:.0f} s").format())
             if members == 1:
                 trained[name] = models[0]
                 outputs[name] = model_forecasts(data, predict(models[0], data.test.x))
@@ -232,10 +234,8 @@ def walk_forward(
         errors.update({f"fold {i + 1} {k}": v for k, v in errs.items()})
         parts.append(fs)
         infos.append(FoldSpan.of(data, fold=i + 1, seconds=time.perf_counter() - t0, epochs=epochs))
-        say(
-            f"fold {i + 1}/{cfg.folds} done in {time.perf_counter() - t0:.0f} s: {len(data.test)} test hours from "
-            f"{infos[-1].test_start}"
-        )
+        detail = f"{len(data.test)} test hours from {infos[-1].test_start}"
+        say(FoldProgress(i + 1, cfg.folds, detail, done_s=time.perf_counter() - t0).format())
     pooled = ForecastSet.concat(parts)
     note = (
         f"walk-forward: {cfg.folds} folds of {cfg.fold_days} days, {len(pooled):,} pooled test hours; every "

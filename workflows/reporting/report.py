@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 from workflows.attention.analysis import AttentionAnalysis
 from workflows.evaluation.evidence import ALPHA, VOLATILITY_MODEL, Comparison, Evaluation, ReturnMetrics
+from workflows.ml.profiles import control_kinds, return_models, twins
 from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
@@ -30,11 +31,14 @@ from workflows.reporting.fmt import _p, _pct
 
 VOLATILITY_FIGURE = "volatility_attention.png"
 
-MODELS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble")
-CONTROLS = ("no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features")
+# The report's model rows and trained controls come from the registry of model kinds (ml/profiles.py).
+MODELS = return_models()
+CONTROLS = (*control_kinds(), "ridge_ar48", "ridge_features")
 ROLES = {
-    "no_attention_reference": "control: reference_lstm's LSTM without attention (last state), same recipe",
-    "no_attention_lstm": "control: attention_lstm's LSTM without attention (last state), same recipe",
+    **{
+        twin: f"control: {design}'s LSTM without attention (last state), same recipe"
+        for design, twin in twins().items()
+    },
     "ridge_ar48": "control: ridge regression on the 48 lagged returns",
     "ridge_features": "control: ridge regression on every input of the window (48 h x 3 features)",
 }
@@ -217,6 +221,15 @@ class ReportInputs:
     training: dict[str, TrainingSummary] = field(default_factory=dict)  # model name -> its checkpoint's figures
 
 
+def summary_sentences(ev: Evaluation, analyses: dict[str, AttentionAnalysis]) -> list[str]:
+    """The report's summary under its bottom line, one sentence a finding (the CLI prints these too)."""
+    out = [forecast_sentence(m, ev) for m in order(ev.returns) if m in MODELS]
+    out += [twin_sentence(c, ev) for c in ev.family if c.kind == "attention vs twin"]
+    out += volatility_text.summary_sentences(ev)
+    out += [attention_sentence(m, an) for m, an in analyses.items()]
+    return out
+
+
 def write_report(inputs: ReportInputs) -> str:
     """The report's Markdown text."""
     ev, analyses, figures = inputs.evaluation, inputs.analyses, inputs.figures
@@ -240,10 +253,7 @@ def write_report(inputs: ReportInputs) -> str:
         bottom_line(ev),
         "",
     ]
-    lines += [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m in MODELS]
-    lines += [f"- {twin_sentence(c, ev)}" for c in ev.family if c.kind == "attention vs twin"]
-    lines += [f"- {s}" for s in volatility_text.summary_sentences(ev)]
-    lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
+    lines += [f"- {s}" for s in summary_sentences(ev, analyses)]
     lines += [
         "",
         f"## Forecasts against baselines and controls ({_evidence_words(ev)})",

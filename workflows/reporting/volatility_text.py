@@ -18,6 +18,7 @@ from workflows.attention.analysis import AttentionAnalysis
 from workflows.attention.volatility import VolatilityAttention
 from workflows.evaluation.baselines import VOL_BASELINES
 from workflows.evaluation.evidence import VOLATILITY_MODEL, Comparison, Evaluation, VolatilityMetrics
+from workflows.ml.profiles import model_kind, variance_forecasters
 from workflows.reporting.fmt import ALPHA, _p, _pct
 
 VOL_NAMES = {
@@ -27,8 +28,8 @@ VOL_NAMES = {
     "har_rv": "HAR-RV (1 h, 24 h, 1 week)",
     "garch_1_1": "GARCH(1,1)",
     "gjr_garch_1_1": "GJR-GARCH(1,1)",
-    "volatility": "volatility attention model",
-    "multitask": "multi-task model's 24 h head",
+    # the models' names, from the registry of model kinds
+    **{k: model_kind(k).label or k for k in variance_forecasters()},
 }
 TARGETS = {24: "the mean variance of the next 24 hours", 1: "the next hour's variance (its squared return)"}
 

@@ -3,7 +3,7 @@ import duckdb
 
 from workflows.definitions import defs
 from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.profiles import MODEL_KINDS
+from workflows.ml.profiles import model_kinds
 
 
 def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir):
@@ -15,13 +15,13 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
         run_config={
             "ops": {
                 "candles": {"config": {"source": "synthetic", "days": 30}},
-                **{f"{k}_model": {"config": {"profile": "ci"}} for k in MODEL_KINDS},
+                **{f"{k}_model": {"config": {"profile": "ci"}} for k in model_kinds()},
             },
             "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
         },
     )
     assert result.success
-    for kind in MODEL_KINDS:
+    for kind in model_kinds():
         mat = result.asset_materializations_for_node(f"{kind}_model")[-1]
         meta = {k: v.value for k, v in mat.metadata.items()}
         for key in ("parameters", "epochs_run", "best_val_loss", "device", "wall_s", "samples_per_s", "sha256"):
@@ -38,7 +38,7 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     evaluation = result.output_for_node("evaluation")
     assert evaluation.mode == "single_split"  # 30 days: far too short for walk-forward
     controls = {"no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features"}
-    assert set(evaluation.returns) == set(MODEL_KINDS) - {"volatility"} | controls  # it forecasts variances only
+    assert set(evaluation.returns) == set(model_kinds()) - {"volatility"} | controls  # it forecasts variances only
     assert all(0 < m.rmse_pct < 5 for m in evaluation.returns.values())
     baselines = {"garch_1_1", "gjr_garch_1_1", "har_rv", "ewma_0.94", "constant", "rolling_24h"}
     assert set(evaluation.volatility) == baselines | {"multitask", "volatility"}
@@ -82,7 +82,7 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
 
 
 def test_model_assets_are_in_the_gpu_pool_and_versioned():
-    for kind in MODEL_KINDS:
+    for kind in model_kinds():
         asset = defs.resolve_assets_def(f"{kind}_model")
         assert asset.code_versions_by_key[dg.AssetKey(f"{kind}_model")]
         assert dg.AssetKey("features") in asset.dependency_keys

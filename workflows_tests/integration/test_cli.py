@@ -73,7 +73,12 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
         assert kind in out
     assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 6  # five on returns, one on volatility
-    assert "Summary (from the report)" in out
+    assert "Summary (as in the report)" in out
+    report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
+    summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    assert len(summary) >= 3  # the bottom line and its sentences, printed from the typed results
+    for line in filter(None, summary):
+        assert "  " + line.replace("**", "") in out, line
     assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
 
 
