@@ -18,8 +18,7 @@ from workflows.serving.promotion import (
     forecast_next_hour,
     gate,
     load_current,
-    read_pointer,
-    write_pointer,
+    promote,
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
@@ -136,13 +135,13 @@ def production_model(
         table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
     data = window_data_for(ckpt, table, version)
-    current = load_current(folder)
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
-    decision = gate(ckpt, current, table, data.test.end_ts, rule)
-    pointer = (
-        write_pointer(folder, candidate["path"], candidate["sha256"], decision)
-        if decision.promoted
-        else read_pointer(folder)
+    # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
+    decision, pointer = promote(
+        folder,
+        candidate["path"],
+        candidate["sha256"],
+        lambda current: gate(ckpt, current, table, data.test.end_ts, rule),
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
