@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from workflows.data.sources.candles import ts_bounds
-from workflows.evaluation.baselines import RidgeAR, volatility_baselines
+from workflows.evaluation.baselines import LogRecalibration, RidgeAR, volatility_baselines
 from workflows.evaluation.evidence import (
+    RECALIBRATED,
     VOL_FORECASTERS,
     VOLATILITY_MODEL,
     Evaluation,
@@ -124,6 +125,24 @@ def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[st
     return out
 
 
+def recalibrated(
+    data: WindowData, val: dict[str, np.ndarray], test: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The volatility model's test forecasts recalibrated in logs (`LogRecalibration`) on the fold's
+    validation slice (hours it was not trained on): `vol_var_recalibrated`, `next_var_recalibrated`."""
+    scale = data.scaler.target_scale
+    realised = {"vol_var": (data.val.vol.astype(np.float64) * scale) ** 2, "next_var": data.val.raw_ret**2}
+    out, errors = {}, {}
+    for key, target in realised.items():
+        if key not in val or key not in test:
+            continue
+        try:
+            out[f"{key}_recalibrated"] = LogRecalibration.fit(val[key], target).apply(test[key])
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            errors[f"recalibration of {key}"] = str(exc)
+    return out, errors
+
+
 def forecast_set(
     features: pl.DataFrame, data: WindowData, model_outputs: dict[str, dict[str, np.ndarray]], fold: int = 1
 ) -> tuple[ForecastSet, dict[str, str]]:
@@ -150,6 +169,10 @@ def forecast_set(
             fs.vol_var[name] = out["vol_var"]
         if name == VOLATILITY_MODEL and "next_var" in out:
             fs.next_var[name] = out["next_var"]
+        if name == VOLATILITY_MODEL and "vol_var_recalibrated" in out:
+            fs.vol_var[RECALIBRATED] = out["vol_var_recalibrated"]
+        if name == VOLATILITY_MODEL and "next_var_recalibrated" in out:
+            fs.next_var[RECALIBRATED] = out["next_var_recalibrated"]
     features_seen = list(data.spec.features)
     if "log_return" in features_seen:
         j = features_seen.index("log_return")
@@ -160,7 +183,11 @@ def forecast_set(
     origins = np.searchsorted(ts, data.test.end_ts)
     train_lo = int(np.searchsorted(ts, data.train.end_ts.min())) - (data.spec.window - 1)
     train_hi = int(np.searchsorted(ts, data.train.end_ts.max())) + 1
-    baselines, errors = volatility_baselines(returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon))
+    hours = ts.astype("datetime64[h]").astype(np.int64)  # the seasonal baselines' hour of day
+    log_volume = frame["log_volume"].to_numpy().astype(np.float64) if "log_volume" in frame.columns else None
+    baselines, errors = volatility_baselines(
+        returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon), hours, log_volume
+    )
     fs.vol_var.update(baselines[data.spec.vol_horizon])
     fs.next_var.update(baselines[1])
     return fs, errors
@@ -226,6 +253,11 @@ def walk_forward(
             if members == 1:
                 trained[name] = models[0]
                 outputs[name] = model_forecasts(data, predict(models[0], data.test.x))
+                if name == VOLATILITY_MODEL:
+                    val = model_forecasts(data, predict(models[0], data.val.x)) if len(data.val) else {}
+                    recal, err = recalibrated(data, val, outputs[name])
+                    outputs[name].update(recal)
+                    errors.update({f"fold {i + 1} {k}": v for k, v in err.items()})
             else:
                 rets = np.stack([predict(m_, data.test.x)["ret"] for m_ in models])
                 outputs[name] = model_forecasts(data, {"ret": rets.mean(0), "member_spread": rets.std(0)})
