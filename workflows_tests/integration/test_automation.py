@@ -274,9 +274,11 @@ def test_a_traversal_partition_key_is_refused_before_any_path_is_built(instance,
 
 
 def test_every_asset_reads_its_symbol_through_the_one_rule():
-    """No asset module reads `context.partition_key` itself: they all go through `partition_symbol`."""
+    """No asset module reads `context.partition_key` itself: they all go through `partition_symbol`. (The IO
+    manager in resources.py reads it too, for any partitioned output, and percent-quotes it into one file name.)"""
     import workflows.defs as defs_package
 
     folder = Path(defs_package.__file__).parent
-    readers = [p.name for p in folder.glob("*.py") if "context.partition_key" in p.read_text()]
-    assert readers == ["partitions.py"]
+    readers = sorted(p.name for p in folder.glob("*.py") if "context.partition_key" in p.read_text())
+    assert readers == ["partitions.py", "resources.py"]
+    assert "quote(partition" in (folder / "resources.py").read_text()
