@@ -162,7 +162,13 @@ def _no_candles(symbol: str, paths: DataPaths, landed: dict[str, int]) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from workflows.data.ingest import move_to_processed, move_to_quarantine, read_files, scan_incoming
+    from workflows.data.ingest import (
+        move_to_processed,
+        move_to_quarantine,
+        read_files,
+        scan_incoming,
+        unchanged_since_read,
+    )
 
     paths = DataPaths.resolve(args.data_dir).ensure()
     scan = scan_incoming(paths)
@@ -172,14 +178,18 @@ def cmd_ingest(args) -> int:
         print(f"no files in {paths.incoming}")
         return 0
 
-    results, failures = read_files(scan.files)
-    for path, error in failures:
+    # each file on its own: one that cannot be read is quarantined with its reason, the others go on
+    reads = read_files(scan.files)
+    for path, error in reads.failures:
         target = move_to_quarantine(path, paths, str(error))
         print(f"quarantined {path.name}: {error} -> {target}", file=sys.stderr)
+    for path, error in reads.pending:
+        print(f"left {path.name} in incoming/: {error}", file=sys.stderr)
 
     files_by_symbol: dict[str, list[str]] = defaultdict(list)
     symbols_by_file: dict[str, set[str]] = defaultdict(set)
-    for path, result in zip([p for p in scan.files if p not in {f for f, _ in failures}], results):
+    read_of = {str(path): result for path, result in reads.results}
+    for path, result in reads.results:
         symbols = result.symbols or (
             [] if result.rejected.is_empty() else sorted(set(result.rejected["symbol"].drop_nulls()))
         )
@@ -203,11 +213,14 @@ def cmd_ingest(args) -> int:
     for file, symbols in symbols_by_file.items():
         if symbols & failed_symbols:
             print(f"kept {Path(file).name} in incoming/: its run failed; fix and rerun `make ingest`", file=sys.stderr)
+        elif not unchanged_since_read(Path(file), read_of[file]):
+            print(f"kept {Path(file).name} in incoming/: it changed after it was read; it is read again next time")
         else:
             move_to_processed(Path(file), paths)
-    if failures or scan.refused:
+    if reads.failures or scan.refused:
         print(
-            f"{len(failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}", file=sys.stderr
+            f"{len(reads.failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}",
+            file=sys.stderr,
         )
     return 1 if failed_symbols else 0
 
@@ -546,6 +559,39 @@ def cmd_pools(args) -> int:
     return 0
 
 
+def cmd_remove_source(args) -> int:
+    """Take one source file's rows out of a symbol (e.g. a file that should never have landed), then run the
+    symbol's candles (checking every stored hour again) and features."""
+    import duckdb
+
+    from workflows.data.warehouse import remove_source
+
+    symbol = _symbol(args.symbol)
+    source = Path(args.file).name  # candles record the file's name, not its folder
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    if not paths.warehouse.exists():
+        return _no_candles(symbol, paths, {})
+    with duckdb.connect(str(paths.warehouse)) as con:
+        sources = dict(
+            con.execute("SELECT source, count(*) FROM candles WHERE symbol = ? GROUP BY 1", [symbol]).fetchall()
+        )
+        if source not in sources:
+            known = ", ".join(f"{name} ({n:,} hours)" for name, n in sorted(sources.items())) or "none"
+            print(f"{symbol} holds no rows from {source!r}; its sources: {known}", file=sys.stderr)
+            return 2
+        removed, first = remove_source(con, symbol, source)
+    print(f"removed {removed:,} rows of {source} from {symbol} (from {first:%Y-%m-%d %H:%M} UTC on)")
+    result = run_for_symbol(
+        _instance(), symbol, {"source": "files", "files": [], "full_validation": True}, verbose=args.verbose
+    )
+    print(
+        f"{symbol}: candles re-checked and features rebuilt: run {result.run_id} {'ok' if result.success else 'FAILED'}"
+    )
+    for message in [] if result.success else _failure_messages(result):
+        print(f"  {message}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
 def cmd_doctor(args) -> int:
     """What this environment runs: Python, torch's build and device, the training plan, the folders."""
     import platform
@@ -632,12 +678,15 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="fewest training days before the first fold (default 180); less history: one split",
         )
+    remove = sub.add_parser("remove-source", help="take one source file's rows out of a symbol, then re-check it")
+    remove.add_argument("symbol")
+    remove.add_argument("file", help="the source file's name, as in the candles' `source` column")
     pools = sub.add_parser("pools", help="size the gpu pool to this machine's devices (duckdb stays at 1)")
     pools.add_argument(
         "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
     )
     sub.add_parser("doctor", help="print torch's version, build (CUDA or CPU), device and threads, and the folders")
-    for p in (ingest, demo, run, fetch, repro):
+    for p in (ingest, demo, run, fetch, repro, remove):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
     if getattr(args, "history_days", None) is not None and args.history_days < 1:
@@ -649,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": cmd_fetch,
         "reproduce": cmd_reproduce,
         "pools": cmd_pools,
+        "remove-source": cmd_remove_source,
         "doctor": cmd_doctor,
     }
     try:

@@ -8,7 +8,7 @@ from pydantic import Field
 from workflows.data.retention import prune_versions
 from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS, features
-from workflows.defs.partitions import symbols_partitions
+from workflows.defs.partitions import partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
@@ -45,7 +45,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         automation_condition=dg.AutomationCondition.code_version_changed() & ~dg.AutomationCondition.in_progress(),
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource) -> dg.Output:
-        symbol = context.partition_key
+        symbol = partition_symbol(context)
         profile = resolve_profile(config.profile or None)
         recipe = recipe_for(kind, profile)
         with warehouse.connect() as con:

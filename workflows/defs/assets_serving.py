@@ -6,7 +6,7 @@ from pydantic import Field
 
 from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import window_data_for
 from workflows.ml.checkpoints import load_checkpoint
@@ -18,8 +18,7 @@ from workflows.serving.promotion import (
     forecast_next_hour,
     gate,
     load_current,
-    read_pointer,
-    write_pointer,
+    promote,
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
@@ -130,19 +129,19 @@ def gate_metadata(decision: GateDecision) -> dict:
 def production_model(
     context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: dict
 ):
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
         table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
     data = window_data_for(ckpt, table, version)
-    current = load_current(folder)
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
-    decision = gate(ckpt, current, table, data.test.end_ts, rule)
-    pointer = (
-        write_pointer(folder, candidate["path"], candidate["sha256"], decision)
-        if decision.promoted
-        else read_pointer(folder)
+    # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
+    decision, pointer = promote(
+        folder,
+        candidate["path"],
+        candidate["sha256"],
+        lambda current: gate(ckpt, current, table, data.test.end_ts, rule),
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
@@ -172,7 +171,7 @@ def production_model(
     description="Next-hour return, direction probabilities and an interval from the production model.",
 )
 def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
     current = load_current(warehouse.paths().checkpoints / symbol)

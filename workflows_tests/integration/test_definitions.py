@@ -82,7 +82,7 @@ def test_dg_loads_the_defs_folder(tmp_path):
     found = json.loads(listed.stdout)
     # 14 assets (6 models); 6 in-process jobs and their 4 Celery twins
     assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (14, 10, 2, 2)
-    assert [r["name"] for r in found["resources"]] == ["warehouse"]
+    assert sorted(r["name"] for r in found["resources"]) == ["io_manager", "warehouse"]
 
 
 def test_jobs():
