@@ -13,7 +13,7 @@ export WORKFLOWS_DATA_DIR ?= $(CURDIR)/data
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo run reproduce test test-fast lint ui ingest bench bench-incremental bench-distributed validate clean-data install lock pools
+.PHONY: demo run reproduce test test-fast lint ui ingest bench bench-incremental bench-distributed validate clean-data install lock pools doctor
 
 install: $(STAMP)
 
@@ -23,7 +23,6 @@ install: $(STAMP)
 # `pip config`: on these machines, the CPU build of torch 2.13.0) are passed on.
 UV_VERSION := 0.13.9
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
-UV_FLAGS = --python-version 3.11 $(addprefix --find-links ,$(FIND_LINKS))
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +31,18 @@ $(STAMP): pyproject.toml constraints.txt
 		-c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-# Re-resolve constraints.txt after a change to the dependencies in pyproject.toml
-# (keeps the versions already pinned where they still fit; `ARGS=--upgrade` moves them).
+# Re-resolve constraints.txt after a change to the dependencies in pyproject.toml (keeps the
+# versions already pinned where they still fit; `ARGS=--upgrade` moves them). One universal lock
+# from the package registry alone (no local wheel folder), with markers for Linux x86-64 and arm64
+# and macOS 14+ on Apple silicon; it pins torch==2.13.0 with no local label, which a wheel folder's
+# 2.13.0+cpu satisfies too. workflows_tests/integration/test_install.py resolves it for each platform.
 lock: $(STAMP)
-	$(BIN)/python -m uv pip compile pyproject.toml --extra dev $(UV_FLAGS) \
-		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o constraints.txt $(ARGS)
+	$(BIN)/python -m uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--custom-compile-command "make lock" -o constraints.txt $(ARGS)
+
+# Which torch is installed (CUDA or CPU build), the device it trains on, its threads, the folders.
+doctor: $(STAMP)
+	$(BIN)/workflows doctor
 
 demo: $(STAMP)
 	$(BIN)/workflows demo

@@ -538,6 +538,26 @@ def cmd_pools(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    """What this environment runs: Python, torch's build and device, the training plan, the folders."""
+    import platform
+
+    import dagster
+    import duckdb
+    import polars
+
+    from workflows.ml.placement import machine_plan, torch_build
+
+    build = torch_build()
+    print(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
+    print(build.describe())
+    print(f"training plan: {machine_plan().describe()}")
+    print(f"dagster {dagster.__version__}, duckdb {duckdb.__version__}, polars {polars.__version__}")
+    print(f"DAGSTER_HOME={os.environ.get(DAGSTER_HOME_ENV) or dagster_home()}")
+    print(f"data folder: {DataPaths.resolve(args.data_dir).root}")
+    return 0
+
+
 def _metadata(result, node: str) -> dict:
     mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
@@ -608,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     pools.add_argument(
         "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
     )
+    sub.add_parser("doctor", help="print torch's version, build (CUDA or CPU), device and threads, and the folders")
     for p in (ingest, demo, run, fetch, repro):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
@@ -620,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": cmd_fetch,
         "reproduce": cmd_reproduce,
         "pools": cmd_pools,
+        "doctor": cmd_doctor,
     }
     try:
         DataPaths.resolve(args.data_dir).ensure()

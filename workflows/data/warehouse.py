@@ -12,8 +12,8 @@ import duckdb
 import polars as pl
 
 from workflows.data.features import FEATURE_COLUMNS
+from workflows.data.history import history_version, select_history
 from workflows.data.sources.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, VALUE_COLUMNS
-from workflows.ml.windows import history_version, select_history
 
 DDL = """
 CREATE TABLE IF NOT EXISTS candles (

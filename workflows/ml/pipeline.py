@@ -15,8 +15,7 @@ from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemb
 from workflows.ml.profiles import Recipe
 from workflows.ml.training import EpochReport, TrainResult, predict, train
 from workflows.ml.training_summary import EpochLoss, TrainingSummary
-from workflows.ml.windows import WindowData
-from workflows.serving.promotion import training_window
+from workflows.ml.windows import WindowData, training_window
 from workflows.stats.losses import qlike
 from workflows.stats.significance import skill
 

@@ -155,3 +155,45 @@ def place_training(
             yield Placement(requested, before, None)
     finally:
         torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    """Which torch this environment runs and what it can train on (`workflows doctor`)."""
+
+    version: str  # e.g. 2.13.0 (the registry's build) or 2.13.0+cpu (a CPU-only wheel)
+    cuda_build: str | None  # the CUDA version torch was built against; None for a CPU-only build
+    devices: tuple[str, ...]  # the GPUs torch can use now
+    mps: bool  # Apple silicon's GPU
+    threads: int  # torch's intra-op threads in this process
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.devices else "mps" if self.mps else "cpu"
+
+    def describe(self) -> str:
+        build = f"CUDA {self.cuda_build} build" if self.cuda_build else "CPU-only build"
+        if self.devices:
+            where = f"trains on {len(self.devices)} GPU(s): " + ", ".join(self.devices)
+        elif self.mps:
+            where = "trains on Apple's MPS device"
+        elif self.cuda_build:
+            where = "trains on the CPU: a CUDA build, but no GPU is visible (driver, CUDA_VISIBLE_DEVICES?)"
+        else:
+            where = "trains on the CPU"
+        return f"torch {self.version} ({build}); {where}; {self.threads} torch thread(s)"
+
+
+def torch_build() -> TorchBuild:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    devices = tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else ()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return TorchBuild(
+        version=torch.__version__,
+        cuda_build=torch.version.cuda,  # pyright: ignore[reportAttributeAccessIssue]
+        devices=devices,
+        mps=mps,
+        threads=torch.get_num_threads(),
+    )

@@ -59,7 +59,7 @@ class TrainingSummary:
     val_skill_vs_zero: float | None = None
     val_qlike_24h: float | None = None
     val_skill_vs_constant: float | None = None
-    # the hours fitting saw (`promotion.training_window`, UTC ISO 8601)
+    # the hours fitting saw (`windows.training_window`, UTC ISO 8601)
     train_end_ts: str | None = None
     val_end_ts: str | None = None
     target_horizon_hours: int | None = None

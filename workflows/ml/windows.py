@@ -22,7 +22,7 @@ centred, so zero stays "no move").
 """
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
@@ -119,26 +119,6 @@ class WindowData:
         d = asdict(self.spec)
         d["features"] = list(d["features"])
         return d
-
-
-def select_history(features: pl.DataFrame, history_days: int | None) -> pl.DataFrame:
-    """The last `history_days` days of one symbol's feature rows: every row whose hour is within
-    `history_days` x 24 hours of the newest one. None or 0: all rows. The one place that decides which
-    hours the models, the evaluation and the attention analysis see, so they agree."""
-    if history_days is not None and history_days < 0:
-        raise ValueError(f"history_days must be positive (or 0 for all history), got {history_days}")
-    if not history_days or features.is_empty():
-        return features
-    newest = features["ts"].max()
-    assert isinstance(newest, datetime), f"features.ts must hold datetimes, got {newest!r}"
-    cutoff = newest - timedelta(days=history_days)
-    return features.filter(pl.col("ts") > cutoff)
-
-
-def history_version(version: str, history_days: int | None) -> str:
-    """The data version of a selection: the table's content hash plus the window, so a model trained on
-    the last 90 days is never evaluated on all history (or the other way round) without saying so."""
-    return f"{version}-last{history_days}d" if history_days else version
 
 
 def direction_classes(ret: np.ndarray, threshold: float) -> np.ndarray:
@@ -259,3 +239,42 @@ def _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, dat
         )
 
     return WindowData(spec, scaler, make(in_train), make(in_val), make(in_test), data_version)
+
+
+# What a checkpoint records about the hours its fitting saw; the promotion gate reads it back.
+LAST_TARGET_KEY = "last_target_ts"
+
+
+def unix_hour(ts) -> int:
+    """Unix hour of a numpy datetime64 (UTC)."""
+    return int(np.datetime64(ts, "h").astype(np.int64))
+
+
+def iso_hour(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, tz=timezone.utc).isoformat()
+
+
+def parse_iso_hour(text: str) -> int:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() // 3600)
+
+
+def training_window(data: WindowData) -> dict:
+    """What a checkpoint records about the hours its fitting saw (UTC, ISO 8601).
+
+    `train_end_ts` / `val_end_ts`: the last window end of each split; the targets of a
+    window ending at t reach t + `target_horizon_hours` (the next-hour return and the
+    volatility of the following vol_horizon hours), so `last_target_ts`, the last
+    hour any training or validation target used, is the later end plus that horizon.
+    """
+    horizon = max(1, int(data.spec.vol_horizon))
+    train_end = unix_hour(data.train.end_ts.max())
+    val_end = unix_hour(data.val.end_ts.max()) if len(data.val) else None
+    return {
+        "train_end_ts": iso_hour(train_end),
+        "val_end_ts": iso_hour(val_end) if val_end is not None else None,
+        "target_horizon_hours": horizon,
+        LAST_TARGET_KEY: iso_hour(max(train_end, val_end if val_end is not None else train_end) + horizon),
+    }

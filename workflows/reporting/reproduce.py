@@ -22,13 +22,14 @@ import polars as pl
 
 from workflows.attention.analysis import AttentionAnalysis, analyse
 from workflows.attention.metrics import BUCKET_NAMES, AttentionSummary, uniform_bucket_shares
+from workflows.data.history import select_history
 from workflows.evaluation.run import predictions
 from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.pipeline import fit
 from workflows.ml.profiles import recipe_for
 from workflows.ml.training import EpochReport
-from workflows.ml.windows import build_windows, select_history
+from workflows.ml.windows import build_windows
 from workflows.reporting import figures
 from workflows.stats.losses import minimum_detectable_skill
 from workflows.stats.significance import DMResult, diebold_mariano, skill

@@ -49,11 +49,17 @@ from workflows.data.sources.candles import ts_bounds
 from workflows.io import write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
-from workflows.ml.windows import DIRECTION_NAMES, WindowData, WindowSpec, _prepare
+from workflows.ml.windows import (
+    DIRECTION_NAMES,
+    LAST_TARGET_KEY,
+    WindowSpec,
+    _prepare,
+    iso_hour,
+    parse_iso_hour,
+)
 from workflows.stats.significance import diebold_mariano
 
 POINTER = "production.json"
-LAST_TARGET_KEY = "last_target_ts"  # the checkpoint metric the gate reads
 
 
 @dataclass(frozen=True)
@@ -105,45 +111,10 @@ class GateDecision:
         return asdict(self)
 
 
-def _hour(ts) -> int:
-    """Unix hour of a numpy datetime64 (UTC)."""
-    return int(np.datetime64(ts, "h").astype(np.int64))
-
-
-def _iso(hour: int) -> str:
-    return datetime.fromtimestamp(hour * 3600, tz=timezone.utc).isoformat()
-
-
-def _parse_hour(text: str) -> int:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() // 3600)
-
-
-def training_window(data: WindowData) -> dict:
-    """What a checkpoint records about the hours its fitting saw (UTC, ISO 8601).
-
-    `train_end_ts` / `val_end_ts`: the last window end of each split; the targets of a
-    window ending at t reach t + `target_horizon_hours` (the next-hour return and the
-    volatility of the following vol_horizon hours), so `last_target_ts`, the last
-    hour any training or validation target used, is the later end plus that horizon.
-    """
-    horizon = max(1, int(data.spec.vol_horizon))
-    train_end = _hour(data.train.end_ts.max())
-    val_end = _hour(data.val.end_ts.max()) if len(data.val) else None
-    return {
-        "train_end_ts": _iso(train_end),
-        "val_end_ts": _iso(val_end) if val_end is not None else None,
-        "target_horizon_hours": horizon,
-        LAST_TARGET_KEY: _iso(max(train_end, val_end if val_end is not None else train_end) + horizon),
-    }
-
-
 def last_target_hour(ckpt: Checkpoint) -> int | None:
     """Unix hour of the checkpoint's last training/validation target; None for a checkpoint that records none."""
     text = (ckpt.metrics or {}).get(LAST_TARGET_KEY)
-    return _parse_hour(text) if text else None
+    return parse_iso_hour(text) if text else None
 
 
 def _spec(ckpt: Checkpoint) -> WindowSpec:
@@ -342,13 +313,16 @@ def gate(
         "hours_in_sample_candidate": int((~after_c).sum()),
         "hours_in_sample_current": int((~after_p).sum()),
         "hours_without_window": int((~ok_window).sum()),
-        "candidate_last_target": _iso(cand_last),
+        "candidate_last_target": iso_hour(cand_last),
         "current_window_known": known,
-        "current_last_target": _iso(cur_last) if cur_last is not None else None,
+        "current_last_target": iso_hour(cur_last) if cur_last is not None else None,
     }
     n = int(use.sum())
     if n:
-        info |= {"first_hour": _iso(int(forecast_hour[use].min())), "last_hour": _iso(int(forecast_hour[use].max()))}
+        info |= {
+            "first_hour": iso_hour(int(forecast_hour[use].min())),
+            "last_hour": iso_hour(int(forecast_hour[use].max())),
+        }
     if n < config.min_hours:
         inc = f", incumbent's up to {info['current_last_target']}" if cur_last is not None else ""
         return GateDecision(

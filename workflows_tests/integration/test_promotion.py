@@ -13,7 +13,7 @@ from workflows.ml.models import ArchConfig
 from workflows.ml.pipeline import fit
 from workflows.ml.profiles import recipe_for
 from workflows.ml.training import train
-from workflows.ml.windows import build_windows
+from workflows.ml.windows import build_windows, training_window
 from workflows.serving.promotion import (
     GateConfig,
     decide,
@@ -23,7 +23,6 @@ from workflows.serving.promotion import (
     load_current,
     noninferiority,
     read_pointer,
-    training_window,
     write_pointer,
 )
 from workflows.stats.significance import diebold_mariano

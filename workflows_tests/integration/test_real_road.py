@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from workflows.cli.commands import main
-from workflows.ml.windows import history_version, select_history
+from workflows.data.history import history_version, select_history
 from workflows.settings import PROJECT_ROOT, dagster_home
 from workflows_tests.helpers import BTC_FILE, needs_shared
 from workflows_tests.integration.test_cli import write_candles
