@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from workflows.data.warehouse import replace_rows, table_exists
-from workflows.evaluation.evidence import FoldSpan, ForecastSet
+from workflows.evaluation.evidence import Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
 from workflows.evaluation.walk_forward import forecast_set, model_forecasts
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
@@ -219,15 +219,19 @@ def stored_versions(con: duckdb.DuckDBPyConnection, symbol: str, period: str) ->
 
 
 def plan_period(
-    con: duckdb.DuckDBPyConnection, symbol: str, period: str, versions: ForecastVersions, names: set[str]
+    con: duckdb.DuckDBPyConnection, symbol: str, period: str, versions: ForecastVersions, models: set[str]
 ) -> PeriodPlan:
-    """Which of a period's origins need forecasts: none stored or any version changed: all; else the new ones."""
+    """Which of a period's origins need forecasts: all when nothing is stored, a model of `models` has no rows,
+    or any stored row's versions differ from the current ones; else only the origins not yet stored."""
     stored = stored_versions(con, symbol, period)
     if not stored:
         return PeriodPlan(True, reason="nothing stored")
-    expected = {n: (versions.model_version(n), versions.code, versions.data) for n in names}
-    expected[OBSERVED] = (f"observed:{versions.data}", versions.code, versions.data)
-    changed = sorted(n for n in set(expected) | set(stored) if expected.get(n) != stored.get(n))
+
+    def expected(name: str) -> tuple[str, str, str]:
+        model = f"observed:{versions.data}" if name == OBSERVED else versions.model_version(name)
+        return (model, versions.code, versions.data)
+
+    changed = sorted({n for n in models if n not in stored} | {n for n, v in stored.items() if v != expected(n)})
     if changed:
         return PeriodPlan(True, reason=f"versions changed for {', '.join(changed)}")
     origins = con.execute(
@@ -235,6 +239,59 @@ def plan_period(
     ).fetchall()
     stored_origins = frozenset(np.datetime64(o[0], "us") for o in origins)
     return PeriodPlan(False, stored_origins, f"{len(stored_origins)} origins stored and current")
+
+
+@dataclass(frozen=True)
+class PeriodUpdate:
+    """What `update_period` did."""
+
+    period: str
+    recomputed: bool
+    reason: str
+    origins_added: int
+    rows_written: int
+    rows_deleted: int
+    test_hours: int  # origins of the period with stored forecasts, after the update
+    errors: dict[str, str]
+
+
+def update_period(
+    con: duckdb.DuckDBPyConnection,
+    features: pl.DataFrame,
+    symbol: str,
+    period: ForecastPeriod,
+    checkpoints: dict[str, Checkpoint],
+    cfg: PeriodConfig,
+    code_version: str = FORECAST_CODE_VERSION,
+) -> PeriodUpdate:
+    """Bring one period's stored forecasts up to date with its models and the hours landed so far: compute
+    only what is missing or stale (`plan_period`), write it in one transaction, record the period's span."""
+    shas = {name: ckpt.sha256 for name, ckpt in checkpoints.items()}
+    data_version = "+".join(sorted({c.data_version for c in checkpoints.values()}))
+    versions = ForecastVersions(shas, code_version, data_version)
+    plan = plan_period(con, symbol, period.key, versions, set(checkpoints))
+    fs, span, errors, version = period_forecasts(
+        features, checkpoints, period, cfg, frozenset() if plan.recompute else plan.stored
+    )
+    assert version == data_version, (version, data_version)
+    epochs = {name: int(c.training.epochs_run) for name, c in checkpoints.items()}
+    span = replace(span, seconds=float(sum(c.training.wall_s for c in checkpoints.values())), epochs=epochs)
+    rows = None if fs is None else forecast_rows(symbol, period.key, fs, versions)
+    info = {"errors": errors, "models": shas, "code_version": code_version, "data_version": data_version}
+    deleted = write_period(con, symbol, period.key, rows, plan.recompute, span, info)
+    hours = con.execute(
+        "SELECT count(DISTINCT origin_ts) FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period.key]
+    ).fetchall()[0][0]
+    return PeriodUpdate(
+        period.key,
+        plan.recompute,
+        plan.reason,
+        0 if fs is None else len(fs),
+        0 if rows is None else rows.height,
+        deleted,
+        int(hours),
+        errors,
+    )
 
 
 def write_period(
@@ -364,3 +421,23 @@ def period_spans(con: duckdb.DuckDBPyConnection, symbol: str, periods: list[str]
         spans.append(FoldSpan(fold, start, end, int(windows), t0, t1, float(seconds or 0), json.loads(epochs or "{}")))
         errors.update({f"{period} {k}": v for k, v in json.loads(errs or "{}").items()})
     return spans, errors
+
+
+def pooled_evaluation(
+    con: duckdb.DuckDBPyConnection, symbol: str, newest: int | None = None, profile: str | None = None
+) -> Evaluation | None:
+    """The walk-forward evidence: the stored forecasts of the newest `newest` periods (None: all), pooled and
+    tested; trains and forecasts nothing. None when no period is stored."""
+    periods = stored_periods(con, symbol)
+    if newest:
+        periods = periods[-newest:]
+    if not periods:
+        return None
+    fs, periods = forecast_set_from_rows(load_log(con, symbol, periods))
+    spans, errors = period_spans(con, symbol, periods)
+    note = (
+        f"walk-forward: the forecast log, {len(periods)} monthly periods ({periods[0][:7]} to {periods[-1][:7]}), "
+        f"{len(fs):,} pooled test hours; every model and control trained once per period on hours before it "
+        "(warm-started from the previous period's), its forecasts stored before the hours were judged"
+    )
+    return evaluate_forecasts(fs, "walk_forward", note, spans, {"periods": periods, "profile": profile}, errors)

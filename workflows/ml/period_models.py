@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -118,7 +119,7 @@ def _still_there(model: PeriodModel) -> bool:
 
 
 def train_period_model(
-    con: duckdb.DuckDBPyConnection,
+    connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
     features: pl.DataFrame,
     symbol: str,
     kind: str,
@@ -134,11 +135,14 @@ def train_period_model(
     """The model of `kind` for `period`: the registered one when its training key is current, else trained
     (warm-started from the previous period's registered model of the same kind when there is one and its
     architecture matches) and registered. Registering happens after the checkpoint is written, in one
-    transaction, so a crash leaves the previous registration."""
+    transaction, so a crash leaves the previous registration. `connect` opens the warehouse: it is held
+    only to read and write the registry, never while training."""
     say = log or (lambda _msg: None)
     spec = recipe.window_spec
     data_version = training_slice_version(features, spec, period, cfg)
-    previous = registered(con, symbol, period.previous().key, kind)
+    with connect() as con:
+        previous = registered(con, symbol, period.previous().key, kind)
+        current = registered(con, symbol, period.key, kind)
     warm: Checkpoint | None = None
     if previous is not None and _still_there(previous):
         warm = previous.load()
@@ -149,7 +153,6 @@ def train_period_model(
             say(f"{kind} {period}: the {period.previous()} model has another architecture; training from scratch")
             warm = None
     key = train_key(kind, recipe, code_version, data_version, warm.sha256 if warm else None)
-    current = registered(con, symbol, period.key, kind)
     if current is not None and current.train_key == key and _still_there(current):
         say(f"{kind} {period}: registered model {Path(current.path).name} is current; nothing to train")
         return current
@@ -182,15 +185,16 @@ def train_period_model(
     )
     b = training_bounds(period, spec, cfg)
     naive = [datetime.fromtimestamp(h * 3600, tz=timezone.utc).replace(tzinfo=None) for h in (b.train_lo, b.train_hi)]
-    register(
-        con,
-        model,
-        {
-            "train_lo": naive[0],
-            "train_hi": naive[1],
-            "val_hi": datetime.fromtimestamp(b.val_hi * 3600, tz=timezone.utc).replace(tzinfo=None),
-            "epochs_run": result.metrics.epochs_run,
-            "wall_s": result.metrics.wall_s,
-        },
-    )
+    with connect() as con:
+        register(
+            con,
+            model,
+            {
+                "train_lo": naive[0],
+                "train_hi": naive[1],
+                "val_hi": datetime.fromtimestamp(b.val_hi * 3600, tz=timezone.utc).replace(tzinfo=None),
+                "epochs_run": result.metrics.epochs_run,
+                "wall_s": result.metrics.wall_s,
+            },
+        )
     return replace(model, trained=True)

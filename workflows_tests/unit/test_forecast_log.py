@@ -1,5 +1,6 @@
 """The forecast log and period models, without Dagster: train once per period, forecast once per hour."""
 
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -30,22 +31,14 @@ def _recipes():
 def _forecast(con, feats, period, folder, code="1", log=None):
     """One period as the assets do it: its models (trained or reused), then the forecasts not yet stored."""
     models = {
-        k: train_period_model(con, feats, "BTC", k, r, period, CFG, folder, code, "ci", log=log)
+        k: train_period_model(lambda: nullcontext(con), feats, "BTC", k, r, period, CFG, folder, code, "ci", log=log)
         for k, r in _recipes().items()
     }
     ckpts = {k: m.load() for k, m in models.items()}
-    data_version = next(iter(models.values())).data_version
-    versions = fl.ForecastVersions({k: m.sha256 for k, m in models.items()}, fl.FORECAST_CODE_VERSION, data_version)
-    names = {*ckpts, "ridge_ar48", "ridge_features", "constant", "rolling_24h", "ewma_0.94", "har_rv"}
-    names |= {"garch_1_1", "gjr_garch_1_1"}
-    plan = fl.plan_period(con, "BTC", period.key, versions, names)
-    fs, span, errors, version = fl.period_forecasts(
-        feats, ckpts, period, CFG, frozenset() if plan.recompute else plan.stored
-    )
-    assert version == data_version
-    rows = None if fs is None else fl.forecast_rows("BTC", period.key, fs, versions)
-    fl.write_period(con, "BTC", period.key, rows, plan.recompute, span, {"errors": errors, "data_version": version})
-    return models, plan, fs
+    before = fl.stored_versions(con, "BTC", period.key)
+    update = fl.update_period(con, feats, "BTC", period, ckpts, CFG)
+    assert update.recomputed == (not before or update.reason.startswith("versions changed"))
+    return models, update
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +58,8 @@ def test_a_day_inside_a_period_trains_nothing_and_adds_that_days_forecasts(feats
     con = duckdb.connect()
     upto = feats.filter(pl.col("ts") < datetime(2025, 12, 10, tzinfo=UTC))
     _forecast(con, upto, NOV, tmp_path)
-    models, plan, _ = _forecast(con, upto, DEC, tmp_path)
-    assert all(m.trained for m in models.values()) and plan.recompute
+    models, update = _forecast(con, upto, DEC, tmp_path)
+    assert all(m.trained for m in models.values()) and update.recomputed
     # Dec's models warm-start from Nov's, and train only on hours before December
     nov = registered(con, "BTC", NOV.key, "attention_lstm")
     assert nov is not None and models["attention_lstm"].warm_from == nov.sha256
@@ -75,10 +68,10 @@ def test_a_day_inside_a_period_trains_nothing_and_adds_that_days_forecasts(feats
     assert first_hours == 9 * 24 - 24  # origins of Dec 1-9 whose 24 targets have arrived
 
     upto2 = feats.filter(pl.col("ts") < datetime(2025, 12, 11, tzinfo=UTC))  # one more day of candles
-    models2, plan2, fs = _forecast(con, upto2, DEC, tmp_path)
+    models2, update2 = _forecast(con, upto2, DEC, tmp_path)
     assert not any(m.trained for m in models2.values())  # nothing trained
     assert {m.sha256 for m in models2.values()} == {m.sha256 for m in models.values()}
-    assert not plan2.recompute and fs is not None and len(fs) == 24  # that day's forecasts only
+    assert not update2.recomputed and update2.origins_added == 24 and update2.rows_deleted == 0  # that day only
     after = _log(con, DEC.key)
     assert after["origin_ts"].n_unique() == first_hours + 24
     # earlier rows untouched: same values, same written_at
@@ -90,13 +83,13 @@ def test_a_day_inside_a_period_trains_nothing_and_adds_that_days_forecasts(feats
 def test_a_code_version_bump_retrains_and_recomputes_the_period(feats, tmp_path, one_thread):
     con = duckdb.connect()
     upto = feats.filter(pl.col("ts") < datetime(2025, 11, 20, tzinfo=UTC))
-    first, _, _ = _forecast(con, upto, NOV, tmp_path)
+    first, _ = _forecast(con, upto, NOV, tmp_path)
     assert all(m.trained for m in first.values())
-    again, plan, _ = _forecast(con, upto, NOV, tmp_path)
-    assert not any(m.trained for m in again.values()) and not plan.recompute
-    bumped, plan, _ = _forecast(con, upto, NOV, tmp_path, code="2")
+    again, update = _forecast(con, upto, NOV, tmp_path)
+    assert not any(m.trained for m in again.values()) and not update.recomputed and update.origins_added == 0
+    bumped, update = _forecast(con, upto, NOV, tmp_path, code="2")
     assert all(m.trained for m in bumped.values())
-    assert plan.recompute and "versions changed" in plan.reason
+    assert update.recomputed and "versions changed" in update.reason and update.rows_deleted > 0
     stored = con.execute("SELECT DISTINCT model_version FROM forecast_log WHERE name = 'attention_lstm'").fetchall()
     assert stored == [(bumped["attention_lstm"].sha256,)]
 
@@ -105,7 +98,9 @@ def test_stored_forecasts_reproduce_the_evaluation_exactly(feats, tmp_path, one_
     con = duckdb.connect()
     parts = []
     for period in (NOV, DEC):
-        _, _, fs = _forecast(con, feats, period, tmp_path)
+        models, _ = _forecast(con, feats, period, tmp_path)
+        # recomputed from the checkpoints, independently of what was stored
+        fs, _, _, _ = fl.period_forecasts(feats, {k: m.load() for k, m in models.items()}, period, CFG)
         assert fs is not None
         parts.append(replace(fs, fold=np.full(len(fs), len(parts) + 1)))
     direct = ForecastSet.concat(parts)
