@@ -70,13 +70,11 @@ def _rows(data_dir, period: str) -> pl.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_the_log(
-    instance, data_dir, one_thread
-):
+def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_the_log(instance, data_dir, one_thread):
     _land(data_dir, instance, datetime(2025, 12, 20, tzinfo=UTC))
     _, trained, _ = _period(data_dir, instance, "2025-11-01")
     assert trained == len(PERIOD_KINDS)  # 6 model kinds and 2 twins, each trained once
-    result, trained, added = _period(data_dir, instance, "2025-12-01")
+    _, trained, added = _period(data_dir, instance, "2025-12-01")
     assert trained == len(PERIOD_KINDS) and added["hours_added"] == 19 * 24 - 24
     nov_rows, dec_rows = _rows(data_dir, "2025-11-01"), _rows(data_dir, "2025-12-01")
 
