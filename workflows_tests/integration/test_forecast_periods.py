@@ -54,7 +54,8 @@ def _period(data_dir, instance, period: str):
     )
     assert result.success
     trained = sum(
-        result.asset_materializations_for_node(f"{k}_period_model")[-1].metadata["trained"].value for k in PERIOD_KINDS
+        result.asset_materializations_for_node(f"{k}_period_model")[-1].metadata["trained"].value is True
+        for k in PERIOD_KINDS
     )
     forecasts = {k: v.value for k, v in result.asset_materializations_for_node("forecasts")[-1].metadata.items()}
     return result, trained, forecasts
