@@ -257,7 +257,8 @@ def replace_rows(
     `staged_rows`), then insert `frame`, in one transaction: all or nothing. Returns the rows deleted."""
     con.execute(ddl)
     staged = _naive_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
-    con.register("staged_rows", staged)
+    if staged.width:  # a frame without columns only deletes
+        con.register("staged_rows", staged)
     try:
         con.execute("BEGIN TRANSACTION")
         deleted = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchall()[0][0]
@@ -268,7 +269,8 @@ def replace_rows(
         con.execute("ROLLBACK")
         raise
     finally:
-        con.unregister("staged_rows")
+        if staged.width:
+            con.unregister("staged_rows")
     return int(deleted)
 
 

@@ -23,7 +23,14 @@ from workflows.reporting import figures
 from workflows.reporting.evidence_figures import fold_skill_figure
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.preview import ui_markdown
-from workflows.reporting.report import VOLATILITY_FIGURE, ReportInputs, bottom_line, order, write_report
+from workflows.reporting.report import (
+    VOLATILITY_FIGURE,
+    ReportInputs,
+    attention_source,
+    bottom_line,
+    order,
+    write_report,
+)
 from workflows.reporting.volatility_figures import volatility_figure
 
 EVALUATION_DDL = (
@@ -68,7 +75,9 @@ def evaluation(
         )
         context.log.info(f"single split: {note}")
         ev = single_split(loaded, table, profile, note, progress=context.log.info)
-    ev.single_split = split_metrics(loaded) if ev.mode == "walk_forward" else {}
+    # models trained on the symbol's own split: their split, described beside the log (period models are the log's)
+    own_split = not any(ref.get("period") for ref in models.values())
+    ev.single_split = split_metrics(loaded) if ev.mode == "walk_forward" and own_split else {}
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = pl.DataFrame(
         [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]
@@ -158,6 +167,10 @@ def report(
             figures=figs,
             profile=models["attention_lstm_model"].get("profile", "?"),
             training={m: c.training for m, (c, _) in loaded.items()},
+            attention_source=attention_source(
+                {m: (models[f"{m}_model"].get("period"), c.path.name) for m, (c, _) in loaded.items()},
+                loaded["attention_lstm"][1].test.end_ts,
+            ),
         )
     )
     path = write_text_atomic(out_dir / "attention_report.md", text)

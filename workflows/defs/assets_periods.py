@@ -42,6 +42,7 @@ class PeriodTrainingConfig(dg.Config):
     min_train_days: int = Field(default=DEFAULTS.min_train_days, description="Fewest training days a period needs")
     val_days: int = Field(default=DEFAULTS.val_days, description="Validation days before the period")
     warm_epochs: int = Field(default=DEFAULTS.warm_epochs, description="Most epochs of a warm-started period")
+    max_epochs: int = Field(default=0, description="Cap on every training's epochs (0: the profile's); for quick looks")
 
     def period_config(self) -> PeriodConfig:
         return PeriodConfig(self.train_days, self.min_train_days, self.val_days, self.warm_epochs)
@@ -74,6 +75,8 @@ def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
         symbol, period = partition(context)
         profile = resolve_profile(config.profile or None)
         recipe = recipe_for(kind, profile) if kind in MODEL_KINDS else control_recipe(kind, profile)
+        if config.max_epochs:
+            recipe = replace(recipe, train=replace(recipe.train, epochs=min(config.max_epochs, recipe.train.epochs)))
         cfg = config.period_config()
         with warehouse.connect() as con:
             table, _ = load_features(con, symbol)

@@ -6,9 +6,9 @@ from pydantic import Field
 
 from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
 from workflows.defs.assets_data import OWNERS
+from workflows.defs.inputs import model_window_data
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.evaluation.run import window_data_for
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.serving.promotion import (
@@ -134,7 +134,7 @@ def production_model(
     with warehouse.connect() as con:
         table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
-    data = window_data_for(ckpt, table, version)
+    data = model_window_data(candidate, ckpt, table, version)  # a period model: its period's hours
     current = load_current(folder)
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
     decision = gate(ckpt, current, table, data.test.end_ts, rule)

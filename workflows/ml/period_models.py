@@ -39,7 +39,7 @@ PERIOD_MODELS_DDL = (
     "kind VARCHAR NOT NULL, train_key VARCHAR NOT NULL, path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, "
     "warm_from VARCHAR, data_version VARCHAR NOT NULL, code_version VARCHAR NOT NULL, profile VARCHAR, "
     "train_lo TIMESTAMP, train_hi TIMESTAMP, val_hi TIMESTAMP, epochs_run INTEGER, wall_s DOUBLE, "
-    "trained_at TIMESTAMP NOT NULL)"
+    "period_config VARCHAR, trained_at TIMESTAMP NOT NULL)"
 )
 
 
@@ -91,6 +91,16 @@ def registered(con: duckdb.DuckDBPyConnection, symbol: str, period: str, kind: s
         return None
     key, path, sha, warm, data, code, profile = rows[0]
     return PeriodModel(symbol, period, kind, key, path, sha, warm, data, code, profile, trained=False)
+
+
+def registered_config(con: duckdb.DuckDBPyConnection, symbol: str, period: str, kind: str) -> PeriodConfig | None:
+    """The period settings a registered model was trained with."""
+    if not table_exists(con, "period_models"):
+        return None
+    rows = con.execute(
+        "SELECT period_config FROM period_models WHERE symbol = ? AND period = ? AND kind = ?", [symbol, period, kind]
+    ).fetchall()
+    return PeriodConfig(**json.loads(rows[0][0])) if rows and rows[0][0] else None
 
 
 def registered_models(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
@@ -194,6 +204,7 @@ def train_period_model(
                 "train_hi": naive[1],
                 "val_hi": datetime.fromtimestamp(b.val_hi * 3600, tz=timezone.utc).replace(tzinfo=None),
                 "epochs_run": result.metrics.epochs_run,
+                "period_config": json.dumps(cfg.__dict__, sort_keys=True),
                 "wall_s": result.metrics.wall_s,
             },
         )

@@ -80,9 +80,10 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
 @needs_shared
 def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_dir, tmp_path, capsys):
     """The real Binance BTC/USDT export, cut to its newest 140 days (the file runs newest first),
-    through `workflows run` in the ci profile with 2 folds of 7 days: the report's headline rests
-    on the pooled walk-forward hours, with the controls, the corrected family and the volatility
-    tests, the per-fold table and the skill figure."""
+    through `workflows run` in the ci profile backfilling 2 monthly forecast periods: the report's
+    headline rests on the pooled forecast log, with the controls, the corrected family and the
+    volatility tests, the per-period table and the skill figure; its attention sections read the
+    newest period's models on that period's hours."""
     lines = BTC_FILE.read_text().splitlines()
     short = tmp_path / "Binance_BTCUSDT_1h.csv"
     short.write_text("\n".join(lines[: 1 + 140 * 24]) + "\n")
@@ -91,10 +92,8 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
         str(short),
         "--profile",
         "ci",
-        "--folds",
+        "--periods",
         "2",
-        "--fold-days",
-        "7",
         "--train-days",
         "60",
         "--min-train-days",
@@ -104,7 +103,10 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     out = capsys.readouterr().out
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
     assert "Data sources:" in report and "SYNTHETIC" not in report
-    assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
+    assert "**Evidence:** walk-forward: the forecast log, 2 monthly periods (2021-05 to 2021-06)" in report
+    assert "backfilling 2 monthly forecast periods, 2021-05 to 2021-06" in out
+    assert "**Models and hours read:** the forecast periods' models of 2021-06 (" in report
+    assert "on that period's 193 hours, 2021-06-01 00:00 to 2021-06-09 00:00 UTC" in report
     assert "**Bottom line:**" in report and "Holm-corrected over the family of 41 comparisons" in report
     for section in (
         "## Forecasts against baselines and controls (pooled walk-forward test hours)",
@@ -113,13 +115,13 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
         "## Volatility",
         "### Where the volatility model looks",
         "## The family of comparisons",
-        "## The model assets on their own test split (descriptive)",
     ):
         assert section in report
     for control in ("no_attention_lstm", "no_attention_reference", "ridge_ar48", "ridge_features"):
         assert f"| {control} |" in report
     for baseline in ("GARCH(1,1)", "EWMA (0.94)", "rolling 24 h", "constant training variance"):
         assert f"| {baseline} |" in report
+    assert "## The model assets on their own test split" not in report  # the period models are the log's
     assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000
     assert "Bottom line" in out
 

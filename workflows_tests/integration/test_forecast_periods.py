@@ -23,10 +23,10 @@ from workflows.ml.periods import ForecastPeriod, PeriodConfig, training_bounds
 from workflows.ml.windows import WindowSpec
 
 UTC = timezone.utc
-SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 40, "min_train_days": 30, "val_days": 7}
-CFG = PeriodConfig(train_days=40, min_train_days=30, val_days=7)
-# 2025-09-13 .. 2026-01-02 (exclusive): December complete, then a day of January
-CANDLES = generate_candles(SyntheticSpec(days=111, seed=3, end=datetime(2026, 1, 2, tzinfo=UTC)))
+SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 25, "min_train_days": 20, "val_days": 5, "max_epochs": 1}
+CFG = PeriodConfig(train_days=25, min_train_days=20, val_days=5)
+# 2025-10-24 .. 2026-01-02 (exclusive): December complete, then a day of January
+CANDLES = generate_candles(SyntheticSpec(days=70, seed=3, end=datetime(2026, 1, 2, tzinfo=UTC)))
 
 
 def _land(data_dir, instance, until: datetime) -> None:
@@ -73,19 +73,18 @@ def _rows(data_dir, period: str) -> pl.DataFrame:
 @pytest.mark.slow
 def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_the_log(instance, data_dir, one_thread):
     _land(data_dir, instance, datetime(2025, 12, 20, tzinfo=UTC))
-    _, trained, _ = _period(data_dir, instance, "2025-11-01")
-    assert trained == len(PERIOD_KINDS)  # 6 model kinds and 2 twins, each trained once
     _, trained, added = _period(data_dir, instance, "2025-12-01")
-    assert trained == len(PERIOD_KINDS) and added["hours_added"] == 19 * 24 - 24
-    nov_rows, dec_rows = _rows(data_dir, "2025-11-01"), _rows(data_dir, "2025-12-01")
+    assert trained == len(PERIOD_KINDS)  # 6 model kinds and 2 twins, each trained once
+    assert added["hours_added"] == 19 * 24 - 24  # the origins whose 24 target hours have arrived
+    dec_rows = _rows(data_dir, "2025-12-01")
 
     # one more day of candles inside December: nothing trains, that day's forecasts are added
     _land(data_dir, instance, datetime(2025, 12, 21, tzinfo=UTC))
     _, trained, added = _period(data_dir, instance, "2025-12-01")
     assert trained == 0 and added["hours_added"] == 24 and added["rows_replaced"] == 0 and not added["recomputed"]
     after = _rows(data_dir, "2025-12-01")
+    assert after.height > dec_rows.height
     assert after.filter(pl.col("origin_ts") <= dec_rows["origin_ts"].max()).equals(dec_rows)  # untouched
-    assert _rows(data_dir, "2025-11-01").equals(nov_rows)
 
     # into January: its models train once (warm-started from December's); a rerun trains nothing
     _land(data_dir, instance, datetime(2026, 1, 2, tzinfo=UTC))
@@ -99,11 +98,12 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     # the newest period's model has seen every hour before January, less validation and embargo
     ckpt = load_checkpoint(jan.output_for_node("multitask_period_model")["path"])
     b = training_bounds(ForecastPeriod.from_key("2026-01-01"), WindowSpec(), CFG)
-    assert ckpt.training.train_end_ts == b.iso(b.train_hi - 1) == "2025-12-07T23:00:00+00:00"
-    assert ckpt.training.last_target_ts is not None and ckpt.training.last_target_ts < "2025-12-31T00:00"
+    assert ckpt.training.train_end_ts == b.iso(b.train_hi - 1) == "2025-12-20T23:00:00+00:00"
+    # its last validation target: 24 hours after the last validation window, before January's embargo ends
+    assert ckpt.training.last_target_ts == b.iso(b.val_hi - 1 + 24) == "2025-12-29T23:00:00+00:00"
 
     # the code version is recorded per period: a bump of MODEL_CODE_VERSION leaves every period behind it
-    for period in ("2025-11-01", "2025-12-01", "2026-01-01"):
+    for period in ("2025-12-01", "2026-01-01"):
         record = instance.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey("attention_lstm_period_model"),
@@ -117,8 +117,8 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
         ev = fl.pooled_evaluation(con, "BTCUSDT")
         fs, periods = fl.forecast_set_from_rows(fl.load_log(con, "BTCUSDT"))
-    assert ev is not None and periods == ["2025-11-01", "2025-12-01"]  # January has no judged hour yet
-    assert ev.hours == len(fs) == 720 + 744 - 24 and ev.mode == "walk_forward"
+    assert ev is not None and periods == ["2025-12-01"]  # January has no judged hour yet
+    assert ev.hours == len(fs) == 744 and ev.mode == "walk_forward"
     zero = fs.actual**2
     own = (fs.returns["attention_lstm"] - fs.actual) ** 2
     assert ev.returns["attention_lstm"].skill_vs_zero == 1 - np.mean(own) / np.mean(zero)
