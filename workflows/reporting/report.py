@@ -224,7 +224,11 @@ def attention_source(models: dict[str, tuple[str | None, str]], test_end_ts) -> 
     """One sentence: the models (name -> (period key or None, checkpoint file)) and the hours the attention
     analysis reads. Period models: the forecast log's, on their period's hours."""
     ts = np.asarray(test_end_ts)
-    hours = f"{len(ts):,} hours, {str(ts.min())[:16]} to {str(ts.max())[:16]} UTC" if len(ts) else "no hours"
+
+    def minute(t) -> str:
+        return str(t)[:16].replace("T", " ")
+
+    hours = f"{len(ts):,} hours, {minute(ts.min())} to {minute(ts.max())} UTC" if len(ts) else "no hours"
     periods = {p[:7] for p, _ in models.values() if p}
     files = ", ".join(f"{m} `{f}`" for m, (_, f) in models.items())
     if periods and all(p for p, _ in models.values()):
