@@ -102,4 +102,5 @@ bench-distributed: $(STAMP)
 	$(BIN)/python -m benchmarks.distributed
 
 clean-data:
-	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports
+	rm -rf $(WORKFLOWS_DATA_DIR)/warehouse.duckdb* $(WORKFLOWS_DATA_DIR)/checkpoints $(WORKFLOWS_DATA_DIR)/reports \
+		$(WORKFLOWS_DATA_DIR)/outputs

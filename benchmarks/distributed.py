@@ -85,7 +85,7 @@ def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -
     """In a fresh process: land the symbols in process, then time `retrain` (in process or on Celery)."""
     import dagster as dg
 
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
     from workflows_tests.helpers.executors import ingest_in_process_job, retrain_celery_job, retrain_in_process_job
 
     instance = dg.DagsterInstance.from_config(str(home))
@@ -101,7 +101,7 @@ def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -
         )
         assert result.success, symbol
     target = retrain_celery_job if mode == "celery" else retrain_in_process_job
-    config = {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS}}
+    config = {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in model_kinds()}}
     print("TIMING_START", time.time(), flush=True)
     for symbol in symbols:
         result = dg.execute_job(

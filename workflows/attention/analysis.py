@@ -33,7 +33,7 @@ from workflows.attention import metrics as am
 from workflows.attention import sanity
 from workflows.attention.metrics import AttentionSummary, ProfileBootstrap
 from workflows.attention.sanity import Attribution, DeletionTest, UniformAblation
-from workflows.attention.volatility import VolatilityAttention, volatility_attention
+from workflows.attention.volatility import SEASONAL_LAG, VolatilityAttention, volatility_attention
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.training import TrainConfig
 from workflows.ml.windows import WindowData
@@ -425,8 +425,20 @@ def analyse(
     vol = None
     if output == "vol_next":
         ctrl = {c: o["attention"] for c, o in outputs.items()}
+        features = list(data.spec.features)
+        # the |log return| input 24 hours before each predicted hour (scaled units: partialling is affine-free)
+        size_24h = (
+            np.abs(data.test.x[:, -SEASONAL_LAG, features.index("log_return")]) if "log_return" in features else None
+        )
         vol = volatility_attention(
-            attention, ctrl, data.test.end_ts, data.train.end_ts, data.train.raw_ret, resamples=resamples, seed=seed
+            attention,
+            ctrl,
+            data.test.end_ts,
+            data.train.end_ts,
+            data.train.raw_ret,
+            resamples=resamples,
+            seed=seed,
+            size_24h=size_24h,
         )
     return replace(
         an,

@@ -184,8 +184,12 @@ class DeletionTest:
 
     `faithful`: each window's own top-k hours move forecasts more than the top-k
     positions of other windows (matched p < ALPHA, `draws` permutations) and at least
-    `margin` times as much on average: the map marks, window by window, hours that
-    matter beyond where it looks on average.
+    `margin` times as much on average, AND more than deleting the window's k hours
+    with the largest inputs (the size baseline: block-bootstrap interval of the ratio
+    above 1): the map marks, window by window, hours that matter beyond where it looks
+    on average and beyond where the inputs are merely large. Deleting a large input
+    moves any forecast; a map that only points at large inputs (on a model that never
+    reads its attention) passes the matched test but not the size baseline.
     `positions_matter`: the top-k deletion beats k uniformly random hours (p < ALPHA,
     ratio >= margin) and the k most recent hours (block-bootstrap interval of the ratio
     above 1): the hours attended to matter more than random ones and than a recency
@@ -212,9 +216,20 @@ class DeletionTest:
     margin: float
     faithful: bool
     positions_matter: bool
+    size_change: float = float("nan")  # deleting each window's k largest-|input| hours
+    size_ratio: float = float("nan")
+    size_ratio_ci: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def beats_size(self) -> bool:
+        return bool(self.size_ratio_ci[0] > 1)
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "recency_ratio_ci": list(self.recency_ratio_ci)}
+        return {
+            **self.__dict__,
+            "recency_ratio_ci": list(self.recency_ratio_ci),
+            "size_ratio_ci": list(self.size_ratio_ci),
+        }
 
 
 def _deleted(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -241,8 +256,8 @@ def deletion_test(
     device: str = "auto",
     output: str = "ret",
 ) -> DeletionTest:
-    """Top-k deletion against the position-matched null, the recency baseline and random hours
-    (1 + draws + 1 + random_draws forward passes over the windows, on `device`)."""
+    """Top-k deletion against the position-matched null, the largest-|input| hours, the recency baseline
+    and random hours (1 + draws + 2 + random_draws forward passes over the windows, on `device`)."""
     rng = np.random.default_rng(seed)
     n, t = attention.shape
     top = np.argsort(-attention, axis=1, kind="stable")[:, :k]
@@ -259,6 +274,8 @@ def deletion_test(
             matched[j] = changes(partner).mean()
             overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).mean()
         recent_changes = changes(np.broadcast_to(np.arange(t - k, t), (n, k)))
+        size = np.abs(np.asarray(x, float)).sum(axis=2)  # |input| of each hour, summed over its features
+        size_changes = changes(np.argsort(-size, axis=1, kind="stable")[:, :k])
         random_null = np.array(
             [changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).mean() for _ in range(random_draws)]
         )
@@ -270,6 +287,10 @@ def deletion_test(
     matched_ratio, matched_p = ratio(top_change, float(matched.mean())), _mc_p(matched, top_change)
     random_ratio, random_p = ratio(top_change, float(random_null.mean())), _mc_p(random_null, top_change)
     recency_ci = am.ratio_interval(top_changes, recent_changes, resamples=resamples, seed=seed)
+    if size_changes.mean() > 0:
+        size_ci = am.ratio_interval(top_changes, size_changes, resamples=resamples, seed=seed)
+    else:  # the largest inputs move nothing: any change beats them
+        size_ci = (np.inf, np.inf) if top_change > 0 else (1.0, 1.0)
     return DeletionTest(
         k=k,
         windows=n,
@@ -288,8 +309,11 @@ def deletion_test(
         random_ratio=random_ratio,
         random_p_value=random_p,
         margin=margin,
-        faithful=bool(matched_p < ALPHA and matched_ratio >= margin),
+        faithful=bool(matched_p < ALPHA and matched_ratio >= margin and size_ci[0] > 1),
         positions_matter=bool(random_p < ALPHA and random_ratio >= margin and recency_ci[0] > 1),
+        size_change=float(size_changes.mean()),
+        size_ratio=ratio(top_change, float(size_changes.mean())),
+        size_ratio_ci=(float(size_ci[0]), float(size_ci[1])),
     )
 
 

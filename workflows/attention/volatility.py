@@ -14,13 +14,21 @@ shuffled targets. Three readings, all from test-window attention and training ho
 * profile against autocorrelation: Spearman rank correlation of the mean attention
   per lag (1 .. window hours ago) with the autocorrelation of absolute returns at the
   same lags on the training hours (pairs exactly k hours apart, so gaps are never
-  bridged), beside the controls' correlations; the lags where each peaks;
+  bridged), with a block-bootstrap 95% interval over test windows, beside the same
+  for each control; "ranks like the autocorrelation" only when the model's interval
+  lies above 0 and above every control's interval. SciPy's p-value treats the 48
+  smooth lags as independent (any recency profile "rejects" against a decaying
+  autocorrelation), so it is not used; an untrained or shuffled-target model whose
+  profile merely decays with lag ranks as well as the model and is not credited;
 * by hour of day: the weight on 24 h ago by the UTC hour of the predicted hour,
   beside the mean absolute return of that hour on the training hours. The test is the
   correlation, over test windows, of each window's weight on 24 h ago with the
   training-hours volatility of its predicted hour of day, with a block-bootstrap 95%
-  interval (blocks of 48 windows); "follows the daily cycle" when the interval's lower
-  end is above 0 and above the controls' correlations. Spearman's correlation of the
+  interval (blocks of 48 windows), with the size of the input 24 hours ago (|r| of that
+  hour) partialled out of both (a map that weighs large inputs would otherwise follow
+  the cycle through them: busy hours of day have large returns); "follows the daily
+  cycle" when the interval's lower end is above 0 and above the controls' correlations
+  (partialled the same way). Spearman's correlation of the
   two 24-hour profiles is shown as description only (24 smooth points).
 """
 
@@ -62,6 +70,7 @@ class HourOfDay:
     correlation_ci: tuple[float, float]  # block bootstrap, 95%
     control_correlation: dict[str, float] = field(default_factory=dict)
     control_lag24_lift: dict[str, list[float]] = field(default_factory=dict)  # the controls' lag24_lift
+    partialled: bool = False  # the size of the input 24 hours ago partialled out of the correlations
 
     @property
     def follows_cycle(self) -> bool:
@@ -76,12 +85,14 @@ class VolatilityAttention:
     profile: list[float]  # mean attention per lag, sums to 1
     acf: list[float]  # autocorrelation of |r| per lag, training hours
     spearman: float  # profile vs acf over the lags
-    spearman_p: float  # scipy's, which ignores the smoothness of both profiles: read beside the controls
+    spearman_p: float  # scipy's, which ignores the smoothness of both profiles: not used in any verdict
     control_spearman: dict[str, float]
     attention_peaks: list[int]  # lags of the largest local maxima of the profile (up to 3)
     acf_peaks: list[int]  # same for the autocorrelation
     hour_of_day: HourOfDay | None = None
     control_profiles: dict[str, list[float]] = field(default_factory=dict)
+    spearman_ci: tuple[float, float] = (float("nan"), float("nan"))  # block bootstrap over windows, 95%
+    control_spearman_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def shared_peaks(self) -> list[int]:
@@ -90,9 +101,9 @@ class VolatilityAttention:
 
     @property
     def matches_acf(self) -> bool:
-        """Rank correlation positive and above every control's."""
-        bound = max(self.control_spearman.values(), default=0.0)
-        return bool(self.spearman > 0 and self.spearman > bound and self.spearman_p < 0.05)
+        """The rank correlation's interval lies above 0 and above every control's interval."""
+        bound = max((hi for _lo, hi in self.control_spearman_ci.values()), default=0.0)
+        return bool(self.spearman_ci[0] > 0 and self.spearman_ci[0] > bound)
 
     def group(self, name: str) -> LagGroup:
         return next(g for g in self.groups if g.name == name)
@@ -174,6 +185,33 @@ def _correlation_interval(
     return float(lo), float(hi)
 
 
+def profile_rank_interval(
+    weights: np.ndarray, acf: np.ndarray, resamples: int = am.DEFAULT_RESAMPLES, seed: int = 0, level: float = am.LEVEL
+) -> tuple[float, float]:
+    """Percentile block-bootstrap interval of Spearman's correlation between the mean profile by lag of
+    `weights` (N, T; windows in time order, resampled in blocks) and `acf` (T,), over the finite lags."""
+    ok = np.isfinite(acf)
+    profiles = am.block_bootstrap_means(by_lag(weights)[:, ok], resamples=resamples, seed=seed)
+    ranks = stats.rankdata(profiles, axis=1)
+    ranks = ranks - ranks.mean(axis=1, keepdims=True)
+    target = stats.rankdata(acf[ok])
+    target = target - target.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (ranks @ target) / (np.sqrt((ranks**2).sum(axis=1)) * np.sqrt(target @ target))
+    rho = np.where(np.isfinite(rho), rho, 0.0)
+    lo, hi = np.percentile(rho, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def _partial_out(values: np.ndarray, covariate: np.ndarray | None) -> np.ndarray:
+    """Residuals of `values` after a least-squares fit on [1, covariate] (the values unchanged without one)."""
+    if covariate is None:
+        return values
+    x = np.column_stack([np.ones(len(values)), np.asarray(covariate, float)])
+    beta = np.linalg.lstsq(x, values, rcond=None)[0]
+    return values - x @ beta
+
+
 def hour_of_day(
     weights: np.ndarray,
     predicted_hour: np.ndarray,
@@ -182,7 +220,10 @@ def hour_of_day(
     control_weights: dict[str, np.ndarray] | None = None,
     resamples: int = am.DEFAULT_RESAMPLES,
     seed: int = 0,
+    size_24h: np.ndarray | None = None,
 ) -> HourOfDay:
+    """`size_24h` (N,): the |input| of the hour 24 hours before each predicted hour, partialled out of the
+    window-level correlations when given."""
     t = weights.shape[1]
     lag24 = by_lag(weights)[:, SEASONAL_LAG - 1] * t
     hod = np.asarray(predicted_hour) % 24
@@ -197,20 +238,25 @@ def hour_of_day(
     cycle = np.bincount(thod, weights=a, minlength=24) / np.maximum(np.bincount(thod, minlength=24), 1)
     ok = np.isfinite(lift)
     rho = _spearman(lift[ok], cycle[ok])[0] if ok.sum() >= 4 else float("nan")
-    busy = cycle[hod]  # the training-hours volatility of each window's predicted hour of day
-    controls = {c: _correlation(by_lag(w)[:, SEASONAL_LAG - 1], busy) for c, w in (control_weights or {}).items()}
+    busy = _partial_out(cycle[hod], size_24h)  # the training-hours volatility of each window's predicted hour
+    controls = {
+        c: _correlation(_partial_out(by_lag(w)[:, SEASONAL_LAG - 1], size_24h), busy)
+        for c, w in (control_weights or {}).items()
+    }
+    lag24_partial = _partial_out(lag24, size_24h)
     return HourOfDay(
         lag24_lift=[float(x) for x in lift],
         abs_return_pct=[float(100 * x) for x in cycle],
         windows=[int(c) for c in counts],
         spearman=rho,
-        correlation=_correlation(lag24, busy),
-        correlation_ci=_correlation_interval(lag24, busy, resamples, seed),
+        correlation=_correlation(lag24_partial, busy),
+        correlation_ci=_correlation_interval(lag24_partial, busy, resamples, seed),
         control_correlation=controls,
         control_lag24_lift={
             c: [float(x) for x in by_hour(by_lag(w)[:, SEASONAL_LAG - 1] * t)]
             for c, w in (control_weights or {}).items()
         },
+        partialled=size_24h is not None,
     )
 
 
@@ -222,9 +268,11 @@ def volatility_attention(
     train_returns: np.ndarray,
     resamples: int = am.DEFAULT_RESAMPLES,
     seed: int = 0,
+    size_24h: np.ndarray | None = None,
 ) -> VolatilityAttention:
     """`attention` (N, T) over test windows ending at `test_end_ts`; `train_returns` the next-hour returns of
-    the training windows ending at `train_end_ts` (so hour end + 1 is the hour of each return)."""
+    the training windows ending at `train_end_ts` (so hour end + 1 is the hour of each return); `size_24h` the
+    |return| input 24 hours before each predicted hour (partialled out of the hour-of-day reading)."""
     t = attention.shape[1]
     groups_model = group_lifts(attention, resamples, seed)
     groups_ctrl = {c: group_lifts(w, resamples, seed) for c, w in control_attention.items()}
@@ -259,7 +307,9 @@ def volatility_attention(
         attention_peaks=local_peaks(profile),
         acf_peaks=local_peaks(acf),
         hour_of_day=hour_of_day(
-            attention, predicted_hour, train_hour, train_returns, control_attention, resamples, seed
+            attention, predicted_hour, train_hour, train_returns, control_attention, resamples, seed, size_24h
         ),
         control_profiles={c: [float(x) for x in prof] for c, prof in control_profiles.items()},
+        spearman_ci=profile_rank_interval(attention, acf, resamples, seed),
+        control_spearman_ci={c: profile_rank_interval(w, acf, resamples, seed) for c, w in control_attention.items()},
     )

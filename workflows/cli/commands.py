@@ -44,9 +44,9 @@ def _instance():
 def _after_candles() -> list:
     import dagster as dg
 
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
 
-    names = ["features", *(f"{k}_model" for k in MODEL_KINDS), "evaluation", "attention_tensors"]
+    names = ["features", *(f"{k}_model" for k in model_kinds()), "evaluation", "attention_tensors"]
     names += ["attention_analysis", "report", "production_model", "latest_forecast"]
     return [dg.AssetKey(n) for n in names]
 
@@ -164,7 +164,13 @@ def _no_candles(symbol: str, paths: DataPaths, landed: dict[str, int]) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from workflows.data.ingest import move_to_processed, move_to_quarantine, read_files, scan_incoming
+    from workflows.data.ingest import (
+        move_to_processed,
+        move_to_quarantine,
+        read_files,
+        scan_incoming,
+        unchanged_since_read,
+    )
 
     paths = DataPaths.resolve(args.data_dir).ensure()
     scan = scan_incoming(paths)
@@ -174,14 +180,18 @@ def cmd_ingest(args) -> int:
         print(f"no files in {paths.incoming}")
         return 0
 
-    results, failures = read_files(scan.files)
-    for path, error in failures:
+    # each file on its own: one that cannot be read is quarantined with its reason, the others go on
+    reads = read_files(scan.files)
+    for path, error in reads.failures:
         target = move_to_quarantine(path, paths, str(error))
         print(f"quarantined {path.name}: {error} -> {target}", file=sys.stderr)
+    for path, error in reads.pending:
+        print(f"left {path.name} in incoming/: {error}", file=sys.stderr)
 
     files_by_symbol: dict[str, list[str]] = defaultdict(list)
     symbols_by_file: dict[str, set[str]] = defaultdict(set)
-    for path, result in zip([p for p in scan.files if p not in {f for f, _ in failures}], results):
+    read_of = {str(path): result for path, result in reads.results}
+    for path, result in reads.results:
         symbols = result.symbols or (
             [] if result.rejected.is_empty() else sorted(set(result.rejected["symbol"].drop_nulls()))
         )
@@ -205,18 +215,21 @@ def cmd_ingest(args) -> int:
     for file, symbols in symbols_by_file.items():
         if symbols & failed_symbols:
             print(f"kept {Path(file).name} in incoming/: its run failed; fix and rerun `make ingest`", file=sys.stderr)
+        elif not unchanged_since_read(Path(file), read_of[file]):
+            print(f"kept {Path(file).name} in incoming/: it changed after it was read; it is read again next time")
         else:
             move_to_processed(Path(file), paths)
-    if failures or scan.refused:
+    if reads.failures or scan.refused:
         print(
-            f"{len(failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}", file=sys.stderr
+            f"{len(reads.failures)} file(s) quarantined, {len(scan.refused)} refused: see {paths.quarantine}",
+            file=sys.stderr,
         )
     return 1 if failed_symbols else 0
 
 
 # `make demo` without a profile: the two designs the finding is about in the `cpu` profile (the reference
-# recipe exactly, and the learning design), every other model in `ci`, so that it ends within minutes.
-DEMO_PROFILES = {"attention_lstm": "cpu", "reference_lstm": "cpu"}
+# recipe exactly, and the learning design: `ModelKind.demo_profile`), every other model in `ci`, so that it
+# ends within minutes.
 DEMO_OTHERS = "ci"
 DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
 # 120 days hold two monthly forecast periods when a period's models need 45 days of training history.
@@ -224,12 +237,12 @@ DEMO_MIN_TRAIN_DAYS = 45
 
 
 def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
 
     days = getattr(args, "history_days", None) or None
     window = {"history_days": days} if days else {}
     ops = {
-        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in MODEL_KINDS
+        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in model_kinds()
     }
     # the evaluation pools the periods this command backfilled; the attention assets and the report follow the
     # models' history window (recorded in their outputs)
@@ -239,13 +252,12 @@ def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> di
     return ops
 
 
-# A no-attention twin is trained with its design's profile.
-TWIN_DESIGN = {"no_attention_lstm": "attention_lstm", "no_attention_reference": "reference_lstm"}
-
-
 def _period_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
     """Run config of the period models: each kind's profile and the period settings."""
     from workflows.defs.assets_periods import PERIOD_KINDS
+    from workflows.ml.profiles import twins
+
+    design_of = {twin: design for design, twin in twins().items()}  # a twin trains with its design's profile
 
     settings = {
         k: v
@@ -254,7 +266,7 @@ def _period_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> d
     }
     chosen = per_kind or {}
     return {
-        f"{kind}_period_model": {"config": {"profile": chosen.get(TWIN_DESIGN.get(kind, kind), profile)} | settings}
+        f"{kind}_period_model": {"config": {"profile": chosen.get(design_of.get(kind, kind), profile)} | settings}
         for kind in PERIOD_KINDS
     }
 
@@ -320,19 +332,19 @@ def _window(args) -> str:
 def cmd_demo(args) -> int:
     import time
 
-    from workflows.ml.profiles import PROFILE_ENV, resolve_profile
+    from workflows.ml.profiles import PROFILE_ENV, demo_profiles, resolve_profile
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
     chosen = args.profile or os.environ.get(PROFILE_ENV)
     profile = resolve_profile(chosen or DEMO_OTHERS)
-    per_kind = None if chosen else DEMO_PROFILES
+    per_kind = None if chosen else demo_profiles()
     instance = _instance()
     print(f"data folder: {paths.root}")
     profiles = (
         f"profile '{profile}'"
         if per_kind is None
-        else f"profile 'cpu' for {' and '.join(DEMO_PROFILES)} (the designs compared), '{DEMO_OTHERS}' for the rest"
+        else f"profile 'cpu' for {' and '.join(per_kind)} (the designs compared), '{DEMO_OTHERS}' for the rest"
     )
     print(
         f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}, planted lag "
@@ -559,10 +571,19 @@ def _sources(paths: DataPaths, symbol: str) -> set[str]:
         return {s.split(":")[0] for s in candle_sources(con, symbol)}
 
 
+def _summary_lines(result) -> list[str]:
+    """The report's bottom line and summary sentences, from the run's typed results."""
+    from workflows.reporting.report import bottom_line, summary_sentences
+
+    ev = result.output_for_node("evaluation")
+    analyses = result.output_for_node("attention_analysis")
+    return [bottom_line(ev), *(f"- {s}" for s in summary_sentences(ev, analyses))]
+
+
 def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, landed=None) -> int:
     import time
 
-    from workflows.ml.profiles import MODEL_KINDS
+    from workflows.ml.profiles import model_kinds
 
     if not result.success:
         print(f"{what} run {result.run_id} failed; see `make ui` for its logs", file=sys.stderr)
@@ -571,7 +592,7 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, l
         meta = _metadata(result, key) or (_metadata(landed, key) if landed is not None else {})
         print(f"  {key}: {meta.get('dagster/row_count', '?')} rows")
     print(f"  {'model':<16} {'params':>9} {'epochs':>6} {'val skill vs zero':>18} {'device':>6} {'wall s':>7}")
-    for kind in MODEL_KINDS:
+    for kind in model_kinds():
         meta = _metadata(result, f"{kind}_model")
         print(
             f"  {kind:<16} {meta.get('parameters', 0):>9,} {meta.get('epochs_run', 0):>6} "
@@ -580,9 +601,8 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, l
         )
     report_dir = paths.reports / symbol
     report = report_dir / "attention_report.md"
-    summary = report.read_text().split("## Summary", 1)[1].split("\n## ", 1)[0].strip() if report.exists() else ""
-    print("\nSummary (from the report):")
-    for line in summary.splitlines():
+    print("\nSummary (as in the report):")
+    for line in _summary_lines(result):
         print("  " + line.replace("**", ""))
     print(f"\nreport: {report}")
     for png in sorted(report_dir.glob("*.png")):
@@ -616,6 +636,39 @@ def cmd_pools(args) -> int:
             return done.returncode
         print(f"pool {pool}: limit {limit}")
     return 0
+
+
+def cmd_remove_source(args) -> int:
+    """Take one source file's rows out of a symbol (e.g. a file that should never have landed), then run the
+    symbol's candles (checking every stored hour again) and features."""
+    import duckdb
+
+    from workflows.data.warehouse import remove_source
+
+    symbol = _symbol(args.symbol)
+    source = Path(args.file).name  # candles record the file's name, not its folder
+    paths = DataPaths.resolve(args.data_dir).ensure()
+    if not paths.warehouse.exists():
+        return _no_candles(symbol, paths, {})
+    with duckdb.connect(str(paths.warehouse)) as con:
+        sources = dict(
+            con.execute("SELECT source, count(*) FROM candles WHERE symbol = ? GROUP BY 1", [symbol]).fetchall()
+        )
+        if source not in sources:
+            known = ", ".join(f"{name} ({n:,} hours)" for name, n in sorted(sources.items())) or "none"
+            print(f"{symbol} holds no rows from {source!r}; its sources: {known}", file=sys.stderr)
+            return 2
+        removed, first = remove_source(con, symbol, source)
+    print(f"removed {removed:,} rows of {source} from {symbol} (from {first:%Y-%m-%d %H:%M} UTC on)")
+    result = run_for_symbol(
+        _instance(), symbol, {"source": "files", "files": [], "full_validation": True}, verbose=args.verbose
+    )
+    print(
+        f"{symbol}: candles re-checked and features rebuilt: run {result.run_id} {'ok' if result.success else 'FAILED'}"
+    )
+    for message in [] if result.success else _failure_messages(result):
+        print(f"  {message}", file=sys.stderr)
+    return 0 if result.success else 1
 
 
 def cmd_doctor(args) -> int:
@@ -709,12 +762,15 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="fewest training days a period needs (default 60; demo 45); less history: one split",
         )
+    remove = sub.add_parser("remove-source", help="take one source file's rows out of a symbol, then re-check it")
+    remove.add_argument("symbol")
+    remove.add_argument("file", help="the source file's name, as in the candles' `source` column")
     pools = sub.add_parser("pools", help="size the gpu pool to this machine's devices (duckdb stays at 1)")
     pools.add_argument(
         "--cpu-trainings", type=int, default=None, help="CPU only: trainings side by side (default: cores / 4)"
     )
     sub.add_parser("doctor", help="print torch's version, build (CUDA or CPU), device and threads, and the folders")
-    for p in (ingest, demo, run, fetch, repro):
+    for p in (ingest, demo, run, fetch, repro, remove):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
     if getattr(args, "history_days", None) is not None and args.history_days < 1:
@@ -726,6 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         "fetch": cmd_fetch,
         "reproduce": cmd_reproduce,
         "pools": cmd_pools,
+        "remove-source": cmd_remove_source,
         "doctor": cmd_doctor,
     }
     try:

@@ -6,10 +6,9 @@ event log (the UI shows it); with `verbose`, Dagster's own console logger prints
 as well. The lines come from the run's event log (public `DagsterInstance` API), read
 while the run executes in a worker thread, so no domain code prints anything: the
 training loop's `callback(EpochReport)` and the walk-forward's `progress` reach the
-event log through the assets' `context.log`, and are parsed back here.
+event log through the assets' `context.log` as `ml.progress` lines, parsed back here by the same module.
 """
 
-import re
 import sys
 import threading
 import time
@@ -21,10 +20,9 @@ from typing import TypeVar
 import dagster as dg
 from tqdm import tqdm
 
-# "member 2/5 epoch 3/20: ..." (model assets), "fold 1/4: attention_lstm trained ..." (walk-forward)
-EPOCH = re.compile(r"^(?:member (\d+)/(\d+) )?epoch (\d+)/(\d+)")
+from workflows.ml.progress import EpochProgress, FoldProgress, parse_progress
+
 BAR = "{desc}: {percentage:3.0f}%|{bar:24}| {n}/{total} [{elapsed}] {postfix}"
-FOLD = re.compile(r"^fold (\d+)/(\d+)(?::| done)")
 
 T = TypeVar("T")
 
@@ -94,14 +92,14 @@ class StepRenderer:
         if entry.level >= 30:  # logging.WARNING: in full
             self._print(f"  {'WARNING' if entry.level < 40 else 'ERROR'} {step}: {message}")
             return
-        if m := EPOCH.match(message):
-            member, members, epoch, epochs = m.groups()
-            desc = f"  {step}" + (f" member {member}/{members}" if member else "")
-            self._bar((step, member), int(epochs), desc, int(epoch), message.split(": ", 1)[-1][:60])
-        elif m := FOLD.match(message):
-            fold, folds = int(m.group(1)), int(m.group(2))
-            done = " done" in message.split(":", 1)[0]
-            self._bar((step, "folds"), folds, f"  {step} folds", fold if done else fold - 1, message[:70])
+        progress = parse_progress(message)
+        if isinstance(progress, EpochProgress):
+            member = progress.member
+            desc = f"  {step}" + (f" member {member}/{progress.members}" if member is not None else "")
+            self._bar((step, member), progress.epochs, desc, progress.epoch, progress.detail[:60])
+        elif isinstance(progress, FoldProgress):
+            done = progress.fold if progress.done else progress.fold - 1
+            self._bar((step, "folds"), progress.folds, f"  {step} folds", done, message[:70])
 
 
 def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, poll_s: float = 0.3, stream=None) -> T:

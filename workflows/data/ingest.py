@@ -4,6 +4,13 @@ The original bytes of an input file are never deleted: a file that was read goes
 to `processed/`, a file that cannot be read as a whole goes to `quarantine/`
 with a `<name>.reason` file beside it. Both moves are atomic renames within the
 data folder, and never overwrite an earlier file of the same name.
+
+Files are landed only when complete. Writers copy a file in as `NAME.part` (or
+`.partial`, `.tmp`, or a dot-name) and rename it to `NAME` when done: those names
+are never read. A file whose size or modification time changes while it is read
+is left in `incoming/` for the next pass (`FileChangedError`), and a file is moved
+to `processed/` only if it is still the version that was read; a later, longer
+version is read again (landing is idempotent).
 """
 
 from collections import Counter
@@ -15,7 +22,7 @@ import duckdb
 import polars as pl
 
 from workflows.data.sources.candles import CandleSourceError, ReadResult
-from workflows.data.sources.files import read_candle_file
+from workflows.data.sources.files import FileChangedError, file_version, read_candle_file
 from workflows.data.warehouse import CandleSpan, UpsertStats, record_rejections, upsert_candles
 from workflows.io import move_atomic, write_text_atomic
 from workflows.settings import DataPaths
@@ -122,14 +129,48 @@ def _reason_keys(rejected: pl.DataFrame) -> list[str]:
     return keys
 
 
-def read_files(files: list[Path]) -> tuple[list[ReadResult], list[tuple[Path, CandleSourceError]]]:
-    results, failures = [], []
+@dataclass
+class FileReads:
+    """Each file read on its own: what was read, what cannot be (quarantine it), what is still being written."""
+
+    results: list[tuple[Path, ReadResult]] = field(default_factory=list)
+    failures: list[tuple[Path, CandleSourceError]] = field(default_factory=list)
+    pending: list[tuple[Path, FileChangedError]] = field(default_factory=list)
+
+
+def read_files(files: list[Path]) -> FileReads:
+    reads = FileReads()
     for path in files:
         try:
-            results.append(read_candle_file(path))
+            reads.results.append((path, read_candle_file(path)))
+        except FileChangedError as exc:
+            reads.pending.append((path, exc))
         except CandleSourceError as exc:
-            failures.append((path, exc))
-    return results, failures
+            reads.failures.append((path, exc))
+    return reads
+
+
+def unchanged_since_read(path: Path, result: ReadResult) -> bool:
+    """The file is still the version `result` was read from (so moving it away loses nothing unread)."""
+    try:
+        return result.file_version is not None and file_version(path.stat()) == result.file_version
+    except FileNotFoundError:
+        return False
+
+
+def check_input_file(path: str | Path, paths: DataPaths, *, in_incoming: bool) -> Path:
+    """The rules for a file named in run config: a regular file, not a symbolic link, and, for a file the run
+    will move (`in_incoming`), one directly inside the incoming folder. Raises ValueError saying which rule."""
+    path = Path(path)
+    if path.is_symlink():
+        raise ValueError(f"{path}: symbolic links are not followed; copy the file itself")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    if in_incoming and path.resolve().parent != paths.incoming.resolve():
+        raise ValueError(
+            f"{path}: files that a run moves to processed/ must lie directly in {paths.incoming}; copy it there"
+        )
+    return path
 
 
 def missing_hours(span: CandleSpan) -> dict:

@@ -55,6 +55,18 @@ class UpsertStats:
     first_changed: datetime | None = None  # the first hour inserted or updated (UTC); None: nothing written
 
 
+def rollback(con: duckdb.DuckDBPyConnection, error: BaseException) -> None:
+    """Roll back after `error` without hiding it.
+
+    When COMMIT itself fails (disk full, file-size limit), DuckDB has already ended the
+    transaction and ROLLBACK raises "no transaction is active": that second error is only
+    noted on `error`, so the caller re-raises the one that says what went wrong."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as again:
+        error.add_note(f"(the ROLLBACK after it failed too: {again})")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DDL)
 
@@ -126,8 +138,8 @@ def upsert_candles(
             """
         ).fetchall()[0][0]
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as error:
+        rollback(con, error)
         raise
     finally:
         con.unregister("staged_candles")
@@ -158,12 +170,39 @@ def record_rejections(
             )
         con.execute("INSERT INTO candles_rejected SELECT * FROM staged_rejected")
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as error:
+        rollback(con, error)
         raise
     finally:
         con.unregister("staged_rejected")
     return rejected.height
+
+
+def remove_source(con: duckdb.DuckDBPyConnection, symbol: str, source: str) -> tuple[int, datetime | None]:
+    """Delete the candles of `symbol` last written from the file `source`, and that file's rejections for it.
+
+    Returns (rows removed, first hour removed). The symbol's features are marked for a rebuild
+    from that hour (`candles_changed`) in the same transaction. Rows another file wrote first
+    and `source` then overwrote go too: their earlier values are not kept (land that file again)."""
+    ensure_schema(con)
+    count, first = con.execute(
+        "SELECT count(*), min(ts) FROM candles WHERE symbol = ? AND source = ?", [symbol, source]
+    ).fetchone() or (0, None)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        if count:
+            con.execute("DELETE FROM candles WHERE symbol = ? AND source = ?", [symbol, source])
+            con.execute(
+                "INSERT INTO candles_changed VALUES (?, ?) "
+                "ON CONFLICT (symbol) DO UPDATE SET first_ts = least(candles_changed.first_ts, excluded.first_ts)",
+                [symbol, first],
+            )
+        con.execute("DELETE FROM candles_rejected WHERE file = ? AND symbol = ?", [source, symbol])
+        con.execute("COMMIT")
+    except BaseException as error:
+        rollback(con, error)
+        raise
+    return int(count), None if first is None else first.replace(tzinfo=timezone.utc)
 
 
 def load_candles(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
@@ -243,8 +282,8 @@ def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str,
         con.execute(f"DELETE FROM {table} WHERE symbol = ?", [symbol])
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_slice")
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as error:
+        rollback(con, error)
         raise
     finally:
         con.unregister("staged_slice")
@@ -419,8 +458,8 @@ def refresh_features(
         con.execute("INSERT INTO feature_state BY NAME SELECT * FROM staged_state")
         con.execute("INSERT OR REPLACE INTO feature_builds VALUES (?, ?, ?)", [symbol, STATE_VERSION, _now()])
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as error:
+        rollback(con, error)
         raise
     finally:
         con.unregister("staged_features")

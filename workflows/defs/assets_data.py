@@ -7,11 +7,18 @@ import dagster as dg
 from pydantic import Field
 
 from workflows.data.features import FEATURE_COLUMNS
-from workflows.data.ingest import land, missing_hours, move_to_processed
+from workflows.data.ingest import (
+    check_input_file,
+    land,
+    missing_hours,
+    move_to_processed,
+    move_to_quarantine,
+    unchanged_since_read,
+)
 from workflows.data.quality import candle_findings, feature_findings
-from workflows.data.sources.candles import CANDLE_COLUMNS, ReadResult
+from workflows.data.sources.candles import CANDLE_COLUMNS, CandleSourceError, ReadResult
 from workflows.data.sources.exchange import ExchangeClient, default_start, exchange_source
-from workflows.data.sources.files import read_candle_file
+from workflows.data.sources.files import FileChangedError, read_candle_file
 from workflows.data.sources.synthetic import SyntheticSpec, synthetic_source
 from workflows.data.warehouse import (
     candle_span,
@@ -25,6 +32,7 @@ from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_ch
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
+from workflows.settings import DataPaths
 
 OWNERS = ["team:forecasting"]
 
@@ -48,14 +56,38 @@ class CandlesConfig(dg.Config):
     )
 
 
-def _read_sources(config: CandlesConfig, symbol: str, last_ts) -> list[ReadResult]:
+def _read_files(context: dg.AssetExecutionContext, config: CandlesConfig, paths: DataPaths) -> list[ReadResult]:
+    """Each file on its own. Files from incoming/ (`archive`): one that cannot be read is quarantined with its
+    reason and one still being written is left for later, so neither blocks the rest; a file named by hand
+    (`workflows run FILE`) that cannot be read fails the run with the reason."""
+    results = []
+    for name in config.files:
+        try:
+            path = check_input_file(name, paths, in_incoming=config.archive)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from None
+        try:
+            results.append(read_candle_file(path))
+        except FileChangedError as exc:
+            context.log.warning(f"left {path.name} in incoming/: {exc}")
+        except CandleSourceError as exc:
+            if not config.archive:
+                raise dg.Failure(str(exc)) from None
+            move_to_quarantine(path, paths, str(exc))
+            context.log.warning(f"quarantined {path.name}: {exc}")
+    return results
+
+
+def _read_sources(
+    context: dg.AssetExecutionContext, config: CandlesConfig, paths: DataPaths, symbol: str, last_ts
+) -> list[ReadResult]:
     if config.source == "synthetic":
         spec = SyntheticSpec(
             symbol=symbol, days=config.days, seed=config.seed, lag=config.planted_lag, strength=config.planted_strength
         )
         return [synthetic_source(spec)]
     if config.source == "files":
-        return [read_candle_file(path) for path in config.files]
+        return _read_files(context, config, paths)
     if config.source == "exchange":
         client = ExchangeClient(base_url=config.exchange_url, max_retries=config.exchange_retries)
         return [exchange_source(client, symbol, default_start(last_ts, config.days))]
@@ -75,7 +107,10 @@ def _read_sources(config: CandlesConfig, symbol: str, last_ts) -> list[ReadResul
 def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse: WarehouseResource):
     symbol = context.partition_key
     with warehouse.connect() as con:
-        results = _read_sources(config, symbol, candle_span(con, symbol).last)
+        last = candle_span(con, symbol).last
+    # fetching and parsing happen outside any connection: the file's lock is held only while writing
+    results = _read_sources(context, config, warehouse.paths(), symbol, last)
+    with warehouse.connect() as con:
         report = land(con, symbol, results)
         # Checks cover the rows written and the stored row before them (the boundary a gap would
         # open at): earlier rows were checked when they were written. First load: every row;
@@ -86,9 +121,12 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
         preview = load_candles_from(con, symbol, stored.last and stored.last - timedelta(hours=4))
         version = slice_fingerprint(con, "candles", symbol, CANDLE_COLUMNS[1:])
     if config.source == "files" and config.archive:
-        for path, result in zip(config.files, results):
-            if result.symbols == [symbol]:  # multi-symbol files are left for `make ingest`
-                move_to_processed(Path(path), warehouse.paths())
+        by_name = {Path(p).name: Path(p) for p in config.files}
+        for result in results:
+            path = by_name[result.source]
+            # multi-symbol files are left for `make ingest`; a file that changed after it was read stays for a rerun
+            if result.symbols == [symbol] and unchanged_since_read(path, result):
+                move_to_processed(path, warehouse.paths())
     context.log.info(
         f"{symbol}: +{report.stats.inserted} rows, {report.stats.updated} updated, {report.rejected} rejected"
     )

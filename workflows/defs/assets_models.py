@@ -16,24 +16,13 @@ from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
 from workflows.ml.placement import place_training
-from workflows.ml.profiles import MODEL_KINDS, recipe_for, resolve_profile
+from workflows.ml.profiles import model_kind, model_kinds, recipe_for, resolve_profile
+from workflows.ml.progress import EpochProgress
 from workflows.ml.windows import build_windows
 from workflows.serving.promotion import read_pointer
 
 # Bump when a change to the model code should retrain every model.
 MODEL_CODE_VERSION = "1"
-
-DESCRIPTIONS = {
-    "reference_lstm": (
-        "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h)."
-    ),
-    "attention_lstm": "Attention LSTM that learns where to look: last-state query over time-aligned input encodings.",
-    "transformer": "8-head Transformer encoder; per-layer, per-head attention maps for the last position.",
-    "multitask": "Attention LSTM with return (Gaussian NLL), volatility and DOWN/STABLE/UP heads on all features.",
-    "ensemble": "Five attention LSTMs differing by seed: mean forecast, member spread as uncertainty.",
-    "volatility": "The learning attention LSTM on volatility targets (24 h realised variance and the next hour's "
-    "squared return, QLIKE): where volatility has memory.",
-}
 
 
 class TrainingConfig(dg.Config):
@@ -54,7 +43,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         kinds={"pytorch"},
         owners=OWNERS,
         code_version=MODEL_CODE_VERSION,
-        description=DESCRIPTIONS[kind],
+        description=model_kind(kind).description,
         # Retrained by the daily schedule, and automatically when the model code changes.
         automation_condition=dg.AutomationCondition.code_version_changed() & ~dg.AutomationCondition.in_progress(),
     )
@@ -73,11 +62,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         context.log.info(f"{kind} on {symbol} ({profile} profile, {window}): {data.summary()}")
 
         def log_epoch(member, report):
-            prefix = f"member {member + 1}/{recipe.members} " if recipe.members > 1 else ""
-            context.log.info(
-                f"{prefix}epoch {report.epoch}/{report.epochs}: train {report.train_loss:.4f} "
-                f"val {report.val_loss:.4f} (best {report.best_val_loss:.4f}) {report.samples_per_s:.0f} samples/s"
-            )
+            context.log.info(EpochProgress.of_report(report, member, recipe.members).format())
 
         folder = warehouse.paths().checkpoints / symbol
         # One training per device (GPU) or CPU slot, threads divided: workflows/ml/placement.py.
@@ -141,4 +126,4 @@ def period_output(context: dg.AssetExecutionContext, ref: dict) -> dg.Output:
     )
 
 
-model_assets = [build_model_asset(kind) for kind in MODEL_KINDS]
+model_assets = [build_model_asset(kind) for kind in model_kinds()]

@@ -29,9 +29,9 @@ from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.period_models import train_period_model
 from workflows.ml.periods import ForecastPeriod, PeriodConfig
 from workflows.ml.placement import place_training
-from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, control_recipe, recipe_for, resolve_profile
+from workflows.ml.profiles import control_kinds, control_recipe, model_kinds, recipe_for, resolve_profile
 
-PERIOD_KINDS = (*MODEL_KINDS, *CONTROL_KINDS)
+PERIOD_KINDS = (*model_kinds(), *control_kinds())
 DEFAULTS = PeriodConfig()
 
 
@@ -74,7 +74,7 @@ def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
     ) -> dg.Output:
         symbol, period = partition(context)
         profile = resolve_profile(config.profile or None)
-        recipe = recipe_for(kind, profile) if kind in MODEL_KINDS else control_recipe(kind, profile)
+        recipe = recipe_for(kind, profile) if kind in model_kinds() else control_recipe(kind, profile)
         if config.max_epochs:
             recipe = replace(recipe, train=replace(recipe.train, epochs=min(config.max_epochs, recipe.train.epochs)))
         cfg = config.period_config()
@@ -135,7 +135,7 @@ def forecasts(context: dg.AssetExecutionContext, warehouse: WarehouseResource, *
     configs = {tuple(sorted(ref["period_config"].items())) for ref in models.values()}
     if len(configs) != 1:
         raise dg.Failure(f"the period models of {symbol} {period} were trained with different period settings")
-    cfg = PeriodConfig(**models[f"{MODEL_KINDS[0]}_period_model"]["period_config"])
+    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
     checkpoints = {ref["kind"]: load_checkpoint(ref["path"], ref["sha256"]) for ref in models.values()}
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)

@@ -10,6 +10,7 @@ from workflows.defs.inputs import model_window_data
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.profiles import served_kind
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.serving.promotion import (
     GateConfig,
@@ -17,11 +18,10 @@ from workflows.serving.promotion import (
     forecast_next_hour,
     gate,
     load_current,
-    read_pointer,
-    write_pointer,
+    promote,
 )
 
-SERVED_KIND = "multitask"  # the model with a predictive variance and direction classes
+SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
 SERVING_CODE_VERSION = "1"
 GATE_CODE_VERSION = "2"  # 2: the gate asks for evidence on out-of-sample hours
 FORECASTS_DDL = (
@@ -135,13 +135,13 @@ def production_model(
         table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
     data = model_window_data(candidate, ckpt, table, version)  # a period model: its period's hours
-    current = load_current(folder)
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
-    decision = gate(ckpt, current, table, data.test.end_ts, rule)
-    pointer = (
-        write_pointer(folder, candidate["path"], candidate["sha256"], decision)
-        if decision.promoted
-        else read_pointer(folder)
+    # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
+    decision, pointer = promote(
+        folder,
+        candidate["path"],
+        candidate["sha256"],
+        lambda current: gate(ckpt, current, table, data.test.end_ts, rule),
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)

@@ -4,9 +4,11 @@
   that lands it (`land_candles` job), once per file version (run key = name, size
   and modification time), oldest first, at most `MAX_FILES_PER_RUN` files a run.
   A file is left for the next tick while it is still being written (modified in
-  the last `SETTLE_SECONDS`). A file that cannot be read goes to quarantine with
-  its reason; symbolic links and paths resolving outside the folder are refused
-  and reported. New symbols become new partitions.
+  the last `SETTLE_SECONDS`, or changed while it was read; writers should copy
+  in `NAME.part` and rename it when complete, see workflows/data/ingest.py). A
+  file that cannot be read, for whatever reason, goes to quarantine with that
+  reason and the other files go on; symbolic links and paths resolving outside
+  the folder are refused and reported. New symbols become new partitions.
 * `daily_retrain` (schedule, 02:00 UTC): retrains every symbol's models on the
   latest features and refreshes evaluation, attention analysis, report, the
   promotion gate and the forecast, one run per symbol.
@@ -30,7 +32,7 @@ import dagster as dg
 
 from workflows.data.ingest import move_to_quarantine, scan_incoming
 from workflows.data.sources.candles import CandleSourceError
-from workflows.data.sources.files import read_candle_file
+from workflows.data.sources.files import FileChangedError, read_candle_file
 from workflows.defs.jobs import candles_job, forecast_period_job, retrain_job
 from workflows.defs.partitions import SYMBOLS, period_key, symbols_partitions
 from workflows.defs.resources import WarehouseResource
@@ -68,11 +70,17 @@ def incoming_files(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         if now - path.stat().st_mtime < SETTLE_SECONDS:
             context.log.info(f"{path.name} is still being written; next tick")
             continue
-        try:
+        try:  # each file on its own: one that cannot be read never stops the others
             symbols = read_candle_file(path).symbols
+        except FileChangedError as exc:
+            context.log.info(f"{path.name}: {exc}; next tick")
+            continue
         except CandleSourceError as exc:
-            move_to_quarantine(path, paths, str(exc))
-            context.log.warning(f"quarantined {path.name}: {exc}")
+            try:
+                move_to_quarantine(path, paths, str(exc))
+                context.log.warning(f"quarantined {path.name}: {exc}")
+            except OSError as move_error:
+                context.log.error(f"{path.name}: {exc}; could not quarantine it: {move_error}")
             continue
         if not symbols:
             move_to_quarantine(path, paths, f"{path.name}: no valid rows: every row was rejected")

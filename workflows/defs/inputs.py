@@ -10,10 +10,10 @@ from workflows.evaluation.run import period_window_data, window_data_for
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.period_models import registered, registered_config
 from workflows.ml.periods import PeriodConfig
-from workflows.ml.profiles import MODEL_KINDS
+from workflows.ml.profiles import model_kinds
 
 ANALYSIS_CODE_VERSION = "2"
-MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in MODEL_KINDS}
+MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in model_kinds()}
 
 
 HISTORY_DAYS_FIELD = Field(
@@ -48,7 +48,7 @@ def load_inputs(warehouse: WarehouseResource, symbol: str, models: dict, history
         table, version = load_features(con, symbol, days)
         sources = candle_sources(con, symbol)
     loaded = {}
-    for kind in MODEL_KINDS:  # reference first, in a fixed order
+    for kind in model_kinds():  # reference first, in a fixed order
         ref = models[f"{kind}_model"]
         ckpt = load_checkpoint(ref["path"], ref["sha256"])  # the checkpoint the upstream run produced
         loaded[kind] = (ckpt, model_window_data(ref, ckpt, table, version))

@@ -9,11 +9,17 @@ hour of a window) and is about hours t+1 (returns) or t+1 .. t+24 (volatility).
   split. It finds a planted linear lag trivially, so a network that does no better
   has learned nothing a linear model could not.
 * Volatility: the constant training variance, a rolling 24-hour window, EWMA
-  (RiskMetrics, lambda 0.94), HAR-RV (Corsi: last hour, day and week), GARCH(1,1)
-  and GJR-GARCH(1,1) with Student-t shocks (`arch`), each a forecast of the mean
-  variance over the next `h` hours (h = 1: the next hour's squared return; h = 24).
+  (RiskMetrics, lambda 0.94), HAR-RV (Corsi: last hour, day and week) fitted by OLS
+  and by QLIKE, HAR on log realised variance (the field's benchmark; smearing back to
+  variance), the same with an hour-of-day factor (intraday volatility has a strong
+  daily shape) and with log volume (HAR-X), GARCH(1,1) and GJR-GARCH(1,1) with
+  Student-t shocks (`arch`) and a GARCH(1,1) on seasonally adjusted returns; each a
+  forecast of the mean variance over the next `h` hours (h = 1: the next hour's
+  squared return; h = 24), every parameter (seasonal factors included) fitted on
+  training hours only.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,9 +156,7 @@ class HARModel:
 
     @classmethod
     def fit(cls, returns: np.ndarray, train_lo: int, train_hi: int, horizon: int = 24) -> "HARModel":
-        origins = np.arange(train_lo + max(HAR_COMPONENTS) - 1, train_hi - horizon)
-        if len(origins) < 50:
-            raise ValueError(f"HAR-RV needs at least 50 training origins, got {len(origins)}")
+        origins = har_origins(train_lo, train_hi, horizon)
         x = np.column_stack([np.ones(len(origins)), cls.components(returns, origins)])
         beta = np.linalg.lstsq(x, cls.target(returns, origins, horizon), rcond=None)[0]
         floor = 0.01 * float(np.mean(np.asarray(returns[train_lo:train_hi], float) ** 2))
@@ -163,17 +167,222 @@ class HARModel:
         return np.maximum(raw, self.floor)
 
 
+# ---------------------------------------------------------------------------------------------
+# The field's stronger benchmarks: HAR in logs, HAR fitted by QLIKE, the daily shape, volume.
+
+
+def har_origins(train_lo: int, train_hi: int, horizon: int) -> np.ndarray:
+    """Training origins of a HAR fit: inputs (the last week) and target (the next `horizon` hours) inside
+    returns[train_lo:train_hi]."""
+    origins = np.arange(train_lo + max(HAR_COMPONENTS) - 1, train_hi - horizon)
+    if len(origins) < 50:
+        raise ValueError(f"a HAR fit needs at least 50 training origins, got {len(origins)}")
+    return origins
+
+
+def seasonal_factors(returns: np.ndarray, hours: np.ndarray) -> np.ndarray:
+    """24 hour-of-day variance factors (mean 1 over the hours of day) from `returns` at integer UTC hours
+    `hours` (hours since the epoch): (mean |r| of the hour of day / mean |r|)^2, the squared mean absolute
+    return being less swayed by one spike than the mean square. An hour of day with no return gets 1."""
+    a = np.abs(np.asarray(returns, float))
+    hod = np.asarray(hours, np.int64) % 24
+    counts = np.bincount(hod, minlength=24)
+    mean_abs = np.bincount(hod, weights=a, minlength=24) / np.maximum(counts, 1)
+    overall = float(a.mean()) or 1.0
+    factor = np.where(counts > 0, (mean_abs / overall) ** 2, 1.0)
+    return factor / factor.mean()
+
+
+def target_season(factors: np.ndarray, hours: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Mean seasonal factor over the target hours t+1 .. t+h of each origin (calendar hours after the origin)."""
+    start = np.asarray(hours, np.int64)[np.asarray(origins)]
+    return np.stack([factors[(start + k) % 24] for k in range(1, horizon + 1)]).mean(axis=0)
+
+
+def _log_floored(x: np.ndarray, floor: float) -> np.ndarray:
+    return np.log(np.maximum(x, floor))
+
+
+@dataclass(frozen=True)
+class LogHARModel:
+    """HAR on log realised variance (the field's benchmark), with optional extras:
+
+        ln RV(t+1 .. t+h) = b0 + b1 ln RV1(t) + b24 ln RV24(t) + b168 ln RV168(t) [+ volume terms] + u
+
+    fitted by OLS per horizon on training hours. Back to variance with Duan's smearing factor (the
+    mean of exp(u) over the training residuals), so the forecast is of the variance, not of its
+    geometric mean. Variances are floored at `floor` (1e-4 of the training variance) before the log:
+    a zero return (a flat hour) has no log.
+
+    * `seasonal`: the squared returns are first divided by the hour-of-day factor of their hour
+      (`seasonal_factors`, estimated on training hours) and the forecast multiplied by the mean
+      factor of its target hours;
+    * `volume`: two more regressors, the log volume of the last hour and the mean log volume of the
+      last 24 hours, each minus the mean log volume of the last week (abnormal activity; the level
+      of volume trends over years)."""
+
+    intercept: float
+    coef: tuple[float, ...]
+    horizon: int
+    floor: float
+    smearing: float
+    factors: tuple[float, ...] | None = None  # 24 hour-of-day factors (seasonal) or None
+    volume: bool = False
+
+    @staticmethod
+    def _adjusted(returns: np.ndarray, hours: np.ndarray | None, factors: np.ndarray | None) -> np.ndarray:
+        r = np.asarray(returns, float)
+        if factors is None:
+            return r
+        assert hours is not None
+        return r / np.sqrt(factors[np.asarray(hours, np.int64) % 24])
+
+    @staticmethod
+    def design(
+        returns: np.ndarray, origins: np.ndarray, floor: float, log_volume: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(len(origins), 1 + 3 [+ 2]) regressors: a constant, the log HAR components [and volume terms]."""
+        cols = [np.ones(len(origins))]
+        cols += [_log_floored(c, floor) for c in HARModel.components(returns, origins).T]
+        if log_volume is not None:
+            v = np.asarray(log_volume, float)
+            week = rolling_mean(v, origins, 168)
+            cols += [v[np.asarray(origins)] - week, rolling_mean(v, origins, 24) - week]
+        return np.column_stack(cols)
+
+    @classmethod
+    def fit(
+        cls,
+        returns: np.ndarray,
+        train_lo: int,
+        train_hi: int,
+        horizon: int = 24,
+        hours: np.ndarray | None = None,
+        log_volume: np.ndarray | None = None,
+        seasonal: bool = False,
+    ) -> "LogHARModel":
+        if seasonal and hours is None:
+            raise ValueError("a seasonal HAR needs the hour of every return")
+        factors = seasonal_factors(returns[train_lo:train_hi], hours[train_lo:train_hi]) if seasonal else None  # type: ignore[index]
+        r = cls._adjusted(returns, hours, factors)
+        floor = 1e-4 * float(np.mean(r[train_lo:train_hi] ** 2))
+        origins = har_origins(train_lo, train_hi, horizon)
+        x = cls.design(r, origins, floor, log_volume)
+        y = _log_floored(HARModel.target(r, origins, horizon), floor)
+        beta = np.linalg.lstsq(x, y, rcond=None)[0]
+        smearing = float(np.mean(np.exp(y - x @ beta)))
+        return cls(
+            float(beta[0]),
+            tuple(float(b) for b in beta[1:]),
+            horizon,
+            floor,
+            smearing,
+            tuple(float(f) for f in factors) if factors is not None else None,
+            log_volume is not None,
+        )
+
+    def predict(
+        self,
+        returns: np.ndarray,
+        origins: np.ndarray,
+        hours: np.ndarray | None = None,
+        log_volume: np.ndarray | None = None,
+    ) -> np.ndarray:
+        if self.volume and log_volume is None:
+            raise ValueError("this HAR-X was fitted with volume: pass log_volume")
+        factors = np.asarray(self.factors) if self.factors is not None else None
+        r = self._adjusted(returns, hours, factors)
+        x = self.design(r, origins, self.floor, log_volume if self.volume else None)
+        out = np.exp(x @ np.asarray((self.intercept, *self.coef))) * self.smearing
+        if factors is not None:
+            out = out * target_season(factors, np.asarray(hours), origins, self.horizon)
+        return out
+
+
+def rolling_mean(values: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
+    """Mean of values[t-window+1 .. t] at each origin t (fewer at the start of the series)."""
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(values, float))])
+    hi = np.asarray(origins) + 1
+    lo = np.maximum(hi - window, 0)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def fit_har_qlike(returns: np.ndarray, train_lo: int, train_hi: int, horizon: int = 24) -> HARModel:
+    """HAR-RV in levels with its coefficients chosen to minimise the mean QLIKE on training hours
+    (Patton 2011: the loss the forecasts are judged by; it weighs an hour by 1 / forecast^2, so calm
+    hours count as much as a spike), started from the OLS fit. Forecasts are floored as `HARModel`'s."""
+    from scipy import optimize
+
+    ols = HARModel.fit(returns, train_lo, train_hi, horizon)
+    origins = har_origins(train_lo, train_hi, horizon)
+    unit = float(np.mean(np.asarray(returns[train_lo:train_hi], float) ** 2)) or 1.0
+    x = np.column_stack([np.ones(len(origins)), HARModel.components(returns, origins) / unit])
+    y = HARModel.target(returns, origins, horizon) / unit
+    floor = ols.floor / unit
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        f = x @ beta
+        low = f < floor
+        f = np.where(low, floor, f)
+        ratio = np.maximum(y, 1e-12) / f
+        grad_f = np.where(low, 0.0, (f - y) / f**2)
+        return float(np.mean(ratio - np.log(ratio) - 1)), (grad_f @ x) / len(y)
+
+    start = np.array([ols.intercept / unit, *ols.coef])
+    res = optimize.minimize(loss, start, jac=True, method="L-BFGS-B")
+    beta = res.x if res.success or res.fun < loss(start)[0] else start
+    return HARModel(float(beta[0] * unit), (float(beta[1]), float(beta[2]), float(beta[3])), horizon, ols.floor)
+
+
+def seasonal_garch_paths(
+    returns: np.ndarray, hours: np.ndarray, train: slice, origins: np.ndarray, horizon: int = 24
+) -> np.ndarray:
+    """GARCH(1,1) (Student t) on returns divided by the square root of their hour-of-day factor
+    (`seasonal_factors`, from returns[train]); the variance path of t+1 .. t+h is multiplied back by the
+    factor of each target hour (Andersen & Bollerslev 1997's seasonal adjustment)."""
+    factors = seasonal_factors(returns[train], hours[train])
+    hod = np.asarray(hours, np.int64) % 24
+    adjusted = np.asarray(returns, float) / np.sqrt(factors[hod])
+    paths = garch_paths(adjusted, train, origins, horizon)
+    start = np.asarray(hours, np.int64)[np.asarray(origins)]
+    season = np.column_stack([factors[(start + k) % 24] for k in range(1, horizon + 1)])
+    return paths * season
+
+
 # Every volatility baseline, in the order the report lists them.
-VOL_BASELINES = ("constant", "rolling_24h", "ewma_0.94", "har_rv", "garch_1_1", "gjr_garch_1_1")
+VOL_BASELINES = (
+    "constant",
+    "rolling_24h",
+    "ewma_0.94",
+    "har_rv",
+    "har_rv_qlike",
+    "log_har",
+    "log_har_seasonal",
+    "har_x_volume",
+    "garch_1_1",
+    "gjr_garch_1_1",
+    "garch_seasonal",
+)
+# The baselines that need the hour of each return (the daily shape) or its volume.
+NEEDS_HOURS = ("log_har_seasonal", "garch_seasonal")
+NEEDS_VOLUME = ("har_x_volume",)
 
 
 def volatility_baselines(
-    returns: np.ndarray, train_lo: int, train_hi: int, origins: np.ndarray, horizons: tuple[int, ...] = (1, 24)
+    returns: np.ndarray,
+    train_lo: int,
+    train_hi: int,
+    origins: np.ndarray,
+    horizons: tuple[int, ...] = (1, 24),
+    hours: np.ndarray | None = None,
+    log_volume: np.ndarray | None = None,
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:
     """Every variance baseline at `origins` for each horizon (the mean variance of the next h hours),
     fitted on returns[train_lo:train_hi] (re-fitted per walk-forward fold); with the errors of any fit
     that failed (named, never silently dropped). Constant, rolling and EWMA forecasts are flat in the
-    horizon; HAR-RV is fitted per horizon; GARCH and GJR-GARCH are fitted once and averaged over it."""
+    horizon; the HAR family is fitted per horizon; the GARCH family is fitted once and averaged over it.
+    `hours` (integer UTC hours since the epoch, one per return) enables the seasonal baselines,
+    `log_volume` (ln(1 + volume), one per return) the HAR-X."""
     constant = constant_variance(returns[train_lo:train_hi], len(origins))
     rolling = rolling_variance(returns, origins, 24)
     ewma = ewma_variance(returns, origins, train_hi)
@@ -181,17 +390,76 @@ def volatility_baselines(
         h: {"constant": constant, "rolling_24h": rolling, "ewma_0.94": ewma} for h in horizons
     }
     errors: dict[str, str] = {}
+
+    def har_fits(h: int) -> dict[str, Callable[[], np.ndarray]]:
+        fits: dict[str, Callable[[], np.ndarray]] = {
+            "har_rv": lambda: HARModel.fit(returns, train_lo, train_hi, h).predict(returns, origins),
+            "har_rv_qlike": lambda: fit_har_qlike(returns, train_lo, train_hi, h).predict(returns, origins),
+            "log_har": lambda: LogHARModel.fit(returns, train_lo, train_hi, h).predict(returns, origins),
+        }
+        if hours is not None:
+            fits["log_har_seasonal"] = lambda: LogHARModel.fit(
+                returns, train_lo, train_hi, h, hours=hours, seasonal=True
+            ).predict(returns, origins, hours=hours)
+        if log_volume is not None:
+            fits["har_x_volume"] = lambda: LogHARModel.fit(
+                returns, train_lo, train_hi, h, log_volume=log_volume
+            ).predict(returns, origins, log_volume=log_volume)
+        return fits
+
     for h in horizons:
+        for name, fit in har_fits(h).items():
+            try:
+                out[h][name] = fit()
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                errors[f"{name} h={h}"] = str(exc).splitlines()[0][:200]
+    garches: dict[str, Callable[[], np.ndarray]] = {
+        "garch_1_1": lambda: garch_paths(returns, slice(train_lo, train_hi), origins, max(horizons)),
+        "gjr_garch_1_1": lambda: garch_paths(returns, slice(train_lo, train_hi), origins, max(horizons), True),
+    }
+    if hours is not None:
+        garches["garch_seasonal"] = lambda: seasonal_garch_paths(
+            returns, hours, slice(train_lo, train_hi), origins, max(horizons)
+        )
+    for name, fit in garches.items():
         try:
-            out[h]["har_rv"] = HARModel.fit(returns, train_lo, train_hi, h).predict(returns, origins)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            errors[f"har_rv h={h}"] = str(exc).splitlines()[0][:200]
-    for name, asymmetric in (("garch_1_1", False), ("gjr_garch_1_1", True)):
-        try:
-            paths = garch_paths(returns, slice(train_lo, train_hi), origins, max(horizons), asymmetric)
+            paths = fit()
         except Exception as exc:  # a degenerate series can defeat the optimiser: say so
             errors[name] = str(exc).splitlines()[0][:200]
             continue
         for h in horizons:
             out[h][name] = paths[:, :h].mean(axis=1)
     return out, errors
+
+
+@dataclass(frozen=True)
+class LogRecalibration:
+    """A recalibration of a variance forecast in logs, fitted on hours the forecaster was not trained on
+    (each walk-forward fold's validation slice), then applied to the fold's test hours:
+
+        ln RV = a + b ln f + u   ->   f' = exp(a + b ln f) * mean(exp(u))
+
+    b < 1 shrinks a forecast that swings too much; the smearing factor brings the level back to the
+    variance. Hours whose realised variance is 0 (flat hours) have no log and are left out."""
+
+    intercept: float
+    slope: float
+    smearing: float
+    hours: int
+
+    @classmethod
+    def fit(cls, forecast_var: np.ndarray, realised_var: np.ndarray, min_hours: int = 30) -> "LogRecalibration":
+        f = np.asarray(forecast_var, float)
+        r = np.asarray(realised_var, float)
+        ok = (r > 0) & (f > 0) & np.isfinite(f) & np.isfinite(r)
+        if ok.sum() < min_hours:
+            raise ValueError(f"a recalibration needs at least {min_hours} validation hours, got {int(ok.sum())}")
+        x = np.column_stack([np.ones(int(ok.sum())), np.log(f[ok])])
+        y = np.log(r[ok])
+        beta = np.linalg.lstsq(x, y, rcond=None)[0]
+        smearing = float(np.mean(np.exp(y - x @ beta)))
+        return cls(float(beta[0]), float(beta[1]), smearing, int(ok.sum()))
+
+    def apply(self, forecast_var: np.ndarray) -> np.ndarray:
+        f = np.maximum(np.asarray(forecast_var, float), 1e-18)
+        return np.exp(self.intercept + self.slope * np.log(f)) * self.smearing

@@ -1,21 +1,28 @@
-"""From forecasts on common test hours to typed evidence: metrics, one corrected family.
+"""From forecasts on common test hours to typed evidence: metrics, families of tests.
 
 Every forecaster (the five model kinds and the trained controls) is scored on the
-same test hours. The claims a report may make are collected in ONE family of
-one-sided Diebold-Mariano tests, Holm-adjusted together:
+same test hours. The claims a report may make are one-sided Diebold-Mariano tests,
+grouped in FAMILIES by the question they answer, each family Holm-adjusted on its own:
 
-* each forecaster against the zero-return forecast (MSE, horizon 1);
-* each attention model against its no-attention twin (the same LSTM reading its
-  last state, same recipe, same hours): "does attention help?";
-* the volatility forecasts against every volatility baseline (constant, rolling 24 h,
-  EWMA, HAR-RV, GARCH, GJR-GARCH): the volatility model's 24-hour variance (QLIKE and
-  MSE, horizon 24: consecutive targets overlap by 23 hours) and next-hour variance
-  (the squared next return; QLIKE and MSE, horizon 1), and the multi-task model's
-  24-hour head (QLIKE, horizon 24).
+* "return skill": each forecaster against the zero-return forecast (MSE, horizon 1;
+  the HLN variance: squared return errors barely remember);
+* "does attention help": each attention model against its no-attention twin (the
+  same LSTM reading its last state, same recipe, same hours);
+* "volatility": the volatility forecasts against every volatility baseline by QLIKE
+  (the volatility model's 24-hour variance, horizon 24: consecutive targets overlap
+  by 23 hours, and its next-hour variance, horizon 1; the multi-task model's 24-hour
+  head), with the long-memory-robust variance (`dm_test(..., long_memory=True)`):
+  loss differentials of volatility forecasts stay correlated for hundreds of hours.
 
-A comparison "survives" when its Holm-adjusted p < ALPHA and the model's loss is
-the lower one. Figures outside the family (skill against the training mean,
-direction tests) are descriptive and labelled so.
+The MSE of the variance is descriptive (raw p, no claim): a few spikes decide it,
+and in the family it only diluted the QLIKE tests. The volatility section's headline
+is Hansen's model confidence set over every volatility forecaster at each horizon
+(`ConfidenceSet`, QLIKE), with the pairwise tests beside it.
+
+A comparison "survives" when its Holm-adjusted p < ALPHA within its family and the
+model's loss is the lower one. Figures outside the families (skill against the
+training mean, direction tests, MSE of the variance, Mincer-Zarnowitz) are
+descriptive and labelled so.
 """
 
 import math
@@ -25,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from workflows.ml.profiles import twins, variance_forecasters, volatility_models
 from workflows.ml.windows import WindowData
 from workflows.stats.losses import (
     MincerZarnowitz,
@@ -34,18 +42,38 @@ from workflows.stats.losses import (
     qlike,
     qlike_losses,
 )
-from workflows.stats.significance import DMResult, direction_binomial, dm_test, holm, mean_interval, skill
+from workflows.stats.significance import (
+    ConfidenceSet,
+    DMResult,
+    direction_binomial,
+    dm_test,
+    holm,
+    mean_interval,
+    model_confidence_set,
+    skill,
+)
 
 ALPHA = 0.05
 Z80 = stats.norm.ppf(0.90)
 Z95 = stats.norm.ppf(0.975)
 VOL_HORIZON = 24
 
-# attention model -> its no-attention twin (same LSTM, last state, same recipe)
-TWINS = {"reference_lstm": "no_attention_reference", "attention_lstm": "no_attention_lstm"}
-# The dedicated volatility model (no return forecast) and every model whose 24-hour variance forecast is judged.
-VOLATILITY_MODEL = "volatility"
-VOL_FORECASTERS = ("volatility", "multitask")
+# From the registry of model kinds (ml/profiles.py): attention model -> its no-attention twin (same LSTM,
+# last state, same recipe); the dedicated volatility model (no return forecast) and every model whose
+# 24-hour variance forecast is judged.
+TWINS = twins()
+VOLATILITY_MODEL = (volatility_models() or ("",))[0]
+VOL_FORECASTERS = variance_forecasters()
+# The volatility model's forecasts recalibrated in logs on each fold's validation slice: scored and in the
+# model confidence set beside the raw model, never a baseline the models are tested against.
+RECALIBRATED = "volatility_recalibrated"
+
+# The families of tests, by the question each answers (each Holm-corrected on its own), and the
+# descriptive comparisons (raw p, never "survives").
+RETURN_SKILL, ATTENTION_HELPS, VOLATILITY, DESCRIPTIVE = "return skill", "does attention help", "volatility", ""
+FAMILIES = (RETURN_SKILL, ATTENTION_HELPS, VOLATILITY)
+MCS_SIZE = 0.10  # the set of best forecasters at 90%
+MCS_REPS = 1000
 
 
 @dataclass(frozen=True)
@@ -139,15 +167,25 @@ class Comparison:
     horizon: int
     skill: float  # 1 - loss_model / loss_baseline
     dm: DMResult
-    p_holm: float = float("nan")
+    p_holm: float = float("nan")  # Holm-adjusted within its family; NaN when descriptive
+
+    @property
+    def family(self) -> str:
+        """The question this test answers (`FAMILIES`), or DESCRIPTIVE."""
+        if self.kind == "vs zero":
+            return RETURN_SKILL
+        if self.kind == "attention vs twin":
+            return ATTENTION_HELPS
+        return VOLATILITY if self.loss == "QLIKE" else DESCRIPTIVE
 
     @property
     def survives(self) -> bool:
-        return bool(self.p_holm < ALPHA and self.skill > 0)
+        return bool(self.family != DESCRIPTIVE and self.p_holm < ALPHA and self.skill > 0)
 
     @property
     def test(self) -> str:
-        return f"one-sided Diebold-Mariano (HLN), {self.loss} loss, horizon {self.horizon} h"
+        variance = "HLN" if self.dm.variance == "HLN" else f"long-memory-robust {self.dm.variance} variance"
+        return f"one-sided Diebold-Mariano ({variance}), {self.loss} loss, horizon {self.horizon} h"
 
 
 @dataclass
@@ -262,10 +300,20 @@ class Evaluation:
     errors: dict[str, str] = field(default_factory=dict)  # baselines that could not be fitted
     single_split: dict[str, ReturnMetrics] = field(default_factory=dict)  # the model assets' own split
     volatility_next: dict[str, VolatilityMetrics] = field(default_factory=dict)  # the next hour's variance
+    # horizon -> Hansen's model confidence set over every volatility forecaster (QLIKE)
+    confidence_sets: dict[int, ConfidenceSet] = field(default_factory=dict)
 
     @property
     def min_detectable_skill(self) -> float:
         return minimum_detectable_skill(self.hours)
+
+    def members(self, family: str) -> list[Comparison]:
+        """The comparisons of one family (`FAMILIES`), or the descriptive ones (DESCRIPTIVE)."""
+        return [c for c in self.family if c.family == family]
+
+    def family_words(self, family: str) -> str:
+        """How a verdict of `family` was corrected, in words."""
+        return f"Holm-corrected within the {family} family of {len(self.members(family))} tests"
 
     def survivors(self, kind: str | None = None) -> list[Comparison]:
         return [c for c in self.family if c.survives and (kind is None or c.kind == kind)]
@@ -303,6 +351,9 @@ class Evaluation:
         for label, table in (("volatility", self.volatility), ("volatility_next", self.volatility_next)):
             for name, v in table.items():
                 out += [(name, f"{label}.{k}", x) for k, x in _numbers(asdict(v)).items() if k != "horizon"]
+        for h, cs in self.confidence_sets.items():
+            out += [(name, f"mcs.h{h}.p", p) for name, p in cs.pvalues.items()]
+            out += [(name, f"mcs.h{h}.included", float(name in cs.included)) for name in cs.pvalues]
         for c in self.family:
             prefix = f"family.{c.kind.replace(' ', '_')}.{c.baseline}"
             if c.kind == "volatility":
@@ -379,7 +430,7 @@ def fold_rows(fs: ForecastSet, fold_info: list[FoldSpan]) -> list[FoldResult]:
 
 
 def build_family(fs: ForecastSet) -> list[Comparison]:
-    """The one family of comparisons, Holm-adjusted together."""
+    """Every comparison, each family (`FAMILIES`) Holm-adjusted on its own; descriptive ones keep p_holm NaN."""
     r = fs.actual
     family: list[Comparison] = []
     for name, f in fs.returns.items():
@@ -404,8 +455,12 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
                 )
             )
     family += volatility_family(fs)
-    adjusted = holm([c.dm.p_better for c in family])
-    return [replace(c, p_holm=float(p)) for c, p in zip(family, adjusted)]
+    out = list(family)
+    for name in FAMILIES:
+        idx = [i for i, c in enumerate(family) if c.family == name]
+        for i, p in zip(idx, holm([family[i].dm.p_better for i in idx])):
+            out[i] = replace(family[i], p_holm=float(p))
+    return out
 
 
 def _variance_comparisons(
@@ -419,7 +474,7 @@ def _variance_comparisons(
 
         own = per_hour(forecasts[model])
         for base, var in forecasts.items():
-            if base in VOL_FORECASTERS:
+            if base in VOL_FORECASTERS or base == RECALIBRATED:
                 continue
             other = per_hour(var)
             out.append(
@@ -430,7 +485,7 @@ def _variance_comparisons(
                     loss,
                     horizon,
                     skill(float(own.mean()), float(other.mean())),
-                    dm_test(own - other, horizon),
+                    dm_test(own - other, horizon, long_memory=True),
                 )
             )
     return out
@@ -450,6 +505,25 @@ def volatility_family(fs: ForecastSet) -> list[Comparison]:
     return out
 
 
+def confidence_sets(fs: ForecastSet, reps: int = MCS_REPS) -> tuple[dict[int, ConfidenceSet], dict[str, str]]:
+    """Hansen's model confidence set at 90% over every volatility forecaster at each horizon (QLIKE), with
+    the error of any set that could not be computed (named)."""
+    out: dict[int, ConfidenceSet] = {}
+    errors: dict[str, str] = {}
+    for horizon, forecasts, realised in (
+        (VOL_HORIZON, fs.vol_var, fs.realised_var),
+        (1, fs.next_var, fs.realised_next),
+    ):
+        if len(forecasts) < 2:
+            continue
+        try:
+            losses = {name: qlike_losses(v, realised) for name, v in forecasts.items()}
+            out[horizon] = model_confidence_set(losses, MCS_SIZE, reps)
+        except Exception as exc:  # a degenerate loss matrix must not lose the rest of the evidence
+            errors[f"model confidence set h={horizon}"] = str(exc).splitlines()[0][:200] if str(exc) else repr(exc)
+    return out, errors
+
+
 def evaluate_forecasts(
     fs: ForecastSet, mode: str, note: str, fold_info: list[FoldSpan], config: dict, errors: dict[str, str] | None = None
 ) -> Evaluation:
@@ -458,6 +532,7 @@ def evaluate_forecasts(
     }
     volatility = {name: volatility_metrics(v, fs.realised_var, VOL_HORIZON) for name, v in fs.vol_var.items()}
     volatility_next = {name: volatility_metrics(v, fs.realised_next, 1) for name, v in fs.next_var.items()}
+    sets, set_errors = confidence_sets(fs)
     return Evaluation(
         mode=mode,
         note=note,
@@ -469,6 +544,7 @@ def evaluate_forecasts(
         family=build_family(fs),
         folds=fold_rows(fs, fold_info),
         config=config,
-        errors=dict(errors or {}),
+        errors=dict(errors or {}) | set_errors,
         volatility_next=volatility_next,
+        confidence_sets=sets,
     )

@@ -40,7 +40,7 @@ from workflows.evaluation.evidence import Evaluation, FoldSpan, ForecastSet, eva
 from workflows.evaluation.walk_forward import forecast_set, model_forecasts
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
-from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS
+from workflows.ml.profiles import control_kinds, model_kinds
 from workflows.ml.training import predict
 from workflows.ml.windows import Split, WindowData, WindowSpec
 
@@ -71,9 +71,9 @@ class StaleForecastError(RuntimeError):
 def role_of(name: str) -> str:
     if name == OBSERVED:
         return OBSERVED
-    if name in MODEL_KINDS:
+    if name in model_kinds():
         return "model"
-    if name in CONTROL_KINDS or name.startswith("ridge_"):
+    if name in control_kinds() or name.startswith("ridge_"):
         return "control"
     return "baseline"
 

@@ -13,7 +13,7 @@ from workflows.evaluation.walk_forward import Progress, forecast_set, forecaster
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.models import ArchConfig
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
-from workflows.ml.profiles import CONTROL_KINDS
+from workflows.ml.profiles import control_kinds
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, WindowSpec, build_windows
 
@@ -96,7 +96,7 @@ def single_split(
         outputs[name] = model_forecasts(data, predictions(ckpt, data).outputs)
     recipes = forecaster_recipes(profile)
     base = loaded["attention_lstm"][1] if "attention_lstm" in loaded else next(iter(loaded.values()))[1]
-    for name in CONTROL_KINDS:
+    for name in control_kinds():
         recipe = recipes[name]
         data = (
             base

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from workflows.data.sources.candles import ts_bounds
-from workflows.evaluation.baselines import RidgeAR, volatility_baselines
+from workflows.evaluation.baselines import LogRecalibration, RidgeAR, volatility_baselines
 from workflows.evaluation.evidence import (
+    RECALIBRATED,
     VOL_FORECASTERS,
     VOLATILITY_MODEL,
     Evaluation,
@@ -37,7 +38,8 @@ from workflows.evaluation.evidence import (
     evaluate_forecasts,
 )
 from workflows.ml.models import ArchConfig
-from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS, Recipe, control_recipe, recipe_for
+from workflows.ml.profiles import Recipe, control_kinds, control_recipe, model_kinds, recipe_for
+from workflows.ml.progress import FoldProgress
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, build_fold
 
@@ -81,8 +83,8 @@ def enough_history(features: pl.DataFrame, cfg: WalkForwardConfig) -> bool:
 
 def forecaster_recipes(profile: str | None) -> dict[str, Recipe]:
     """The five model kinds and the trained no-attention twins, by name."""
-    recipes = {kind: recipe_for(kind, profile) for kind in MODEL_KINDS}
-    recipes.update({name: control_recipe(name, profile) for name in CONTROL_KINDS})
+    recipes = {kind: recipe_for(kind, profile) for kind in model_kinds()}
+    recipes.update({name: control_recipe(name, profile) for name in control_kinds()})
     return recipes
 
 
@@ -123,6 +125,24 @@ def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[st
     return out
 
 
+def recalibrated(
+    data: WindowData, val: dict[str, np.ndarray], test: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The volatility model's test forecasts recalibrated in logs (`LogRecalibration`) on the fold's
+    validation slice (hours it was not trained on): `vol_var_recalibrated`, `next_var_recalibrated`."""
+    scale = data.scaler.target_scale
+    realised = {"vol_var": (data.val.vol.astype(np.float64) * scale) ** 2, "next_var": data.val.raw_ret**2}
+    out, errors = {}, {}
+    for key, target in realised.items():
+        if key not in val or key not in test:
+            continue
+        try:
+            out[f"{key}_recalibrated"] = LogRecalibration.fit(val[key], target).apply(test[key])
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            errors[f"recalibration of {key}"] = str(exc)
+    return out, errors
+
+
 def forecast_set(
     features: pl.DataFrame, data: WindowData, model_outputs: dict[str, dict[str, np.ndarray]], fold: int = 1
 ) -> tuple[ForecastSet, dict[str, str]]:
@@ -149,6 +169,10 @@ def forecast_set(
             fs.vol_var[name] = out["vol_var"]
         if name == VOLATILITY_MODEL and "next_var" in out:
             fs.next_var[name] = out["next_var"]
+        if name == VOLATILITY_MODEL and "vol_var_recalibrated" in out:
+            fs.vol_var[RECALIBRATED] = out["vol_var_recalibrated"]
+        if name == VOLATILITY_MODEL and "next_var_recalibrated" in out:
+            fs.next_var[RECALIBRATED] = out["next_var_recalibrated"]
     features_seen = list(data.spec.features)
     if "log_return" in features_seen:
         j = features_seen.index("log_return")
@@ -159,7 +183,11 @@ def forecast_set(
     origins = np.searchsorted(ts, data.test.end_ts)
     train_lo = int(np.searchsorted(ts, data.train.end_ts.min())) - (data.spec.window - 1)
     train_hi = int(np.searchsorted(ts, data.train.end_ts.max())) + 1
-    baselines, errors = volatility_baselines(returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon))
+    hours = ts.astype("datetime64[h]").astype(np.int64)  # the seasonal baselines' hour of day
+    log_volume = frame["log_volume"].to_numpy().astype(np.float64) if "log_volume" in frame.columns else None
+    baselines, errors = volatility_baselines(
+        returns, max(train_lo, 1), train_hi, origins, (1, data.spec.vol_horizon), hours, log_volume
+    )
     fs.vol_var.update(baselines[data.spec.vol_horizon])
     fs.next_var.update(baselines[1])
     return fs, errors
@@ -220,10 +248,16 @@ def walk_forward(
                 warm[key] = _state(model)
                 epochs[key] = n_epochs
                 models.append(model)
-                say(f"fold {i + 1}/{cfg.folds}: {key} trained, {n_epochs} epochs, {time.perf_counter() - t1:.0f} s")
+                took = time.perf_counter() - t1
+                say(FoldProgress(i + 1, cfg.folds, f"{key} trained, {n_epochs} epochs, {took:.0f} s").format())
             if members == 1:
                 trained[name] = models[0]
                 outputs[name] = model_forecasts(data, predict(models[0], data.test.x))
+                if name == VOLATILITY_MODEL:
+                    val = model_forecasts(data, predict(models[0], data.val.x)) if len(data.val) else {}
+                    recal, err = recalibrated(data, val, outputs[name])
+                    outputs[name].update(recal)
+                    errors.update({f"fold {i + 1} {k}": v for k, v in err.items()})
             else:
                 rets = np.stack([predict(m_, data.test.x)["ret"] for m_ in models])
                 outputs[name] = model_forecasts(data, {"ret": rets.mean(0), "member_spread": rets.std(0)})
@@ -232,10 +266,8 @@ def walk_forward(
         errors.update({f"fold {i + 1} {k}": v for k, v in errs.items()})
         parts.append(fs)
         infos.append(FoldSpan.of(data, fold=i + 1, seconds=time.perf_counter() - t0, epochs=epochs))
-        say(
-            f"fold {i + 1}/{cfg.folds} done in {time.perf_counter() - t0:.0f} s: {len(data.test)} test hours from "
-            f"{infos[-1].test_start}"
-        )
+        detail = f"{len(data.test)} test hours from {infos[-1].test_start}"
+        say(FoldProgress(i + 1, cfg.folds, detail, done_s=time.perf_counter() - t0).format())
     pooled = ForecastSet.concat(parts)
     note = (
         f"walk-forward: {cfg.folds} folds of {cfg.fold_days} days, {len(pooled):,} pooled test hours; every "

@@ -6,8 +6,15 @@ window spec, the data version of the training slice, metrics, device and wall
 time, and the attention snapshots taken during training. It is written to a
 temporary file and renamed into place, so a reader never sees half a file; it is
 loaded with `torch.load(weights_only=True)`, so loading never runs pickled code.
+
+Checkpoints are immutable. A file's name ends in the first hex digits of its own
+sha256 (`<kind>-<data version>-<recipe>-<sha256[:16]>.pt`), so a new training never
+writes over a file that a production pointer or a materialisation names: different
+bytes get a different name, and identical bytes are the same file (kept as it is).
 """
 
+import hashlib
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from workflows.io import sha256_file, write_with
+from workflows.io import sha256_file, write_bytes_atomic
 from workflows.ml.models import ArchConfig, Ensemble
 from workflows.ml.training import trains_returns
 from workflows.ml.training_summary import TrainingSummary
 from workflows.ml.windows import Scaler
 
 FORMAT_VERSION = 1
+NAME_DIGITS = 16  # hex digits of the content's sha256 in a checkpoint's file name
 
 
 @dataclass
@@ -65,9 +73,12 @@ def save_checkpoint(
     train_config: dict,
     snapshots: Sequence[tuple[int, np.ndarray]] = (),
 ) -> tuple[Path, str]:
-    """Write atomically (temp file + rename); returns (path, sha256)."""
+    """Write the checkpoint under a content-addressed name; returns (path written, sha256).
+
+    `path` names the family: the file written is `path` with `-<sha256[:16]>` before its
+    suffix, in the same folder, published atomically (temp file + rename). If that file
+    exists it holds these very bytes and is left untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
         "state_dict": _cpu_state(model),
@@ -79,8 +90,20 @@ def save_checkpoint(
         "train_config": train_config,
         "snapshots": [(int(e), torch.as_tensor(a)) for e, a in snapshots],
     }
-    write_with(path, lambda tmp: torch.save(payload, tmp))
-    return path, sha256_file(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory: the archive's inner names do not depend on a file name
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    target = content_addressed(path, digest)
+    if not (target.exists() and sha256_file(target) == digest):
+        write_bytes_atomic(target, data)
+    return target, digest
+
+
+def content_addressed(path: str | os.PathLike, sha256: str) -> Path:
+    """`dir/name.pt` -> `dir/name-<sha256[:16]>.pt`: where `save_checkpoint` puts content with this hash."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{sha256[:NAME_DIGITS]}{path.suffix}")
 
 
 def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None) -> Checkpoint:

@@ -2,11 +2,16 @@
 
 Chosen by run config, else `$WORKFLOWS_PROFILE`, else `cpu`. Each profile gives
 a recipe per model kind: architecture, heads, input features and training config.
+
+The one registry of model kinds lives here too (`ModelKind`, `register`): name, description,
+role, recipe per profile, whether it serves, its no-attention twin, whether it forecasts
+volatility. Everything else (assets, evaluation, report, serving, the demo) derives from it.
 """
 
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from workflows.data.features import FEATURE_COLUMNS, REFERENCE_FEATURES
@@ -15,7 +20,6 @@ from workflows.ml.windows import WindowSpec
 
 PROFILE_ENV = "WORKFLOWS_PROFILE"
 PROFILES = ("ci", "cpu", "full")
-MODEL_KINDS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble", "volatility")
 # The volatility model's inputs: the signed return, its size and the volume of each hour.
 VOLATILITY_FEATURES = ("log_return", "abs_log_return", "log_volume")
 
@@ -62,69 +66,210 @@ def resolve_profile(requested: str | None = None) -> str:
     return profile
 
 
-def _recipes(profile: str) -> dict[str, Recipe]:
+@dataclass(frozen=True)
+class ProfileSizes:
+    """A profile's sizes, from which each kind's recipe is built."""
+
+    lstm: dict  # the reference LSTM's kwargs
+    query: dict  # the learning attention LSTM's kwargs
+    tf: dict  # the Transformer's kwargs
+    base: TrainConfig
+
+
+def profile_sizes(profile: str) -> ProfileSizes:
     if profile == "ci":
-        lstm, query = {"hidden": 16}, {"hidden": 16, "d_attn": 8}
-        tf = {"d_model": 16, "n_layers": 1, "n_heads": 8, "d_ff": 32, "mlp": (16, 8)}
-        base = TrainConfig(epochs=3, batch_size=64, patience=0, snapshot_every=1)
-    elif profile == "cpu":
-        lstm, query = {"hidden": 128}, {"hidden": 64, "d_attn": 32}
-        tf = {"d_model": 64, "n_layers": 2, "n_heads": 8, "d_ff": 128, "mlp": (128, 64)}
-        base = TrainConfig(epochs=20, batch_size=64, patience=5, snapshot_every=2)
-    else:  # full: the reference sizes, meant for a GPU
-        lstm, query = {"hidden": 128}, {"hidden": 128, "d_attn": 64, "scales": (6, 24, 48)}
-        tf = {"d_model": 256, "n_layers": 4, "n_heads": 8, "d_ff": 1024, "mlp": (128, 64)}
-        # Measured on an H100 (docs/benchmarks.md): bf16 autocast slows these small,
-        # launch-bound LSTMs (42k vs 70k samples/s), so mixed precision is kept for
-        # the Transformer only.
-        base = TrainConfig(epochs=60, batch_size=256, patience=10, snapshot_every=5, amp=False)
-    multitask_heads = {"gaussian": True, "volatility": True, "direction": True}
-    return {
+        return ProfileSizes(
+            lstm={"hidden": 16},
+            query={"hidden": 16, "d_attn": 8},
+            tf={"d_model": 16, "n_layers": 1, "n_heads": 8, "d_ff": 32, "mlp": (16, 8)},
+            base=TrainConfig(epochs=3, batch_size=64, patience=0, snapshot_every=1),
+        )
+    if profile == "cpu":
+        return ProfileSizes(
+            lstm={"hidden": 128},
+            query={"hidden": 64, "d_attn": 32},
+            tf={"d_model": 64, "n_layers": 2, "n_heads": 8, "d_ff": 128, "mlp": (128, 64)},
+            base=TrainConfig(epochs=20, batch_size=64, patience=5, snapshot_every=2),
+        )
+    # full: the reference sizes, meant for a GPU. Measured on an H100 (docs/benchmarks.md): bf16 autocast
+    # slows these small, launch-bound LSTMs (42k vs 70k samples/s), so mixed precision is kept for the
+    # Transformer only.
+    return ProfileSizes(
+        lstm={"hidden": 128},
+        query={"hidden": 128, "d_attn": 64, "scales": (6, 24, 48)},
+        tf={"d_model": 256, "n_layers": 4, "n_heads": 8, "d_ff": 1024, "mlp": (128, 64)},
+        base=TrainConfig(epochs=60, batch_size=256, patience=10, snapshot_every=5, amp=False),
+    )
+
+
+RETURN, VOLATILITY = "return", "volatility"
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One model kind: everything the assets, the evaluation, the report and serving need to know.
+
+    Adding a kind is one `register(ModelKind(...))` here and, for a new architecture, its class in
+    `ml/models.py`: its asset (`{name}_model`), its walk-forward forecasts, its report row and (with a
+    `twin`) its no-attention control all follow from this entry.
+    """
+
+    name: str
+    description: str  # one line, shown in the Dagster UI
+    recipe: Callable[[ProfileSizes], Recipe]
+    role: str = RETURN  # RETURN: a return forecaster (a model row of the report); VOLATILITY: variances only
+    serves: bool = False  # the kind `latest_forecast` serves (one kind)
+    twin: str | None = None  # the name of its trained no-attention control (same recipe, last LSTM state)
+    forecasts_variance: bool = False  # its 24 h variance forecasts join the volatility comparisons
+    label: str | None = None  # its name in the report's volatility sentences
+    demo_profile: str | None = None  # `make demo` trains it in this profile (None: the demo's default)
+
+
+_REGISTRY: dict[str, ModelKind] = {}
+
+
+def register(kind: ModelKind) -> ModelKind:
+    if kind.role not in (RETURN, VOLATILITY):
+        raise ValueError(f"model kind {kind.name!r}: role must be {RETURN!r} or {VOLATILITY!r}, got {kind.role!r}")
+    if kind.serves and any(k.serves for k in _REGISTRY.values() if k.name != kind.name):
+        raise ValueError(f"model kind {kind.name!r}: {served_kind()!r} already serves; one kind serves")
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def model_kinds() -> tuple[str, ...]:
+    """Every registered kind, in registration order (the order of the report's rows)."""
+    return tuple(_REGISTRY)
+
+
+def model_kind(name: str) -> ModelKind:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model kind {name!r}: choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def return_models() -> tuple[str, ...]:
+    return tuple(k.name for k in _REGISTRY.values() if k.role == RETURN)
+
+
+def volatility_models() -> tuple[str, ...]:
+    return tuple(k.name for k in _REGISTRY.values() if k.role == VOLATILITY)
+
+
+def variance_forecasters() -> tuple[str, ...]:
+    return tuple(k.name for k in _REGISTRY.values() if k.forecasts_variance)
+
+
+def twins() -> dict[str, str]:
+    """Attention design -> its no-attention control."""
+    return {k.name: k.twin for k in _REGISTRY.values() if k.twin}
+
+
+def control_kinds() -> tuple[str, ...]:
+    return tuple(twins().values())
+
+
+def served_kind() -> str:
+    served = [k.name for k in _REGISTRY.values() if k.serves]
+    if len(served) != 1:
+        raise ValueError(f"exactly one model kind must serve, found {served or 'none'}")
+    return served[0]
+
+
+def demo_profiles() -> dict[str, str]:
+    return {k.name: k.demo_profile for k in _REGISTRY.values() if k.demo_profile}
+
+
+_MULTITASK_HEADS = {"gaussian": True, "volatility": True, "direction": True}
+
+register(
+    ModelKind(
+        "reference_lstm",
+        "The reference attention LSTM exactly as specified (hidden 128, Linear(H,1) scores, softmax over 48 h).",
         # The reference as specified: hidden 128, Adam lr 1e-3, 20 epochs, 3 features.
-        "reference_lstm": Recipe("reference_lstm", "reference_lstm", lstm, train=replace(base, lr=1e-3)),
-        "attention_lstm": Recipe("attention_lstm", "query_attention_lstm", query, train=base),
-        "transformer": Recipe("transformer", "transformer", tf, train=replace(base, lr=5e-4, amp=True)),
-        "multitask": Recipe(
+        lambda s: Recipe("reference_lstm", "reference_lstm", s.lstm, train=replace(s.base, lr=1e-3)),
+        twin="no_attention_reference",
+        demo_profile="cpu",
+    )
+)
+register(
+    ModelKind(
+        "attention_lstm",
+        "Attention LSTM that learns where to look: last-state query over time-aligned input encodings.",
+        lambda s: Recipe("attention_lstm", "query_attention_lstm", s.query, train=s.base),
+        twin="no_attention_lstm",
+        demo_profile="cpu",
+    )
+)
+register(
+    ModelKind(
+        "transformer",
+        "8-head Transformer encoder; per-layer, per-head attention maps for the last position.",
+        lambda s: Recipe("transformer", "transformer", s.tf, train=replace(s.base, lr=5e-4, amp=True)),
+    )
+)
+register(
+    ModelKind(
+        "multitask",
+        "Attention LSTM with return (Gaussian NLL), volatility and DOWN/STABLE/UP heads on all features.",
+        lambda s: Recipe(
             "multitask",
             "query_attention_lstm",
-            query,
-            heads=multitask_heads,
+            s.query,
+            heads=_MULTITASK_HEADS,
             features=tuple(FEATURE_COLUMNS),
-            train=base,
+            train=s.base,
         ),
-        "ensemble": Recipe("ensemble", "query_attention_lstm", query, train=base, members=5),
-        # The learning attention design on volatility targets only: the 24-hour realised variance and the
-        # next hour's squared return, both under QLIKE (its return head is not trained and not evaluated).
-        "volatility": Recipe(
+        serves=True,  # the model with a predictive variance and direction classes
+        forecasts_variance=True,
+        label="multi-task model's 24 h head",
+    )
+)
+register(
+    ModelKind(
+        "ensemble",
+        "Five attention LSTMs differing by seed: mean forecast, member spread as uncertainty.",
+        lambda s: Recipe("ensemble", "query_attention_lstm", s.query, train=s.base, members=5),
+    )
+)
+register(
+    ModelKind(
+        "volatility",
+        "The learning attention LSTM on volatility targets (24 h realised variance and the next hour's "
+        "squared return, QLIKE): where volatility has memory.",
+        # Its return head is not trained and not evaluated.
+        lambda s: Recipe(
             "volatility",
             "query_attention_lstm",
-            query,
+            s.query,
             heads={"volatility": True, "volatility_next": True},
             features=VOLATILITY_FEATURES,
-            train=replace(base, loss_weights=(0.0, 1.0, 0.0), vol_loss="qlike", vol_next_weight=1.0),
+            train=replace(s.base, loss_weights=(0.0, 1.0, 0.0), vol_loss="qlike", vol_next_weight=1.0),
         ),
-    }
+        role=VOLATILITY,
+        forecasts_variance=True,
+        label="volatility attention model",
+    )
+)
 
 
 def recipe_for(kind: str, profile: str | None = None) -> Recipe:
-    recipes = _recipes(resolve_profile(profile))
-    if kind not in recipes:
-        raise ValueError(f"unknown model kind {kind!r}: choose one of {', '.join(recipes)}")
-    return recipes[kind]
+    return model_kind(kind).recipe(profile_sizes(resolve_profile(profile)))
 
 
 # Trained controls: the same LSTM as an attention design, reading its last hidden state
-# (no attention), trained with that design's recipe on the same hours.
-CONTROL_KINDS = ("no_attention_reference", "no_attention_lstm")
-_TWIN_OF = {"no_attention_reference": "reference_lstm", "no_attention_lstm": "attention_lstm"}
-
-
+# (no attention), trained with that design's recipe on the same hours (`ModelKind.twin`).
 def control_recipe(name: str, profile: str | None = None) -> Recipe:
     """The no-attention twin `name` of an attention design: LastStateLSTM with its hidden size,
     features, heads and training config."""
-    if name not in _TWIN_OF:
-        raise ValueError(f"unknown control {name!r}: choose one of {', '.join(_TWIN_OF)}")
-    design = recipe_for(_TWIN_OF[name], profile)
+    design_of = {twin: design for design, twin in twins().items()}
+    if name not in design_of:
+        raise ValueError(f"unknown control {name!r}: choose one of {', '.join(design_of)}")
+    design = recipe_for(design_of[name], profile)
     hidden = design.kwargs["hidden"]
     kwargs = {"hidden": hidden}
     if design.arch == "query_attention_lstm":  # its head is an MLP on [last state, context], with dropout

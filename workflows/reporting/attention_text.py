@@ -121,10 +121,19 @@ def _deletion_sentences(name: str, an: AttentionAnalysis) -> list[str]:
             "with the largest inputs, which move any forecast more when deleted), so this shows no preference "
             "for any lag."
         )
+    elif d.matched_p_value < ALPHA and d.matched_ratio >= d.margin and not d.beats_size:
+        first = (
+            f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
+            f"deleting the top-{d.k} positions of other windows ({test}; {shared}), but only {d.size_ratio:.2f}x as "
+            f"much as deleting the window's {d.k} hours with the largest inputs (size baseline, block-bootstrap 95% "
+            f"interval {_ci(d.size_ratio_ci)}): the map may only point at large inputs, which move any forecast "
+            "when deleted, so it is not read as faithful."
+        )
     elif d.faithful:
         first = (
             f"Deleting each window's top-{d.k} hours moves {name}'s forecasts {d.matched_ratio:.1f}x as much as "
-            f"deleting the top-{d.k} positions of other windows ({test}; {shared}): window by window, "
+            f"deleting the top-{d.k} positions of other windows ({test}; {shared}) and {d.size_ratio:.1f}x as much "
+            f"as deleting its {d.k} largest inputs (interval {_ci(d.size_ratio_ci)}): window by window, "
             "attention marks hours that matter."
         )
     elif d.matched_p_value < ALPHA and d.matched_ratio > 1:

@@ -5,10 +5,12 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
 * The evidence is named first: pooled walk-forward test hours (every model and
   control retrained per fold) when the history allows, else one chronological
   split, labelled as the weaker evidence with the skill it can resolve.
-* Every comparative claim is a member of ONE family of one-sided Diebold-Mariano
-  tests (each forecaster vs the zero forecast, each attention model vs its
-  no-attention twin, the volatility forecasts vs each baseline), Holm-adjusted
-  together. "Beats" only when the adjusted p < 0.05 and the skill is positive;
+* Every comparative claim is a member of one of three families of one-sided
+  Diebold-Mariano tests, by question (return skill: each forecaster vs the zero
+  forecast; does attention help: each attention model vs its no-attention twin;
+  volatility: the volatility forecasts vs each baseline by QLIKE), each family
+  Holm-adjusted on its own and named beside the verdict. "Beats" only when the
+  adjusted p < 0.05 and the skill is positive;
   a raw p < 0.05 that does not survive is said to be so; otherwise "no evidence",
   with the skill this many hours could detect.
 * Volatility forecasts are ranked only through those tests: "no difference" when
@@ -24,7 +26,18 @@ from datetime import datetime, timezone
 import numpy as np
 
 from workflows.attention.analysis import AttentionAnalysis
-from workflows.evaluation.evidence import ALPHA, VOLATILITY_MODEL, Comparison, Evaluation, ReturnMetrics
+from workflows.evaluation.evidence import (
+    ALPHA,
+    ATTENTION_HELPS,
+    DESCRIPTIVE,
+    FAMILIES,
+    RETURN_SKILL,
+    VOLATILITY_MODEL,
+    Comparison,
+    Evaluation,
+    ReturnMetrics,
+)
+from workflows.ml.profiles import control_kinds, return_models, twins
 from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
@@ -32,11 +45,14 @@ from workflows.reporting.fmt import _p, _pct
 
 VOLATILITY_FIGURE = "volatility_attention.png"
 
-MODELS = ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble")
-CONTROLS = ("no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features")
+# The report's model rows and trained controls come from the registry of model kinds (ml/profiles.py).
+MODELS = return_models()
+CONTROLS = (*control_kinds(), "ridge_ar48", "ridge_features")
 ROLES = {
-    "no_attention_reference": "control: reference_lstm's LSTM without attention (last state), same recipe",
-    "no_attention_lstm": "control: attention_lstm's LSTM without attention (last state), same recipe",
+    **{
+        twin: f"control: {design}'s LSTM without attention (last state), same recipe"
+        for design, twin in twins().items()
+    },
     "ridge_ar48": "control: ridge regression on the 48 lagged returns",
     "ridge_features": "control: ridge regression on every input of the window (48 h x 3 features)",
 }
@@ -51,8 +67,8 @@ def _evidence_words(ev: Evaluation) -> str:
     return "pooled walk-forward test hours" if ev.mode == "walk_forward" else "test hours of one split"
 
 
-def family_words(ev: Evaluation) -> str:
-    return f"Holm-corrected over the family of {len(ev.family)} comparisons"
+def family_words(ev: Evaluation, family: str = RETURN_SKILL) -> str:
+    return ev.family_words(family)
 
 
 def _ci(ci: tuple[float, float]) -> str:
@@ -73,7 +89,8 @@ def forecast_sentence(name: str, ev: Evaluation) -> str:
     if c.dm.p_better < ALPHA and m.skill_vs_zero > 0:
         return (
             f"**{name}**: skill {_pct(m.skill_vs_zero)} on {where} (raw {test}): significant alone, but it does "
-            f"not survive the correction for the {len(ev.family)} comparisons made, so no claim is made."
+            f"not survive the correction for the {len(ev.members(RETURN_SKILL))} tests of the {RETURN_SKILL} "
+            "family, so no claim is made."
         )
     return (
         f"**{name}**: no evidence that it beats the zero-return forecast: skill {_pct(m.skill_vs_zero)} "
@@ -91,7 +108,7 @@ def twin_sentence(c: Comparison, ev: Evaluation) -> str:
     lead = f"Does attention help **{c.model}**? Against its no-attention twin `{c.baseline}` on the same hours"
     diff = _lower_or_higher(c.skill, "its MSE") + " than the twin's"
     if c.survives:
-        return f"{lead}: yes, {diff} ({test}; {family_words(ev)})."
+        return f"{lead}: yes, {diff} ({test}; {family_words(ev, ATTENTION_HELPS)})."
     return f"{lead}: no evidence that it does ({diff}; {test})."
 
 
@@ -108,24 +125,37 @@ def direction_sentence(name: str, m: ReturnMetrics) -> str:
     )
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def bottom_line(ev: Evaluation) -> str:
+    """One sentence for the four cases: models that beat the zero-return forecast (some or none) and
+    controls that do (some or none)."""
     winners = [c.model for c in ev.survivors("vs zero")]
     models = [w for w in winners if w in MODELS]
+    controls = [w for w in winners if w not in MODELS]
     where = f"{ev.hours:,} {_evidence_words(ev)}"
+    tests = f"({family_words(ev)}, one-sided Diebold-Mariano)"
     if not winners:
         return (
             f"**Bottom line:** no model and no control beats the zero-return forecast on {where} after the Holm "
             f"correction; this many hours cannot resolve a skill below about {100 * ev.min_detectable_skill:.1f}%."
         )
-    text = f"**Bottom line:** on {where}, " + (
-        f"{', '.join(models)} beat{'s' if len(models) == 1 else ''} the zero-return forecast"
-        if models
-        else "no model beats the zero-return forecast"
-    )
-    controls = [w for w in winners if w not in MODELS]
-    if controls:
-        text += f"; so do the controls {', '.join(controls)}"
-    return text + f" ({family_words(ev)}, one-sided Diebold-Mariano)."
+    beat = "beats" if len(models) == 1 else "beat"
+    if models and controls:
+        text = (
+            f"{_names(models)} {beat} the zero-return forecast, and so "
+            f"{'does the control' if len(controls) == 1 else 'do the controls'} {_names(controls)}"
+        )
+    elif models:
+        text = f"{_names(models)} {beat} the zero-return forecast; no control does"
+    else:
+        text = (
+            f"no model beats the zero-return forecast, but {'the control' if len(controls) == 1 else 'the controls'} "
+            f"{_names(controls)} {'does' if len(controls) == 1 else 'do'}: there is structure the models miss"
+        )
+    return f"**Bottom line:** on {where}, {text} {tests}."
 
 
 def forecast_table(ev: Evaluation) -> list[str]:
@@ -167,41 +197,56 @@ def fold_table(ev: Evaluation, names: list[str]) -> list[str]:
 
 def family_table(ev: Evaluation) -> list[str]:
     lines = [
-        "| # | comparison | loss, horizon | skill | raw p | Holm p | verdict |",
-        "| ---: | --- | --- | ---: | ---: | ---: | --- |",
+        "| # | family | comparison | loss, horizon | skill | raw p | Holm p | verdict |",
+        "| ---: | --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
-    for i, c in enumerate(sorted(ev.family, key=lambda c: c.p_holm), 1):
-        lines.append(
-            f"| {i} | {c.model} vs {c.baseline} | {c.loss}, {c.horizon} h | {_pct(c.skill)} | "
-            f"{_p(c.dm.p_better)} | {_p(c.p_holm)} | {'better' if c.survives else 'no evidence'} |"
-        )
+    i = 0
+    for family in (*FAMILIES, DESCRIPTIVE):
+        for c in sorted(ev.members(family), key=lambda c: (c.p_holm, c.dm.p_better)):
+            i += 1
+            verdict = "better" if c.survives else "no evidence"
+            holm_p = _p(c.p_holm)
+            if family == DESCRIPTIVE:
+                verdict, holm_p = "descriptive", "n/a"
+            lines.append(
+                f"| {i} | {family or 'descriptive'} | {c.model} vs {c.baseline} | {c.loss}, {c.horizon} h | "
+                f"{_pct(c.skill)} | {_p(c.dm.p_better)} | {holm_p} | {verdict} |"
+            )
     return lines
 
 
 def recommendations(ev: Evaluation, analyses: dict) -> list[str]:
     recs = []
-    winners = [c.model for c in ev.survivors("vs zero") if c.model in MODELS]
+    survivors = [c.model for c in ev.survivors("vs zero")]
+    winners = [m for m in survivors if m in MODELS]
+    controls = [m for m in survivors if m not in MODELS]
     if not winners:
         recs.append(
             f"No model beats the zero-return forecast on these {ev.hours:,} hours after the correction: do not "
-            "act on these forecasts."
+            "act on the models' return forecasts."
             + (
                 " Evaluate on a longer history (walk-forward needs more history) before drawing conclusions."
                 if ev.mode == "single_split"
                 else ""
             )
         )
+        if controls:
+            recs.append(
+                f"The control{'s' if len(controls) > 1 else ''} {_names(controls)} "
+                f"{'do' if len(controls) > 1 else 'does'} beat it: the hours hold structure a simple model finds "
+                "and the networks miss; look at what the control uses before training more networks."
+            )
     else:
         recs.append(
             "Models that beat the zero-return forecast after the correction: "
             + ", ".join(winners)
             + ". Confirm on a later, untouched period before relying on them."
         )
-        linear = [c.model for c in ev.survivors("vs zero") if c.model.startswith("ridge")]
-        if linear:
+        if controls:
             recs.append(
-                f"A linear control ({', '.join(linear)}) also beats the zero forecast: compare the models "
-                "with it before crediting their architecture."
+                f"The control{'s' if len(controls) > 1 else ''} {_names(controls)} also "
+                f"beat{'' if len(controls) > 1 else 's'} the zero forecast: compare the models with "
+                f"{'them' if len(controls) > 1 else 'it'} before crediting their architecture."
             )
     return recs + attention_recommendations(analyses)
 
@@ -243,6 +288,15 @@ def attention_source(models: dict[str, tuple[str | None, str]], test_end_ts) -> 
     )
 
 
+def summary_sentences(ev: Evaluation, analyses: dict[str, AttentionAnalysis]) -> list[str]:
+    """The report's summary under its bottom line, one sentence a finding (the CLI prints these too)."""
+    out = [forecast_sentence(m, ev) for m in order(ev.returns) if m in MODELS]
+    out += [twin_sentence(c, ev) for c in ev.family if c.kind == "attention vs twin"]
+    out += volatility_text.summary_sentences(ev)
+    out += [attention_sentence(m, an) for m, an in analyses.items()]
+    return out
+
+
 def write_report(inputs: ReportInputs) -> str:
     """The report's Markdown text."""
     ev, analyses, figures = inputs.evaluation, inputs.analyses, inputs.figures
@@ -266,18 +320,16 @@ def write_report(inputs: ReportInputs) -> str:
         bottom_line(ev),
         "",
     ]
-    lines += [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m in MODELS]
-    lines += [f"- {twin_sentence(c, ev)}" for c in ev.family if c.kind == "attention vs twin"]
-    lines += [f"- {s}" for s in volatility_text.summary_sentences(ev)]
-    lines += [f"- {attention_sentence(m, an)}" for m, an in analyses.items()]
+    lines += [f"- {s}" for s in summary_sentences(ev, analyses)]
     lines += [
         "",
         f"## Forecasts against baselines and controls ({_evidence_words(ev)})",
         "",
         "Next-hour log return in percent. Skill = 1 - MSE / MSE of the zero-return forecast, with a 95% "
         "interval from the autocorrelation-robust variance of the loss difference. DM p: one-sided "
-        f"Diebold-Mariano (HLN), model better; Holm p: adjusted over the family of {len(ev.family)} "
-        "comparisons below. Direction is scored on hours that moved.",
+        f"Diebold-Mariano (HLN), model better; Holm p: adjusted within the {RETURN_SKILL} family of "
+        f"{len(ev.members(RETURN_SKILL))} tests (each forecaster against the zero-return forecast). Direction is "
+        "scored on hours that moved.",
         "",
     ]
     lines += forecast_table(ev)
@@ -309,10 +361,13 @@ def write_report(inputs: ReportInputs) -> str:
     lines += volatility_text.volatility_section(ev, analyses.get(VOLATILITY_MODEL), vol_figure)
     lines += [
         "",
-        "## The family of comparisons",
+        "## The families of comparisons",
         "",
-        f"Every claim of being better above is one of these {len(ev.family)} one-sided tests; Holm's "
-        f"step-down adjustment keeps the chance of any false claim among them at {ALPHA:.0%}.",
+        "Every claim of being better above is one of these one-sided tests, grouped by the question it answers: "
+        + "; ".join(f"{f} ({len(ev.members(f))} tests)" for f in FAMILIES if ev.members(f))
+        + f". Holm's step-down adjustment within each family keeps the chance of any false claim in it at "
+        f"{ALPHA:.0%}. The MSE of the variance is descriptive (raw p, no claim: a few spikes decide it). The "
+        "volatility tests use a long-run variance robust to long memory (equal-weighted cosine, Student t).",
         "",
     ]
     lines += family_table(ev)

@@ -8,16 +8,25 @@ Wording rules:
 * "unbiased" is never said: a Mincer-Zarnowitz test that does not reject says "no
   evidence of bias";
 * the attention "marks" a lag group only when its lift's interval clears 1 and the
-  controls' intervals; it "ranks like the autocorrelation" only when its Spearman
-  correlation with the autocorrelation of absolute returns is positive, significant
-  and above every control's; "follows the daily cycle" only when the window-level
-  correlation's interval clears 0 and the controls' correlations.
+  controls' intervals; it "ranks like the autocorrelation" only when the block-bootstrap
+  interval of its Spearman correlation with the autocorrelation of absolute returns
+  clears 0 and every control's interval; "follows the daily cycle" only when the
+  window-level correlation's interval (the size of the input 24 hours ago partialled
+  out) clears 0 and the controls' correlations.
 """
 
 from workflows.attention.analysis import AttentionAnalysis
 from workflows.attention.volatility import VolatilityAttention
 from workflows.evaluation.baselines import VOL_BASELINES
-from workflows.evaluation.evidence import VOLATILITY_MODEL, Comparison, Evaluation, VolatilityMetrics
+from workflows.evaluation.evidence import (
+    DESCRIPTIVE,
+    RECALIBRATED,
+    VOLATILITY_MODEL,
+    Comparison,
+    Evaluation,
+    VolatilityMetrics,
+)
+from workflows.ml.profiles import model_kind, variance_forecasters
 from workflows.reporting.fmt import ALPHA, _p, _pct
 
 VOL_NAMES = {
@@ -25,10 +34,16 @@ VOL_NAMES = {
     "rolling_24h": "rolling 24 h",
     "ewma_0.94": "EWMA (0.94)",
     "har_rv": "HAR-RV (1 h, 24 h, 1 week)",
+    "har_rv_qlike": "HAR-RV fitted by QLIKE",
+    "log_har": "log-HAR",
+    "log_har_seasonal": "log-HAR with hour-of-day factor",
+    "har_x_volume": "log-HAR-X with log volume",
     "garch_1_1": "GARCH(1,1)",
     "gjr_garch_1_1": "GJR-GARCH(1,1)",
-    "volatility": "volatility attention model",
-    "multitask": "multi-task model's 24 h head",
+    "garch_seasonal": "seasonally adjusted GARCH(1,1)",
+    RECALIBRATED: "volatility model recalibrated in logs on validation hours",
+    # the models' names, from the registry of model kinds
+    **{k: model_kind(k).label or k for k in variance_forecasters()},
 }
 TARGETS = {24: "the mean variance of the next 24 hours", 1: "the next hour's variance (its squared return)"}
 
@@ -37,18 +52,42 @@ def _names(cs: list[Comparison]) -> str:
     return ", ".join(VOL_NAMES.get(c.baseline, c.baseline) for c in cs)
 
 
+def confidence_set_sentence(ev: Evaluation, horizon: int) -> str | None:
+    """The section's headline: the set of best forecasters at 90% (Hansen's model confidence set)."""
+    cs = ev.confidence_sets.get(horizon)
+    if cs is None:
+        return None
+    kept = ", ".join(VOL_NAMES.get(n, n) for n in cs.included)
+    dropped = ", ".join(VOL_NAMES.get(n, n) for n in cs.excluded)
+    model = VOL_NAMES.get(VOLATILITY_MODEL, VOLATILITY_MODEL)
+    where = (
+        ("the volatility model is in it" if cs.contains(VOLATILITY_MODEL) else "the volatility model is not")
+        if VOLATILITY_MODEL in cs.pvalues
+        else f"no {model} was scored"
+    )
+    n_in = len(cs.included)
+    return (
+        f"The set of best forecasters of {TARGETS[horizon]} at {1 - cs.size:.0%} "
+        f"({n_in} of {len(cs.pvalues)}): {kept}; {where} (Hansen's model confidence set, QLIKE, range statistic, "
+        f"stationary bootstrap with mean block {cs.block} h, {cs.reps} resamples)."
+        + (f" Excluded, first to last: {dropped}." if dropped else "")
+    )
+
+
 def comparison_sentence(ev: Evaluation, model: str, horizon: int, loss: str = "QLIKE") -> str | None:
     comps = ev.volatility_comparisons(model, horizon, loss)
     if not comps:
         return None
+    who = f"**{VOL_NAMES.get(model, model)}**"
+    if comps[0].family == DESCRIPTIVE:
+        return _descriptive_sentence(who, comps, horizon, loss)
     beaten = [c for c in comps if c.survives]
     worse = [c for c in comps if not c.survives and c.skill < 0 and 1 - c.dm.p_better < ALPHA]
     same = [c for c in comps if c not in beaten and c not in worse]
     test = (
-        f"{loss} of {TARGETS[horizon]}, one-sided Diebold-Mariano (HLN) with horizon {horizon}, Holm-corrected "
-        f"over the family of {len(ev.family)} comparisons"
+        f"{loss} of {TARGETS[horizon]}, one-sided Diebold-Mariano with a long-memory-robust variance "
+        f"({comps[0].dm.variance}), {ev.family_words(comps[0].family)}"
     )
-    who = f"**{VOL_NAMES.get(model, model)}**"
     if not beaten and not worse:
         return f"{who} shows no difference from any baseline ({_names(same)}; {test})."
     parts = [f"beats {_names(beaten)}" if beaten else "beats no baseline"]
@@ -62,8 +101,24 @@ def comparison_sentence(ev: Evaluation, model: str, horizon: int, loss: str = "Q
     return text
 
 
+def _descriptive_sentence(who: str, comps: list[Comparison], horizon: int, loss: str) -> str:
+    lower = [c for c in comps if c.skill > 0 and c.dm.p_better < ALPHA]
+    higher = [c for c in comps if c.skill < 0 and 1 - c.dm.p_better < ALPHA]
+    parts = []
+    if lower:
+        parts.append(f"lower than {_names(lower)}")
+    if higher:
+        parts.append(f"higher than {_names(higher)}")
+    what = "; ".join(parts) if parts else "not distinguishable from any baseline"
+    return (
+        f"By the {loss} of {TARGETS[horizon]} (descriptive: a few spikes decide it; raw one-sided p < {ALPHA}, "
+        f"no correction, no claim), {who}'s is {what}."
+    )
+
+
 def summary_sentences(ev: Evaluation) -> list[str]:
-    out = [comparison_sentence(ev, VOLATILITY_MODEL, 24), comparison_sentence(ev, VOLATILITY_MODEL, 1)]
+    out = [confidence_set_sentence(ev, 24), confidence_set_sentence(ev, 1)]
+    out += [comparison_sentence(ev, VOLATILITY_MODEL, 24), comparison_sentence(ev, VOLATILITY_MODEL, 1)]
     out += [comparison_sentence(ev, m, 24) for m in sorted({c.model for c in ev.family if c.kind == "volatility"})]
     seen, lines = set(), []
     for s in out:
@@ -75,10 +130,14 @@ def summary_sentences(ev: Evaluation) -> list[str]:
 
 def _mz(v: VolatilityMetrics) -> str:
     if v.mz is None:
-        return " | | "
+        return " | "
     m = v.mz
-    slope = "n/a (constant)" if m.slope != m.slope else f"{m.slope:.2f}"
-    return f"{slope} | {m.intercept:+.2f} | {_p(m.p_joint)}"
+    slope = (
+        "n/a (too few distinct values)"
+        if m.slope != m.slope
+        else f"{m.slope:.2f} [{m.slope_ci[0]:.2f}, {m.slope_ci[1]:.2f}]"
+    )
+    return f"{slope} | {_p(m.p_joint)}"
 
 
 def forecast_table(ev: Evaluation, horizon: int) -> list[str]:
@@ -86,33 +145,64 @@ def forecast_table(ev: Evaluation, horizon: int) -> list[str]:
     model = VOLATILITY_MODEL if VOLATILITY_MODEL in table else next(iter(table), "")
     comps = {c.baseline: c for c in ev.volatility_comparisons(model, horizon, "QLIKE")}
     mse = {c.baseline: c for c in ev.volatility_comparisons(model, horizon, "MSE")}
+    cs = ev.confidence_sets.get(horizon)
     lines = [
-        f"| forecast of {TARGETS[horizon]} | QLIKE | MSE (%^2)^2 | {model} QLIKE skill vs it | Holm p (QLIKE) "
-        "| Holm p (MSE) | MZ slope | MZ intercept | MZ p (a=0, b=1) |",
+        f"| forecast of {TARGETS[horizon]} | QLIKE | in the 90% set (MCS p) | MSE (%^2)^2 | {model} QLIKE skill "
+        "vs it | Holm p (QLIKE) | raw p (MSE, descriptive) | log-MZ slope [95%] | MZ p (a=0, b=1) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, v in sorted(table.items(), key=lambda kv: kv[1].qlike):
         c, m = comps.get(name), mse.get(name)
         q_cells = f"{_pct(c.skill)} | {_p(c.p_holm)}{' **survives**' if c.survives else ''}" if c else "| "
-        m_cells = f"{_p(m.p_holm)}{' **survives**' if m.survives else ''}" if m else ""
+        m_cells = _p(m.dm.p_better) if m else ""
+        in_set = (
+            (("yes" if cs.contains(name) else "no") + f" ({_p(cs.pvalues[name])})") if cs and name in cs.pvalues else ""
+        )
         label = VOL_NAMES.get(name, name) + (" (the model)" if name == model else "")
-        lines.append(f"| {label} | {v.qlike:.4f} | {v.mse:.3e} | {q_cells} | {m_cells} | {_mz(v)} |")
+        lines.append(f"| {label} | {v.qlike:.4f} | {in_set} | {v.mse:.3e} | {q_cells} | {m_cells} | {_mz(v)} |")
     return lines
 
 
-def bias_sentence(ev: Evaluation, horizon: int) -> str | None:
+def bias_sentence(ev: Evaluation, horizon: int, model: str = VOLATILITY_MODEL) -> str | None:
     table = ev.volatility if horizon == 24 else ev.volatility_next
-    v = table.get(VOLATILITY_MODEL)
+    v = table.get(model)
     if v is None or v.mz is None:
         return None
     m = v.mz
-    test = f"Mincer-Zarnowitz regression with HAC errors ({m.horizon} lags), joint test of a = 0 and b = 1, descriptive"
+    who = "the forecast" if model == VOLATILITY_MODEL else f"the {VOL_NAMES.get(model, model)}"
+    test = (
+        f"Mincer-Zarnowitz in logs and the mean of realised / forecast, HAC errors with {m.lags} lags (sized to the "
+        f"memory), Bonferroni over the two; descriptive"
+    )
+    swings = (
+        f"log-MZ slope {m.slope:.2f} [{m.slope_ci[0]:.2f}, {m.slope_ci[1]:.2f}]"
+        if m.slope == m.slope
+        else "no slope (too few distinct values)"
+    )
+    level = f"realised / forecast {m.level:.2f} on average"
+    label = f"Bias ({TARGETS[horizon]}{'' if model == VOLATILITY_MODEL else ', ' + VOL_NAMES.get(model, model)})"
     if m.p_joint >= ALPHA:
-        return f"Bias ({TARGETS[horizon]}): no evidence of bias (slope {m.slope:.2f}, p = {_p(m.p_joint)}; {test})."
-    direction = "too large" if m.slope < 1 else "too small"
+        return f"{label}: no evidence of bias ({swings}; {level}; p = {_p(m.p_joint)}; {test})."
+    found = []
+    if m.p_slope == m.p_slope and m.p_slope < ALPHA / 2:
+        found.append(f"its swings are {'too large' if m.slope < 1 else 'too small'} ({swings})")
+    if m.p_level < ALPHA / 2:
+        found.append(f"its level is {'too low' if m.level > 1 else 'too high'} ({level})")
+    return f"{label}: {who} is biased: {'; '.join(found)} (p = {_p(m.p_joint)}; {test})."
+
+
+def recalibration_sentence(ev: Evaluation, horizon: int) -> str | None:
+    """The raw model beside its recalibration (descriptive: the recalibration is not in the family)."""
+    table = ev.volatility if horizon == 24 else ev.volatility_next
+    raw, recal = table.get(VOLATILITY_MODEL), table.get(RECALIBRATED)
+    if raw is None or recal is None:
+        return None
+    change = recal.qlike / raw.qlike - 1 if raw.qlike > 0 else float("nan")
     return (
-        f"Bias ({TARGETS[horizon]}): the forecast is biased (slope {m.slope:.2f}: its swings are {direction}; "
-        f"intercept {m.intercept:+.2f} of the mean realised variance; p = {_p(m.p_joint)}; {test})."
+        f"Recalibrated in logs on each fold's validation slice (ln realised = a + b ln forecast, smearing back to "
+        f"the variance; hours the model was not trained on), the volatility model's QLIKE goes from "
+        f"{raw.qlike:.4f} to {recal.qlike:.4f} ({100 * change:+.1f}%; descriptive, not in the family; its place in "
+        "the model confidence set is in the table)."
     )
 
 
@@ -141,16 +231,27 @@ def attention_sentence(v: VolatilityAttention) -> str:
             + "; ".join(group_phrase(g.name) for g in v.groups)
             + f" ({test})."
         )
-    ctrl = ", ".join(f"{c} {r:+.2f}" for c, r in v.control_spearman.items())
+
+    def ci(lo_hi: tuple[float, float]) -> str:
+        return f"{lo_hi[0]:+.2f} to {lo_hi[1]:+.2f}"
+
+    ctrl = ", ".join(
+        f"{c} {r:+.2f} ({ci(v.control_spearman_ci[c])})" if c in v.control_spearman_ci else f"{c} {r:+.2f}"
+        for c, r in v.control_spearman.items()
+    )
+    rank = (
+        f"Spearman {v.spearman:+.2f} over {len(v.lags)} lags, block-bootstrap 95% interval over windows "
+        f"{ci(v.spearman_ci)}; controls {ctrl}"
+    )
     if v.matches_acf:
         text += (
-            f" Its mean profile ranks like the autocorrelation of absolute returns on the training hours "
-            f"(Spearman {v.spearman:+.2f} over {len(v.lags)} lags, p = {_p(v.spearman_p)}; controls {ctrl})."
+            f" Its mean profile ranks like the autocorrelation of absolute returns on the training hours, beyond the "
+            f"controls ({rank})."
         )
     else:
         text += (
-            f" Its mean profile does not rank like the autocorrelation of absolute returns beyond the controls "
-            f"(Spearman {v.spearman:+.2f}, p = {_p(v.spearman_p)}; controls {ctrl})."
+            f" Its mean profile does not rank like the autocorrelation of absolute returns beyond the controls: its "
+            f"interval does not clear 0 and every control's ({rank})."
         )
     shared = v.shared_peaks
     text += (
@@ -162,7 +263,8 @@ def attention_sentence(v: VolatilityAttention) -> str:
     if h is not None:
         hctrl = ", ".join(f"{c} {r:+.2f}" for c, r in h.control_correlation.items())
         corr = (
-            f"correlation over windows {h.correlation:+.2f}, block-bootstrap interval "
+            ("with the size of the input 24 hours ago partialled out, " if h.partialled else "")
+            + f"correlation over windows {h.correlation:+.2f}, block-bootstrap interval "
             f"{h.correlation_ci[0]:+.2f} to {h.correlation_ci[1]:+.2f}; controls {hctrl}"
         )
         if h.follows_cycle:
@@ -186,9 +288,13 @@ def volatility_section(ev: Evaluation, an: AttentionAnalysis | None, figure: str
         "clock. Forecasts of the variance, scored by QLIKE (lower is better; the loss the volatility model trains "
         "on) and by the MSE of the variance; every baseline fitted on training hours only (refitted per fold): "
         + ", ".join(VOL_NAMES[b] for b in VOL_BASELINES)
-        + ". Targets of consecutive hours overlap by 23 hours at horizon 24, so those tests use horizon 24. "
-        "MZ: Mincer-Zarnowitz regression realised = a + b x forecast (both divided by the mean realised variance), "
-        "HAC errors; an unbiased forecast has a = 0, b = 1 (descriptive, not in the family).",
+        + ". The headline is the set of best forecasters at 90% (Hansen's model confidence set over every "
+        "forecaster, QLIKE); beside it, the model against each baseline: one-sided Diebold-Mariano tests with a "
+        "long-run variance robust to volatility's long memory (equal-weighted cosine, Student t), Holm-corrected "
+        "within the volatility family; the MSE of the variance is descriptive. "
+        "log-MZ: ln realised = a + b ln forecast with HAC errors sized to the memory (b = 1: the forecast swings "
+        "as much as the variance; b < 1: too much), and the mean of realised / forecast (1: right on average); "
+        "MZ p is the test of both (descriptive, not in a family).",
         "",
     ]
     for horizon in (24, 1):
@@ -196,12 +302,16 @@ def volatility_section(ev: Evaluation, an: AttentionAnalysis | None, figure: str
         if not table:
             continue
         lines += [f"### {TARGETS[horizon][0].upper() + TARGETS[horizon][1:]}", ""]
+        headline = confidence_set_sentence(ev, horizon)
+        lines += [f"**{headline}**", ""] if headline else []
         lines += forecast_table(ev, horizon)
         lines += [""]
         for s in (
             comparison_sentence(ev, VOLATILITY_MODEL, horizon, "QLIKE"),
             comparison_sentence(ev, VOLATILITY_MODEL, horizon, "MSE"),
             bias_sentence(ev, horizon),
+            recalibration_sentence(ev, horizon),
+            bias_sentence(ev, horizon, RECALIBRATED),
         ):
             if s:
                 lines.append(f"- {s}")
@@ -210,7 +320,7 @@ def volatility_section(ev: Evaluation, an: AttentionAnalysis | None, figure: str
             if other:
                 lines.append(f"- {other}")
         lines.append("")
-    lines += [f"- {name} could not be fitted: {err}" for name, err in ev.errors.items()]
+    lines += [f"- {name} could not be computed: {err}" for name, err in ev.errors.items()]
     if an is not None and an.volatility is not None:
         lines += ["### Where the volatility model looks", "", attention_sentence(an.volatility), ""]
         if figure:

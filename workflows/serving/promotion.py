@@ -34,8 +34,12 @@ the loss differential, so the confidence bound uses the same standard error as t
 DM test (a test checks that at margin 0 the two p-values agree).
 """
 
+import fcntl
 import json
 import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -60,6 +64,7 @@ from workflows.ml.windows import (
 from workflows.stats.significance import diebold_mariano
 
 POINTER = "production.json"
+LOCK_FILE = ".production.lock"  # serialises the gate per symbol (`promotion_lock`)
 
 
 @dataclass(frozen=True)
@@ -349,26 +354,80 @@ def gate(
 
 
 def read_pointer(folder: Path) -> dict | None:
+    """The production pointer in `folder`, its `path` resolved to an absolute path (None: nothing promoted).
+
+    The file stores the checkpoint's path relative to the pointer's own folder (the
+    checkpoints lie beside it), so a moved or re-mounted data folder keeps its pointer; an
+    absolute path written by an older version is read as it is."""
     path = folder / POINTER
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    pointer = json.loads(path.read_text())
+    pointer["path"] = str((folder / pointer["path"]).resolve())
+    return pointer
 
 
 def write_pointer(folder: Path, ckpt_path: str, sha256: str, decision: GateDecision) -> dict:
+    """Publish the pointer atomically; returns it as `read_pointer` does (absolute `path`)."""
+    target = Path(ckpt_path).resolve()
     pointer = {
-        "path": ckpt_path,
+        "path": os.path.relpath(target, folder.resolve()),
         "sha256": sha256,
         "promoted_at": datetime.now(timezone.utc).isoformat(),
         "gate": decision.to_dict(),
     }
     write_json_atomic(folder / POINTER, pointer)
-    return pointer
+    return {**pointer, "path": str(target)}
 
 
 def load_current(folder: Path) -> Checkpoint | None:
+    """The checkpoint the pointer names (None only when no pointer exists: nothing was ever promoted).
+
+    A pointer whose file is gone, or whose bytes changed, is an error: silently serving
+    the zero-return forecast instead would hide that the promoted model was lost."""
     pointer = read_pointer(folder)
-    if pointer is None or not Path(pointer["path"]).exists():
+    if pointer is None:
         return None
-    return load_checkpoint(pointer["path"], pointer["sha256"])
+    path = Path(pointer["path"])
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{folder / POINTER} names the serving checkpoint {path}, which does not exist: restore that file "
+            f"(sha256 {pointer['sha256'][:16]}...), or delete {POINTER} to serve the zero-return forecast until "
+            "the gate promotes a model"
+        )
+    return load_checkpoint(path, pointer["sha256"])
+
+
+@contextmanager
+def promotion_lock(folder: Path) -> Iterator[None]:
+    """Hold the symbol's promotion lock (an exclusive `flock` on `.production.lock` in `folder`).
+
+    Read the incumbent, judge, write the pointer: all inside it, so two runs never promote
+    against the same incumbent (the second waits and then judges against the first's winner)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def promote(
+    folder: Path,
+    candidate_path: str,
+    candidate_sha256: str,
+    judge: Callable[[Checkpoint | None], GateDecision],
+) -> tuple[GateDecision, dict | None]:
+    """Judge the candidate against the incumbent and move the pointer if promoted, under the symbol's lock.
+
+    `judge(incumbent)` returns the decision (`gate(...)` with the candidate bound). Returns
+    the decision and the pointer in force afterwards (None: nothing serves)."""
+    with promotion_lock(folder):
+        decision = judge(load_current(folder))
+        if decision.promoted:
+            return decision, write_pointer(folder, candidate_path, candidate_sha256, decision)
+        return decision, read_pointer(folder)
 
 
 def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:

@@ -57,25 +57,40 @@ def qlike(forecast_var: np.ndarray, realised_var: np.ndarray) -> float:
     return float(np.mean(qlike_losses(forecast_var, realised_var)))
 
 
+MZ_MIN_DISTINCT = 30  # a forecast with fewer distinct values (a constant per fold) has no slope worth printing
+
+
 @dataclass(frozen=True)
 class MincerZarnowitz:
-    """Mincer-Zarnowitz regression of the realised variance on a variance forecast:
+    """Calibration of a variance forecast f against the realised variance RV, in two parts:
 
-        realised = a + b * forecast + e
+    * swings, in logs (robust to the few spikes that decide the regression in levels):
+          ln RV = a + b ln f + e
+      b = 1 when the forecast moves as much as the variance does; b < 1: its swings are too
+      large. (The intercept absorbs E ln of the noise in RV and is not tested.) Hours whose RV is
+      0 (a flat hour) have no log and are left out (`dropped`). No slope for a forecast with fewer
+      than `MZ_MIN_DISTINCT` distinct values: a per-fold constant's "slope" only says how the
+      folds' levels happened to line up.
+    * level: the mean of RV / f, 1 when the forecast is right on average (Patton & Sheppard's GLS
+      form of the regression in levels, weighted by 1 / f); `p_level` tests it against 1.
 
-    An unbiased, efficient forecast has a = 0 and b = 1. Both sides are divided by the
-    mean realised variance first, so `intercept` is a share of it. Standard errors are
-    HAC (Newey-West with `horizon` lags: overlapping targets share hours), and `p_joint`
-    is the Wald test of a = 0 and b = 1 together (for a constant forecast, which has no
-    slope, the test of its mean error alone)."""
+    Standard errors are HAC (Newey-West) with `lags` sized to the memory: the Newey-West (1994)
+    data-driven bandwidth of the regression's scores, and never fewer than the horizon (overlapping
+    targets share hours). `p_joint` is the smaller of the two p-values times 2 (Bonferroni over
+    the two tests; the level test alone where there is no slope)."""
 
     n: int
     horizon: int
-    intercept: float
-    slope: float
+    intercept: float  # of the log regression
+    slope: float  # of the log regression (NaN: no slope)
     slope_ci: tuple[float, float]  # 95%
-    r2: float
+    r2: float  # of the log regression
     p_joint: float
+    p_slope: float = float("nan")  # b = 1
+    level: float = float("nan")  # mean RV / f
+    p_level: float = float("nan")  # mean RV / f = 1
+    lags: int = 0
+    dropped: int = 0
 
     @property
     def unbiased(self) -> bool:
@@ -83,27 +98,58 @@ class MincerZarnowitz:
         return bool(self.p_joint >= 0.05)
 
 
+def memory_lags(scores: np.ndarray, horizon: int = 1) -> int:
+    """HAC lags sized to the memory of `scores` ((n,) or (n, k)): the Newey-West (1994) data-driven
+    Bartlett bandwidth (`arch`), at least `horizon`, at most a quarter of the sample."""
+    from arch.covariance.kernel import Bartlett
+
+    x = np.asarray(scores, float)
+    x = x.reshape(len(x), -1)
+    try:
+        bandwidth = float(Bartlett(x).bandwidth)
+    except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
+        bandwidth = float(horizon)
+    if not np.isfinite(bandwidth):
+        bandwidth = float(horizon)
+    return int(min(max(int(np.ceil(bandwidth)), int(horizon), 1), max(len(x) // 4, 1)))
+
+
 def mincer_zarnowitz(forecast_var: np.ndarray, realised_var: np.ndarray, horizon: int = 1) -> MincerZarnowitz:
     import statsmodels.api as sm
 
-    f = np.asarray(forecast_var, float)
+    f = np.maximum(np.asarray(forecast_var, float), 1e-18)
     r = np.asarray(realised_var, float)
-    unit = float(np.mean(r)) or 1.0
-    hac = {"cov_type": "HAC", "cov_kwds": {"maxlags": max(int(horizon), 1)}}
-    if np.std(f / unit) < 1e-9:  # a constant forecast: no slope to estimate; test its bias alone
-        fit = sm.OLS((r - f) / unit, np.ones((len(r), 1))).fit(**hac)
-        nan = float("nan")
-        return MincerZarnowitz(len(r), int(horizon), float(fit.params[0]), nan, (nan, nan), 0.0, float(fit.pvalues[0]))
-    x = sm.add_constant(f / unit, has_constant="add")
-    fit = sm.OLS(r / unit, x).fit(**hac)
-    wald = fit.wald_test((np.eye(2), np.array([0.0, 1.0])), scalar=True)
+    nan = float("nan")
+    ratio = r / f
+    lags_level = memory_lags(ratio - ratio.mean(), horizon)
+    level_fit = sm.OLS(ratio - 1.0, np.ones((len(r), 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lags_level})
+    level, p_level = float(ratio.mean()), float(level_fit.pvalues[0])
+    ok = r > 0
+    distinct = len(np.unique(np.round(np.log(f[ok]), 9))) if ok.any() else 0
+    if distinct < MZ_MIN_DISTINCT or ok.sum() < 10:
+        return MincerZarnowitz(
+            len(r), int(horizon), nan, nan, (nan, nan), 0.0, p_level, nan, level, p_level, lags_level, int((~ok).sum())
+        )
+    y, x = np.log(r[ok]), sm.add_constant(np.log(f[ok]), has_constant="add")
+    ols = sm.OLS(y, x).fit()
+    lags = memory_lags(x * ols.resid[:, None], horizon)
+    fit = sm.OLS(y, x).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+    slope, se = float(fit.params[1]), float(fit.bse[1])
     lo, hi = fit.conf_int()[1]
+    from scipy import stats as st
+
+    p_slope = float(2 * st.norm.sf(abs(slope - 1.0) / se)) if se > 0 else nan
     return MincerZarnowitz(
         n=len(r),
         horizon=int(horizon),
         intercept=float(fit.params[0]),
-        slope=float(fit.params[1]),
+        slope=slope,
         slope_ci=(float(lo), float(hi)),
         r2=float(fit.rsquared),
-        p_joint=float(wald.pvalue),
+        p_joint=float(min(1.0, 2 * min(p_slope, p_level))),
+        p_slope=p_slope,
+        level=level,
+        p_level=p_level,
+        lags=lags,
+        dropped=int((~ok).sum()),
     )

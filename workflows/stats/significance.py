@@ -1,5 +1,20 @@
 """Forecast comparison tests: Diebold-Mariano (with the Harvey-Leybourne-Newbold
-small-sample correction) and a binomial test for directional accuracy."""
+small-sample correction, or with a long-run variance robust to long memory), Hansen's
+model confidence set, a binomial test for directional accuracy and Holm's correction.
+
+Why two Diebold-Mariano variances. The HLN rule sums autocovariances up to lag h-1,
+which is right when the loss differential is h-1 dependent (forecasts of returns,
+whose squared errors barely remember). Loss differentials of volatility forecasts
+inherit volatility's long memory: they stay correlated for hundreds of hours, and a
+variance that stops at lag h-1 (at h = 1: none) makes the test reject equal forecasts
+far too often. `ewc_long_run_variance` is the equal-weighted cosine estimator with a
+fixed, small number `EWC_DF` of the lowest frequencies (Mueller 2004; Lazarus, Lewis,
+Stock & Watson 2018): with nu fixed, the statistic is Student t with nu degrees of
+freedom under weak dependence, and because it reads only periods longer than 2n/nu
+hours it stays close to its size under strong persistence where a data-driven
+Newey-West bandwidth does not (measured in workflows_tests/unit/test_significance.py
+and docs/benchmarks.md).
+"""
 
 from dataclasses import dataclass
 
@@ -14,6 +29,7 @@ class DMResult:
     p_two_sided: float
     n: int
     mean_loss_diff: float
+    variance: str = "HLN"  # "HLN" (lags up to h-1) or "EWC(nu)" (robust to long memory)
 
 
 def diebold_mariano(errors_1: np.ndarray, errors_2: np.ndarray, horizon: int = 1, power: int = 2) -> DMResult:
@@ -46,7 +62,7 @@ def long_run_variance(d: np.ndarray, horizon: int = 1) -> float:
     return float(max(rectangular, bartlett, 0.0))
 
 
-def dm_test(loss_diff: np.ndarray, horizon: int = 1) -> DMResult:
+def dm_test(loss_diff: np.ndarray, horizon: int = 1, long_memory: bool = False) -> DMResult:
     """Diebold-Mariano test on a loss differential d = loss_1 - loss_2 (any loss: MSE, QLIKE, ...).
 
     Forecasts `horizon` steps ahead overlap, so d is autocorrelated up to lag
@@ -54,6 +70,11 @@ def dm_test(loss_diff: np.ndarray, horizon: int = 1) -> DMResult:
     statistic gets the Harvey-Leybourne-Newbold (1997) small-sample correction and
     is compared with Student t with n-1 degrees of freedom. `p_better` is the
     one-sided p-value for "model 1 has the lower expected loss".
+
+    `long_memory`: the long-run variance is `ewc_long_run_variance` instead and the
+    statistic is compared with Student t with `EWC_DF` degrees of freedom (no HLN
+    correction: it is exact under the fixed-nu asymptotics). Use it for losses of
+    volatility forecasts.
     """
     d = np.asarray(loss_diff, dtype=float)
     if d.ndim != 1:
@@ -64,6 +85,8 @@ def dm_test(loss_diff: np.ndarray, horizon: int = 1) -> DMResult:
     if not np.all(np.isfinite(d)):
         raise ValueError("the loss differential has NaN or infinite values")
     mean = float(d.mean())
+    if long_memory:
+        return _ewc_test(d)
     long_run = long_run_variance(d, horizon)
     if long_run == 0:
         return DMResult(0.0, 0.5, 1.0, n, mean)
@@ -74,6 +97,96 @@ def dm_test(loss_diff: np.ndarray, horizon: int = 1) -> DMResult:
     p_better = float(stats.t.cdf(stat, df=n - 1))
     p_two = float(2 * min(p_better, 1 - p_better))
     return DMResult(stat, p_better, p_two, n, mean)
+
+
+EWC_DF = 8  # cosine frequencies (= degrees of freedom) of the long-memory-robust long-run variance
+
+
+def ewc_long_run_variance(d: np.ndarray, nu: int = EWC_DF) -> float:
+    """Equal-weighted cosine long-run variance: the mean of the squares of the first `nu` cosine
+    transforms of the centred series, sqrt(2/n) sum_t cos(pi j (t + 1/2) / n) d_t, j = 1 .. nu.
+    Each is about N(0, long-run variance) and they are nearly independent, so the ratio of the mean to
+    its standard error is Student t with nu degrees of freedom."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    j = np.arange(1, nu + 1)[:, None]
+    t = np.arange(n)[None, :]
+    transforms = np.sqrt(2.0 / n) * (np.cos(np.pi * j * (t + 0.5) / n) @ (d - d.mean()))
+    return float(np.mean(transforms**2))
+
+
+def _ewc_test(d: np.ndarray, nu: int = EWC_DF) -> DMResult:
+    n, mean = len(d), float(d.mean())
+    long_run = ewc_long_run_variance(d, nu)
+    label = f"EWC({nu})"
+    if long_run <= 0:
+        return DMResult(0.0, 0.5, 1.0, n, mean, label)
+    stat = mean / np.sqrt(long_run / n)
+    p_better = float(stats.t.cdf(stat, df=nu))
+    return DMResult(float(stat), p_better, float(2 * min(p_better, 1 - p_better)), n, mean, label)
+
+
+@dataclass(frozen=True)
+class ConfidenceSet:
+    """Hansen, Lunde & Nason's (2011) model confidence set: the forecasters that cannot be told from
+    the best at `size` (the set of best forecasters at 1 - size), from `arch.bootstrap.MCS` with the
+    range statistic and a stationary block bootstrap of the losses."""
+
+    size: float
+    included: list[str]  # the set, best mean loss first
+    excluded: list[str]  # in the order they were eliminated
+    pvalues: dict[str, float]  # the MCS p-value of each forecaster (in the set when >= size)
+    mean_loss: dict[str, float]
+    block: int
+    reps: int
+
+    def contains(self, name: str) -> bool:
+        return name in self.included
+
+
+def model_confidence_set(
+    losses: dict[str, np.ndarray], size: float = 0.10, reps: int = 1000, block: int | None = None, seed: int = 0
+) -> ConfidenceSet:
+    """The model confidence set of the forecasters whose per-hour `losses` (aligned, same hours) are
+    given. `block`: the mean block length of the stationary bootstrap; by default Politis & White's
+    optimal length for the loss differentials against the cross-sectional mean loss (the largest over
+    the forecasters), at least 24 hours and at most a tenth of the sample."""
+    import pandas as pd
+    from arch.bootstrap import MCS, optimal_block_length
+
+    if len(losses) < 2:
+        raise ValueError(f"a model confidence set needs at least 2 forecasters, got {len(losses)}")
+    full = pd.DataFrame({k: np.asarray(v, float) for k, v in losses.items()})
+    if not np.all(np.isfinite(full.to_numpy())):
+        raise ValueError("the losses have NaN or infinite values")
+    means = full.to_numpy().mean(axis=0)
+    mean_loss = {str(k): float(m) for k, m in zip(full.columns, means)}
+    # forecasters with identical losses cannot be told apart: one stands for all (their differences have no
+    # variance, which the bootstrap statistic divides by)
+    twin_of: dict[str, str] = {}
+    for k in full.columns:
+        twin_of[str(k)] = next((str(u) for u in twin_of.values() if np.array_equal(full[u], full[k])), str(k))
+    unique = sorted(set(twin_of.values()), key=list(full.columns).index)
+    if len(unique) == 1:
+        return ConfidenceSet(
+            size, sorted(mean_loss, key=lambda k: mean_loss[k]), [], dict.fromkeys(mean_loss, 1.0), mean_loss, 0, 0
+        )
+    frame = pd.DataFrame({k: full[k].to_numpy() for k in unique})
+    n = len(frame)
+    if block is None:
+        diffs = frame.sub(frame.mean(axis=1), axis=0)
+        lengths = optimal_block_length(diffs)["stationary"].to_numpy()
+        finite = lengths[np.isfinite(lengths)]
+        block = int(np.clip(np.ceil(finite.max()) if len(finite) else 24, 24, max(n // 10, 24)))
+    mcs = MCS(frame, size=size, reps=reps, block_size=block, method="R", bootstrap="stationary", seed=seed)
+    mcs.compute()
+    pv = mcs.pvalues["Pvalue"]
+    unique_p = {str(k): float(v) for k, v in zip(pv.index, pv.to_numpy())}
+    pvalues = {k: unique_p[twin_of[k]] for k in mean_loss}
+    kept = {str(k) for k in mcs.included}
+    included = sorted((k for k in mean_loss if twin_of[k] in kept), key=lambda k: mean_loss[k])
+    excluded = [k for u in map(str, mcs.excluded) for k in mean_loss if twin_of[k] == u]
+    return ConfidenceSet(size, included, excluded, pvalues, mean_loss, block, reps)
 
 
 def mean_interval(d: np.ndarray, horizon: int = 1, level: float = 0.95) -> tuple[float, float]:

@@ -2,8 +2,9 @@ import dagster as dg
 import duckdb
 
 from workflows.definitions import defs
+from workflows.evaluation.baselines import VOL_BASELINES
 from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.profiles import MODEL_KINDS
+from workflows.ml.profiles import model_kinds
 
 
 def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir):
@@ -15,13 +16,13 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
         run_config={
             "ops": {
                 "candles": {"config": {"source": "synthetic", "days": 30}},
-                **{f"{k}_model": {"config": {"profile": "ci"}} for k in MODEL_KINDS},
+                **{f"{k}_model": {"config": {"profile": "ci"}} for k in model_kinds()},
             },
             "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
         },
     )
     assert result.success
-    for kind in MODEL_KINDS:
+    for kind in model_kinds():
         mat = result.asset_materializations_for_node(f"{kind}_model")[-1]
         meta = {k: v.value for k, v in mat.metadata.items()}
         for key in ("parameters", "epochs_run", "best_val_loss", "device", "wall_s", "samples_per_s", "sha256"):
@@ -38,13 +39,16 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     evaluation = result.output_for_node("evaluation")
     assert evaluation.mode == "single_split"  # 30 days: far too short for walk-forward
     controls = {"no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features"}
-    assert set(evaluation.returns) == set(MODEL_KINDS) - {"volatility"} | controls  # it forecasts variances only
+    assert set(evaluation.returns) == set(model_kinds()) - {"volatility"} | controls  # it forecasts variances only
     assert all(0 < m.rmse_pct < 5 for m in evaluation.returns.values())
-    baselines = {"garch_1_1", "gjr_garch_1_1", "har_rv", "ewma_0.94", "constant", "rolling_24h"}
+    baselines = set(VOL_BASELINES)  # the seasonal ones and HAR-X too: the features carry hours and volume
     assert set(evaluation.volatility) == baselines | {"multitask", "volatility"}
     assert set(evaluation.volatility_next) == baselines | {"volatility"}
-    # 9 forecasters vs zero, 2 twins, the volatility model vs 6 baselines x (QLIKE, MSE) x (24 h, 1 h), multitask x 6
-    assert len(evaluation.family) == 9 + 2 + 24 + 6 and all(0 <= c.p_holm <= 1 for c in evaluation.family)
+    # 9 forecasters vs zero, 2 twins, the volatility model vs 11 baselines x (QLIKE, MSE) x (24 h, 1 h), multitask
+    # x 11; the MSE ones descriptive (no Holm p)
+    assert len(evaluation.family) == 9 + 2 + 44 + 11
+    assert all(0 <= c.p_holm <= 1 for c in evaluation.family if c.family) and len(evaluation.members("")) == 22
+    assert set(evaluation.confidence_sets) == {1, 24}
     tensors = result.output_for_node("attention_tensors")
     assert all(str(data_dir / "attention" / "BTCUSDT") in p for p in tensors.values())
     analysis = result.output_for_node("attention_analysis")
@@ -75,14 +79,14 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"evaluation", "attention_summary", "attention_metrics"} <= tables
-        # 6 models, 4 trained controls, 6 volatility baselines
-        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 16
+        # 6 models, 4 trained controls, 11 volatility baselines
+        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 21
     assert "## Volatility" in text and "### Where the volatility model looks" in text
     assert analysis["volatility"].output == "vol_next" and analysis["volatility"].volatility is not None
 
 
 def test_model_assets_are_in_the_gpu_pool_and_versioned():
-    for kind in MODEL_KINDS:
+    for kind in model_kinds():
         asset = defs.resolve_assets_def(f"{kind}_model")
         assert asset.code_versions_by_key[dg.AssetKey(f"{kind}_model")]
         assert dg.AssetKey("features") in asset.dependency_keys

@@ -214,3 +214,66 @@ def test_features_wait_for_passing_candle_checks(instance, data_dir, tmp_path):
     assert not result.success
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("features")) == set()
+
+
+def _nested_parquet(path):
+    import polars as pl
+
+    pl.DataFrame(
+        {"timestamp": [1704067200], "open": [[1.0]], "high": [1.0], "low": [1.0], "close": [1.0]}
+    ).write_parquet(path)
+    os.utime(path, (time.time() - 60, time.time() - 60))
+
+
+def test_one_unreadable_file_never_blocks_the_good_one_beside_it(instance, data_dir):
+    """A nested Parquet file used to raise past the sensor on every tick; now it is quarantined with its reason."""
+    incoming = data_dir / "incoming"
+    drop_file(incoming, "BTCUSDT-good.csv")
+    _nested_parquet(incoming / "BTCUSDT-nested.parquet")
+    result = tick(instance, data_dir)
+    assert [r.run_config["ops"]["candles"]["config"]["files"] for r in result.run_requests] == [
+        [str(incoming / "BTCUSDT-good.csv")]
+    ]
+    reason = (data_dir / "quarantine" / "BTCUSDT-nested.parquet.reason").read_text()
+    assert "nested columns: open (List(Float64))" in reason
+
+
+def test_a_run_quarantines_its_bad_file_and_lands_the_rest(instance, data_dir):
+    incoming = data_dir / "incoming"
+    good = drop_file(incoming, "BTCUSDT-good.csv")
+    _nested_parquet(incoming / "BTCUSDT-nested.parquet")
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    files = [str(incoming / "BTCUSDT-nested.parquet"), str(good)]
+    result = dg.materialize(
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+        run_config={"ops": {"candles": {"config": {"source": "files", "files": files, "archive": True}}}},
+    )
+    assert result.success
+    assert result.asset_materializations_for_node("candles")[0].metadata["rows_added"].value == 72
+    assert (data_dir / "processed" / "BTCUSDT-good.csv").exists()
+    assert (data_dir / "quarantine" / "BTCUSDT-nested.parquet.reason").exists()
+
+
+def test_files_a_run_would_move_must_lie_in_incoming(instance, data_dir, tmp_path):
+    elsewhere = drop_file(tmp_path / "home", "BTCUSDT-mine.csv")
+    link = data_dir / "incoming" / "BTCUSDT-link.csv"
+    link.parent.mkdir(parents=True)
+    os.symlink(elsewhere, link)
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    for name, rule in ((elsewhere, "must lie directly in"), (link, "symbolic links are not followed")):
+        result = dg.materialize(
+            [candles],
+            partition_key="BTCUSDT",
+            instance=instance,
+            resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+            run_config={"ops": {"candles": {"config": {"source": "files", "files": [str(name)], "archive": True}}}},
+            raise_on_error=False,
+        )
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert failure.step_failure_data is not None and failure.step_failure_data.error is not None
+        assert rule in failure.step_failure_data.error.message
+    assert elsewhere.exists() and link.is_symlink()  # nothing was moved

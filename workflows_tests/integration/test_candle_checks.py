@@ -88,7 +88,7 @@ def test_the_asset_checks_what_it_wrote(instance, data_dir, monkeypatch):
     frame = history()
     batches = iter([(frame.head(frame.height - 3), "first.csv"), (broken(frame.tail(3), row=2), "second.csv")])
 
-    def read(config, symbol, last_ts):
+    def read(context, config, paths, symbol, last_ts):
         rows, name = next(batches)
         return [ReadResult(source=name, candles=rows, rejected=empty_rejected(), format="csv")]
 

@@ -73,7 +73,12 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
         assert kind in out
     assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 6  # five on returns, one on volatility
-    assert "Summary (from the report)" in out
+    assert "Summary (as in the report)" in out
+    report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
+    summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    assert len(summary) >= 3  # the bottom line and its sentences, printed from the typed results
+    for line in filter(None, summary):
+        assert "  " + line.replace("**", "") in out, line
     assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
 
 
@@ -163,3 +168,33 @@ def test_a_command_started_with_sigterm_ignored_leaves_no_log_tails(data_dir):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+def test_remove_source_takes_a_poisoning_files_rows_out_of_a_symbol(data_dir, capsys):
+    """A parseable file far after the stored hours lands, then fails the blocking missing-hour check on every
+    later run; `workflows remove-source` takes exactly its rows out and the symbol lands files again."""
+    from workflows_tests.unit.test_malformed_inputs import HEADER, hourly_lines
+
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+
+    def drop(name, rows):
+        (incoming / name).write_text("\n".join([HEADER, *rows]) + "\n")
+
+    drop("BTCUSDT-a.csv", hourly_lines(72))
+    assert main(["ingest"]) == 0
+    drop("BTCUSDT-far.csv", hourly_lines(24, start_hour=500))  # a 428-hour gap: 80% of the span missing
+    assert main(["ingest"]) == 1  # landed, then the blocking check failed
+    (incoming / "BTCUSDT-far.csv").unlink()
+    drop("BTCUSDT-b.csv", hourly_lines(24, start_hour=72))
+    assert main(["ingest"]) == 1  # a good file fails too: the symbol is poisoned
+
+    assert main(["remove-source", "BTCUSDT", "BTCUSDT-nope.csv"]) == 2
+    assert "BTCUSDT-far.csv (24 hours)" in capsys.readouterr().err
+    assert main(["remove-source", "BTCUSDT", "BTCUSDT-far.csv"]) == 0
+    assert "removed 24 rows of BTCUSDT-far.csv from BTCUSDT" in capsys.readouterr().out
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert con.execute("SELECT count(*), max(ts) FROM candles").fetchone()[0] == 96
+        assert con.execute("SELECT count(*) FROM features WHERE ts > TIMESTAMP '2024-01-05'").fetchone()[0] == 0
+    drop("BTCUSDT-c.csv", hourly_lines(24, start_hour=96))
+    assert main(["ingest"]) == 0  # and files land again

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from workflows.definitions import defs
-from workflows.ml.profiles import CONTROL_KINDS, MODEL_KINDS
+from workflows.ml.profiles import control_kinds, model_kinds
 from workflows_tests.helpers import PROJECT_ROOT
 
 
@@ -30,7 +30,7 @@ def test_asset_keys_and_checks():
         "production_model",
         "latest_forecast",
         "forecasts",
-        *(f"{k}_period_model" for k in (*MODEL_KINDS, *CONTROL_KINDS)),
+        *(f"{k}_period_model" for k in (*model_kinds(), *control_kinds())),
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert {

@@ -38,7 +38,7 @@ import yaml
 
 from workflows.attention.extract import load_attention
 from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.profiles import MODEL_KINDS
+from workflows.ml.profiles import model_kinds
 from workflows_tests.helpers import PROJECT_ROOT
 from workflows_tests.helpers.celery_cluster import local_cluster, redis_server_path
 from workflows_tests.helpers.executors import (
@@ -79,7 +79,7 @@ def land_and_retrain(instance: dg.DagsterInstance, data_dir: Path, ingest, retra
     for i, symbol in enumerate(SYMBOLS):
         for target, config in (
             (ingest, {"ops": {"candles": {"config": {"source": "synthetic", "days": DAYS, "seed": 11 + i}}}}),
-            (retrain, {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in MODEL_KINDS}}),
+            (retrain, {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in model_kinds()}}),
         ):
             config["resources"] = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
             result = dg.execute_job(
@@ -109,7 +109,7 @@ TRAINING_WALL = re.compile(r"^(- \w+: \d+ epochs, best validation loss at epoch 
 def masked_report(text: str) -> str:
     text, generated = GENERATED.subn("Generated <clock> UTC;", text)
     text, walls = TRAINING_WALL.subn(r"\1<wall> s.", text)
-    assert (generated, walls) == (1, len(MODEL_KINDS)), "the report's clock readings moved: update the masks"
+    assert (generated, walls) == (1, len(model_kinds())), "the report's clock readings moved: update the masks"
     return text
 
 
@@ -149,7 +149,7 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
     executor."""
     weights, metrics, reports, tensors = {}, {}, {}, {}
     for symbol in SYMBOLS:
-        for kind in MODEL_KINDS:
+        for kind in model_kinds():
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{kind}_model"), asset_partitions=[symbol]), limit=1
             ).records
@@ -236,11 +236,11 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
     steps = len(defs.resolve_job_def("ingest").nodes_in_topological_order) + len(
         defs.resolve_job_def("retrain").nodes_in_topological_order
     )
-    assert steps == 2 + len(MODEL_KINDS) + 6  # candles, features; models; 4 analysis and 2 serving assets
+    assert steps == 2 + len(model_kinds()) + 6  # candles, features; models; 4 analysis and 2 serving assets
     tasks = [log.count("succeeded in") for log in logs.values()]
     assert sum(tasks) == 3 * steps and min(tasks) > 0, logs
 
-    assert expected["weights"].keys() == got["weights"].keys() and len(got["weights"]) == 3 * len(MODEL_KINDS)
+    assert expected["weights"].keys() == got["weights"].keys() and len(got["weights"]) == 3 * len(model_kinds())
     for key, state in expected["weights"].items():
         assert state.keys() == got["weights"][key].keys()
         for name, tensor in state.items():
@@ -261,7 +261,7 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
         else:
             assert content == got["reports"][key], key
 
-    assert expected["tensors"].keys() == got["tensors"].keys() and len(got["tensors"]) == 3 * len(MODEL_KINDS)
+    assert expected["tensors"].keys() == got["tensors"].keys() and len(got["tensors"]) == 3 * len(model_kinds())
     for key, arrays in expected["tensors"].items():
         assert arrays.keys() == got["tensors"][key].keys(), key
         for name, array in arrays.items():

@@ -173,14 +173,44 @@ def test_full_disk_while_saving_a_checkpoint_leaves_nothing_that_looks_complete(
     from workflows.ml.models import ArchConfig
     from workflows.ml.windows import Scaler
 
-    def half_then_full(obj, path):
-        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+    real_write = Path.write_bytes
+
+    def half_then_full(self, data):  # the checkpoint's bytes reach the disk by Path.write_bytes (io.py)
+        real_write(self, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoints.torch, "save", half_then_full)
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
     arch = ArchConfig("reference_lstm", 3, {"hidden": 4})
     target = tmp_path / "ckpt" / "m.pt"
     with pytest.raises(OSError, match="No space left"):
         checkpoints.save_checkpoint(target, arch.build(), arch, Scaler([0.0] * 3, [1.0] * 3, 1.0), {}, "v", {}, {})
-    assert not target.exists()
-    assert not list(target.parent.iterdir())  # the partial temp file is removed too
+    assert not list(target.parent.iterdir())  # no final file, and the partial temp file is removed
+
+
+FULL_DISK = """
+import os, resource, signal, sys
+import duckdb
+from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+from workflows.data.warehouse import upsert_candles
+con = duckdb.connect(sys.argv[1])
+upsert_candles(con, generate_candles(SyntheticSpec(days=2, seed=1)), "first.csv")
+con.execute("CHECKPOINT")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
+limit = os.path.getsize(sys.argv[1]) + 4096  # the disk is full: the next write of any size fails
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+upsert_candles(con, generate_candles(SyntheticSpec(days=3000, seed=2)), "second.csv")
+"""
+
+
+def test_a_failed_commit_surfaces_its_own_error_and_writes_nothing(tmp_path):
+    """The COMMIT fails (the file-size limit stands in for a full disk): the user sees why ("File too large"),
+    not the ROLLBACK's "no transaction is active", and the warehouse holds exactly what it held before."""
+    db = tmp_path / "warehouse.duckdb"
+    done = run(["-c", FULL_DISK, str(db)])
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()
+    error = next(line for line in reversed(last) if "Exception: " in line)  # the exception raised to the user
+    assert "Failed to commit" in error and "File too large" in error, done.stderr[-2000:]
+    assert "the ROLLBACK after it failed too" in done.stderr  # the second failure is a note, not the error
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT source, count(*) FROM candles GROUP BY 1").fetchall() == [("first.csv", 48)]

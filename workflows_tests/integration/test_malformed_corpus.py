@@ -69,3 +69,73 @@ def test_corpus_of_malformed_files(data_dir):
     # the good rows of every file landed once (all files share the same three good hours, and two
     # row cases add valid hours: the duplicate-conflict case keeps its later row for 01:00)
     assert hours == 3
+
+
+def test_issue_21_corpus_lands_every_good_row_and_accounts_for_every_bad_one(data_dir, monkeypatch):
+    """Unbalanced quote, oversized field, nested Parquet, daily candles, pre-1970 / zero times and absurd prices,
+    a file still being written and a `.part` file beside good ones: every good row lands, every bad row or file is
+    rejected or quarantined with its reason, none blocks another, and rows in = landed + rejected per file."""
+    import polars as pl
+
+    from workflows.data.sources import files
+    from workflows_tests.unit.test_malformed_inputs import hourly_lines
+
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+
+    def write(name, rows, header=HEADER):
+        (incoming / name).write_text("\n".join([header, *rows]) + "\n")
+        return rows
+
+    quote = hourly_lines(100, start_hour=0)
+    quote[2] = quote[2].replace(",100,", ',"100,', 1)
+    huge = hourly_lines(50, start_hour=100)
+    huge[10] += "," + "7" * 300_000
+    # contiguous hours across the files (a gap would trip the blocking missing-hour check, not the point here)
+    absurd = [
+        *hourly_lines(20, start_hour=150),
+        "0,100,101,99,100.5,10",
+        "-315619200,100,101,99,100.5,10",
+        f"{1704067200 + 3600 * 170},1e300,1e300,1e300,1e300,10",
+    ]
+    read_files = {
+        "BTCUSDT-quote.csv": (write("BTCUSDT-quote.csv", quote), 1, "malformed quoting"),
+        "BTCUSDT-huge.csv": (write("BTCUSDT-huge.csv", huge), 1, "line longer than"),
+        "BTCUSDT-absurd.csv": (write("BTCUSDT-absurd.csv", absurd), 3, "time before 2009-01-03"),
+        "BTCUSDT-good.csv": (write("BTCUSDT-good.csv", hourly_lines(30, start_hour=170)), 0, ""),
+    }
+    write(
+        "BTCUSDT-1d.csv",
+        [f"2024-02-{d:02d},100,101,99,100.5,10" for d in range(1, 15)],
+        "date,open,high,low,close,volume",
+    )
+    pl.DataFrame(
+        {"timestamp": [1704067200], "open": [[1.0]], "high": [1.0], "low": [1.0], "close": [1.0]}
+    ).write_parquet(incoming / "BTCUSDT-nested.parquet")
+    write("BTCUSDT-growing.csv", hourly_lines(10, start_hour=300))
+    write("BTCUSDT-later.csv.part", hourly_lines(10, start_hour=400))
+
+    real_build = files._build
+
+    def a_writer_is_still_at_it(plan, rows, path):
+        if path.name == "BTCUSDT-growing.csv":
+            with open(path, "a") as handle:
+                handle.write(hourly_lines(1, start_hour=310)[0] + "\n")
+        return real_build(plan, rows, path)
+
+    monkeypatch.setattr(files, "_build", a_writer_is_still_at_it)
+    assert main(["ingest"]) == 0
+
+    quarantine = data_dir / "quarantine"
+    assert "not hourly" in (quarantine / "BTCUSDT-1d.csv.reason").read_text()
+    assert "nested columns" in (quarantine / "BTCUSDT-nested.parquet.reason").read_text()
+    assert sorted(p.name for p in incoming.iterdir()) == ["BTCUSDT-growing.csv", "BTCUSDT-later.csv.part"]
+    assert sorted(p.name for p in (data_dir / "processed").iterdir()) == sorted(read_files)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        landed = dict(con.execute("SELECT source, count(*) FROM candles GROUP BY 1").fetchall())
+        rejected = con.execute("SELECT file, reason FROM candles_rejected").fetchall()
+    for name, (rows, bad, rule) in read_files.items():
+        reasons = [r for f, r in rejected if f == name]
+        assert len(reasons) == bad and all(rule in r or "implausible price" in r for r in reasons), (name, reasons)
+        assert landed.get(name, 0) + len(reasons) == len(rows), name  # rows in = landed + rejected
+    assert set(landed) == set(read_files)  # nothing from the refused, pending or .part files

@@ -1,4 +1,9 @@
+import json
+import shutil
+import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,6 +27,7 @@ from workflows.serving.promotion import (
     last_target_hour,
     load_current,
     noninferiority,
+    promote,
     read_pointer,
     write_pointer,
 )
@@ -285,6 +291,78 @@ def test_pointer_and_forecast(setup):
     assert np.isfinite(forecast["return_pct"])
 
 
+def test_a_second_save_never_overwrites_a_named_checkpoint(setup, tmp_path):
+    """Checkpoints are content-addressed: other bytes get another name, the same bytes the same untouched file."""
+    _, data, ckpts, _, _ = setup
+    good = ckpts["good"]
+    args = (good.model, good.arch, data.scaler, data.spec_dict(), "v")
+    first, sha1 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"wall_s": 1.0}, {})
+    before = first.read_bytes()
+    second, sha2 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"wall_s": 2.0}, {})  # a retrain
+    assert second != first and sha2 != sha1 and first.read_bytes() == before
+    assert first.name == f"multitask-v-r-{sha1[:16]}.pt"
+    assert load_checkpoint(first, sha1).metrics == {"wall_s": 1.0}  # what a pointer to it expects still loads
+    stamp = first.stat().st_mtime_ns
+    again, sha3 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"wall_s": 1.0}, {})  # identical bytes
+    assert (again, sha3) == (first, sha1) and first.stat().st_mtime_ns == stamp
+
+
+def test_the_pointer_is_relative_and_survives_a_moved_data_folder(setup, tmp_path):
+    feats, data, ckpts, _, _ = setup
+    folder = tmp_path / "data" / "checkpoints" / "BTCUSDT"
+    folder.mkdir(parents=True)
+    good = ckpts["good"]
+    path, sha = save_checkpoint(
+        folder / "multitask.pt", good.model, good.arch, data.scaler, data.spec_dict(), "v", good.metrics, {}
+    )
+    write_pointer(folder, str(path), sha, gate(good, None, feats, data.test.end_ts))
+    assert json.loads((folder / "production.json").read_text())["path"] == path.name
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "data", moved)
+    current = load_current(moved / "checkpoints" / "BTCUSDT")
+    assert current is not None and current.sha256 == sha and current.path.parent == moved / "checkpoints" / "BTCUSDT"
+    assert np.isfinite(forecast_next_hour(current, feats)["return_pct"])
+
+
+def test_a_missing_serving_file_is_an_error_not_the_zero_forecast(setup, tmp_path):
+    feats, data, ckpts, _, _ = setup
+    good = ckpts["good"]
+    path, sha = save_checkpoint(
+        tmp_path / "multitask.pt", good.model, good.arch, data.scaler, data.spec_dict(), "v", good.metrics, {}
+    )
+    write_pointer(tmp_path, str(path), sha, gate(good, None, feats, data.test.end_ts))
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"names the serving checkpoint .* which does not exist: restore"):
+        load_current(tmp_path)
+
+
+def test_the_gate_is_serialised_per_symbol(setup, tmp_path):
+    """Two runs gating at once: the second judges against the first's winner, never against the same incumbent."""
+    feats, data, ckpts, paths, _ = setup
+    seen: list = []
+    started = threading.Barrier(2)
+
+    def run(name):
+        path, sha = paths[name]
+
+        def judge(current):
+            seen.append(None if current is None else current.sha256)
+            time.sleep(0.3)  # both runs are inside the gate at once unless it is serialised
+            return gate(ckpts[name], current, feats, data.test.end_ts, GateConfig(min_hours=20))
+
+        started.wait()
+        promote(tmp_path, str(path), sha, judge)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("good", "overlap")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 2 and seen[0] is None
+    # the second saw the first's promotion as its incumbent
+    assert seen[1] in {paths["good"][1], paths["overlap"][1]} and read_pointer(tmp_path) is not None
+
+
 def test_gate_config_is_validated():
     with pytest.raises(ValueError, match="min_hours"):
         GateConfig(min_hours=5)
@@ -348,3 +426,22 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
     assert meta2["comparator"].value == "incumbent" and meta2["basis"].value == "non-inferior"
     assert meta2["p_better_than_incumbent"].value == 0.5 and meta2["incumbent_window_known"].value is True
     assert "p_superior" in meta2["tests"].value
+    # the daily retrain on unchanged data (issue 21): a new checkpoint file or the same one, never new bytes under
+    # the name the pointer holds; the gate and the served forecast keep working
+    pointer = read_pointer(data_dir / "checkpoints" / "BTCUSDT")
+    assert pointer is not None
+    served, served_bytes = pointer["path"], Path(pointer["path"]).read_bytes()
+    retrain = dg.materialize(
+        assets,
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources=resources,
+        selection=[multitask, production_model, latest_forecast],
+        run_config={"ops": {"multitask_model": {"config": {"profile": "ci"}}}},
+    )
+    assert retrain.success
+    assert Path(served).read_bytes() == served_bytes  # the promoted file is untouched
+    forecast = dict(retrain.asset_materializations_for_node("latest_forecast")[0].metadata)
+    now_serving = read_pointer(data_dir / "checkpoints" / "BTCUSDT")
+    assert now_serving is not None and forecast["model"].value == Path(now_serving["path"]).name
+    assert np.isfinite(float(forecast["return_pct"].value))  # type: ignore[arg-type]

@@ -92,7 +92,7 @@ def test_run_on_landed_candles_with_history_days(data_dir, capsys, one_thread):
     assert "BTCUSDT from its 960 landed hours, the last 30 days" in out
     assert "  ok   features" in out and "  ok   report" in out and "  ok   evaluation" in out
     assert "STEP_START" not in out and "DEBUG" not in out  # the event stream stays in the run's log
-    assert "Summary (from the report)" in out
+    assert "Summary (as in the report)" in out
 
     checkpoints = sorted((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))
     assert len(checkpoints) == 6 and all("-last30d-" in p.name for p in checkpoints)
@@ -321,7 +321,7 @@ def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
     log("attention_lstm_model", "epoch 3/20: train 0.9 val 0.8 (best 0.8) 100 samples/s")
     assert r.bar is not None and r.bar.total == 20 and r.bar.n == 3
     log("ensemble_model", "member 2/5 epoch 1/20: train 1.0 val 0.9 (best 0.9) 100 samples/s")
-    assert r.bar_key == ("ensemble_model", "2") and r.bar.n == 1
+    assert r.bar_key == ("ensemble_model", 2) and r.bar.n == 1
     log("evaluation", "fold 2/4 done in 100 s: 2400 test hours from 2021-01-01")
     assert r.bar.total == 4 and r.bar.n == 2
     warning = "missing-hour ratio 2.1% on BTCUSDT: " + "x" * 300
@@ -334,10 +334,11 @@ def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
 def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_in_ci():
     from argparse import Namespace
 
-    from workflows.cli.commands import DEMO_PROFILES, _model_ops
+    from workflows.cli.commands import _model_ops
+    from workflows.ml.profiles import demo_profiles
 
     args = Namespace(history_days=None, periods=None, train_days=None, min_train_days=None)
-    ops = _model_ops("ci", args, DEMO_PROFILES)
+    ops = _model_ops("ci", args, demo_profiles())
     assert ops["attention_lstm_model"]["config"]["profile"] == "cpu"
     assert ops["reference_lstm_model"]["config"]["profile"] == "cpu"
     assert {ops[f"{k}_model"]["config"]["profile"] for k in ("transformer", "multitask", "ensemble")} == {"ci"}

@@ -9,7 +9,7 @@ from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.ml.checkpoints import load_checkpoint, save_checkpoint
 from workflows.ml.models import ArchConfig
 from workflows.ml.pipeline import fit
-from workflows.ml.profiles import MODEL_KINDS, recipe_for
+from workflows.ml.profiles import model_kinds, recipe_for
 from workflows.ml.training import TrainConfig, predict, select_device, train
 from workflows.ml.windows import WindowSpec, build_windows
 from workflows_tests.helpers import PROJECT_ROOT
@@ -193,7 +193,7 @@ def test_device_selection():
     assert select_device("auto").type == expected
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", model_kinds())
 def test_every_kind_trains_in_the_ci_profile(kind, tmp_path):
     feats = compute_features(generate_candles(SyntheticSpec(days=30, seed=1)))
     recipe = recipe_for(kind, "ci")

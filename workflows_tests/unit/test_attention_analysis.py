@@ -1,7 +1,6 @@
 """The analysis' verdicts from intervals, every pool and head, seeds, shared controls, JSON."""
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from workflows.attention.analysis import AttentionAnalysis, analyse, analyse_all
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.models import ArchConfig, Ensemble
 from workflows.ml.training import TrainConfig, predict
+from workflows.records import from_record, to_record
 from workflows_tests.unit.test_attention_sanity import softmax_rows, tiny_data
 
 T = 48
@@ -151,7 +151,12 @@ def test_analyse_all_shares_controls_and_seed_spread_and_writes_json(monkeypatch
     assert "its own 3 members" in ens.seed_spread.source
     assert [p.hours for p in lstm.pools] == [6, 24, 48] and set(lstm.controls) == {"untrained", "shuffled_targets"}
     assert lstm.deletion.draws == 200 and lstm.ablation is not None and lstm.attribution.windows == 100
-    assert pickle.loads(pickle.dumps(results))["ensemble"].verdict == ens.verdict  # Dagster's IO manager pickles
+    # Dagster's I/O manager stores JSON records (workflows.records), read back by the type hints
+    for an in (lstm, ens):
+        text = json.dumps(to_record(an), allow_nan=True)
+        back = from_record(json.loads(text), AttentionAnalysis)
+        assert isinstance(back, AttentionAnalysis) and back.verdict == an.verdict
+        assert json.dumps(to_record(back), allow_nan=True) == text
     d = lstm.to_dict()
     text = json.dumps(d, allow_nan=False)
     assert json.loads(text)["verdict"]["peak_lift_ci"] == list(lstm.verdict.peak_lift_ci)

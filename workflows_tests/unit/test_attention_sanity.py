@@ -72,11 +72,37 @@ def test_map_on_the_hour_the_output_reads_is_faithful():
     x = inputs()
     hot = rng.integers(0, T, N)
     x[np.arange(N), hot, 1] = 5.0  # the hour the pointer reads
+    # decoys: in every window, the k hours with the largest inputs are others, which the output never reads
+    for i in range(N):
+        decoys = rng.choice(np.setdiff1d(np.arange(T), [hot[i]]), 5, replace=False)
+        x[i, decoys, 2] = 9.0
     logits = rng.normal(0, 0.3, (N, T))
     logits[np.arange(N), hot] += 5.0
     d = sanity.deletion_test(Pointer(), x, softmax_rows(logits), **FAST)
     assert d.faithful and d.matched_p_value < 0.05 and d.matched_ratio > 5
+    assert d.beats_size and d.size_ratio > 5
     assert d.positions_matter
+
+
+class SizeReader(nn.Module):
+    """Output = mean squared input over the window: it reads every hour alike and has no attention; the
+    largest inputs move it most when deleted."""
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return ModelOutput(ret=(x**2).mean(dim=(1, 2)), attention=torch.full(x.shape[:2], 1 / x.shape[1]))
+
+
+def test_a_map_that_points_at_large_inputs_on_a_model_that_ignores_it_is_not_faithful():
+    """The map puts its weight on each window's largest |input| hours: deleting them moves a size-driven
+    model more than other windows' top positions (the matched test alone would call the map faithful),
+    but no more than deleting the largest inputs does, which is all it is."""
+    x = inputs(4) * np.random.default_rng(5).lognormal(0, 1, (N, T, 1)).astype(np.float32)  # uneven sizes
+    size = np.abs(x).sum(axis=2)
+    size_map = size / size.sum(axis=1, keepdims=True)  # weight in proportion to the size of the input
+    d = sanity.deletion_test(SizeReader(), x, size_map, **FAST)
+    assert d.matched_p_value < 0.05 and d.matched_ratio >= d.margin  # what used to pass as faithful
+    assert d.size_ratio == pytest.approx(1.0, abs=0.05) and not d.beats_size
+    assert not d.faithful
 
 
 def test_fixed_lag_map_matters_by_position_but_the_matched_null_cannot_separate_it():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workflows.evaluation.baselines import RidgeAR, ewma_variance, rolling_variance
+from workflows.evaluation.baselines import VOL_BASELINES, RidgeAR, ewma_variance, rolling_variance
 from workflows.evaluation.evidence import FoldSpan, ForecastSet, evaluate_forecasts, return_metrics
 from workflows.stats.losses import minimum_detectable_skill, pesaran_timmermann, qlike
 from workflows.stats.significance import diebold_mariano, direction_binomial, dm_test, holm, long_run_variance
@@ -198,7 +198,7 @@ def test_family_is_corrected_and_only_survivors_make_the_bottom_line():
     assert "does not survive the correction" in forecast_sentence("transformer", ev)
     line = bottom_line(ev)
     assert "attention_lstm beats the zero-return forecast" in line and "transformer" not in line
-    assert "Holm-corrected over the family of 14 comparisons" in line
+    assert "Holm-corrected within the return skill family of 14 tests" in line
 
 
 def test_attention_vs_twin_is_in_the_family():
@@ -210,13 +210,16 @@ def test_attention_vs_twin_is_in_the_family():
     fs.returns = {
         "attention_lstm": signal,
         "no_attention_lstm": rng.normal(0, 0.0003, n),
-        "reference_lstm": rng.normal(0, 0.0003, n),
+        "reference_lstm": rng.normal(0, 0.003, n),  # noise ten times the twin's: truly worse
         "no_attention_reference": rng.normal(0, 0.0003, n),
     }
     ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
     assert ev.comparison("attention vs twin", "attention_lstm").survives  # positive case
     assert not ev.comparison("attention vs twin", "reference_lstm").survives  # negative case
     assert len(ev.family) == 4 + 2
+    # its own family: two tests, named in the verdict
+    assert [c.family for c in ev.members("does attention help")] == ["does attention help"] * 2
+    assert ev.family_words("does attention help") == "Holm-corrected within the does attention help family of 2 tests"
 
 
 def test_ridge_ar_finds_a_planted_linear_lag_and_nothing_in_noise():
@@ -277,12 +280,18 @@ def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     assert ev.folds[0].test_end < ev.folds[1].test_start
     # the volatility model forecasts no return: it is judged on variances only
     assert set(ev.returns) == {"attention_lstm", "no_attention_lstm", "multitask", "ridge_ar48", "ridge_features"}
-    baselines = {"constant", "rolling_24h", "ewma_0.94", "har_rv", "garch_1_1", "gjr_garch_1_1"}
-    assert set(ev.volatility) == baselines | {"multitask", "volatility"}
-    assert set(ev.volatility_next) == baselines | {"volatility"}
+    baselines = set(VOL_BASELINES)  # the seasonal ones and HAR-X included: hours and volume are in the features
+    # the volatility model recalibrated on each fold's validation slice sits beside it, never as a baseline
+    assert set(ev.volatility) == baselines | {"multitask", "volatility", "volatility_recalibrated"}
+    assert set(ev.volatility_next) == baselines | {"volatility", "volatility_recalibrated"}
+    assert not [c for c in ev.family if "volatility_recalibrated" in (c.model, c.baseline)]
     vol = [c for c in ev.family if c.kind == "volatility"]
     # the volatility model: every baseline, QLIKE and MSE, at 24 h and 1 h; the multi-task head: QLIKE at 24 h
-    assert len(vol) == 6 * 2 * 2 + 6
+    assert len(vol) == 11 * 2 * 2 + 11
+    assert all(c.dm.variance.startswith("EWC") for c in vol)  # the long-memory-robust variance
+    assert {c.family for c in vol} == {"volatility", ""}  # QLIKE in the family, MSE descriptive
+    assert set(ev.confidence_sets) == {1, 24}
+    assert set(ev.confidence_sets[24].pvalues) == baselines | {"multitask", "volatility", "volatility_recalibrated"}
     assert {(c.loss, c.horizon) for c in vol if c.model == "volatility"} == {
         ("QLIKE", 24),
         ("MSE", 24),
@@ -292,4 +301,5 @@ def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     assert {(c.loss, c.horizon) for c in vol if c.model == "multitask"} == {("QLIKE", 24)}
     kinds = {c.kind for c in ev.family}
     assert kinds == {"vs zero", "attention vs twin", "volatility"}
-    assert all(0 <= c.p_holm <= 1 for c in ev.family)
+    assert all(0 <= c.p_holm <= 1 for c in ev.family if c.family)
+    assert all(np.isnan(c.p_holm) and not c.survives for c in ev.members(""))

@@ -10,7 +10,7 @@ from pathlib import Path
 from workflows_tests.helpers import PROJECT_ROOT
 
 LAYERS: list[set[str]] = [
-    {"settings", "io", "stats"},  # leaves
+    {"settings", "io", "records", "stats"},  # leaves
     {"data"},  # sources, ingest, quality, schemas, features, warehouse, retention
     {"ml"},  # models, training, windows, the registry of model kinds, checkpoints
     {"evaluation", "attention"},  # forecasts judged; attention read and tested

@@ -121,3 +121,138 @@ def test_all_bad_rules_reported_together(tmp_path):
     reason = read_candle_file(path, now=NOW).rejected["reason"][0]
     for rule in ("non-positive price", "negative volume", "off-the-hour time"):
         assert rule in reason
+
+
+# --- issue 21: every physical line on its own, any failure a reason, plausibility, streaming -----------------
+
+
+def hourly_lines(n: int, start_hour: int = 0) -> list[str]:
+    """`n` consecutive valid hourly rows from 2024-01-01 00:00 UTC on."""
+    base = datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp()
+    return [f"{int(base) + 3600 * (start_hour + i)},100,101,99,100.5,10" for i in range(n)]
+
+
+def test_an_unbalanced_quote_costs_its_own_line_only(tmp_path):
+    rows = hourly_lines(1000)
+    rows[2] = rows[2].replace(",100,", ',"100,', 1)  # line 4 of the file (header is line 1)
+    path = tmp_path / "BTCUSDT-quote.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    result = read_candle_file(path, now=NOW)
+    assert result.candles.height == 999 and result.rejected.height == 1  # the old reader landed 2, rejected 1
+    bad = result.rejected.row(0, named=True)
+    assert bad["line"] == 4 and "malformed quoting" in bad["reason"] and bad["raw"] == rows[2]
+
+
+def test_a_well_formed_quoted_line_still_parses(tmp_path):
+    path = tmp_path / "BTCUSDT-quoted.csv"
+    path.write_text(HEADER + "\n" + '"2024-01-01T00:00:00Z","100","101","99","100.5","10"\n')
+    assert read_candle_file(path, now=NOW).candles.height == 1
+
+
+def test_an_oversized_field_is_one_rejected_row(tmp_path):
+    rows = hourly_lines(5)
+    rows[1] = rows[1] + "," + "9" * 200_000  # over csv's field limit and the line cap
+    path = tmp_path / "BTCUSDT-huge-field.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    result = read_candle_file(path, now=NOW)
+    assert result.candles.height == 4 and result.rejected.height == 1
+    bad = result.rejected.row(0, named=True)
+    assert bad["line"] == 3 and "line longer than 4,096 bytes" in bad["reason"] and len(bad["raw"]) < 200
+
+
+def test_a_nested_parquet_file_is_a_source_error_naming_the_column(tmp_path):
+    frame = pl.DataFrame(
+        {"timestamp": [1704067200], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [[1.0, 2.0]]}
+    )
+    path = tmp_path / "BTCUSDT-nested.parquet"
+    frame.write_parquet(path)
+    with pytest.raises(CandleSourceError, match=r"nested columns: volume \(List"):
+        read_candle_file(path, now=NOW)
+
+
+def test_any_other_failure_while_reading_becomes_a_source_error(tmp_path, monkeypatch):
+    from workflows.data.sources import files
+
+    path = tmp_path / "BTCUSDT.csv"
+    path.write_text(csv())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something no one foresaw")
+
+    monkeypatch.setattr(files, "parse_times", broken)
+    with pytest.raises(CandleSourceError) as info:
+        read_candle_file(path, now=NOW)
+    assert info.value.rule == "unreadable file" and "RuntimeError: something no one foresaw" in str(info.value)
+    assert str(info.value).startswith("BTCUSDT.csv")
+
+
+def test_daily_candles_are_refused_whole_as_not_hourly(tmp_path):
+    days = [f"2024-01-{d:02d},100,101,99,100.5,10" for d in range(1, 11)]
+    path = tmp_path / "BTCUSDT-1d.csv"
+    path.write_text("\n".join(["date,open,high,low,close,volume", *days]) + "\n")
+    with pytest.raises(
+        CandleSourceError, match="not hourly: BTCUSDT: the median spacing of its 10 candles is 24 hours"
+    ):
+        read_candle_file(path, now=NOW)
+    # the negative case: hourly rows with a few missing hours are hourly
+    gappy = [line for i, line in enumerate(hourly_lines(30)) if i % 7]
+    path.write_text("\n".join([HEADER, *gappy]) + "\n")
+    assert read_candle_file(path, now=NOW).candles.height == len(gappy)
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        ("0,100,101,99,100.5,10", "time before 2009-01-03"),
+        ("-86400,100,101,99,100.5,10", "time before 2009-01-03"),
+        ("1960-01-01T00:00:00Z,100,101,99,100.5,10", "time before 2009-01-03"),
+        ("2024-01-02T00:00:00Z,1e300,1e300,1e300,1e300,10", "implausible price (above 1e+09)"),
+    ],
+)
+def test_implausible_times_and_prices_are_rejected(tmp_path, line, rule):
+    path = tmp_path / "BTCUSDT-absurd.csv"
+    path.write_text(csv(line))
+    result = read_candle_file(path, now=NOW)
+    assert result.candles.height == 3 and result.rejected.height == 1
+    assert rule in result.rejected["reason"][0]
+
+
+def test_a_file_over_the_size_cap_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "BTCUSDT.csv"
+    path.write_text(csv())
+    monkeypatch.setenv("WORKFLOWS_MAX_FILE_BYTES", "100")
+    with pytest.raises(CandleSourceError, match=r"file too large: \d+ bytes, over the cap of 100"):
+        read_candle_file(path, now=NOW)
+    monkeypatch.setenv("WORKFLOWS_MAX_FILE_BYTES", "100000")
+    assert read_candle_file(path, now=NOW).candles.height == 3
+
+
+def test_a_file_that_grows_while_read_is_left_for_later(tmp_path, monkeypatch):
+    from workflows.data.sources import files
+
+    path = tmp_path / "BTCUSDT.csv"
+    path.write_text(csv())
+    real = files.check_rows
+
+    def writer_appends(*args, **kwargs):
+        with open(path, "a") as handle:
+            handle.write("2024-01-01T03:00:00Z,102,103,101,102,10\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "check_rows", writer_appends)
+    with pytest.raises(files.FileChangedError, match="still being written"):
+        read_candle_file(path, now=NOW)
+
+
+def test_reading_in_chunks_gives_the_same_result(tmp_path, monkeypatch):
+    """Duplicates across chunk boundaries are still found, lines keep their numbers."""
+    from workflows.data.sources import files
+
+    rows = hourly_lines(20) + hourly_lines(3, start_hour=5) + ["garbage"]
+    path = tmp_path / "BTCUSDT.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    whole = read_candle_file(path, now=NOW)
+    monkeypatch.setattr(files, "CHUNK_LINES", 4)
+    chunked = read_candle_file(path, now=NOW)
+    assert whole.candles.equals(chunked.candles) and whole.rejected.equals(chunked.rejected)
+    assert whole.candles.height == 20 and whole.rejected.height == 4

@@ -101,7 +101,7 @@ def test_report_never_claims_what_it_cannot_show():
     lowered = text.lower()
     for banned in ("converged", "detects a cycle", "2-day cycle", "historical bias"):
         assert banned not in lowered
-    assert "do not act on these forecasts" in text
+    assert "do not act on the models' return forecasts" in text
     assert text.startswith("# Attention report: BTCUSDT")
     assert "![panels](attention_analysis.png)" in text
 

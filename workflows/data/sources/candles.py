@@ -48,6 +48,11 @@ HOUR_US = 3_600_000_000
 # market move but a data error (e.g. the 16,199.91 open of BTC/USDT's first hour
 # on Binance against a close of 4,308.83). Configurable per call.
 MAX_HOURLY_RANGE = 3.0
+# Plausibility bounds: no crypto market traded before Bitcoin's genesis block (2009-01-03), and no
+# pair quotes a price above 1e9 (BTC in Turkish lira is about 3e6); a timestamp of 0 or a price of
+# 1e300 is a broken export, not a candle.
+EARLIEST_TIME = datetime(2009, 1, 3, tzinfo=timezone.utc)
+MAX_PRICE = 1e9
 
 # Quote currencies recognised at the end of a symbol written without separator.
 QUOTE_CURRENCIES = (
@@ -94,6 +99,7 @@ class ReadResult:
     rejected: pl.DataFrame
     format: str
     notes: list[str] = field(default_factory=list)
+    file_version: str | None = None  # "size:mtime_ns" of the file as read (files only)
 
     @property
     def symbols(self) -> list[str]:
@@ -108,6 +114,7 @@ class ReadResult:
             rejected=self.rejected.filter(keep | pl.col("symbol").is_null()),
             format=self.format,
             notes=list(self.notes),
+            file_version=self.file_version,
         )
 
 
@@ -165,9 +172,20 @@ def split_valid_rows(
     from), `raw` (its text), `problem` (a parse problem already found, or null) and
     `priority` (which of two rows for the same hour wins: higher first, then the
     later line). Every reason that applies to a row is reported, joined by "; ".
+    A source read in chunks calls `check_rows` per chunk and `resolve_duplicates` once.
     """
+    good, bad = check_rows(raw, now=now, max_hourly_range=max_hourly_range)
+    valid, duplicates = resolve_duplicates(good)
+    return valid, pl.concat([bad, duplicates], how="vertical").sort("line").cast(REJECTED_SCHEMA)
+
+
+def check_rows(
+    raw: pl.DataFrame, *, now: datetime | None = None, max_hourly_range: float = MAX_HOURLY_RANGE
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The row rules on a raw frame: (rows that pass, raw columns kept; rejected rows with their reasons)."""
     now = now or datetime.now(timezone.utc)
     now_lit = pl.lit(now).cast(pl.Datetime("us", "UTC"))
+    earliest = pl.lit(EARLIEST_TIME).cast(pl.Datetime("us", "UTC"))
     finite = [pl.col(c).is_finite() for c in VALUE_COLUMNS]
     rules: list[tuple[pl.Expr, str]] = [
         (pl.col("symbol").is_null(), "missing symbol"),
@@ -178,6 +196,11 @@ def split_valid_rows(
         ),
         (~pl.all_horizontal(*[f.fill_null(True) for f in finite]), "NaN or infinite value"),
         (pl.any_horizontal(*[pl.col(c) <= 0 for c in PRICE_COLUMNS]).fill_null(False), "non-positive price"),
+        (
+            pl.any_horizontal(*[pl.col(c) > MAX_PRICE for c in PRICE_COLUMNS]).fill_null(False)
+            & pl.all_horizontal(*[f.fill_null(True) for f in finite]),
+            f"implausible price (above {MAX_PRICE:.0e})",
+        ),
         ((pl.col("volume") < 0).fill_null(False), "negative volume"),
         ((pl.col("high") < pl.col("low")).fill_null(False), "high below low"),
         (
@@ -193,6 +216,10 @@ def split_valid_rows(
             f"implausible hourly range (high > {max_hourly_range:g} x low)",
         ),
         ((pl.col("ts").dt.epoch("us") % HOUR_US != 0).fill_null(False), "off-the-hour time"),
+        (
+            (pl.col("ts") < earliest).fill_null(False),
+            f"time before {EARLIEST_TIME:%Y-%m-%d} (before any crypto market)",
+        ),
         ((pl.col("ts") > now_lit).fill_null(False), "future time"),
     ]
     reasons = pl.concat_list(
@@ -201,13 +228,22 @@ def split_valid_rows(
     checked = raw.with_columns(reason=reasons.list.join("; ")).with_columns(
         reason=pl.when(pl.col("reason") == "").then(None).otherwise(pl.col("reason"))
     )
+    good = checked.filter(pl.col("reason").is_null()).drop("reason")
+    bad = checked.filter(pl.col("reason").is_not_null()).select(list(REJECTED_SCHEMA)).cast(REJECTED_SCHEMA)
+    return good, bad
 
-    good = checked.filter(pl.col("reason").is_null())
-    bad = checked.filter(pl.col("reason").is_not_null())
 
-    # Two rows for the same hour: the higher priority (then the later line) wins;
-    # the other is rejected, pointing at the line that was kept.
-    ranked = good.sort(["symbol", "ts", "priority", "line"], descending=[False, False, True, True])
+def resolve_duplicates(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that passed the rules -> (valid candles, rejected duplicates).
+
+    Two rows for the same hour: the higher priority (then the later line) wins; the
+    other is rejected, pointing at the line that was kept. Only the rows whose hour appears
+    more than once are ranked (the rest pass as they are: no copies of a large file's rows)."""
+    repeated = good.select("symbol", "ts").is_duplicated()
+    single = good.filter(~repeated).select(CANDLE_COLUMNS)
+    if not repeated.any():
+        return single.sort("symbol", "ts").cast(CANDLE_SCHEMA), empty_rejected()
+    ranked = good.filter(repeated).sort(["symbol", "ts", "priority", "line"], descending=[False, False, True, True])
     ranked = ranked.with_columns(
         kept_line=pl.col("line").first().over("symbol", "ts"),
         is_first=pl.int_range(pl.len()).over("symbol", "ts") == 0,
@@ -220,12 +256,11 @@ def split_valid_rows(
     )
     ranked = ranked.with_columns(_same=same_values)
     duplicates = ranked.filter(~pl.col("is_first")).with_columns(reason=dup_reason)
-    valid = ranked.filter(pl.col("is_first")).select(CANDLE_COLUMNS).sort("symbol", "ts")
-
-    rejected = pl.concat(
-        [bad.select(list(REJECTED_SCHEMA)), duplicates.select(list(REJECTED_SCHEMA))], how="vertical"
-    ).sort("line")
-    return valid.cast(CANDLE_SCHEMA), rejected.cast(REJECTED_SCHEMA)
+    if "raw" not in duplicates.columns:  # a chunked reader drops the text and fills it in for these rows only
+        duplicates = duplicates.with_columns(raw=pl.lit(None, dtype=pl.String))
+    kept = ranked.filter(pl.col("is_first")).select(CANDLE_COLUMNS)
+    valid = pl.concat([single, kept], how="vertical").sort("symbol", "ts")
+    return valid.cast(CANDLE_SCHEMA), duplicates.select(list(REJECTED_SCHEMA)).cast(REJECTED_SCHEMA)
 
 
 def raw_frame(columns: dict[str, pl.Series | list], n: int) -> pl.DataFrame:

@@ -1,0 +1,104 @@
+"""Every generated verdict sentence reads right in each case: the bottom line and the recommendations for
+each combination of models and controls that do and do not beat the zero-return forecast, and the
+volatility sentences for each combination of baselines beaten, not told apart and better."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from workflows.evaluation.evidence import Comparison, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
+from workflows.reporting.report import bottom_line, recommendations
+from workflows.reporting.volatility_text import comparison_sentence
+from workflows.stats.significance import DMResult
+
+
+def _evaluation(models_win: tuple[bool, bool], controls_win: tuple[bool, bool]) -> Evaluation:
+    """Two models and two controls; a winner carries most of a strong predictable component, a loser is
+    noise ten times larger than it (worse than zero, never significant)."""
+    rng = np.random.default_rng(0)
+    n = 2_000
+    signal = rng.normal(0, 0.004, n)
+    fs = ForecastSet(
+        end_ts=np.arange(n).astype("datetime64[h]").astype("datetime64[us]"),
+        fold=np.ones(n, int),
+        actual=signal + rng.normal(0, 0.004, n),
+        train_mean=np.zeros(n),
+        realised_var=np.full(n, 0.004**2),
+    )
+    names = ("attention_lstm", "transformer", "ridge_ar48", "ridge_features")
+    for name, wins in zip(names, (*models_win, *controls_win)):
+        fs.returns[name] = 0.9 * signal if wins else rng.normal(0, 0.04, n)
+    info = [FoldSpan(fold=1, test_start="a", test_end="b", train_windows=1, train_start="x", train_end="y")]
+    return evaluate_forecasts(fs, "walk_forward", "test", info, {})
+
+
+@pytest.mark.parametrize(
+    ("models_win", "controls_win"), list(itertools.product([(False, False), (True, False), (True, True)], repeat=2))
+)
+def test_bottom_line_and_recommendations_read_right_for_every_combination(models_win, controls_win):
+    ev = _evaluation(models_win, controls_win)
+    models = [m for m, w in zip(("attention_lstm", "transformer"), models_win) if w]
+    controls = [c for c, w in zip(("ridge_ar48", "ridge_features"), controls_win) if w]
+    assert sorted(c.model for c in ev.survivors("vs zero")) == sorted(models + controls)
+    line = bottom_line(ev)
+    recs = " ".join(recommendations(ev, {}))
+    family = "Holm-corrected within the return skill family of 4 tests"
+    if not models and not controls:
+        assert "no model and no control beats the zero-return forecast" in line
+        assert "do not act on the models' return forecasts" in recs and "control" not in recs
+    elif models and not controls:
+        verb = "beats" if len(models) == 1 else "beat"
+        assert f"{' and '.join(models)} {verb} the zero-return forecast; no control does ({family}" in line
+        assert "Confirm on a later, untouched period" in recs and "control" not in recs
+    elif models and controls:
+        ctrl = "does the control" if len(controls) == 1 else "do the controls"
+        assert f"the zero-return forecast, and so {ctrl} {' and '.join(controls)}" in line
+        assert f"{' and '.join(controls)} also beat" in recs and "before crediting their architecture" in recs
+    else:  # the case that read "no model beats the zero-return forecast; so do the controls ..."
+        assert "no model beats the zero-return forecast, but the control" in line
+        assert "so do the controls" not in line and f"{' and '.join(controls)} do" in line
+        assert "structure the models miss" in line
+        assert "do not act on the models' return forecasts" in recs and "the networks miss" in recs
+    for loser in {"attention_lstm", "transformer", "ridge_ar48", "ridge_features"} - set(models + controls):
+        assert loser not in line
+
+
+def _dm(p_better: float) -> DMResult:
+    stat = float(np.sign(0.5 - p_better))
+    return DMResult(stat, p_better, 2 * min(p_better, 1 - p_better), 1_000, 0.0, "EWC(8)")
+
+
+def _vol_evaluation(beaten: int, same: int, worse: int) -> Evaluation:
+    """The volatility model against baselines it beats (Holm p 0.001), cannot tell apart (p 0.4) and is
+    worse than (reverse p 0.001)."""
+    family = []
+    for i in range(beaten):
+        family.append(Comparison("volatility", "volatility", f"b{i}", "QLIKE", 24, 0.1, _dm(0.0001), 0.001))
+    for i in range(same):
+        family.append(Comparison("volatility", "volatility", f"s{i}", "QLIKE", 24, 0.01, _dm(0.4), 1.0))
+    for i in range(worse):
+        family.append(Comparison("volatility", "volatility", f"w{i}", "QLIKE", 24, -0.1, _dm(0.9999), 1.0))
+    return Evaluation("walk_forward", "", 1_000, "a", "b", {}, {}, family, [], {})
+
+
+@pytest.mark.parametrize(("beaten", "same", "worse"), [c for c in itertools.product([0, 2], repeat=3) if any(c)])
+def test_volatility_sentence_reads_right_for_every_combination(beaten, same, worse):
+    text = comparison_sentence(_vol_evaluation(beaten, same, worse), "volatility", 24) or ""
+    n = beaten + same + worse
+    assert f"Holm-corrected within the volatility family of {n} tests" in text
+    assert "long-memory-robust variance (EWC(8))" in text
+    if beaten:
+        assert "beats b0, b1" in text and "beats no baseline" not in text
+    if same and beaten:
+        assert "; not s0, s1 (" in text
+    if same and not beaten and not worse:
+        assert "shows no difference from any baseline (s0, s1;" in text
+    if same and not beaten and worse:
+        assert "beats no baseline; no difference from s0, s1 (" in text
+    if worse:
+        assert "It is worse than w0, w1 (the reverse one-sided test" in text
+    else:
+        assert "worse" not in text
+    if not same:
+        assert "no difference" not in text and "not s0" not in text
