@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-forecast-log-"))
     os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
     os.environ["WORKFLOWS_DATA_DIR"] = str(tmp / "data")
+    # a private training-slot folder: the figures are this run's work, not a wait for other processes' trainings
+    os.environ["WORKFLOWS_DEVICE_LOCK_DIR"] = str(tmp / "device_locks")
     (tmp / "dagster_home").mkdir()
 
     import dagster as dg
