@@ -93,6 +93,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.ui
 	nice -n 10 $(BIN)/python -m benchmarks.recovery --jobs 2
 	$(BIN)/python -m benchmarks.vol_loss
+	$(BIN)/python -m benchmarks.reader_memory
 
 # One figure each: one new hour vs a full rebuild; the retrain of 1, 3, 10 symbols in process vs Celery.
 bench-incremental: $(STAMP)

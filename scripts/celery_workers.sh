@@ -23,23 +23,38 @@ if [[ "${1:-}" == "--local" ]]; then local_mode=1; shift; fi
 workers="${1:-2}"
 
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done; wait || true; }
+# Secrets (the local Redis password, the broker URL that holds it) live only in this private folder
+# (0700, files 0600), removed on exit; never on a command line, where `ps` shows them.
+umask 077
+private="$(mktemp -d -t workflows-celery-XXXXXX)"
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  wait || true
+  rm -rf -- "$private"
+}
 trap cleanup EXIT INT TERM
 
 if (( local_mode )); then
   command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install redis-server" >&2; exit 2; }
   port="${REDIS_PORT:-6379}"
-  setsid redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no &
+  # A task message names a job that a worker imports and runs: the broker must not take one from just anyone.
+  password="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  printf 'port %s\nbind 127.0.0.1\nprotected-mode yes\nrequirepass %s\nsave ""\nappendonly no\n' "$port" "$password" \
+    > "$private/redis.conf"
+  setsid redis-server "$private/redis.conf" &
   pids+=("$!")
-  export WORKFLOWS_CELERY_BROKER="redis://127.0.0.1:$port/0" WORKFLOWS_CELERY_BACKEND="redis://127.0.0.1:$port/1"
+  export WORKFLOWS_CELERY_BROKER="redis://:$password@127.0.0.1:$port/0"
+  export WORKFLOWS_CELERY_BACKEND="redis://:$password@127.0.0.1:$port/1"
   export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/dagster_home}" WORKFLOWS_DATA_DIR="${WORKFLOWS_DATA_DIR:-$PWD/data}"
-  echo "broker $WORKFLOWS_CELERY_BROKER; export the same WORKFLOWS_CELERY_BROKER / _BACKEND where runs are launched"
+  printf 'export WORKFLOWS_CELERY_BROKER=%q WORKFLOWS_CELERY_BACKEND=%q\n' \
+    "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$private/broker.env"
+  echo "broker on 127.0.0.1:$port with a password; where runs are launched: source $private/broker.env"
 fi
 : "${WORKFLOWS_CELERY_BROKER:?set WORKFLOWS_CELERY_BROKER (e.g. redis://queue.internal:6379/0) or use --local}"
 : "${WORKFLOWS_CELERY_BACKEND:?set WORKFLOWS_CELERY_BACKEND (e.g. redis://queue.internal:6379/1) or use --local}"
 : "${DAGSTER_HOME:?set DAGSTER_HOME to the shared instance (deploy/dagster.yaml across machines)}"
 
-config="$(mktemp -t workflows-celery-XXXXXX.yaml)"
+config="$private/celery.yaml"
 printf 'execution:\n  config:\n    broker: %s\n    backend: %s\n' "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$config"
 for i in $(seq 0 $((workers - 1))); do
   setsid dagster-celery worker start -A dagster_celery.app -y "$config" -n "w$i@%h" -- --pool solo &

@@ -42,10 +42,10 @@ def to_record(value: Any, where: str = "value") -> Any:
             raise RecordError(f"{where}: numpy arrays of dtype {value.dtype} have no JSON record form")
         return {_ARRAY: value.dtype.str, "shape": list(value.shape), "data": data}
     if isinstance(value, dict):
-        bad = [k for k in value if not isinstance(k, str)]
+        bad = [k for k in value if isinstance(k, bool) or not isinstance(k, str | int)]
         if bad:
-            raise RecordError(f"{where}: dict keys must be strings, found {bad[0]!r}")
-        return {k: to_record(v, f"{where}[{k!r}]") for k, v in value.items()}
+            raise RecordError(f"{where}: dict keys must be strings or integers, found {bad[0]!r}")
+        return {str(k): to_record(v, f"{where}[{k!r}]") for k, v in value.items()}  # int keys: by the type hint
     if isinstance(value, list | tuple):
         return [to_record(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Path):
@@ -104,10 +104,11 @@ def from_record(data: Any, tp: Any, where: str = "value") -> Any:
             raise RecordError(f"{where}: an array record is required")
         return _array(data)
     if origin in (dict, typing.Dict) or tp is dict:  # noqa: UP006
-        value_type = args[1] if len(args) == 2 else Any
+        key_type, value_type = args if len(args) == 2 else (Any, Any)
         if not isinstance(data, dict):
             raise RecordError(f"{where}: an object is required for {tp}")
-        return {k: from_record(v, value_type, f"{where}[{k!r}]") for k, v in data.items()}
+        keys = {k: int(k) if key_type is int else k for k in data}
+        return {keys[k]: from_record(v, value_type, f"{where}[{k!r}]") for k, v in data.items()}
     if origin in (list, typing.List) or tp is list:  # noqa: UP006
         item = args[0] if args else Any
         return [from_record(v, item, f"{where}[{i}]") for i, v in enumerate(data)]

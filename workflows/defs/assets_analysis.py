@@ -12,7 +12,7 @@ from workflows.attention.extract import load_attention
 from workflows.data.warehouse import replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, HistoryConfig, load_inputs
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, EVERY_PERIOD_OF_SYMBOL, symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, EVERY_PERIOD_OF_SYMBOL, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.evidence import Evaluation
 from workflows.evaluation.forecast_log import pooled_evaluation
@@ -63,7 +63,7 @@ class EvaluationConfig(dg.Config):
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
 ) -> Evaluation:
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     table, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     profile = models["attention_lstm_model"].get("profile")
     with warehouse.connect() as con:
@@ -135,7 +135,7 @@ def report(
     attention_tensors: dict,
     **models,
 ) -> dg.MaterializeResult:
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     _, sources, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     out_dir = warehouse.paths().reports / symbol
     out_dir.mkdir(parents=True, exist_ok=True)

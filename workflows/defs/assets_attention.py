@@ -9,7 +9,7 @@ from workflows.data.retention import prune_versions
 from workflows.data.warehouse import replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, HistoryConfig, load_inputs
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.run import predictions
 from workflows.io import write_json_atomic
@@ -35,7 +35,7 @@ ATTENTION_METRICS_DDL = (
 def attention_tensors(
     context: dg.AssetExecutionContext, config: HistoryConfig, warehouse: WarehouseResource, **models
 ) -> dict:
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     folder = warehouse.paths().root / "attention" / symbol
     files, rows = {}, []
@@ -84,7 +84,7 @@ def attention_analysis(
     **models,
 ) -> dict:
     """dict of model name -> `AttentionAnalysis`; the JSON beside the report holds `to_dict()` of each."""
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
     results = analyse_all(loaded, tensors, log=context.log.info)

@@ -29,7 +29,7 @@ from workflows.data.warehouse import (
     slice_fingerprint,
 )
 from workflows.defs.checks import CANDLE_CHECK_SPECS, FEATURE_CHECK_SPECS, to_check_result
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.reporting.markdown import counts_to_markdown, frame_to_markdown
 from workflows.settings import DataPaths
@@ -89,7 +89,10 @@ def _read_sources(
     if config.source == "files":
         return _read_files(context, config, paths)
     if config.source == "exchange":
-        client = ExchangeClient(base_url=config.exchange_url, max_retries=config.exchange_retries)
+        try:
+            client = ExchangeClient(base_url=config.exchange_url, max_retries=config.exchange_retries)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from None
         return [exchange_source(client, symbol, default_start(last_ts, config.days))]
     raise dg.Failure(f"unknown candle source {config.source!r}: use synthetic, files or exchange")
 
@@ -105,7 +108,7 @@ def _read_sources(
     description="Hourly OHLCV candles per symbol in DuckDB `candles`; bad rows in `candles_rejected`.",
 )
 def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse: WarehouseResource):
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     with warehouse.connect() as con:
         last = candle_span(con, symbol).last
     # fetching and parsing happen outside any connection: the file's lock is held only while writing
@@ -164,7 +167,7 @@ class FeaturesConfig(dg.Config):
     "extended from the stored indicator state: a new hour costs one hour of work.",
 )
 def features(context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: WarehouseResource):
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     with warehouse.connect() as con:
         refresh = refresh_features(con, symbol, full=config.full_rebuild)
         # Checks cover the rows written (and the row before them, for contiguity); the

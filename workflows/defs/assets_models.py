@@ -10,7 +10,7 @@ from workflows.data.retention import prune_versions
 from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS, features
 from workflows.defs.inputs import newest_period_model
-from workflows.defs.partitions import EVERY_PERIOD_OF_SYMBOL, symbols_partitions
+from workflows.defs.partitions import EVERY_PERIOD_OF_SYMBOL, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
@@ -48,7 +48,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         automation_condition=dg.AutomationCondition.code_version_changed() & ~dg.AutomationCondition.in_progress(),
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource) -> dg.Output:
-        symbol = context.partition_key
+        symbol = partition_symbol(context)
         with warehouse.connect() as con:
             newest = newest_period_model(con, symbol, kind)
         if newest is not None:  # the forecast log's newest period model: nothing to train here

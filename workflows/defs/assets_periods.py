@@ -19,6 +19,7 @@ from dataclasses import replace
 import dagster as dg
 from pydantic import Field
 
+from workflows.data.sources.candles import check_symbol
 from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS, features
 from workflows.defs.assets_models import MODEL_CODE_VERSION
@@ -49,9 +50,15 @@ class PeriodTrainingConfig(dg.Config):
 
 
 def partition(context: dg.AssetExecutionContext) -> tuple[str, ForecastPeriod]:
+    """The run's symbol (checked against the one symbol rule, `check_symbol`) and forecast period."""
     key = context.partition_key
-    assert isinstance(key, dg.MultiPartitionKey), f"expected a symbol x period partition, got {key!r}"
-    return key.keys_by_dimension[SYMBOL], ForecastPeriod.from_key(key.keys_by_dimension[PERIOD])
+    if not isinstance(key, dg.MultiPartitionKey):
+        raise dg.Failure(f"expected a symbol x period partition key, got {key!r}")
+    try:
+        symbol = check_symbol(key.keys_by_dimension[SYMBOL])
+        return symbol, ForecastPeriod.from_key(key.keys_by_dimension[PERIOD])
+    except ValueError as exc:
+        raise dg.Failure(f"partition key refused: {exc}") from None
 
 
 def build_period_model_asset(kind: str) -> dg.AssetsDefinition:

@@ -7,7 +7,7 @@ from pydantic import Field
 from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import model_window_data
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
@@ -129,7 +129,7 @@ def gate_metadata(decision: GateDecision) -> dict:
 def production_model(
     context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: dict
 ):
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
         table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
@@ -171,7 +171,7 @@ def production_model(
     description="Next-hour return, direction probabilities and an interval from the production model.",
 )
 def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    symbol = context.partition_key
+    symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
     current = load_current(warehouse.paths().checkpoints / symbol)

@@ -2,6 +2,7 @@ import warnings
 
 import dagster as dg
 
+from workflows.data.sources.candles import check_symbol
 from workflows.ml.periods import FIRST_PERIOD
 
 # Symbols are the scale-out axis: each symbol's chain is its own partition, and no
@@ -41,3 +42,12 @@ with warnings.catch_warnings():
 
 def period_key(symbol: str, period: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({SYMBOL: symbol, PERIOD: period})
+
+
+def partition_symbol(context: dg.AssetExecutionContext) -> str:
+    """The run's symbol: its partition key, checked against the one symbol rule before any asset builds a path
+    or a query from it (`check_symbol`). Every partitioned asset reads its symbol through here."""
+    try:
+        return check_symbol(context.partition_key)
+    except ValueError as exc:
+        raise dg.Failure(f"partition key refused: {exc}") from None

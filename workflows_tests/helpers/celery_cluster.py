@@ -1,24 +1,28 @@
 """A Redis broker and Celery workers on this machine's loopback, for the distributed test,
 the benchmark and `scripts/celery_workers.sh --local`.
 
-Every process started here is ours, stopped by its own process group, never by name.
-Across machines the same pieces run on different hosts: see `docs/deploy.md`.
+A Celery task message names a job that the worker imports and runs, so whoever can write
+to the broker can run code as the worker: the local Redis requires a password, generated
+here, kept only in files of a private folder (0700, files 0600: the Redis configuration,
+never the command line that `ps` shows, and the workers' Celery configuration) that is
+removed on exit. Every process started here is ours, stopped by its own process group,
+never by name. Across machines: TLS and ACLs, see `docs/deploy.md` and SECURITY.md.
 """
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from workflows.io import write_text_atomic
 
 REDIS_SERVER = "redis-server"
 
@@ -45,11 +49,20 @@ def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         proc.wait(timeout=grace_s)
 
 
+def write_private(path: Path, text: str) -> Path:
+    """Create `path` readable and writable by its owner only (0600) and write `text`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
+
+
 @dataclass
 class LocalCluster:
-    broker: str
+    broker: str  # holds the password: pass it through the environment or a 0600 file, never a command line
     backend: str
     config_yaml: Path
+    port: int = 0
     workers: list[subprocess.Popen] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
@@ -84,22 +97,27 @@ def local_cluster(
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     redis_log = workdir / "redis.log"
-    redis = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=redis_log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    private = Path(tempfile.mkdtemp(prefix="workflows-redis-"))  # 0700: only this user can list or read it
+    password = secrets.token_urlsafe(32)
+    redis_conf = write_private(
+        private / "redis.conf",
+        f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+        f'save ""\nappendonly no\ndir {workdir}\n',
     )
     procs: list[subprocess.Popen] = []
+    redis = subprocess.Popen(
+        [server, str(redis_conf)], stdout=redis_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         _wait_for(lambda: "Ready to accept connections" in redis_log.read_text(), "redis-server", 30, [redis_log])
         cluster = LocalCluster(
-            broker=f"redis://127.0.0.1:{port}/0",
-            backend=f"redis://127.0.0.1:{port}/1",
-            config_yaml=workdir / "celery.yaml",
+            broker=f"redis://:{password}@127.0.0.1:{port}/0",
+            backend=f"redis://:{password}@127.0.0.1:{port}/1",
+            config_yaml=private / "celery.yaml",
+            port=port,
         )
         # the same block as a run's executor config
-        write_text_atomic(
+        write_private(
             cluster.config_yaml,
             f"execution:\n  config:\n    broker: {cluster.broker}\n    backend: {cluster.backend}\n",
         )
@@ -147,3 +165,4 @@ def local_cluster(
         for proc in procs:
             _stop(proc)
         _stop(redis)
+        shutil.rmtree(private, ignore_errors=True)  # the password goes with it

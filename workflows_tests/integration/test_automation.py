@@ -2,6 +2,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 
@@ -277,3 +278,31 @@ def test_files_a_run_would_move_must_lie_in_incoming(instance, data_dir, tmp_pat
         assert failure.step_failure_data is not None and failure.step_failure_data.error is not None
         assert rule in failure.step_failure_data.error.message
     assert elsewhere.exists() and link.is_symlink()  # nothing was moved
+
+
+def test_a_traversal_partition_key_is_refused_before_any_path_is_built(instance, data_dir, tmp_path):
+    from workflows.defs.assets_serving import latest_forecast
+
+    key = "../../outside"
+    instance.add_dynamic_partitions("symbols", [key])
+    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
+    for asset in (candles, latest_forecast):  # latest_forecast joins checkpoints/<symbol> first thing
+        result = dg.materialize(
+            [asset], partition_key=key, instance=instance, resources=resources, raise_on_error=False
+        )
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert failure.step_failure_data is not None and failure.step_failure_data.error is not None
+        assert "partition key refused: '../../outside' is not a symbol" in failure.step_failure_data.error.message
+    assert not (data_dir / "checkpoints").exists() and not (data_dir.parent.parent / "outside").exists()
+
+
+def test_every_asset_reads_its_symbol_through_the_one_rule():
+    """No asset module reads `context.partition_key` itself: they all go through `partition_symbol`. (The IO
+    manager in resources.py reads it too, for any partitioned output, and percent-quotes it into one file name.)"""
+    import workflows.defs as defs_package
+
+    folder = Path(defs_package.__file__).parent
+    readers = sorted(p.name for p in folder.glob("*.py") if "context.partition_key" in p.read_text())
+    assert readers == ["partitions.py", "resources.py"]
+    assert "quote(partition" in (folder / "resources.py").read_text()

@@ -85,7 +85,7 @@ def test_dg_loads_the_defs_folder(tmp_path):
     found = json.loads(listed.stdout)
     # 23 assets (6 models, 8 period models, forecasts); 7 in-process jobs and 4 Celery twins; 3 schedules
     assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (23, 11, 3, 2)
-    assert [r["name"] for r in found["resources"]] == ["warehouse"]
+    assert sorted(r["name"] for r in found["resources"]) == ["io_manager", "warehouse"]
 
 
 def test_jobs():

@@ -274,3 +274,32 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
     for table in expected["rows"]:
         assert_same_rows(expected["rows"][table], got["rows"][table], table)
     shutil.rmtree(tmp_path / "cluster", ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    redis_server_path() is None,
+    reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
+)
+def test_the_local_broker_refuses_a_task_without_its_password(tmp_path):
+    """A task message names a job the worker imports and runs: the local Redis takes none without the password,
+    which lives only in a private folder (0700, files 0600) that is gone once the cluster stops."""
+    import stat
+
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    with local_cluster(tmp_path / "cluster", workers=0) as cluster:
+        private = cluster.config_yaml.parent
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in private.iterdir()} == {
+            "redis.conf": 0o600,
+            "celery.yaml": 0o600,
+        }
+        stranger = Celery(broker=f"redis://127.0.0.1:{cluster.port}/0")
+        with pytest.raises(OperationalError, match="Authentication required"):
+            stranger.send_task("dagster_celery.tasks.execute_plan", retry=False)
+        insider = Celery(broker=cluster.broker)
+        assert insider.send_task("dagster_celery.tasks.execute_plan", retry=False).id  # the password opens it
+        password = cluster.broker.split(":")[2].split("@")[0]
+        assert password not in (tmp_path / "cluster" / "redis.log").read_text()
+    assert not private.exists()

@@ -181,3 +181,82 @@ def test_exchange_down_writes_nothing(instance, data_dir):
     assert "gave up after" in str(failure.step_failure_data.error)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         assert con.execute("SELECT count(*) FROM candles").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.binance.com",  # the right host without TLS
+        "https://evil.example.com",
+        "file:///etc/passwd",
+        "ftp://127.0.0.1",
+        "https://api.binance.com.evil.example",
+    ],
+)
+def test_exchange_url_is_https_on_the_exchanges_hosts_or_a_loopback_server(url):
+    with pytest.raises(ValueError, match="refused: expected https on one of"):
+        ExchangeClient(base_url=url)
+
+
+def test_the_exchanges_hosts_and_a_loopback_server_are_accepted():
+    for url in (
+        "https://api.binance.com",
+        "https://data-api.binance.vision",
+        "http://127.0.0.1:8080",
+        "http://[::1]:9",
+    ):
+        assert ExchangeClient(base_url=url).base_url == url
+
+
+def test_a_retry_after_beyond_the_cap_is_not_waited_for(fake):
+    waits = []
+    fake.script = [("status", 429, {"Retry-After": "86400"})]
+    with pytest.raises(ExchangeError, match=r"gave up after 1 attempts.*Retry-After 86400 s \(over the 60 s cap\)"):
+        client(fake.url, sleep=waits.append).fetch_klines("BTCUSDT", NOW - timedelta(hours=5), now=NOW)
+    assert waits == []
+
+
+def test_a_reader_in_another_process_succeeds_while_the_exchange_is_slow(fake, instance, data_dir):
+    """The candles asset fetches with no DuckDB connection open: while the exchange takes 8 s to answer,
+    another process opens the warehouse and reads it (before: "Conflicting lock is held")."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+    import duckdb
+
+    from workflows.defs.assets_data import candles
+    from workflows.defs.resources import WarehouseResource
+
+    db = data_dir / "warehouse.duckdb"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE probe AS SELECT 1 AS one")
+    slow = 8.0  # under the client's 10 s timeout
+    fake.script = [("sleep", slow)]
+    read: dict = {}
+
+    def reader():
+        deadline = time.monotonic() + 60
+        while not fake.requests and time.monotonic() < deadline:  # the asset is now waiting on the exchange
+            time.sleep(0.05)
+        asked = time.monotonic()
+        code = f"import duckdb; print(duckdb.connect({str(db)!r}, read_only=True).execute('FROM probe').fetchone())"
+        read["done"] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        read["while_waiting"] = time.monotonic() - asked < slow  # the exchange had not answered yet
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    result = dg.materialize(
+        [candles],
+        partition_key="BTCUSDT",
+        instance=instance,
+        raise_on_error=False,
+        resources={"warehouse": WarehouseResource(data_dir=str(data_dir))},
+        run_config={"ops": {"candles": {"config": {"source": "exchange", "exchange_url": fake.url, "days": 1}}}},
+    )
+    thread.join(timeout=60)
+    assert read["done"].returncode == 0, read["done"].stderr[-1500:]
+    assert read["done"].stdout.strip() == "(1,)" and read["while_waiting"]
+    assert result.success  # and the fetch itself completes after the delay

@@ -43,3 +43,17 @@ def test_a_broken_k8s_config_is_refused(retrain_on_k8s):
     unknown["execution"]["config"]["gpus_please"] = 1
     with pytest.raises(dg.DagsterInvalidConfigError, match="gpus_please"):
         dg.validate_run_config(retrain_on_k8s, unknown)
+
+
+def test_no_secret_is_copied_into_the_step_pods_spec(retrain_on_k8s):
+    """Secrets reach the step pods by reference (`env_secrets`), never through `env_vars`, whose bare names
+    copy the launching process's values into every pod spec."""
+    config = CONFIG["execution"]["config"]
+    names = [entry.split("=", 1)[0] for entry in config["env_vars"]]
+    assert not [n for n in names if any(word in n.upper() for word in ("PASSWORD", "SECRET", "TOKEN", "KEY"))]
+    assert all("=" in entry for entry in config["env_vars"])  # only literal, non-secret values
+    assert config["env_secrets"] == ["workflows-postgres-password"]
+    # the instance (deploy/dagster.yaml) reads every DAGSTER_PG_* it needs from the environment those provide
+    instance = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    wanted = {v["env"] for v in instance["storage"]["postgres"]["postgres_db"].values() if isinstance(v, dict)}
+    assert wanted == {"DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"}

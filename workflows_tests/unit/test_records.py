@@ -31,6 +31,7 @@ class Outer:
     either: np.ndarray | float = 0.0
     added_later: int = 7
     extra: dict = field(default_factory=dict)
+    by_horizon: dict[int, float] = field(default_factory=dict)
 
 
 def _json_round_trip(value, tp):
@@ -49,11 +50,13 @@ def test_nested_dataclasses_arrays_and_nan_round_trip_exactly():
         times=times,
         either=3.25,
         extra={"n": 1, "s": "x"},
+        by_horizon={1: 0.5, 24: 0.25},
     )
     got = _json_round_trip(value, Outer)
     assert math.isnan(got.inner.x) and got.inner.span == (0.1, -0.2) and got.inner.tags == ("a", "b")
     assert got.by_name == {"k": Inner(1.5, (1.0, 2.0))} and got.items == [Inner(2.0, (3.0, 4.0))]
     assert got.maybe is None and got.either == 3.25 and got.extra == {"n": 1, "s": "x"}
+    assert got.by_horizon == {1: 0.5, 24: 0.25}
     assert got.array.dtype == np.float32 and np.array_equal(got.array, value.array)
     assert got.times.dtype == times.dtype and np.array_equal(got.times, times)
 
@@ -70,8 +73,8 @@ def test_an_old_record_without_a_newer_field_reads_with_its_default():
 def test_values_without_a_faithful_form_are_refused_naming_the_field():
     with pytest.raises(RecordError, match=r"value.array: numpy arrays of dtype object"):
         to_record(Outer("m", Inner(1, (0, 1)), {}, [], None, np.array([object()]), np.array([], "datetime64[us]")))
-    with pytest.raises(RecordError, match="dict keys must be strings"):
-        to_record({1: "a"})
+    with pytest.raises(RecordError, match="dict keys must be strings or integers"):
+        to_record({(1, 2): "a"})
     with pytest.raises(RecordError, match="a number is required"):
         from_record({"x": "one", "span": [0, 1]}, Inner)
 

@@ -160,6 +160,20 @@ def symbol_from_filename(path: str | Path) -> str | None:
     return None
 
 
+def check_symbol(key: str) -> str:
+    """The one symbol rule, for every partition key and symbol argument: the key is a trading pair exactly as
+    stored (upper-case letters and digits, a base and a known quote currency). Returns it; raises ValueError
+    naming the key and the rule otherwise. Paths are joined from symbols (checkpoints/<symbol>/...), so a key
+    such as `../../outside` must never get as far as a path."""
+    if not isinstance(key, str) or not re.fullmatch(r"[A-Z0-9]{4,30}", key) or symbol_from_filename(key) != key:
+        raise ValueError(
+            f"{key!r} is not a symbol: expected a trading pair written as stored, upper-case letters and digits "
+            f"ending in a quote currency ({', '.join(QUOTE_CURRENCIES)}), e.g. BTCUSDT; remove that partition "
+            "(Dagster UI: the symbols partitions) and add the normalised one"
+        )
+    return key
+
+
 def split_valid_rows(
     raw: pl.DataFrame,
     *,

@@ -21,8 +21,38 @@ import polars as pl
 from workflows.data.sources.candles import CANDLE_SCHEMA, ReadResult, empty_candles, from_candles, normalize_symbol
 
 DEFAULT_BASE_URL = "https://api.binance.com"
+# Where the client may send requests: https on the exchange's own API hosts, or a local test server
+# (http or https on a loopback address), never another host or scheme.
+EXCHANGE_HOSTS = frozenset(
+    {
+        "api.binance.com",
+        "api1.binance.com",
+        "api2.binance.com",
+        "api3.binance.com",
+        "api4.binance.com",
+        "api-gcp.binance.com",
+        "data-api.binance.vision",
+        "api.binance.us",
+    }
+)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_RETRY_AFTER_S = 60.0  # a server's Retry-After is honoured up to this; longer waits count as a failed attempt
 HOUR_MS = 3_600_000
 RETRY_STATUS = {418, 429, 500, 502, 503, 504}
+
+
+def check_base_url(url: str) -> str:
+    """`url` if it is https on one of the exchange's hosts, or a loopback test server; else ValueError."""
+    parsed = urllib.parse.urlparse(url)
+    host = (parsed.hostname or "").lower()
+    if parsed.scheme == "https" and host in EXCHANGE_HOSTS:
+        return url
+    if parsed.scheme in ("http", "https") and host in LOOPBACK_HOSTS:
+        return url
+    raise ValueError(
+        f"exchange URL {url!r} refused: expected https on one of {', '.join(sorted(EXCHANGE_HOSTS))}, or "
+        "http(s) on a loopback address (127.0.0.1, localhost, ::1) for a local test server"
+    )
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
@@ -47,10 +77,14 @@ class ExchangeClient:
     page_limit: int = 1000
     sleep: Callable[[float], None] = time.sleep
 
+    def __post_init__(self):
+        check_base_url(self.base_url)
+
     def _get(self, params: dict) -> list:
         url = f"{self.base_url.rstrip('/')}/api/v3/klines?{urllib.parse.urlencode(params)}"
-        last = "no attempt made"
+        last, attempts = "no attempt made", 0
         for attempt in range(self.max_retries + 1):
+            attempts = attempt + 1
             delay = self.backoff_s * (2**attempt)
             try:
                 with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
@@ -65,6 +99,9 @@ class ExchangeClient:
                     raise ExchangeError(f"{url}: {last} (not retried){_error_message(exc)}") from None
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
                 if retry_after and retry_after.strip().isdigit():
+                    if float(retry_after) > MAX_RETRY_AFTER_S:
+                        last += f" with Retry-After {retry_after.strip()} s (over the {MAX_RETRY_AFTER_S:g} s cap)"
+                        break
                     delay = max(delay, float(retry_after))
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 last = f"network error: {getattr(exc, 'reason', exc)}"
@@ -73,7 +110,7 @@ class ExchangeClient:
             if attempt < self.max_retries:
                 self.sleep(delay)
         raise ExchangeError(
-            f"{url}: gave up after {self.max_retries + 1} attempts; last error: {last}. "
+            f"{url}: gave up after {attempts} attempts; last error: {last}. "
             "Check the network, or use the offline synthetic source or candle files."
         )
 
