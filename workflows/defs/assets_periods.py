@@ -19,16 +19,15 @@ from dataclasses import replace
 import dagster as dg
 from pydantic import Field
 
-from workflows.data.sources.candles import check_symbol
 from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS, features
 from workflows.defs.assets_models import MODEL_CODE_VERSION
-from workflows.defs.partitions import PERIOD, PREVIOUS_PERIOD, SYMBOL, symbol_periods
+from workflows.defs.partitions import PREVIOUS_PERIOD, partition_symbol_period, symbol_periods
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import FORECAST_CODE_VERSION, update_period
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.period_models import train_period_model
-from workflows.ml.periods import ForecastPeriod, PeriodConfig
+from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
 from workflows.ml.profiles import control_kinds, control_recipe, model_kinds, recipe_for, resolve_profile
 
@@ -49,18 +48,6 @@ class PeriodTrainingConfig(dg.Config):
         return PeriodConfig(self.train_days, self.min_train_days, self.val_days, self.warm_epochs)
 
 
-def partition(context: dg.AssetExecutionContext) -> tuple[str, ForecastPeriod]:
-    """The run's symbol (checked against the one symbol rule, `check_symbol`) and forecast period."""
-    key = context.partition_key
-    if not isinstance(key, dg.MultiPartitionKey):
-        raise dg.Failure(f"expected a symbol x period partition key, got {key!r}")
-    try:
-        symbol = check_symbol(key.keys_by_dimension[SYMBOL])
-        return symbol, ForecastPeriod.from_key(key.keys_by_dimension[PERIOD])
-    except ValueError as exc:
-        raise dg.Failure(f"partition key refused: {exc}") from None
-
-
 def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
     name = f"{kind}_period_model"
 
@@ -79,7 +66,7 @@ def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
     def _model(
         context: dg.AssetExecutionContext, config: PeriodTrainingConfig, warehouse: WarehouseResource
     ) -> dg.Output:
-        symbol, period = partition(context)
+        symbol, period = partition_symbol_period(context)
         profile = resolve_profile(config.profile or None)
         recipe = recipe_for(kind, profile) if kind in model_kinds() else control_recipe(kind, profile)
         if config.max_epochs:
@@ -138,7 +125,7 @@ period_model_assets = [build_period_model_asset(kind) for kind in PERIOD_KINDS]
     "the forecast_log table with the model, code and data versions that made them.",
 )
 def forecasts(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dg.MaterializeResult:
-    symbol, period = partition(context)
+    symbol, period = partition_symbol_period(context)
     configs = {tuple(sorted(ref["period_config"].items())) for ref in models.values()}
     if len(configs) != 1:
         raise dg.Failure(f"the period models of {symbol} {period} were trained with different period settings")

@@ -3,7 +3,7 @@ import warnings
 import dagster as dg
 
 from workflows.data.sources.candles import check_symbol
-from workflows.ml.periods import FIRST_PERIOD
+from workflows.ml.periods import FIRST_PERIOD, ForecastPeriod
 
 # Symbols are the scale-out axis: each symbol's chain is its own partition, and no
 # asset of one partition reads another symbol's rows.
@@ -49,5 +49,16 @@ def partition_symbol(context: dg.AssetExecutionContext) -> str:
     or a query from it (`check_symbol`). Every partitioned asset reads its symbol through here."""
     try:
         return check_symbol(context.partition_key)
+    except ValueError as exc:
+        raise dg.Failure(f"partition key refused: {exc}") from None
+
+
+def partition_symbol_period(context: dg.AssetExecutionContext) -> tuple[str, ForecastPeriod]:
+    """A symbol x period run's symbol (checked against the one symbol rule, `check_symbol`) and forecast period."""
+    key = context.partition_key
+    if not isinstance(key, dg.MultiPartitionKey):
+        raise dg.Failure(f"expected a symbol x period partition key, got {key!r}")
+    try:
+        return check_symbol(key.keys_by_dimension[SYMBOL]), ForecastPeriod.from_key(key.keys_by_dimension[PERIOD])
     except ValueError as exc:
         raise dg.Failure(f"partition key refused: {exc}") from None
