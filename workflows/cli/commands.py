@@ -64,6 +64,8 @@ def run_for_symbol(
     `candles_config` None: the candles already landed are used (the job's assets after `candles`).
     Unless `verbose`, the terminal shows one line per step and progress bars (`workflows.cli.terminal`);
     the full event stream is in the run's event log either way."""
+    import dagster as dg
+
     from workflows.cli.terminal import console_config, execute_with_progress
     from workflows.definitions import defs
     from workflows.defs.partitions import symbols_partitions
@@ -73,7 +75,7 @@ def run_for_symbol(
     ops = dict(ops or {})
     selection = None
     if candles_config is None:
-        selection = _after_candles()
+        selection = _after_candles() if job_name != "ingest" else [dg.AssetKey("features")]
     else:
         ops["candles"] = {"config": candles_config}
     run_config = {"ops": ops, "loggers": console_config(verbose)}
@@ -230,6 +232,8 @@ def cmd_ingest(args) -> int:
 # ends within minutes.
 DEMO_OTHERS = "ci"
 DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
+# 120 days hold two monthly forecast periods when a period's models need 45 days of training history.
+DEMO_MIN_TRAIN_DAYS = 45
 
 
 def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
@@ -240,20 +244,84 @@ def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> di
     ops = {
         f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in model_kinds()
     }
-    evaluation = {
+    # the evaluation pools the periods this command backfilled; the attention assets and the report follow the
+    # models' history window (recorded in their outputs)
+    periods = getattr(args, "periods", None)
+    if periods:
+        ops["evaluation"] = {"config": {"periods": periods}}
+    return ops
+
+
+def _period_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
+    """Run config of the period models: each kind's profile and the period settings."""
+    from workflows.defs.assets_periods import PERIOD_KINDS
+    from workflows.ml.profiles import twins
+
+    design_of = {twin: design for design, twin in twins().items()}  # a twin trains with its design's profile
+
+    settings = {
         k: v
-        for k, v in (
-            ("walk_forward_folds", args.folds),
-            ("walk_forward_fold_days", args.fold_days),
-            ("walk_forward_train_days", args.train_days),
-            ("walk_forward_min_train_days", args.min_train_days),
-        )
+        for k, v in (("train_days", getattr(args, "train_days", None)), ("min_train_days", _min_train_days(args)))
         if v is not None
     }
-    # the attention assets and the report follow the models' history window (recorded in their outputs)
-    if evaluation:
-        ops["evaluation"] = {"config": evaluation}
-    return ops
+    chosen = per_kind or {}
+    return {
+        f"{kind}_period_model": {"config": {"profile": chosen.get(design_of.get(kind, kind), profile)} | settings}
+        for kind in PERIOD_KINDS
+    }
+
+
+def _min_train_days(args) -> int | None:
+    return getattr(args, "min_train_days", None) or getattr(args, "default_min_train_days", None)
+
+
+def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args, per_kind=None) -> list[str] | None:
+    """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
+    first, so each warm-starts from the one before. Returns the periods (None: a run failed)."""
+    import duckdb
+
+    from workflows.cli.terminal import console_config, execute_with_progress
+    from workflows.data.warehouse import load_features
+    from workflows.definitions import defs
+    from workflows.defs.partitions import period_key
+    from workflows.ml.periods import PeriodConfig, trainable_periods
+    from workflows.ml.windows import WindowSpec
+
+    ops = _period_ops(profile, args, per_kind)
+    settings = next(iter(ops.values()))["config"]
+    cfg = PeriodConfig(**{k: v for k, v in settings.items() if k in ("train_days", "min_train_days")})
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        table, _ = load_features(con, symbol)
+    periods = trainable_periods(table, WindowSpec(), cfg, max_periods=args.periods) if args.periods else []
+    if not periods:
+        print(
+            f"{symbol}: no forecast period to backfill (the history holds no {cfg.min_train_days}-day training window)"
+        )
+        return []
+    print(f"{symbol}: backfilling {len(periods)} monthly forecast periods, {periods[0]} to {periods[-1]}")
+    job = defs.resolve_job_def("forecast_period")
+    for i, period in enumerate(periods, start=1):
+        print(f"period {period} ({i}/{len(periods)}): models (trained once, warm-started) and forecasts")
+        result = execute_with_progress(
+            lambda run_id, period=period: job.execute_in_process(
+                run_config={"ops": ops, "loggers": console_config(args.verbose)},
+                instance=instance,
+                partition_key=period_key(symbol, period.key),
+                raise_on_error=False,
+                run_id=run_id,
+            ),
+            instance,
+            args.verbose,
+        )
+        if not result.success:
+            print(
+                f"period {period}: run {result.run_id} failed: {' '.join(_failure_messages(result))}", file=sys.stderr
+            )
+            return None
+        trained = [n for n in ops if _metadata(result, n).get("trained") is True]
+        added = _metadata(result, "forecasts").get("hours_added", 0)
+        print(f"period {period}: {len(trained)} model(s) trained, {added} hours forecast")
+    return [p.key for p in periods]
 
 
 def _window(args) -> str:
@@ -282,7 +350,7 @@ def cmd_demo(args) -> int:
         f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}, planted lag "
         f"{args.lag} h, strength {args.strength}), {profiles}"
     )
-    result = run_for_symbol(
+    landed = run_for_symbol(
         instance,
         args.symbol,
         {
@@ -292,11 +360,17 @@ def cmd_demo(args) -> int:
             "planted_lag": args.lag,
             "planted_strength": args.strength,
         },
-        "pipeline",
-        _model_ops(profile, args, per_kind),
+        "ingest",
+        None,
         args.verbose,
     )
-    return _summary(result, paths, args.symbol, started, "demo")
+    if not landed.success:
+        return _summary(landed, paths, args.symbol, started, "demo")
+    args.default_min_train_days = DEMO_MIN_TRAIN_DAYS
+    if backfill_periods(instance, args.symbol, paths, profile, args, per_kind) is None:
+        return 1
+    result = run_for_symbol(instance, args.symbol, None, "pipeline", _model_ops(profile, args, per_kind), args.verbose)
+    return _summary(result, paths, args.symbol, started, "demo", landed)
 
 
 def _file_symbol(args) -> tuple[Path, str] | None:
@@ -357,10 +431,15 @@ def cmd_run(args) -> int:
         + ("" if source is None else "land, ")
         + "features, train the models, evaluate (walk-forward when the history allows), analyse attention, report"
     )
-    result = run_for_symbol(instance, symbol, source, "pipeline", _model_ops(profile, args), args.verbose)
-    if not result.success and source is not None and source["source"] == "exchange":
-        return _exchange_failure(result, symbol, args)
-    return _summary(result, paths, symbol, started, "run")
+    landed = run_for_symbol(instance, symbol, source, "ingest", None, args.verbose)
+    if not landed.success and source is not None and source["source"] == "exchange":
+        return _exchange_failure(landed, symbol, args)
+    if not landed.success:
+        return _summary(landed, paths, symbol, started, "run")
+    if backfill_periods(instance, symbol, paths, profile, args) is None:
+        return 1
+    result = run_for_symbol(instance, symbol, None, "pipeline", _model_ops(profile, args), args.verbose)
+    return _summary(result, paths, symbol, started, "run", landed)
 
 
 def _exchange_config(args) -> dict:
@@ -501,7 +580,7 @@ def _summary_lines(result) -> list[str]:
     return [bottom_line(ev), *(f"- {s}" for s in summary_sentences(ev, analyses))]
 
 
-def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -> int:
+def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, landed=None) -> int:
     import time
 
     from workflows.ml.profiles import model_kinds
@@ -510,7 +589,7 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str) -
         print(f"{what} run {result.run_id} failed; see `make ui` for its logs", file=sys.stderr)
         return 1
     for key in ("candles", "features"):
-        meta = _metadata(result, key)
+        meta = _metadata(result, key) or (_metadata(landed, key) if landed is not None else {})
         print(f"  {key}: {meta.get('dagster/row_count', '?')} rows")
     print(f"  {'model':<16} {'params':>9} {'epochs':>6} {'val skill vs zero':>18} {'device':>6} {'wall s':>7}")
     for kind in model_kinds():
@@ -669,14 +748,19 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help="train and evaluate on the last N days of the symbol's features (default: all history)",
         )
-        p.add_argument("--folds", type=int, default=None, help="walk-forward test folds (default 4; 0 = one split)")
-        p.add_argument("--fold-days", type=int, default=None, help="days per walk-forward fold (default 100)")
-        p.add_argument("--train-days", type=int, default=None, help="most training days per fold (default 365)")
+        p.add_argument(
+            "--periods",
+            type=int,
+            default=12,
+            help="walk-forward: backfill the newest N monthly forecast periods the history allows (default 12; "
+            "0 = none, one split)",
+        )
+        p.add_argument("--train-days", type=int, default=None, help="most training days per period (default 365)")
         p.add_argument(
             "--min-train-days",
             type=int,
             default=None,
-            help="fewest training days before the first fold (default 180); less history: one split",
+            help="fewest training days a period needs (default 60; demo 45); less history: one split",
         )
     remove = sub.add_parser("remove-source", help="take one source file's rows out of a symbol, then re-check it")
     remove.add_argument("symbol")

@@ -289,6 +289,30 @@ def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str,
         con.unregister("staged_slice")
 
 
+def replace_rows(
+    con: duckdb.DuckDBPyConnection, table: str, where: str, params: list, frame: pl.DataFrame, ddl: str
+) -> int:
+    """Delete the rows of `table` matching `where` (SQL with `?` parameters; it may read the staged rows as
+    `staged_rows`), then insert `frame`, in one transaction: all or nothing. Returns the rows deleted."""
+    con.execute(ddl)
+    staged = _naive_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
+    if staged.width:  # a frame without columns only deletes
+        con.register("staged_rows", staged)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        deleted = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchall()[0][0]
+        if not staged.is_empty():
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_rows")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        if staged.width:
+            con.unregister("staged_rows")
+    return int(deleted)
+
+
 def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) -> pl.DataFrame:
     frame = con.execute(f"SELECT * FROM {table} WHERE symbol = ? ORDER BY ts", [symbol]).pl()
     return _aware_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])

@@ -12,23 +12,25 @@ from workflows.attention.extract import load_attention
 from workflows.data.warehouse import replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, HistoryConfig, load_inputs
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
+from workflows.defs.partitions import EAGER_AFTER_CHECKS, EVERY_PERIOD_OF_SYMBOL, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.evidence import Evaluation
+from workflows.evaluation.forecast_log import pooled_evaluation
 from workflows.evaluation.run import single_split, split_metrics
-from workflows.evaluation.walk_forward import (
-    WalkForwardConfig,
-    enough_history,
-    history_days,
-    required_days,
-    walk_forward,
-)
+from workflows.evaluation.walk_forward import history_days
 from workflows.io import write_json_atomic, write_text_atomic
 from workflows.reporting import figures
 from workflows.reporting.evidence_figures import fold_skill_figure
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.preview import ui_markdown
-from workflows.reporting.report import VOLATILITY_FIGURE, ReportInputs, bottom_line, order, write_report
+from workflows.reporting.report import (
+    VOLATILITY_FIGURE,
+    ReportInputs,
+    attention_source,
+    bottom_line,
+    order,
+    write_report,
+)
 from workflows.reporting.volatility_figures import volatility_figure
 
 EVALUATION_DDL = (
@@ -38,40 +40,25 @@ EVALUATION_DDL = (
 
 
 class EvaluationConfig(dg.Config):
-    walk_forward_folds: int = Field(default=4, description="Walk-forward test folds when history allows (0 = off)")
-    walk_forward_fold_days: int = Field(default=100, description="Days tested per fold")
-    walk_forward_train_days: int = Field(default=365, description="Most days of history each fold trains on")
-    walk_forward_min_train_days: int = Field(
-        default=180, description="Fewest training days the first fold needs; shorter history: one split"
+    periods: int = Field(
+        default=0, description="Pool the newest N forecast periods stored in the forecast log (0: every one)"
     )
-    walk_forward_val_days: int = Field(default=14, description="Validation days before each fold (early stopping)")
-    warm_start: bool = Field(default=True, description="Start each fold's networks from the previous fold's weights")
-    warm_epochs: int = Field(default=5, description="Most epochs of a warm-started fold")
     history_days: int | None = HISTORY_DAYS_FIELD
-
-    def walk_forward(self) -> WalkForwardConfig:
-        return WalkForwardConfig(
-            folds=self.walk_forward_folds,
-            fold_days=self.walk_forward_fold_days,
-            train_days=self.walk_forward_train_days,
-            min_train_days=self.walk_forward_min_train_days,
-            val_days=self.walk_forward_val_days,
-            warm_start=self.warm_start,
-            warm_epochs=self.warm_epochs,
-        )
 
 
 @dg.asset(
     partitions_def=symbols_partitions,
     ins=MODEL_INS,
+    deps=[dg.AssetDep("forecasts", partition_mapping=EVERY_PERIOD_OF_SYMBOL)],
     pool="gpu",
     group_name="analysis",
     kinds={"pytorch", "duckdb"},
     owners=OWNERS,
     code_version=ANALYSIS_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
-    description="Every model and trained control on the same hours (walk-forward when history allows), "
-    "in one Holm-corrected family of Diebold-Mariano tests; volatility against its baselines.",
+    description="Every model, trained control and baseline on the same hours, in one Holm-corrected family of "
+    "Diebold-Mariano tests: the forecast log pooled over its monthly periods (trains nothing); with no period "
+    "stored, one chronological split of the model assets.",
 )
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
@@ -79,18 +66,18 @@ def evaluation(
     symbol = partition_symbol(context)
     table, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     profile = models["attention_lstm_model"].get("profile")
-    cfg = config.walk_forward()
-    if enough_history(table, cfg):
-        ev = walk_forward(table, profile, cfg, progress=context.log.info)
-    else:
+    with warehouse.connect() as con:
+        ev = pooled_evaluation(con, symbol, config.periods or None, profile)
+    if ev is None:
         note = (
-            f"{history_days(table):.0f} days of history are fewer than the {required_days(cfg):.0f} a "
-            f"{cfg.folds} x {cfg.fold_days}-day walk-forward needs (at least {cfg.min_train_days} training days "
-            "before the first fold)"
+            f"no forecast period is stored for {symbol} ({history_days(table):.0f} days of history; a period needs "
+            "its training window before it): backfill the periods (`workflows run`) for walk-forward evidence"
         )
         context.log.info(f"single split: {note}")
         ev = single_split(loaded, table, profile, note, progress=context.log.info)
-    ev.single_split = split_metrics(loaded) if ev.mode == "walk_forward" else {}
+    # models trained on the symbol's own split: their split, described beside the log (period models are the log's)
+    own_split = not any(ref.get("period") for ref in models.values())
+    ev.single_split = split_metrics(loaded) if ev.mode == "walk_forward" and own_split else {}
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = pl.DataFrame(
         [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]
@@ -180,6 +167,10 @@ def report(
             figures=figs,
             profile=models["attention_lstm_model"].get("profile", "?"),
             training={m: c.training for m, (c, _) in loaded.items()},
+            attention_source=attention_source(
+                {m: (models[f"{m}_model"].get("period"), c.path.name) for m, (c, _) in loaded.items()},
+                loaded["attention_lstm"][1].test.end_ts,
+            ),
         )
     )
     path = write_text_atomic(out_dir / "attention_report.md", text)

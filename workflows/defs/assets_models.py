@@ -1,6 +1,7 @@
 """Model assets: one per model kind, each a checkpoint file trained on one symbol's features."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -8,8 +9,10 @@ from pydantic import Field
 from workflows.data.retention import prune_versions
 from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS, features
-from workflows.defs.partitions import partition_symbol, symbols_partitions
+from workflows.defs.inputs import newest_period_model
+from workflows.defs.partitions import EVERY_PERIOD_OF_SYMBOL, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
+from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS
 from workflows.ml.pipeline import fit
 from workflows.ml.placement import place_training
@@ -34,7 +37,7 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{kind}_model",
         partitions_def=symbols_partitions,
-        deps=[features],
+        deps=[features, dg.AssetDep(f"{kind}_period_model", partition_mapping=EVERY_PERIOD_OF_SYMBOL)],
         pool="gpu",
         group_name="models",
         kinds={"pytorch"},
@@ -46,6 +49,10 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource) -> dg.Output:
         symbol = partition_symbol(context)
+        with warehouse.connect() as con:
+            newest = newest_period_model(con, symbol, kind)
+        if newest is not None:  # the forecast log's newest period model: nothing to train here
+            return period_output(context, newest)
         profile = resolve_profile(config.profile or None)
         recipe = recipe_for(kind, profile)
         with warehouse.connect() as con:
@@ -96,6 +103,27 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
         )
 
     return _model
+
+
+def period_output(context: dg.AssetExecutionContext, ref: dict) -> dg.Output:
+    ckpt = load_checkpoint(ref["path"], ref["sha256"])
+    metrics = ckpt.training.to_dict()
+    context.log.info(
+        f"{ref['kind']}: the model of period {ref['period'][:7]} ({Path(ref['path']).name}), whose forecasts the "
+        "forecast log holds; nothing trained"
+    )
+    return dg.Output(
+        ref,
+        metadata={
+            **{k: v for k, v in metrics.items() if k != "history" and v is not None},
+            "period": ref["period"][:7],
+            "trained": False,
+            "profile": ref.get("profile") or "?",
+            "history_window": f"period {ref['period'][:7]}: trained on hours before it",
+            "checkpoint": dg.MetadataValue.path(ref["path"]),
+            "sha256": ref["sha256"],
+        },
+    )
 
 
 model_assets = [build_model_asset(kind) for kind in model_kinds()]

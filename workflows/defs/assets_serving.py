@@ -6,9 +6,9 @@ from pydantic import Field
 
 from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
 from workflows.defs.assets_data import OWNERS
+from workflows.defs.inputs import model_window_data
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.evaluation.run import window_data_for
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
 from workflows.reporting.markdown import frame_to_markdown
@@ -134,7 +134,7 @@ def production_model(
     with warehouse.connect() as con:
         table, version = load_features(con, symbol, candidate.get("history_days"))  # the candidate's window
     ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
-    data = window_data_for(ckpt, table, version)
+    data = model_window_data(candidate, ckpt, table, version)  # a period model: its period's hours
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours)
     # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
     decision, pointer = promote(

@@ -12,6 +12,10 @@
 * `daily_retrain` (schedule, 02:00 UTC): retrains every symbol's models on the
   latest features and refreshes evaluation, attention analysis, report, the
   promotion gate and the forecast, one run per symbol.
+* `daily_forecasts` (schedule, 01:30 UTC): one `forecast_period` run per symbol for
+  the current month only: its models train once when the month is new (warm-started
+  from the previous month's), otherwise nothing trains and the new hours' forecasts
+  are added to the forecast log; the 02:00 retrain then re-pools the evaluation.
 * `hourly_exchange_ingest` (schedule, off by default): fetches closed candles
   from the exchange for every symbol.
 * Declarative automation (on the assets): features, evaluation, attention,
@@ -29,9 +33,10 @@ import dagster as dg
 from workflows.data.ingest import move_to_quarantine, scan_incoming
 from workflows.data.sources.candles import CandleSourceError
 from workflows.data.sources.files import FileChangedError, read_candle_file
-from workflows.defs.jobs import candles_job, retrain_job
-from workflows.defs.partitions import SYMBOLS, symbols_partitions
+from workflows.defs.jobs import candles_job, forecast_period_job, retrain_job
+from workflows.defs.partitions import SYMBOLS, period_key, symbols_partitions
 from workflows.defs.resources import WarehouseResource
+from workflows.ml.periods import ForecastPeriod
 
 MAX_FILES_PER_RUN = 20
 SETTLE_SECONDS = 2.0
@@ -139,6 +144,23 @@ def _per_symbol(context, run_config: dict | None = None) -> list[dg.RunRequest]:
 )
 def daily_retrain(context: dg.ScheduleEvaluationContext):
     requests = _per_symbol(context)
+    return requests or dg.SkipReason("no symbols yet: ingest candles first")
+
+
+@dg.schedule(
+    job=forecast_period_job,
+    cron_schedule="30 1 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="The current month of every symbol: its models once when the month is new, the new hours' forecasts.",
+)
+def daily_forecasts(context: dg.ScheduleEvaluationContext):
+    period = ForecastPeriod.of(context.scheduled_execution_time).key
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
+    requests = [
+        dg.RunRequest(run_key=f"{symbol}|{period}|{stamp}", partition_key=period_key(symbol, period))
+        for symbol in context.instance.get_dynamic_partitions(SYMBOLS)
+    ]
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 
 

@@ -5,8 +5,11 @@ from pydantic import Field
 
 from workflows.data.warehouse import candle_sources, load_features
 from workflows.defs.resources import WarehouseResource
-from workflows.evaluation.run import window_data_for
+from workflows.evaluation.forecast_log import stored_periods
+from workflows.evaluation.run import period_window_data, window_data_for
 from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.period_models import registered, registered_config
+from workflows.ml.periods import PeriodConfig
 from workflows.ml.profiles import model_kinds
 
 ANALYSIS_CODE_VERSION = "2"
@@ -48,5 +51,24 @@ def load_inputs(warehouse: WarehouseResource, symbol: str, models: dict, history
     for kind in model_kinds():  # reference first, in a fixed order
         ref = models[f"{kind}_model"]
         ckpt = load_checkpoint(ref["path"], ref["sha256"])  # the checkpoint the upstream run produced
-        loaded[kind] = (ckpt, window_data_for(ckpt, table, version))
+        loaded[kind] = (ckpt, model_window_data(ref, ckpt, table, version))
     return table, sources, loaded
+
+
+def model_window_data(ref: dict, ckpt, table, version: str):
+    """A model asset's windows: a period model's are its period's (test = the period's logged hours), a model
+    trained on the symbol's own split gets that split."""
+    if ref.get("period"):
+        return period_window_data(ckpt, table, ref["period"], PeriodConfig(**ref["period_config"]))
+    return window_data_for(ckpt, table, version)
+
+
+def newest_period_model(con, symbol: str, kind: str) -> dict | None:
+    """The ref of `kind`'s model of the newest period with stored forecasts (None: no such period): the model
+    whose forecasts the log holds, analysed on the same hours, and the serving candidate."""
+    for period in reversed(stored_periods(con, symbol)):
+        model = registered(con, symbol, period, kind)
+        cfg = registered_config(con, symbol, period, kind)
+        if model is not None and cfg is not None:
+            return model.ref() | {"period_config": cfg.__dict__, "history_days": None}
+    return None

@@ -4,7 +4,9 @@ from workflows.defs.assets_analysis import evaluation, report
 from workflows.defs.assets_attention import attention_analysis, attention_tensors
 from workflows.defs.assets_data import candles, features
 from workflows.defs.assets_models import model_assets
+from workflows.defs.assets_periods import forecasts, period_model_assets
 from workflows.defs.assets_serving import latest_forecast, production_model
+from workflows.defs.partitions import symbol_periods
 
 SERVING_ASSETS = (production_model, latest_forecast)
 
@@ -59,11 +61,22 @@ pipeline_job = dg.define_asset_job(
 )
 
 
+# One symbol x month: its period models (trained once, warm-started; reused when current) and its forecasts
+# (only the hours not yet stored). A backfill of these partitions, oldest first, is the walk-forward.
+forecast_period_job = dg.define_asset_job(
+    "forecast_period",
+    selection=dg.AssetSelection.assets(*period_model_assets, forecasts),
+    partitions_def=symbol_periods,
+    executor_def=dg.in_process_executor,
+    description="The period models and forecasts of one symbol and month: the forecast log's unit of work.",
+)
+
+
 @dg.definitions
 def jobs() -> dg.Definitions:
     # A module with a @dg.definitions function contributes only what that function returns.
     # One process per run: the DuckDB file and the training loop are not shared across processes.
     return dg.Definitions(
-        jobs=[candles_job, ingest_job, train_job, analysis_job, retrain_job, pipeline_job],
+        jobs=[candles_job, ingest_job, train_job, analysis_job, retrain_job, pipeline_job, forecast_period_job],
         executor=dg.in_process_executor,
     )

@@ -12,6 +12,7 @@ from workflows.evaluation.evidence import Evaluation, FoldSpan, ReturnMetrics, e
 from workflows.evaluation.walk_forward import Progress, forecast_set, forecaster_recipes, model_forecasts
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.models import ArchConfig
+from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
 from workflows.ml.profiles import control_kinds
 from workflows.ml.training import predict, train
 from workflows.ml.windows import WindowData, WindowSpec, build_windows
@@ -44,6 +45,21 @@ def window_data_for(ckpt: Checkpoint, features: pl.DataFrame, data_version: str)
     spec = dict(ckpt.window_spec)
     spec["features"] = tuple(spec["features"])
     return build_windows(features, WindowSpec(**spec), data_version=data_version)
+
+
+def period_window_data(ckpt: Checkpoint, features: pl.DataFrame, period: str, cfg: PeriodConfig) -> WindowData:
+    """A period model's windows: training and validation before the period, the period's hours as its test split
+    (the hours its forecasts in the log are about). Refuses a model trained on another training slice."""
+    spec = dict(ckpt.window_spec)
+    spec["features"] = tuple(spec["features"])
+    window_spec, p = WindowSpec(**spec), ForecastPeriod.from_key(period)
+    version = training_slice_version(features, window_spec, p, cfg)
+    if ckpt.data_version != version:
+        raise StaleModelError(
+            f"{ckpt.path.name} (period {p}) was trained on training slice {ckpt.data_version}, but the features before "
+            f"{p.start:%Y-%m-%d} now hash to {version}: rematerialise that period's models"
+        )
+    return period_windows(features, window_spec, p, cfg, version)
 
 
 def predictions(ckpt: Checkpoint, data: WindowData) -> Predictions:

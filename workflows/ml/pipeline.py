@@ -1,5 +1,6 @@
 """Fit one model kind from a recipe: the function the Dagster assets and the CLI call."""
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workflows.ml.checkpoints import save_checkpoint
+from workflows.ml.checkpoints import Checkpoint, save_checkpoint
 from workflows.ml.models import REFERENCE_TRANSFORMER_PARAMS, ArchConfig, Ensemble, count_parameters
 from workflows.ml.profiles import Recipe
 from workflows.ml.training import EpochReport, TrainResult, predict, train
@@ -39,23 +40,36 @@ def fit(
     checkpoint_dir: str | os.PathLike,
     name: str,
     callback: Callable[[int, EpochReport], None] | None = None,
+    warm: Checkpoint | None = None,
+    warm_epochs: int = 5,
+    warm_patience: int = 2,
 ) -> FitResult:
     """Train the recipe's model (every member of an ensemble), save the checkpoint.
 
     Each member keeps a resume file keyed by recipe and data version, so a crashed
     run continues after its last finished epoch; the file is removed on success.
+
+    `warm`: start every member from that checkpoint's weights (the previous forecast
+    period's model of the same recipe) and train at most `warm_epochs` epochs; it must
+    have the same architecture (`warm_start_compatible`).
     """
     checkpoint_dir = Path(checkpoint_dir)
     n_features = len(recipe.features)
     archs = [
         ArchConfig(recipe.arch, n_features, dict(recipe.kwargs), dict(recipe.heads)) for _ in range(recipe.members)
     ]
+    if warm is not None and not warm_start_compatible(warm, archs):
+        raise ValueError(f"{warm.path.name} has another architecture than the {name} recipe: it cannot warm-start it")
     runs: list[TrainResult] = []
     resume_files = []
     for member, arch in enumerate(archs):
         torch.manual_seed(_member_seed(recipe, member))
         model = arch.build()
         config = replace(recipe.train, seed=_member_seed(recipe, member))
+        if warm is not None:
+            source = warm.model.members[member] if isinstance(warm.model, Ensemble) else warm.model
+            model.load_state_dict(source.state_dict())
+            config = replace(config, epochs=min(warm_epochs, config.epochs), patience=warm_patience)
         resume = checkpoint_dir / ".resume" / f"{name}-{recipe.fingerprint()}-{data.data_version}-m{member}.pt"
         resume_files.append(resume)
         runs.append(
@@ -86,6 +100,16 @@ def fit(
     for resume in resume_files:
         resume.unlink(missing_ok=True)
     return FitResult(model, arch_out, runs, metrics, path, digest)
+
+
+def warm_start_compatible(warm: Checkpoint, archs: list[ArchConfig]) -> bool:
+    """True when `warm` holds one model per member of `archs`, each of the same architecture."""
+    theirs = warm.arch if isinstance(warm.arch, list) else [warm.arch]
+    same = [
+        json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(), sort_keys=True)
+        for a, b in zip(theirs, archs)
+    ]
+    return len(theirs) == len(archs) and all(same)
 
 
 def summarise(recipe: Recipe, data: WindowData, model: nn.Module, runs: list[TrainResult]) -> TrainingSummary:

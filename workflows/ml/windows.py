@@ -184,10 +184,12 @@ def build_fold(
     val_hours: int,
     max_train_hours: int | None = None,
     data_version: str = "",
+    min_test_windows: int = 10,
 ) -> WindowData:
     """One rolling-origin fold: test on [test_start, test_start + test_hours), validate on the
     `val_hours` before it, train on what precedes that (at most `max_train_hours`), with the
-    embargo between each. Hours are Unix hours (seconds // 3600) of the window end."""
+    embargo between each. Hours are Unix hours (seconds // 3600) of the window end. A forecast
+    period that has just begun passes `min_test_windows=0` (its test split grows as hours arrive)."""
     frame, values, ret_all, ends, ts_hours = _prepare(features, spec)
     end_hours = ts_hours[ends]
     test_lo, test_hi = test_start_hour, test_start_hour + test_hours
@@ -198,8 +200,11 @@ def build_fold(
     in_test = (end_hours >= test_lo) & (end_hours < test_hi)
     in_val = (end_hours >= val_lo) & (end_hours < val_hi)
     in_train = (end_hours >= train_lo) & (end_hours < train_hi)
-    if in_train.sum() < 50 or in_val.sum() < 10 or in_test.sum() < 10:
-        raise ValueError("fold too small: not enough windows before the test period")
+    if in_train.sum() < 50 or in_val.sum() < 10 or in_test.sum() < min_test_windows:
+        raise ValueError(
+            f"fold too small: {in_train.sum()} training, {in_val.sum()} validation and {in_test.sum()} test windows "
+            f"(need 50, 10 and {min_test_windows}): land more history before the test period"
+        )
     return _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, data_version)
 
 

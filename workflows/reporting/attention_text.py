@@ -344,10 +344,12 @@ def method_lines(analyses: dict[str, AttentionAnalysis]) -> list[str]:
     return lines
 
 
-def attention_sections(analyses: dict[str, AttentionAnalysis]) -> list[str]:
-    """The report's attention sections, in order."""
+def attention_sections(analyses: dict[str, AttentionAnalysis], source: str = "") -> list[str]:
+    """The report's attention sections, in order; `source`: which models and hours they read."""
     lines: list[str] = []
     lines += ["## Attention: reference design and learning design side by side", ""]
+    if source:
+        lines += [source, ""]
     lines += attention_table(analyses)
     lines += ["", *method_lines(analyses)]
     lines += [""] + [f"- {bucket_sentence(m, an)}" for m, an in analyses.items()]

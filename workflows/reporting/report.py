@@ -23,6 +23,8 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
+
 from workflows.attention.analysis import AttentionAnalysis
 from workflows.evaluation.evidence import (
     ALPHA,
@@ -260,6 +262,30 @@ class ReportInputs:
     figures: dict[str, str] = field(default_factory=dict)  # caption -> file name beside the report
     profile: str = "?"  # the training profile of the models
     training: dict[str, TrainingSummary] = field(default_factory=dict)  # model name -> its checkpoint's figures
+    attention_source: str = ""  # which models and hours the attention sections read (`attention_source`)
+
+
+def attention_source(models: dict[str, tuple[str | None, str]], test_end_ts) -> str:
+    """One sentence: the models (name -> (period key or None, checkpoint file)) and the hours the attention
+    analysis reads. Period models: the forecast log's, on their period's hours."""
+    ts = np.asarray(test_end_ts)
+
+    def minute(t) -> str:
+        return str(t)[:16].replace("T", " ")
+
+    hours = f"{len(ts):,} hours, {minute(ts.min())} to {minute(ts.max())} UTC" if len(ts) else "no hours"
+    periods = {p[:7] for p, _ in models.values() if p}
+    files = ", ".join(f"{m} `{f}`" for m, (_, f) in models.items())
+    if periods and all(p for p, _ in models.values()):
+        return (
+            f"**Models and hours read:** the forecast periods' models of {', '.join(sorted(periods))} "
+            f"({files}), on that period's {hours}: the same models and the same hours whose forecasts the forecast "
+            "log holds and the evaluation above pools."
+        )
+    return (
+        f"**Models and hours read:** the model assets ({files}), trained on the first 70% of the history, on their "
+        f"own test split ({hours}): not the forecast periods' models."
+    )
 
 
 def summary_sentences(ev: Evaluation, analyses: dict[str, AttentionAnalysis]) -> list[str]:
@@ -360,7 +386,7 @@ def write_report(inputs: ReportInputs) -> str:
             f"| {n} | {m.n:,} | {_pct(m.skill_vs_zero)} | {_p(m.dm_vs_zero.p_better)} |"
             for n, m in ev.single_split.items()
         ]
-    lines += ["", *attention_sections(analyses)]
+    lines += ["", *attention_sections(analyses, inputs.attention_source)]
     lines += ["", "## Training", ""]
     for m, info in inputs.training.items():
         lines.append(

@@ -9,7 +9,13 @@ import dagster as dg
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.definitions import defs
 from workflows.defs.assets_data import candles, features
-from workflows.defs.automation import MAX_FILES_PER_RUN, daily_retrain, hourly_exchange_ingest, incoming_files
+from workflows.defs.automation import (
+    MAX_FILES_PER_RUN,
+    daily_forecasts,
+    daily_retrain,
+    hourly_exchange_ingest,
+    incoming_files,
+)
 from workflows.defs.resources import WarehouseResource
 
 
@@ -144,12 +150,30 @@ def test_daily_retrain_schedule_requests_one_run_per_symbol(instance):
     assert hourly_exchange_ingest.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
+def test_daily_forecasts_touch_only_the_current_month_of_each_symbol(instance):
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT", "ETHUSDT"])
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 1, 30, tzinfo=timezone.utc)
+    )
+    requests = daily_forecasts(context)
+    assert isinstance(requests, list) and daily_forecasts.job_name == "forecast_period"
+    assert sorted(str(r.partition_key) for r in requests) == ["2026-11-01|BTCUSDT", "2026-11-01|ETHUSDT"]
+    first_of_month = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 12, 1, 1, 30, tzinfo=timezone.utc)
+    )
+    new_month = daily_forecasts(first_of_month)
+    assert isinstance(new_month, list) and {str(r.partition_key)[:10] for r in new_month} == {"2026-12-01"}
+    with dg.instance_for_test() as nothing:
+        empty = dg.build_schedule_context(instance=nothing, scheduled_execution_time=datetime(2026, 11, 27, 1, 30))
+        assert isinstance(daily_forecasts(empty), dg.SkipReason)
+
+
 def test_definitions_carry_sensors_schedules_and_automation():
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) >= {"incoming_files", "automation"}
     assert sensors["automation"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["incoming_files"].default_status == dg.DefaultSensorStatus.RUNNING
-    assert {s.name for s in defs.schedules} == {"daily_retrain", "hourly_exchange_ingest"}
+    assert {s.name for s in defs.schedules} == {"daily_retrain", "daily_forecasts", "hourly_exchange_ingest"}
     graph = defs.resolve_asset_graph()
     for key in ("features", "evaluation", "attention_tensors", "attention_analysis", "report", "latest_forecast"):
         assert graph.get(dg.AssetKey(key)).automation_condition is not None, key

@@ -85,9 +85,10 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
 @needs_shared
 def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_dir, tmp_path, capsys):
     """The real Binance BTC/USDT export, cut to its newest 140 days (the file runs newest first),
-    through `workflows run` in the ci profile with 2 folds of 7 days: the report's headline rests
-    on the pooled walk-forward hours, with the controls, the corrected family and the volatility
-    tests, the per-fold table and the skill figure."""
+    through `workflows run` in the ci profile backfilling 2 monthly forecast periods: the report's
+    headline rests on the pooled forecast log, with the controls, the corrected family and the
+    volatility tests, the per-period table and the skill figure; its attention sections read the
+    newest period's models on that period's hours."""
     lines = BTC_FILE.read_text().splitlines()
     short = tmp_path / "Binance_BTCUSDT_1h.csv"
     short.write_text("\n".join(lines[: 1 + 140 * 24]) + "\n")
@@ -96,10 +97,8 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
         str(short),
         "--profile",
         "ci",
-        "--folds",
+        "--periods",
         "2",
-        "--fold-days",
-        "7",
         "--train-days",
         "60",
         "--min-train-days",
@@ -109,8 +108,11 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     out = capsys.readouterr().out
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
     assert "Data sources:" in report and "SYNTHETIC" not in report
-    assert "**Evidence:** walk-forward: 2 folds of 7 days, 336 pooled test hours" in report
-    assert "**Bottom line:**" in report and "Holm-corrected within the return skill family of 9 tests" in report
+    assert "**Evidence:** walk-forward: the forecast log, 2 monthly periods (2021-05 to 2021-06)" in report
+    assert "backfilling 2 monthly forecast periods, 2021-05 to 2021-06" in out
+    assert "**Models and hours read:** the forecast periods' models of 2021-06 (" in report
+    assert "on that period's 193 hours, 2021-06-01 00:00 to 2021-06-09 00:00 UTC" in report
+    assert "**Bottom line:**" in report and "Holm-corrected within the return skill family of" in report
     for section in (
         "## Forecasts against baselines and controls (pooled walk-forward test hours)",
         "### Per fold",
@@ -118,7 +120,6 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
         "## Volatility",
         "### Where the volatility model looks",
         "## The families of comparisons",
-        "## The model assets on their own test split (descriptive)",
     ):
         assert section in report
     for control in ("no_attention_lstm", "no_attention_reference", "ridge_ar48", "ridge_features"):
@@ -128,6 +129,7 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     # the volatility headline: the model confidence set at both horizons, and the recalibrated model beside it
     assert report.count("**The set of best forecasters of ") == 2
     assert "| volatility model recalibrated in logs on validation hours |" in report
+    assert "## The model assets on their own test split" not in report  # the period models are the log's
     assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000
     assert "Bottom line" in out
 

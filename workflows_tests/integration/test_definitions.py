@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from workflows.definitions import defs
+from workflows.ml.profiles import control_kinds, model_kinds
 from workflows_tests.helpers import PROJECT_ROOT
 
 
@@ -28,6 +29,8 @@ def test_asset_keys_and_checks():
         "report",
         "production_model",
         "latest_forecast",
+        "forecasts",
+        *(f"{k}_period_model" for k in (*model_kinds(), *control_kinds())),
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert {
@@ -80,8 +83,8 @@ def test_dg_loads_the_defs_folder(tmp_path):
     listed = run("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout)
-    # 14 assets (6 models); 6 in-process jobs and their 4 Celery twins
-    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (14, 10, 2, 2)
+    # 23 assets (6 models, 8 period models, forecasts); 7 in-process jobs and 4 Celery twins; 3 schedules
+    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (23, 11, 3, 2)
     assert sorted(r["name"] for r in found["resources"]) == ["io_manager", "warehouse"]
 
 

@@ -337,7 +337,7 @@ def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_
     from workflows.cli.commands import _model_ops
     from workflows.ml.profiles import demo_profiles
 
-    args = Namespace(history_days=None, folds=None, fold_days=None, train_days=None, min_train_days=None)
+    args = Namespace(history_days=None, periods=None, train_days=None, min_train_days=None)
     ops = _model_ops("ci", args, demo_profiles())
     assert ops["attention_lstm_model"]["config"]["profile"] == "cpu"
     assert ops["reference_lstm_model"]["config"]["profile"] == "cpu"

@@ -181,3 +181,17 @@ def test_deletion_pool_head_and_seed_sentences():
     assert "the hours it attends to matter more than recent or random ones" in lines
     assert "6 h pool peaks" in lines and "48 h pool peaks 24 h ago" in lines and "lift 1 = 1/s" in lines
     assert "attention_lstm across 3 seeds (the ensemble's 3 members): peak hours 24, 24, 24 h ago" in lines
+
+
+def test_attention_source_names_the_period_models_and_hours_or_says_they_are_not_the_logs():
+    from workflows.reporting.report import attention_source
+
+    hours = np.arange(np.datetime64("2025-12-01T00"), np.datetime64("2025-12-03T00"), np.timedelta64(1, "h"))
+    period = attention_source(
+        {"attention_lstm": ("2025-12-01", "a.pt"), "volatility": ("2025-12-01", "v.pt")}, hours.astype("datetime64[us]")
+    )
+    assert period.startswith("**Models and hours read:** the forecast periods' models of 2025-12 (")
+    assert "attention_lstm `a.pt`, volatility `v.pt`" in period
+    assert "on that period's 48 hours, 2025-12-01 00:00 to 2025-12-02 23:00 UTC" in period
+    own = attention_source({"attention_lstm": (None, "a.pt")}, hours)
+    assert "trained on the first 70% of the history" in own and "not the forecast periods' models" in own

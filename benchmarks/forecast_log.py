@@ -1,0 +1,159 @@
+"""The forecast log's cost: the first backfill of the forecast periods, then the daily work after 24 new hours.
+
+Through the same Dagster jobs `workflows run` uses (in process): land the candles and
+build the features, run `forecast_period` for each month the history allows (oldest
+first: every model and no-attention twin trained once per month, warm-started from the
+previous month's, then every forecaster's forecasts stored), then land 24 more hours
+and run the current month again (what the 01:30 schedule does). Wall time and the
+process's CPU time (user + system, this process and its threads) of each part, the
+trainings counted from the model assets' `trained` metadata.
+
+    .venv/bin/python -m benchmarks.forecast_log [--file ../shared/data/Binance_BTCUSDT_1h.csv]
+        [--days 200] [--periods 3] [--profile ci] [--write]
+
+The evaluation, attention analysis and report are not part of either figure (they
+run on the stored forecasts; see docs/benchmarks.md's full-run section).
+"""
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine, write_section  # noqa: E402
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--file", default=None, help="a candle file (default: synthetic candles)")
+    parser.add_argument("--days", type=int, default=200, help="the newest N days of the file (or synthetic days)")
+    parser.add_argument("--periods", type=int, default=3, help="the newest N months the history allows")
+    parser.add_argument("--profile", default="ci", help="training profile (ci | cpu | full)")
+    parser.add_argument("--min-train-days", type=int, default=60)
+    parser.add_argument("--write", action="store_true", help="write the figures into docs/benchmarks.md")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-forecast-log-"))
+    os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
+    os.environ["WORKFLOWS_DATA_DIR"] = str(tmp / "data")
+    # a private training-slot folder: the figures are this run's work, not a wait for other processes' trainings
+    os.environ["WORKFLOWS_DEVICE_LOCK_DIR"] = str(tmp / "device_locks")
+    (tmp / "dagster_home").mkdir()
+
+    import dagster as dg
+
+    from workflows.data.sources.files import read_candle_file
+    from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+    from workflows.data.warehouse import ensure_schema, load_features, upsert_candles
+    from workflows.definitions import defs
+    from workflows.defs.assets_periods import PERIOD_KINDS
+    from workflows.defs.partitions import period_key
+    from workflows.ml.periods import PeriodConfig, trainable_periods
+    from workflows.ml.windows import WindowSpec
+
+    if args.file:
+        candles = read_candle_file(Path(args.file)).candles.sort("ts")
+        source = f"{Path(args.file).name}, its newest {args.days} days"
+    else:
+        candles = generate_candles(SyntheticSpec(days=args.days + 1, seed=7))
+        source = f"synthetic candles, {args.days} days"
+    newest = candles["ts"].max()
+    assert newest is not None
+    candles = candles.filter(pl.col("ts") > newest - timedelta(days=args.days))
+    symbol = candles["symbol"][0]
+    last_day = candles.filter(pl.col("ts") > newest - timedelta(hours=24))
+    first = candles.filter(pl.col("ts") <= newest - timedelta(hours=24))
+    data = tmp / "data"
+    data.mkdir()
+    resources = {"resources": {"warehouse": {"config": {"data_dir": str(data)}}}}
+    settings = {"profile": args.profile, "device": "cpu", "min_train_days": args.min_train_days}
+    ops = {f"{k}_period_model": {"config": settings} for k in PERIOD_KINDS}
+
+    with dg.instance_for_test(temp_dir=str(tmp / "dagster_home")) as instance:
+        instance.add_dynamic_partitions("symbols", [symbol])
+
+        def land(frame: pl.DataFrame) -> None:
+            with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+                ensure_schema(con)
+                upsert_candles(con, frame, "benchmark")
+            result = defs.resolve_job_def("ingest").execute_in_process(
+                instance=instance, partition_key=symbol, asset_selection=[dg.AssetKey("features")], run_config=resources
+            )
+            assert result.success
+
+        def period(key: str) -> tuple[int, int]:
+            result = defs.resolve_job_def("forecast_period").execute_in_process(
+                instance=instance, partition_key=period_key(symbol, key), run_config={"ops": ops} | resources
+            )
+            assert result.success
+            trained = sum(
+                result.asset_materializations_for_node(f"{k}_period_model")[-1].metadata["trained"].value is True
+                for k in PERIOD_KINDS
+            )
+            added = result.asset_materializations_for_node("forecasts")[-1].metadata["hours_added"].value
+            assert isinstance(added, int)
+            return trained, added
+
+        t0, c0 = time.perf_counter(), cpu_s()
+        land(first)
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+            table, _ = load_features(con, symbol)
+        cfg = PeriodConfig(min_train_days=args.min_train_days)
+        periods = [p.key for p in trainable_periods(table, WindowSpec(), cfg, max_periods=args.periods)]
+        trained = hours = 0
+        for key in periods:
+            t, h = period(key)
+            trained, hours = trained + t, hours + h
+            print(f"{key}: {t} trainings, {h} hours forecast ({time.perf_counter() - t0:.0f} s so far)")
+        full_wall, full_cpu = time.perf_counter() - t0, cpu_s() - c0
+
+        t1, c1 = time.perf_counter(), cpu_s()
+        land(last_day)
+        day_trained, day_hours = period(periods[-1])
+        day_wall, day_cpu = time.perf_counter() - t1, cpu_s() - c1
+    print(f"first run: {full_wall:.0f} s wall, {full_cpu:.0f} s CPU, {trained} trainings, {hours} hours")
+    print(f"24 new hours: {day_wall:.1f} s wall, {day_cpu:.1f} s CPU, {day_trained} trainings, {day_hours} hours")
+
+    load = os.getloadavg()[0]
+    body = (
+        f"Measured with `python -m benchmarks.forecast_log --days {args.days} --periods {args.periods} "
+        f"--profile {args.profile}{' --file ' + Path(args.file).name if args.file else ''}` on {machine()}; "
+        f"1-minute load average at the end {load:.1f} (a shared machine: wall times are inflated by the other "
+        f"processes, CPU times much less). Data: {source}; {len(periods)} monthly periods ({periods[0][:7]} to "
+        f"{periods[-1][:7]}), all six model kinds and both no-attention twins per period, profile `{args.profile}`, "
+        "the ridge controls and six volatility baselines per period.\n\n"
+        "| | wall | CPU (user + system) | trainings | hours forecast |\n"
+        "| --- | ---: | ---: | ---: | ---: |\n"
+        f"| first run: features, then every period's models and forecasts | {full_wall:.0f} s | {full_cpu:.0f} s "
+        f"| {trained} | {hours:,} |\n"
+        f"| 24 new hours: features, the current period again | {day_wall:.1f} s | {day_cpu:.1f} s "
+        f"| {day_trained} | {day_hours} |\n"
+        f"| ratio (daily / first) | {day_wall / full_wall:.1%} | {day_cpu / full_cpu:.1%} | | |\n\n"
+        "Before the forecast log, the daily retrain trained every model from scratch and the evaluation retrained "
+        "every model, twin and ensemble member per walk-forward fold: the daily work cost as much as the first run "
+        "(22m45s for five models on the real BTC export, full-run section below)."
+    )
+    if args.write:
+        write_section(ROOT / "docs" / "benchmarks.md", "forecast-log", "Forecast log: first run and daily work", body)
+    else:
+        print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

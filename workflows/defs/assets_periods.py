@@ -1,0 +1,151 @@
+"""The forecast log in Dagster: period models and their forecasts, partitioned by symbol x month.
+
+* `<kind>_period_model` (the six model kinds and the two no-attention twins): the
+  model of one symbol and forecast period, trained on hours before the period and
+  warm-started from the same asset's previous period (a self-dependency). It trains
+  only when its training key changed (`workflows.ml.period_models`); otherwise it
+  returns the registered checkpoint and trains nothing.
+* `forecasts`: every model's, control's and baseline's forecasts for the period's
+  hours, stored once in DuckDB's `forecast_log` with the versions that made them;
+  a rerun adds only the hours not yet stored.
+
+`code_version` is set on every asset, so a bump marks every period stale in the UI;
+a backfill of the periods rebuilds them (`workflows run` backfills what the history
+allows).
+"""
+
+from dataclasses import replace
+
+import dagster as dg
+from pydantic import Field
+
+from workflows.data.warehouse import load_features
+from workflows.defs.assets_data import OWNERS, features
+from workflows.defs.assets_models import MODEL_CODE_VERSION
+from workflows.defs.partitions import PREVIOUS_PERIOD, partition_symbol_period, symbol_periods
+from workflows.defs.resources import WarehouseResource
+from workflows.evaluation.forecast_log import FORECAST_CODE_VERSION, update_period
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.period_models import train_period_model
+from workflows.ml.periods import PeriodConfig
+from workflows.ml.placement import place_training
+from workflows.ml.profiles import control_kinds, control_recipe, model_kinds, recipe_for, resolve_profile
+
+PERIOD_KINDS = (*model_kinds(), *control_kinds())
+DEFAULTS = PeriodConfig()
+
+
+class PeriodTrainingConfig(dg.Config):
+    profile: str = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
+    device: str = Field(default="auto", description="auto (CUDA, MPS, CPU) or a torch device such as cpu / cuda")
+    train_days: int = Field(default=DEFAULTS.train_days, description="Most days of history a period trains on")
+    min_train_days: int = Field(default=DEFAULTS.min_train_days, description="Fewest training days a period needs")
+    val_days: int = Field(default=DEFAULTS.val_days, description="Validation days before the period")
+    warm_epochs: int = Field(default=DEFAULTS.warm_epochs, description="Most epochs of a warm-started period")
+    max_epochs: int = Field(default=0, description="Cap on every training's epochs (0: the profile's); for quick looks")
+
+    def period_config(self) -> PeriodConfig:
+        return PeriodConfig(self.train_days, self.min_train_days, self.val_days, self.warm_epochs)
+
+
+def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
+    name = f"{kind}_period_model"
+
+    @dg.asset(
+        name=name,
+        partitions_def=symbol_periods,
+        deps=[features, dg.AssetDep(name, partition_mapping=PREVIOUS_PERIOD)],
+        pool="gpu",
+        group_name="forecast_log",
+        kinds={"pytorch"},
+        owners=OWNERS,
+        code_version=MODEL_CODE_VERSION,
+        description=f"The {kind} model of one symbol and month: trained once on hours before the month, "
+        "warm-started from the previous month's.",
+    )
+    def _model(
+        context: dg.AssetExecutionContext, config: PeriodTrainingConfig, warehouse: WarehouseResource
+    ) -> dg.Output:
+        symbol, period = partition_symbol_period(context)
+        profile = resolve_profile(config.profile or None)
+        recipe = recipe_for(kind, profile) if kind in model_kinds() else control_recipe(kind, profile)
+        if config.max_epochs:
+            recipe = replace(recipe, train=replace(recipe.train, epochs=min(config.max_epochs, recipe.train.epochs)))
+        cfg = config.period_config()
+        with warehouse.connect() as con:
+            table, _ = load_features(con, symbol)
+        with place_training(config.device, log=context.log.info) as placement:
+            recipe = replace(recipe, train=replace(recipe.train, device=placement.device))
+            model = train_period_model(
+                warehouse.connect,
+                table,
+                symbol,
+                kind,
+                recipe,
+                period,
+                cfg,
+                warehouse.paths().checkpoints / symbol / "periods" / period.key,
+                MODEL_CODE_VERSION,
+                profile,
+                log=context.log.info,
+            )
+        training = model.load().training
+        value = model.ref() | {"period_config": cfg.__dict__}
+        return dg.Output(
+            value,
+            metadata={
+                "trained": model.trained,
+                "warm_started_from": model.warm_from or "scratch",
+                "training_slice": model.data_version,
+                "train_end_ts": training.train_end_ts or "",
+                "last_target_ts": training.last_target_ts or "",
+                "epochs_run": training.epochs_run,
+                "profile": profile,
+                "checkpoint": dg.MetadataValue.path(model.path),
+                "sha256": model.sha256,
+            },
+        )
+
+    return _model
+
+
+period_model_assets = [build_period_model_asset(kind) for kind in PERIOD_KINDS]
+
+
+@dg.asset(
+    partitions_def=symbol_periods,
+    ins={f"{kind}_period_model": dg.AssetIn() for kind in PERIOD_KINDS},
+    deps=[features],
+    pool="duckdb",
+    group_name="forecast_log",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    code_version=FORECAST_CODE_VERSION,
+    description="Every model's, control's and baseline's forecasts for one symbol and month, stored once in "
+    "the forecast_log table with the model, code and data versions that made them.",
+)
+def forecasts(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dg.MaterializeResult:
+    symbol, period = partition_symbol_period(context)
+    configs = {tuple(sorted(ref["period_config"].items())) for ref in models.values()}
+    if len(configs) != 1:
+        raise dg.Failure(f"the period models of {symbol} {period} were trained with different period settings")
+    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
+    checkpoints = {ref["kind"]: load_checkpoint(ref["path"], ref["sha256"]) for ref in models.values()}
+    with warehouse.connect() as con:
+        table, _ = load_features(con, symbol)
+        update = update_period(con, table, symbol, period, checkpoints, cfg)
+    context.log.info(
+        f"{symbol} {period}: {update.origins_added} new hours forecast ({update.reason}); "
+        f"{update.test_hours} hours stored"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "hours_added": update.origins_added,
+            "hours_stored": update.test_hours,
+            "recomputed": update.recomputed,
+            "reason": update.reason,
+            "rows_written": update.rows_written,
+            "rows_replaced": update.rows_deleted,
+            "baseline_errors": ", ".join(update.errors) or "none",
+        }
+    )

@@ -1,0 +1,211 @@
+"""One model per symbol, forecast period and kind: trained once, warm-started, registered in DuckDB.
+
+A period model is identified by its training key: the model kind, the recipe's
+fingerprint, the model code version, the content hash of the training slice
+(`periods.training_slice_version`) and the checkpoint it was warm-started from.
+`train_period_model` trains only when no registered checkpoint has that key (and
+its file still matches its sha256); otherwise it returns the registered one and
+trains nothing. So a new day inside a period, or a rerun, costs no training; a
+code-version bump, another recipe, a corrected candle before the period or a
+retrained predecessor each give a new key and one training.
+
+The `period_models` table is the registry later steps read (warm start, forecasts,
+serving): the checkpoint an upstream run produced, never the newest file on disk.
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from workflows.data.warehouse import replace_rows, table_exists
+from workflows.io import sha256_file
+from workflows.ml.checkpoints import Checkpoint, load_checkpoint
+from workflows.ml.models import ArchConfig
+from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_bounds, training_slice_version
+from workflows.ml.pipeline import fit, warm_start_compatible
+from workflows.ml.profiles import Recipe
+from workflows.ml.training import EpochReport
+
+PERIOD_MODELS_DDL = (
+    "CREATE TABLE IF NOT EXISTS period_models (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
+    "kind VARCHAR NOT NULL, train_key VARCHAR NOT NULL, path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, "
+    "warm_from VARCHAR, data_version VARCHAR NOT NULL, code_version VARCHAR NOT NULL, profile VARCHAR, "
+    "train_lo TIMESTAMP, train_hi TIMESTAMP, val_hi TIMESTAMP, epochs_run INTEGER, wall_s DOUBLE, "
+    "period_config VARCHAR, trained_at TIMESTAMP NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class PeriodModel:
+    """A period model as the registry holds it."""
+
+    symbol: str
+    period: str
+    kind: str
+    train_key: str
+    path: str
+    sha256: str
+    warm_from: str | None  # sha256 of the previous period's checkpoint it started from; None: from scratch
+    data_version: str  # the training slice's content hash
+    code_version: str
+    profile: str | None
+    trained: bool = True  # False: an existing checkpoint with the same key was returned
+
+    def ref(self) -> dict:
+        """What a Dagster asset returns for it (and downstream assets load by)."""
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "period": self.period,
+            "train_key": self.train_key,
+            "profile": self.profile,
+        }
+
+    def load(self) -> Checkpoint:
+        return load_checkpoint(self.path, self.sha256)
+
+
+def train_key(kind: str, recipe: Recipe, code_version: str, data_version: str, warm_sha: str | None) -> str:
+    text = json.dumps([kind, recipe.fingerprint(), code_version, data_version, warm_sha], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def registered(con: duckdb.DuckDBPyConnection, symbol: str, period: str, kind: str) -> PeriodModel | None:
+    if not table_exists(con, "period_models"):
+        return None
+    rows = con.execute(
+        "SELECT train_key, path, sha256, warm_from, data_version, code_version, profile FROM period_models "
+        "WHERE symbol = ? AND period = ? AND kind = ?",
+        [symbol, period, kind],
+    ).fetchall()
+    if not rows:
+        return None
+    key, path, sha, warm, data, code, profile = rows[0]
+    return PeriodModel(symbol, period, kind, key, path, sha, warm, data, code, profile, trained=False)
+
+
+def registered_config(con: duckdb.DuckDBPyConnection, symbol: str, period: str, kind: str) -> PeriodConfig | None:
+    """The period settings a registered model was trained with."""
+    if not table_exists(con, "period_models"):
+        return None
+    rows = con.execute(
+        "SELECT period_config FROM period_models WHERE symbol = ? AND period = ? AND kind = ?", [symbol, period, kind]
+    ).fetchall()
+    return PeriodConfig(**json.loads(rows[0][0])) if rows and rows[0][0] else None
+
+
+def registered_models(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
+    """Every registered period model of a symbol, oldest period first."""
+    if not table_exists(con, "period_models"):
+        return pl.DataFrame()
+    return con.execute("SELECT * FROM period_models WHERE symbol = ? ORDER BY period, kind", [symbol]).pl()
+
+
+def register(con: duckdb.DuckDBPyConnection, model: PeriodModel, extra: dict) -> None:
+    row = {k: v for k, v in model.__dict__.items() if k != "trained"} | extra
+    row["trained_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    replace_rows(
+        con,
+        "period_models",
+        "symbol = ? AND period = ? AND kind = ?",
+        [model.symbol, model.period, model.kind],
+        pl.DataFrame([row]),
+        PERIOD_MODELS_DDL,
+    )
+
+
+def _still_there(model: PeriodModel) -> bool:
+    path = Path(model.path)
+    return path.is_file() and sha256_file(path) == model.sha256
+
+
+def train_period_model(
+    connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]],
+    features: pl.DataFrame,
+    symbol: str,
+    kind: str,
+    recipe: Recipe,
+    period: ForecastPeriod,
+    cfg: PeriodConfig,
+    folder: str | os.PathLike,
+    code_version: str,
+    profile: str | None = None,
+    callback: Callable[[int, EpochReport], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PeriodModel:
+    """The model of `kind` for `period`: the registered one when its training key is current, else trained
+    (warm-started from the previous period's registered model of the same kind when there is one and its
+    architecture matches) and registered. Registering happens after the checkpoint is written, in one
+    transaction, so a crash leaves the previous registration. `connect` opens the warehouse: it is held
+    only to read and write the registry, never while training."""
+    say = log or (lambda _msg: None)
+    spec = recipe.window_spec
+    data_version = training_slice_version(features, spec, period, cfg)
+    with connect() as con:
+        previous = registered(con, symbol, period.previous().key, kind)
+        current = registered(con, symbol, period.key, kind)
+    warm: Checkpoint | None = None
+    if previous is not None and _still_there(previous):
+        warm = previous.load()
+        archs = [ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads))] * max(
+            1, recipe.members
+        )
+        if not warm_start_compatible(warm, archs):
+            say(f"{kind} {period}: the {period.previous()} model has another architecture; training from scratch")
+            warm = None
+    key = train_key(kind, recipe, code_version, data_version, warm.sha256 if warm else None)
+    if current is not None and current.train_key == key and _still_there(current):
+        say(f"{kind} {period}: registered model {Path(current.path).name} is current; nothing to train")
+        return current
+    data = period_windows(features, spec, period, cfg, data_version)
+    say(
+        f"{kind} {period}: training on {len(data.train):,} windows ({len(data.val):,} validation), "
+        + (f"warm-started from {Path(warm.path).name}" if warm else "from scratch")
+    )
+    result = fit(
+        recipe,
+        data,
+        Path(folder),
+        f"{kind}-{period.key}",
+        callback=callback,
+        warm=warm,
+        warm_epochs=cfg.warm_epochs,
+        warm_patience=cfg.warm_patience,
+    )
+    model = PeriodModel(
+        symbol,
+        period.key,
+        kind,
+        key,
+        str(result.checkpoint),
+        result.sha256,
+        warm.sha256 if warm else None,
+        data_version,
+        code_version,
+        profile,
+    )
+    b = training_bounds(period, spec, cfg)
+    naive = [datetime.fromtimestamp(h * 3600, tz=timezone.utc).replace(tzinfo=None) for h in (b.train_lo, b.train_hi)]
+    with connect() as con:
+        register(
+            con,
+            model,
+            {
+                "train_lo": naive[0],
+                "train_hi": naive[1],
+                "val_hi": datetime.fromtimestamp(b.val_hi * 3600, tz=timezone.utc).replace(tzinfo=None),
+                "epochs_run": result.metrics.epochs_run,
+                "period_config": json.dumps(cfg.__dict__, sort_keys=True),
+                "wall_s": result.metrics.wall_s,
+            },
+        )
+    return replace(model, trained=True)

@@ -1,0 +1,137 @@
+"""The forecast log and period models, without Dagster: train once per period, forecast once per hour."""
+
+from contextlib import nullcontext
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from workflows.data.features import compute_features
+from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+from workflows.evaluation import forecast_log as fl
+from workflows.evaluation.evidence import ForecastSet, evaluate_forecasts
+from workflows.ml.period_models import registered, train_period_model
+from workflows.ml.periods import ForecastPeriod, PeriodConfig
+from workflows.ml.profiles import control_recipe, recipe_for
+
+UTC = timezone.utc
+CFG = PeriodConfig(train_days=40, min_train_days=30, val_days=7)
+NOV, DEC = ForecastPeriod.from_key("2025-11-01"), ForecastPeriod.from_key("2025-12-01")
+
+
+def _recipes():
+    recipes = {"attention_lstm": recipe_for("attention_lstm", "ci")}
+    recipes["no_attention_lstm"] = control_recipe("no_attention_lstm", "ci")
+    return {k: replace(v, train=replace(v.train, epochs=1)) for k, v in recipes.items()}
+
+
+def _forecast(con, feats, period, folder, code="1", log=None):
+    """One period as the assets do it: its models (trained or reused), then the forecasts not yet stored."""
+    models = {
+        k: train_period_model(lambda: nullcontext(con), feats, "BTC", k, r, period, CFG, folder, code, "ci", log=log)
+        for k, r in _recipes().items()
+    }
+    ckpts = {k: m.load() for k, m in models.items()}
+    before = fl.stored_versions(con, "BTC", period.key)
+    update = fl.update_period(con, feats, "BTC", period, ckpts, CFG)
+    assert update.recomputed == (not before or update.reason.startswith("versions changed"))
+    return models, update
+
+
+@pytest.fixture(scope="module")
+def feats():
+    return compute_features(generate_candles(SyntheticSpec(days=110, seed=3)))  # 2025-09-13 .. 2025-12-31
+
+
+def _log(con, period):
+    return con.execute(
+        "SELECT origin_ts, name, quantity, value, written_at FROM forecast_log WHERE period = ? "
+        "ORDER BY origin_ts, name, quantity",
+        [period],
+    ).pl()
+
+
+def test_a_day_inside_a_period_trains_nothing_and_adds_that_days_forecasts(feats, tmp_path, one_thread):
+    con = duckdb.connect()
+    upto = feats.filter(pl.col("ts") < datetime(2025, 12, 10, tzinfo=UTC))
+    _forecast(con, upto, NOV, tmp_path)
+    models, update = _forecast(con, upto, DEC, tmp_path)
+    assert all(m.trained for m in models.values()) and update.recomputed
+    # Dec's models warm-start from Nov's, and train only on hours before December
+    nov = registered(con, "BTC", NOV.key, "attention_lstm")
+    assert nov is not None and models["attention_lstm"].warm_from == nov.sha256
+    before = _log(con, DEC.key)
+    first_hours = before["origin_ts"].n_unique()
+    assert first_hours == 9 * 24 - 24  # origins of Dec 1-9 whose 24 targets have arrived
+
+    upto2 = feats.filter(pl.col("ts") < datetime(2025, 12, 11, tzinfo=UTC))  # one more day of candles
+    models2, update2 = _forecast(con, upto2, DEC, tmp_path)
+    assert not any(m.trained for m in models2.values())  # nothing trained
+    assert {m.sha256 for m in models2.values()} == {m.sha256 for m in models.values()}
+    assert not update2.recomputed and update2.origins_added == 24 and update2.rows_deleted == 0  # that day only
+    after = _log(con, DEC.key)
+    assert after["origin_ts"].n_unique() == first_hours + 24
+    # earlier rows untouched: same values, same written_at
+    kept = after.filter(pl.col("origin_ts") <= before["origin_ts"].max())
+    assert kept.equals(before)
+    assert _log(con, NOV.key)["written_at"].n_unique() == 1
+
+
+def test_a_code_version_bump_retrains_and_recomputes_the_period(feats, tmp_path, one_thread):
+    con = duckdb.connect()
+    upto = feats.filter(pl.col("ts") < datetime(2025, 11, 20, tzinfo=UTC))
+    first, _ = _forecast(con, upto, NOV, tmp_path)
+    assert all(m.trained for m in first.values())
+    again, update = _forecast(con, upto, NOV, tmp_path)
+    assert not any(m.trained for m in again.values()) and not update.recomputed and update.origins_added == 0
+    bumped, update = _forecast(con, upto, NOV, tmp_path, code="2")
+    assert all(m.trained for m in bumped.values())
+    assert update.recomputed and "versions changed" in update.reason and update.rows_deleted > 0
+    stored = con.execute("SELECT DISTINCT model_version FROM forecast_log WHERE name = 'attention_lstm'").fetchall()
+    assert stored == [(bumped["attention_lstm"].sha256,)]
+
+
+def test_stored_forecasts_reproduce_the_evaluation_exactly(feats, tmp_path, one_thread):
+    con = duckdb.connect()
+    parts = []
+    for period in (NOV, DEC):
+        models, _ = _forecast(con, feats, period, tmp_path)
+        # recomputed from the checkpoints, independently of what was stored
+        fs, _, _, _ = fl.period_forecasts(feats, {k: m.load() for k, m in models.items()}, period, CFG)
+        assert fs is not None
+        parts.append(replace(fs, fold=np.full(len(fs), len(parts) + 1)))
+    direct = ForecastSet.concat(parts)
+    pooled, periods = fl.forecast_set_from_rows(fl.load_log(con, "BTC"))
+    assert periods == [NOV.key, DEC.key]
+    spans, _ = fl.period_spans(con, "BTC", periods)
+    a = evaluate_forecasts(direct, "walk_forward", "", spans, {})
+    b = evaluate_forecasts(pooled, "walk_forward", "", spans, {})
+    assert a.to_dict() == b.to_dict()  # every figure, to the last bit
+    assert b.hours == 720 + 720 and [f.test_hours for f in b.folds] == [720, 720]
+    assert set(b.returns) == {"attention_lstm", "no_attention_lstm", "ridge_ar48", "ridge_features"}
+
+
+def test_rows_round_trip_every_quantity():
+    n = 5
+    end = np.arange(np.datetime64("2025-01-01T00"), np.datetime64("2025-01-01T05"), np.timedelta64(1, "h"))
+    rng = np.random.default_rng(0)
+    fs = ForecastSet(end.astype("datetime64[us]"), np.ones(n, int), rng.normal(size=n), np.full(n, 0.1), rng.random(n))
+    fs.returns["attention_lstm"] = rng.normal(size=n)
+    fs.variances["attention_lstm"] = rng.random(n)
+    fs.vol_var["garch_1_1"] = rng.random(n)
+    fs.next_var["garch_1_1"] = rng.random(n)
+    rows = fl.forecast_rows("BTC", "2025-01-01", fs, fl.ForecastVersions({"attention_lstm": "abc"}, "1", "d1"))
+    assert set(rows["role"]) == {"model", "baseline", "observed"}
+    assert (rows["target_ts"] - rows["origin_ts"]).unique().to_list() == [np.timedelta64(1, "h")]
+    back, _ = fl.forecast_set_from_rows(rows)
+    for attr in ("end_ts", "actual", "train_mean", "realised_var"):
+        assert np.array_equal(getattr(back, attr), getattr(fs, attr)), attr
+    for attr in ("returns", "variances", "vol_var", "next_var"):
+        assert {k: v.tolist() for k, v in getattr(back, attr).items()} == {
+            k: v.tolist() for k, v in getattr(fs, attr).items()
+        }
+    with pytest.raises(ValueError, match="backfill the forecast periods"):
+        fl.forecast_set_from_rows(rows.clear())
