@@ -1,0 +1,187 @@
+"""Calibration tests for served intervals and probabilities (leaf: numpy/scipy only).
+
+- Interval coverage: Kupiec (1995) unconditional coverage LR test, Christoffersen (1998)
+  independence LR test and their sum, the conditional-coverage test.
+- Interval and quantile scores: Gneiting & Raftery (2007) interval score, pinball loss.
+- Probabilities: multi-category Brier score, its skill against the base-rate forecast,
+  and a reliability table (forecast mean vs observed frequency per probability bin).
+
+A "miss" is an hour whose outcome falls outside its interval; at nominal coverage c the
+expected miss rate is 1 - c.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.special import xlogy
+
+
+@dataclass(frozen=True)
+class CoverageTest:
+    """Coverage of one interval level on n hours, with the LR tests of its calibration."""
+
+    nominal: float
+    observed: float
+    n: int
+    misses: int
+    kupiec_lr: float
+    kupiec_p: float
+    independence_lr: float
+    independence_p: float
+    conditional_lr: float
+    conditional_p: float
+
+
+def _bernoulli_loglik(n0: float, n1: float, p: float) -> float:
+    return float(xlogy(n0, 1 - p) + xlogy(n1, p))
+
+
+def misses(y: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Boolean array: True where y lies outside [lower, upper]."""
+    y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
+    return (y < lower) | (y > upper)
+
+
+def kupiec(miss: np.ndarray, nominal: float) -> tuple[float, float]:
+    """Kupiec's unconditional coverage LR statistic and p-value (chi-squared, 1 df).
+
+    H0: the miss rate equals 1 - nominal.
+    """
+    hits = np.asarray(miss, dtype=bool)
+    n = hits.size
+    if n == 0:
+        return float("nan"), float("nan")
+    n1 = float(hits.sum())
+    n0 = n - n1
+    p = 1.0 - nominal
+    lr = -2.0 * (_bernoulli_loglik(n0, n1, p) - _bernoulli_loglik(n0, n1, n1 / n))
+    lr = max(lr, 0.0)
+    return lr, float(stats.chi2.sf(lr, 1))
+
+
+def christoffersen_independence(miss: np.ndarray) -> tuple[float, float]:
+    """Christoffersen's independence LR statistic and p-value (chi-squared, 1 df).
+
+    H0: a miss today is as likely after a miss as after a hit (first-order Markov test).
+    """
+    hits = np.asarray(miss, dtype=bool)
+    if hits.size < 2:
+        return float("nan"), float("nan")
+    prev, cur = hits[:-1], hits[1:]
+    n00 = float(np.sum(~prev & ~cur))
+    n01 = float(np.sum(~prev & cur))
+    n10 = float(np.sum(prev & ~cur))
+    n11 = float(np.sum(prev & cur))
+    pi = (n01 + n11) / (n00 + n01 + n10 + n11)
+    pi01 = n01 / (n00 + n01) if n00 + n01 else 0.0
+    pi11 = n11 / (n10 + n11) if n10 + n11 else 0.0
+    restricted = _bernoulli_loglik(n00 + n10, n01 + n11, pi)
+    unrestricted = _bernoulli_loglik(n00, n01, pi01) + _bernoulli_loglik(n10, n11, pi11)
+    lr = max(-2.0 * (restricted - unrestricted), 0.0)
+    return lr, float(stats.chi2.sf(lr, 1))
+
+
+def coverage_test(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, nominal: float) -> CoverageTest:
+    """Observed coverage of [lower, upper] and the Kupiec, independence and conditional tests."""
+    hit = misses(y, lower, upper)
+    n = int(hit.size)
+    uc_lr, uc_p = kupiec(hit, nominal)
+    ind_lr, ind_p = christoffersen_independence(hit)
+    cc_lr = uc_lr + ind_lr
+    return CoverageTest(
+        nominal=nominal,
+        observed=float(1.0 - hit.mean()) if n else float("nan"),
+        n=n,
+        misses=int(hit.sum()),
+        kupiec_lr=uc_lr,
+        kupiec_p=uc_p,
+        independence_lr=ind_lr,
+        independence_p=ind_p,
+        conditional_lr=cc_lr,
+        conditional_p=float(stats.chi2.sf(cc_lr, 2)),
+    )
+
+
+def interval_score(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: float) -> float:
+    """Mean Gneiting-Raftery interval score of central (1 - alpha) intervals (lower is better).
+
+    Width plus 2/alpha times the distance by which the outcome falls outside.
+    """
+    y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
+    below = np.clip(lower - y, 0.0, None)
+    above = np.clip(y - upper, 0.0, None)
+    return float(np.mean((upper - lower) + (2.0 / alpha) * (below + above)))
+
+
+def pinball_loss(y: np.ndarray, q: np.ndarray, tau: float) -> float:
+    """Mean pinball (quantile) loss of forecasts q of the tau-quantile of y."""
+    diff = np.asarray(y, dtype=float) - np.asarray(q, dtype=float)
+    return float(np.mean(np.maximum(tau * diff, (tau - 1.0) * diff)))
+
+
+def brier_score(probs: np.ndarray, outcome: np.ndarray) -> float:
+    """Mean multi-category Brier score: probs (n, k) rows summing to 1, outcome class ids 0..k-1."""
+    p = np.atleast_2d(np.asarray(probs, dtype=float))
+    onehot = np.eye(p.shape[1])[np.asarray(outcome, dtype=int)]
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+@dataclass(frozen=True)
+class BrierSkill:
+    brier: float
+    base_rate_brier: float
+    skill: float  # 1 - brier / base_rate_brier; > 0 beats the base rate
+    base_rate: tuple[float, ...]
+
+
+def brier_skill(probs: np.ndarray, outcome: np.ndarray, base_rate: np.ndarray | None = None) -> BrierSkill:
+    """Brier score against the base-rate forecast (the same class frequencies every hour).
+
+    Pass base_rate from hours before the evaluated ones for an out-of-sample reference;
+    by default the evaluated hours' own frequencies are used (the hardest constant forecast).
+    """
+    p = np.atleast_2d(np.asarray(probs, dtype=float))
+    o = np.asarray(outcome, dtype=int)
+    k = p.shape[1]
+    rate = np.bincount(o, minlength=k) / o.size if base_rate is None else np.asarray(base_rate, dtype=float)
+    bs = brier_score(p, o)
+    ref = brier_score(np.tile(rate, (o.size, 1)), o)
+    return BrierSkill(
+        brier=bs,
+        base_rate_brier=ref,
+        skill=float(1.0 - bs / ref) if ref > 0 else float("nan"),
+        base_rate=tuple(float(r) for r in rate),
+    )
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    lower: float
+    upper: float
+    count: int
+    mean_forecast: float
+    observed_frequency: float
+
+
+def reliability_table(prob: np.ndarray, happened: np.ndarray, bins: int = 10) -> list[ReliabilityBin]:
+    """Reliability of one event's probability: equal-width bins over [0, 1], empty bins left out."""
+    p = np.asarray(prob, dtype=float)
+    e = np.asarray(happened, dtype=bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        sel = idx == b
+        if not sel.any():
+            continue
+        table.append(
+            ReliabilityBin(
+                lower=float(edges[b]),
+                upper=float(edges[b + 1]),
+                count=int(sel.sum()),
+                mean_forecast=float(p[sel].mean()),
+                observed_frequency=float(e[sel].mean()),
+            )
+        )
+    return table
