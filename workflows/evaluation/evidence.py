@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from workflows.evaluation.conformal import adaptive_conformal
 from workflows.ml.profiles import twins, variance_forecasters, volatility_models
 from workflows.ml.windows import WindowData
+from workflows.stats.calibration import CoverageTest, coverage_test, interval_score
 from workflows.stats.losses import (
     MincerZarnowitz,
     mincer_zarnowitz,
@@ -77,6 +79,51 @@ MCS_REPS = 1000
 
 
 @dataclass(frozen=True)
+class IntervalCalibration:
+    """One interval level on the evaluated hours after the calibration slice: the model's own
+    Gaussian interval (before) against the adaptive conformal one scaled by its predictive sd (after)."""
+
+    calibration_hours: int
+    before: CoverageTest
+    after: CoverageTest
+    interval_score_before: float
+    interval_score_after: float
+
+
+CALIBRATION_SHARE = 0.2  # first fifth of the evaluated hours (at least 200) only calibrates
+CALIBRATION_MIN = 200
+
+
+def interval_calibration(
+    predicted: np.ndarray, actual: np.ndarray, predicted_var: np.ndarray
+) -> dict[int, IntervalCalibration]:
+    """80% and 95% coverage before and after conformal calibration, keyed by percent level.
+
+    Hours must be in time order; each calibrated interval uses only earlier hours. Empty when
+    there are too few hours to leave any after the calibration slice.
+    """
+    f, r = np.asarray(predicted, float), np.asarray(actual, float)
+    sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
+    start = max(CALIBRATION_MIN, int(CALIBRATION_SHARE * len(r)))
+    if len(r) <= start + CALIBRATION_MIN:
+        return {}
+    out: dict[int, IntervalCalibration] = {}
+    for pct, z in ((80, Z80), (95, Z95)):
+        level = pct / 100
+        lo_c, hi_c = adaptive_conformal(r, f, sd, level, start=start)
+        lo_g, hi_g = f - z * sd, f + z * sd
+        t = slice(start, None)
+        out[pct] = IntervalCalibration(
+            calibration_hours=start,
+            before=coverage_test(r[t], lo_g[t], hi_g[t], level),
+            after=coverage_test(r[t], lo_c[t], hi_c[t], level),
+            interval_score_before=interval_score(r[t], lo_g[t], hi_g[t], 1 - level),
+            interval_score_after=interval_score(r[t], lo_c[t], hi_c[t], 1 - level),
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class ReturnMetrics:
     """One forecaster's next-hour return forecasts on the evaluated hours (percent of log return)."""
 
@@ -98,6 +145,7 @@ class ReturnMetrics:
     min_detectable_skill: float
     coverage_80: float | None = None
     coverage_95: float | None = None
+    calibration: dict[int, IntervalCalibration] = field(default_factory=dict)
 
 
 def return_metrics(
@@ -115,7 +163,9 @@ def return_metrics(
     hit_rate, p_binom = direction_binomial(np.sign(f[moved]) == np.sign(r[moved]))
     pt_stat, pt_p = pesaran_timmermann(f[moved], r[moved])
     cov80 = cov95 = None
+    calibration: dict[int, IntervalCalibration] = {}
     if predicted_var is not None:
+        calibration = interval_calibration(f, r, predicted_var)
         sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
         cov80, cov95 = float(np.mean(np.abs(e) <= Z80 * sd)), float(np.mean(np.abs(e) <= Z95 * sd))
     return ReturnMetrics(
@@ -137,6 +187,7 @@ def return_metrics(
         min_detectable_skill=minimum_detectable_skill(len(r)),
         coverage_80=cov80,
         coverage_95=cov95,
+        calibration=calibration,
     )
 
 

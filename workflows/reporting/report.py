@@ -180,6 +180,26 @@ def forecast_table(ev: Evaluation) -> list[str]:
     return lines
 
 
+def calibration_table(ev: Evaluation) -> list[str]:
+    """Interval coverage before and after conformal calibration, with Kupiec and Christoffersen p."""
+    rows = [(name, pct, c) for name in order(ev.returns) for pct, c in sorted(ev.returns[name].calibration.items())]
+    if not rows:
+        return []
+    lines = [
+        "| forecaster | level | hours | coverage before | Kupiec p | Christoffersen p | coverage after | "
+        "Kupiec p | Christoffersen p | interval score before / after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, pct, c in rows:
+        b, a = c.before, c.after
+        lines.append(
+            f"| {name} | {pct}% | {a.n} | {100 * b.observed:.1f}% | {_p(b.kupiec_p)} | {_p(b.independence_p)} | "
+            f"{100 * a.observed:.1f}% | {_p(a.kupiec_p)} | {_p(a.independence_p)} | "
+            f"{100 * c.interval_score_before:.3f} / {100 * c.interval_score_after:.3f} |"
+        )
+    return lines
+
+
 def fold_table(ev: Evaluation, names: list[str]) -> list[str]:
     lines = [
         "| fold | test hours | test period | trained on (window ends) | " + " | ".join(names) + " | s |",
@@ -336,6 +356,20 @@ def write_report(inputs: ReportInputs) -> str:
     lines += [""] + [f"- {forecast_sentence(m, ev)}" for m in order(ev.returns) if m not in MODELS]
     lines += [f"- {ROLES[m]}" for m in order(ev.returns) if m in ROLES]
     lines += [""] + [f"- {direction_sentence(m, ev.returns[m])}" for m in order(ev.returns) if m in MODELS]
+    calibration = calibration_table(ev)
+    if calibration:
+        hours = next(c for m in ev.returns.values() for c in m.calibration.values()).calibration_hours
+        lines += [
+            "",
+            "### Interval calibration",
+            "",
+            "Coverage of the served 80% and 95% intervals: before, the model's own Gaussian interval; after, "
+            "adaptive conformal intervals (Gibbs-Candes) scaled by the model's predictive sd, each from earlier "
+            f"hours only. The first {hours} evaluated hours only calibrate. Kupiec: coverage equals nominal; "
+            "Christoffersen: misses independent. Interval score in percent of log return, lower is better.",
+            "",
+            *calibration,
+        ]
     if ev.mode == "walk_forward":
         lines += [
             "",

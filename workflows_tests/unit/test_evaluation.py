@@ -303,3 +303,19 @@ def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
     assert kinds == {"vs zero", "attention vs twin", "volatility"}
     assert all(0 <= c.p_holm <= 1 for c in ev.family if c.family)
     assert all(np.isnan(c.p_holm) and not c.survives for c in ev.members(""))
+
+
+def test_return_metrics_calibrates_intervals_far_too_narrow():
+    """Like the ensemble's member spread: a predictive sd a tenth of the true one, and a volatility
+    that doubles halfway. The Gaussian interval misses most hours; the conformal one covers."""
+    rng = np.random.default_rng(8)
+    sd = np.where(np.arange(3000) < 1500, 0.01, 0.02)
+    r = rng.normal(0, sd)
+    m = return_metrics(np.zeros_like(r), r, train_mean=0.0, predicted_var=(0.1 * sd) ** 2)
+    assert set(m.calibration) == {80, 95}
+    for pct, c in m.calibration.items():
+        assert c.calibration_hours == 600 and c.after.n == 2400
+        assert c.before.observed < 0.3 and c.before.kupiec_p < 1e-6
+        assert c.after.observed == pytest.approx(pct / 100, abs=0.02)
+        assert c.interval_score_after < c.interval_score_before
+    assert return_metrics(np.zeros(300), r[:300], 0.0, np.full(300, 1e-4)).calibration == {}

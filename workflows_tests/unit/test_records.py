@@ -99,3 +99,11 @@ def test_an_evaluation_survives_the_round_trip():
     got = _json_round_trip(ev, Evaluation)
     assert got == ev
     assert got.survivors("vs zero")[0].model == "attention_lstm"
+
+
+def test_interval_calibration_survives_the_round_trip():
+    rng = np.random.default_rng(1)
+    actual = rng.normal(0, 0.01, 1000)
+    metrics = return_metrics(np.zeros(1000), actual, 0.0, np.full(1000, 0.01**2))
+    assert set(metrics.calibration) == {80, 95}
+    assert _json_round_trip(metrics, type(metrics)) == metrics

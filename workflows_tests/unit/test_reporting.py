@@ -11,7 +11,7 @@ from workflows.reporting.attention_text import (
     attention_sentence,
     bucket_sentence,
 )
-from workflows.reporting.report import ReportInputs, forecast_sentence, write_report
+from workflows.reporting.report import ReportInputs, calibration_table, forecast_sentence, write_report
 
 T = 48
 
@@ -195,3 +195,19 @@ def test_attention_source_names_the_period_models_and_hours_or_says_they_are_not
     assert "on that period's 48 hours, 2025-12-01 00:00 to 2025-12-02 23:00 UTC" in period
     own = attention_source({"attention_lstm": (None, "a.pt")}, hours)
     assert "trained on the first 70% of the history" in own and "not the forecast periods' models" in own
+
+
+def test_calibration_table_shows_coverage_before_and_after_with_tests():
+    ev = evaluation(0.5, n=1000)
+    assert calibration_table(ev) == []  # no predictive variance, no interval, no table
+    m = ev.returns["reference_lstm"]
+    narrow = np.full(1000, 0.0006**2)  # a tenth of the return's sd
+    from workflows.evaluation.evidence import interval_calibration
+
+    cal = interval_calibration(np.zeros(1000), np.random.default_rng(0).normal(0, 0.006, 1000), narrow)
+    ev.returns["reference_lstm"] = replace(m, calibration=cal)
+    lines = calibration_table(ev)
+    assert len(lines) == 4 and lines[2].startswith("| reference_lstm | 80% | 800 |")
+    before = float(lines[2].split("|")[4].strip().rstrip("%"))
+    after = float(lines[2].split("|")[7].strip().rstrip("%"))
+    assert before < 20 and abs(after - 80) < 4
