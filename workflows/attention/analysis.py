@@ -142,6 +142,23 @@ class RegimeSplit:
     high_volatility: AttentionSummary | None
 
 
+@dataclass(frozen=True)
+class PeriodReading:
+    """One forecast period's own analysis of one model, beside the pooled one (the per-period spread)."""
+
+    period: str  # "2020-07"
+    checkpoint: str  # the period model's file name
+    windows: int  # test windows: the period's logged hours
+    first_hour: str  # UTC, the first and last forecast origin
+    last_hour: str
+    peak_hour: int
+    peak_lift: float
+    peak_lift_ci: tuple[float, float]
+    concentrated: bool
+    relied_upon: bool | None
+    faithful: bool | None
+
+
 @dataclass
 class AttentionAnalysis:
     summary: AttentionSummary  # of the per-hour attention
@@ -159,6 +176,7 @@ class AttentionAnalysis:
     control_setup: ControlSetup | None = None
     output: str = "ret"  # the forecast the checks read: "ret", or "vol_next" for a volatility model
     volatility: VolatilityAttention | None = None  # a volatility model: attention against volatility's memory
+    periods: list[PeriodReading] = field(default_factory=list)  # pooled over forecast periods: each one's reading
 
     def to_dict(self) -> dict:
         """JSON-safe: tuples become lists, non-finite numbers None."""
@@ -171,10 +189,18 @@ def train_config_from(ckpt: Checkpoint) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
+def trailing_volatility(data: WindowData) -> np.ndarray:
+    """Per test window: the root mean square of the scaled log returns of its last 24 input hours."""
+    recent = data.test.x[:, -24:, 0]
+    return np.sqrt(np.mean(recent**2, axis=1))
+
+
 def regime_split(data: WindowData, attention: np.ndarray) -> RegimeSplit:
     """Attention summaries for windows whose trailing 24 h volatility is below / above the median."""
-    recent = data.test.x[:, -24:, 0]  # scaled log returns of the last 24 input hours
-    trailing = np.sqrt(np.mean(recent**2, axis=1))
+    return regimes_of(trailing_volatility(data), attention)
+
+
+def regimes_of(trailing: np.ndarray, attention: np.ndarray) -> RegimeSplit:
     high = trailing > np.median(trailing)
     return RegimeSplit(
         low_volatility=am.summarise(attention[~high]) if (~high).sum() else None,
@@ -327,7 +353,7 @@ def control_key(ckpt: Checkpoint, data: WindowData) -> str:
             "train": cfg,
             "data": data.data_version,
             "spec": data.spec_dict(),
-            "windows": [len(data.train), len(data.val), len(data.test)],
+            "windows": [len(data.train), len(data.val)],  # not the test windows: they do not train the control
         },
         sort_keys=True,
         default=str,
@@ -336,19 +362,28 @@ def control_key(ckpt: Checkpoint, data: WindowData) -> str:
 
 
 def control_outputs(
-    ckpt: Checkpoint, data: WindowData, seed: int = 0, cache: dict | None = None
+    ckpt: Checkpoint,
+    data: WindowData,
+    seed: int = 0,
+    cache: dict | None = None,
+    store: sanity.ControlStore | None = None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], ControlSetup]:
     """The untrained and shuffled-target controls' attention outputs on the test windows, trained
-    once per `control_key` when the same `cache` dict is passed for every model of a run."""
+    once per `control_key` when the same `cache` dict is passed for every model of a run, and once per
+    forecast period and architecture when a `store` keeps the trained controls on disk."""
     key = f"{control_key(ckpt, data)}-{seed}"
     reused = cache is not None and key in cache
     if cache is not None and reused:
         outputs = cache[key]
     else:
         arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
+        config = train_config_from(ckpt)
+        stored = store is not None and store.load(store.name(arch, config, seed), arch, data.data_version) is not None
+        shuffled = sanity.shuffled_target_model(arch, data, config, seed=seed, store=store)
+        reused = stored
         outputs = {
             "untrained": sanity.untrained_outputs(arch, data.test.x, seed=seed),
-            "shuffled_targets": sanity.shuffled_target_outputs(arch, data, train_config_from(ckpt), seed=seed),
+            "shuffled_targets": sanity.attention_of(shuffled, data.test.x),
         }
         if cache is not None:
             cache[key] = outputs
@@ -376,6 +411,8 @@ def analyse(
     attribution: bool = True,
     seed: int = 0,
     control_cache: dict | None = None,
+    control_store: sanity.ControlStore | None = None,
+    evidence: dict | None = None,
     deletion_draws: int = 200,
     deletion_windows: int = 1_000,
     resamples: int = am.DEFAULT_RESAMPLES,
@@ -390,7 +427,7 @@ def analyse(
     `deletion_windows`: the deletion test (about 300 forward passes) runs on at most this
     many test windows, evenly spaced over the test period, to bound its cost on long tests.
     """
-    outputs, setup = control_outputs(ckpt, data, seed, control_cache) if controls else ({}, None)
+    outputs, setup = control_outputs(ckpt, data, seed, control_cache, control_store) if controls else ({}, None)
     if seed_attention is None and member_attention is not None:
         seed_attention = member_attention
         seed_source = seed_source or f"its own {member_attention.shape[1]} members, which differ only by seed"
@@ -408,21 +445,18 @@ def analyse(
         seed=seed,
     )
     output = "ret" if ckpt.forecasts_returns else "vol_next"
-    ablation = sanity.uniform_ablation(
-        ckpt.model, data.test.x, data.test.ret, seed=seed, resamples=resamples, output=output
+    losses = sanity.ablation_losses(ckpt.model, data.test.x, data.test.ret, output=output)
+    ablation = (
+        None if losses is None else sanity.ablation_from_losses(*losses, output=output, seed=seed, resamples=resamples)
     )
     every = max(1, -(-len(attention) // deletion_windows))  # ceil: evenly spaced windows
-    deletion = sanity.deletion_test(
-        ckpt.model,
-        data.test.x[::every],
-        attention[::every],
-        draws=deletion_draws,
-        seed=seed,
-        resamples=resamples,
-        output=output,
+    deletion_ev = sanity.deletion_evidence(
+        ckpt.model, data.test.x[::every], attention[::every], draws=deletion_draws, seed=seed, output=output
     )
-    attr = sanity.attribution_agreement(ckpt.model, data.test.x, attention, output=output) if attribution else None
-    vol = None
+    deletion = sanity.deletion_from_evidence(deletion_ev, resamples=resamples, seed=seed)
+    attr_ev = sanity.attribution_evidence(ckpt.model, data.test.x, attention, output=output) if attribution else None
+    attr = sanity.attribution_from_evidence(attr_ev) if attr_ev is not None else None
+    vol, size_24h = None, None
     if output == "vol_next":
         ctrl = {c: o["attention"] for c, o in outputs.items()}
         features = list(data.spec.features)
@@ -440,6 +474,19 @@ def analyse(
             seed=seed,
             size_24h=size_24h,
         )
+    if evidence is not None:  # the raw material a pooled analysis over forecast periods needs
+        evidence.update(
+            output=output,
+            controls=outputs,
+            ablation=losses,
+            deletion=deletion_ev,
+            attribution=attr_ev,
+            size_24h=size_24h,
+            trailing_vol=trailing_volatility(data),
+            end_ts=data.test.end_ts,
+            train_end_ts=data.train.end_ts if output == "vol_next" else None,
+            train_raw_ret=data.train.raw_ret if output == "vol_next" else None,
+        )
     return replace(
         an,
         output=output,
@@ -453,13 +500,20 @@ def analyse(
 
 
 def analyse_all(
-    loaded: dict, tensors: dict[str, dict[str, np.ndarray]], log=None, seed: int = 0
+    loaded: dict,
+    tensors: dict[str, dict[str, np.ndarray]],
+    log=None,
+    seed: int = 0,
+    store: sanity.ControlStore | None = None,
+    cache: dict | None = None,
+    evidence: dict[str, dict] | None = None,
 ) -> dict[str, AttentionAnalysis]:
     """Every model of a run: `loaded` maps a name to (checkpoint, windows), `tensors` to its saved attention
-    tensors. Controls are shared between models with one `control_key`; a single model whose recipe is the
-    ensemble's (same key) gets the ensemble members' seed spread."""
+    tensors. Controls are shared between models with one `control_key` (`cache`: pass a dict to read the
+    controls' outputs afterwards, by `control_setup.key`), and kept in `store` when given; a single model whose
+    recipe is the ensemble's (same key) gets the ensemble members' seed spread."""
     say = log or (lambda _msg: None)
-    cache: dict = {}
+    cache = {} if cache is None else cache
     members = tensors.get("ensemble", {}).get("member_attention")
     ens_key = control_key(*loaded["ensemble"]) if "ensemble" in loaded and members is not None else None
     out = {}
@@ -481,6 +535,8 @@ def analyse_all(
             t.get("member_attention"),
             scale_attention=t.get("scale_attention"),
             control_cache=cache,
+            control_store=store,
+            evidence=None if evidence is None else evidence.setdefault(name, {}),
             seed=seed,
             **extra,
         )

@@ -19,9 +19,12 @@
   integrated gradients per hour (Captum), median over windows.
 """
 
+import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ from scipy import stats
 from torch import nn
 
 from workflows.attention import metrics as am
+from workflows.io import write_with
 from workflows.ml.models import ArchConfig, supports_uniform_ablation
 from workflows.ml.training import TrainConfig, predict, select_device, train
 from workflows.ml.windows import Split, WindowData
@@ -76,6 +80,30 @@ def shuffled_target_outputs(
 ) -> dict[str, np.ndarray]:
     """Attention outputs on the test windows of a model trained on permuted targets of the
     most recent `max_train_windows` training windows (validation split unchanged)."""
+    return attention_of(shuffled_target_model(arch, data, config, seed, max_train_windows), data.test.x)
+
+
+def attention_of(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    """A model's attention outputs on windows `x` (`ATTENTION_KEYS` it has)."""
+    return _attention_outputs(predict(model, x))
+
+
+def shuffled_target_model(
+    arch: ArchConfig,
+    data: WindowData,
+    config: TrainConfig,
+    seed: int = 0,
+    max_train_windows: int = CONTROL_MAX_TRAIN_WINDOWS,
+    store: "ControlStore | None" = None,
+) -> nn.Module:
+    """The shuffled-target control (see `shuffled_target_outputs`); with a `store`, read back when one
+    was trained for the same architecture, config, seed and training slice, else trained (warm-started
+    from the store's previous control when it has one) and written there."""
+    name = store.name(arch, config, seed) if store is not None else ""
+    if store is not None:
+        model = store.load(name, arch, data.data_version)
+        if model is not None:
+            return model
     rng = np.random.default_rng(seed)
     recent = _tail(data.train, max_train_windows)
     perm = rng.permutation(len(recent))
@@ -83,8 +111,65 @@ def shuffled_target_outputs(
         data, train=replace(recent, ret=recent.ret[perm], vol=recent.vol[perm], direction=recent.direction[perm])
     )
     torch.manual_seed(seed)
-    result = train(arch.build(), shuffled, replace(config, snapshot_every=0, seed=seed))
-    return _attention_outputs(predict(result.model, data.test.x))
+    model, cfg = arch.build(), replace(config, snapshot_every=0, seed=seed)
+    warm = store.warm_start(name, arch) if store is not None else None
+    if warm is not None:
+        model = warm
+        cfg = replace(cfg, epochs=min(store.warm_epochs, cfg.epochs), patience=store.warm_patience)  # type: ignore[union-attr]
+    result = train(model, shuffled, cfg)
+    if store is not None:
+        store.save(name, result.model, data.data_version)
+    return result.model
+
+
+@dataclass(frozen=True)
+class ControlStore:
+    """Trained shuffled-target controls on disk, so that each is trained once per forecast period and
+    architecture and reused by every later analysis of that period (a period's training slice does not
+    change as its hours arrive). `previous`: the previous period's folder, whose control of the same
+    architecture warm-starts this one (at most `warm_epochs` epochs), as the period models do.
+
+    A file holds the state dict and the training slice (`data_version`) it was trained on; one trained on
+    another slice (corrected candles before the period) is retrained, not reused."""
+
+    folder: Path
+    previous: Path | None = None
+    warm_epochs: int = 5
+    warm_patience: int = 2
+
+    @staticmethod
+    def name(arch: ArchConfig, config: TrainConfig, seed: int) -> str:
+        skip = ("seed", "snapshot_every", "snapshot_size", "device")
+        cfg = {k: v for k, v in config.to_dict().items() if k not in skip}
+        text = json.dumps({"arch": arch.to_dict(), "train": cfg, "seed": seed}, sort_keys=True, default=str)
+        return f"shuffled-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
+
+    def _read(self, path: Path, arch: ArchConfig) -> tuple[nn.Module, str] | None:
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model = arch.build()
+            model.load_state_dict(state["model"])
+        except Exception:  # unreadable or another architecture: not reused, retrained
+            return None
+        return model, str(state.get("data_version", ""))
+
+    def load(self, name: str, arch: ArchConfig, data_version: str) -> nn.Module | None:
+        got = self._read(self.folder / name, arch)
+        return got[0] if got is not None and got[1] == data_version else None
+
+    def warm_start(self, name: str, arch: ArchConfig) -> nn.Module | None:
+        got = self._read(self.previous / name, arch) if self.previous is not None else None
+        return got[0] if got is not None else None
+
+    def save(self, name: str, model: nn.Module, data_version: str) -> None:
+        state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "data_version": data_version}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_with(self.folder / name, lambda tmp: torch.save(state, tmp))
+
+    def trained(self) -> list[Path]:
+        return sorted(self.folder.glob("shuffled-*.pt")) if self.folder.exists() else []
 
 
 @contextmanager
@@ -161,11 +246,26 @@ def uniform_ablation(
     output: str = "ret",
 ) -> UniformAblation | None:
     """None for models whose attention cannot be swapped for uniform weights (the Transformer)."""
+    losses = ablation_losses(model, x, y, device, output)
+    return None if losses is None else ablation_from_losses(*losses, output=output, seed=seed, resamples=resamples)
+
+
+def ablation_losses(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "auto", output: str = "ret"
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-window losses with the model's attention and with uniform weights (None: not swappable)."""
     if not supports_uniform_ablation(model):
         return None
     with _on_device(model, device):
         err_a = _losses(_ret(model, x, output=output), y, output)
         err_u = _losses(_ret(model, x, output=output, uniform_attention=True), y, output)
+    return err_a, err_u
+
+
+def ablation_from_losses(
+    err_a: np.ndarray, err_u: np.ndarray, output: str = "ret", seed: int = 0, resamples: int = am.DEFAULT_RESAMPLES
+) -> UniformAblation:
+    """`UniformAblation` of per-window losses (one model's windows, or several periods' models' pooled)."""
     change = float(err_u.mean() / err_a.mean() - 1)
     lo, hi = am.ratio_interval(err_u, err_a, resamples=resamples, seed=seed)
     return UniformAblation(
@@ -258,6 +358,51 @@ def deletion_test(
 ) -> DeletionTest:
     """Top-k deletion against the position-matched null, the largest-|input| hours, the recency baseline
     and random hours (1 + draws + 2 + random_draws forward passes over the windows, on `device`)."""
+    ev = deletion_evidence(model, x, attention, k, draws, random_draws, seed, device, output)
+    return deletion_from_evidence(ev, margin=margin, resamples=resamples, seed=seed)
+
+
+@dataclass(frozen=True)
+class DeletionEvidence:
+    """The deletion test's raw changes: per window (top-k, recency, size) and per null draw the SUM of the
+    changes over the windows (matched, random) and of the matched overlap, so that the evidence of several
+    forecast periods pools exactly: the pooled null's draw j permutes windows within each period (each period
+    is its own model) and adds the periods' sums."""
+
+    k: int
+    top: np.ndarray
+    recent: np.ndarray
+    size: np.ndarray
+    matched_sums: np.ndarray  # (draws,)
+    overlap_sums: np.ndarray  # (draws,)
+    random_sums: np.ndarray  # (random_draws,)
+
+    @classmethod
+    def concat(cls, parts: "list[DeletionEvidence]") -> "DeletionEvidence":
+        draws = min(len(p.matched_sums) for p in parts)
+        random_draws = min(len(p.random_sums) for p in parts)
+        return cls(
+            k=parts[0].k,
+            top=np.concatenate([p.top for p in parts]),
+            recent=np.concatenate([p.recent for p in parts]),
+            size=np.concatenate([p.size for p in parts]),
+            matched_sums=np.sum([p.matched_sums[:draws] for p in parts], axis=0),
+            overlap_sums=np.sum([p.overlap_sums[:draws] for p in parts], axis=0),
+            random_sums=np.sum([p.random_sums[:random_draws] for p in parts], axis=0),
+        )
+
+
+def deletion_evidence(
+    model: nn.Module,
+    x: np.ndarray,
+    attention: np.ndarray,
+    k: int = 5,
+    draws: int = 200,
+    random_draws: int = 100,
+    seed: int = 0,
+    device: str = "auto",
+    output: str = "ret",
+) -> DeletionEvidence:
     rng = np.random.default_rng(seed)
     n, t = attention.shape
     top = np.argsort(-attention, axis=1, kind="stable")[:, :k]
@@ -271,14 +416,23 @@ def deletion_test(
         top_changes = changes(top)
         for j in range(draws):
             partner = top[rng.permutation(n)]
-            matched[j] = changes(partner).mean()
-            overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).mean()
+            matched[j] = changes(partner).sum()
+            overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).sum()
         recent_changes = changes(np.broadcast_to(np.arange(t - k, t), (n, k)))
         size = np.abs(np.asarray(x, float)).sum(axis=2)  # |input| of each hour, summed over its features
         size_changes = changes(np.argsort(-size, axis=1, kind="stable")[:, :k])
         random_null = np.array(
-            [changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).mean() for _ in range(random_draws)]
+            [changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).sum() for _ in range(random_draws)]
         )
+    return DeletionEvidence(k, top_changes, recent_changes, size_changes, matched, overlap, random_null)
+
+
+def deletion_from_evidence(
+    ev: DeletionEvidence, margin: float = MIN_DELETION_RATIO, resamples: int = am.DEFAULT_RESAMPLES, seed: int = 0
+) -> DeletionTest:
+    n, k, draws, random_draws = len(ev.top), ev.k, len(ev.matched_sums), len(ev.random_sums)
+    top_changes, recent_changes, size_changes = ev.top, ev.recent, ev.size
+    matched, overlap, random_null = ev.matched_sums / n, ev.overlap_sums / n, ev.random_sums / n
     top_change = float(top_changes.mean())
 
     def ratio(num: float, den: float) -> float:
@@ -335,6 +489,14 @@ def attribution_agreement(
     model: nn.Module, x: np.ndarray, attention: np.ndarray, max_windows: int = 128, output: str = "ret"
 ) -> Attribution:
     """Median Spearman correlation between attention and integrated-gradients importance per hour."""
+    return attribution_from_evidence(attribution_evidence(model, x, attention, max_windows, output))
+
+
+def attribution_evidence(
+    model: nn.Module, x: np.ndarray, attention: np.ndarray, max_windows: int = 128, output: str = "ret"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window: the Spearman correlation of attention and integrated-gradients importance (nan where
+    either is constant), and the importance per hour (n, T)."""
     from captum.attr import IntegratedGradients
 
     model.eval()
@@ -347,15 +509,20 @@ def attribution_agreement(
     ig = IntegratedGradients(forward)
     attributions = ig.attribute(xt, baselines=torch.zeros_like(xt), n_steps=32, internal_batch_size=8 * n)
     importance = attributions.detach().abs().sum(dim=-1).numpy()  # (n, T)
-    rhos = []
-    for a, imp in zip(attention[:n], importance):
-        if np.std(a) < 1e-12 or np.std(imp) < 1e-12:
-            continue
-        rhos.append(stats.spearmanr(a, imp)[0])
+    rhos = [
+        np.nan if np.std(a) < 1e-12 or np.std(imp) < 1e-12 else float(stats.spearmanr(a, imp)[0])  # type: ignore[arg-type]
+        for a, imp in zip(attention[:n], importance)
+    ]
+    return np.asarray(rhos, dtype=float), importance
+
+
+def attribution_from_evidence(evidence: tuple[np.ndarray, np.ndarray]) -> Attribution:
+    all_rhos, importance = evidence
+    rhos = all_rhos[np.isfinite(all_rhos)]
     mean_importance = importance.mean(axis=0)
     return Attribution(
-        windows=n,
-        median_spearman=float(np.median(rhos)) if rhos else float("nan"),
+        windows=len(all_rhos),
+        median_spearman=float(np.median(rhos)) if len(rhos) else float("nan"),
         windows_with_variation=len(rhos),
         top_attributed_hour=int(importance.shape[1] - int(mean_importance.argmax())),
         mean_importance=(mean_importance / mean_importance.sum()).tolist(),

@@ -249,6 +249,8 @@ def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> di
     periods = getattr(args, "periods", None)
     if periods:
         ops["evaluation"] = {"config": {"periods": periods}}
+        ops["attention_tensors"] = {"config": {"periods": periods} | window}
+        ops["attention_analysis"] = {"config": {"periods": periods} | window}
     return ops
 
 

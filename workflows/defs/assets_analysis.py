@@ -29,6 +29,7 @@ from workflows.reporting.report import (
     attention_source,
     bottom_line,
     order,
+    period_attention_source,
     write_report,
 )
 from workflows.reporting.volatility_figures import volatility_figure
@@ -167,7 +168,8 @@ def report(
             figures=figs,
             profile=models["attention_lstm_model"].get("profile", "?"),
             training={m: c.training for m, (c, _) in loaded.items()},
-            attention_source=attention_source(
+            attention_source=period_attention_source(attention_analysis)
+            or attention_source(
                 {m: (models[f"{m}_model"].get("period"), c.path.name) for m, (c, _) in loaded.items()},
                 loaded["attention_lstm"][1].test.end_ts,
             ),

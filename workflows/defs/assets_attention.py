@@ -1,19 +1,139 @@
-"""Attention tensors and the attention-pattern analysis, per symbol."""
+"""Attention tensors and the attention-pattern analysis.
+
+With forecast periods stored, attention is read from the tested models: `period_attention`
+(per symbol and month) analyses that month's period models on that month's logged hours,
+its controls trained once per month and architecture and kept on disk; `attention_tensors`
+and `attention_analysis` (per symbol) pool the periods (`workflows.attention.periods`).
+Without periods, both read the model assets on their own split.
+"""
+
+from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
+from pydantic import Field
 
 from workflows.attention.analysis import analyse_all
 from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
+from workflows.attention.periods import evidence_of, load_evidence, pool_all, save_evidence
+from workflows.attention.sanity import ControlStore
 from workflows.data.retention import prune_versions
-from workflows.data.warehouse import replace_table_slice
+from workflows.data.warehouse import load_features, replace_table_slice
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, HistoryConfig, load_inputs
-from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, load_inputs
+from workflows.defs.partitions import (
+    EAGER_AFTER_CHECKS,
+    EVERY_PERIOD_OF_SYMBOL,
+    partition_symbol,
+    partition_symbol_period,
+    symbol_periods,
+    symbols_partitions,
+)
 from workflows.defs.resources import WarehouseResource
-from workflows.evaluation.run import predictions
+from workflows.evaluation.forecast_log import stored_periods
+from workflows.evaluation.run import period_window_data, predictions
 from workflows.io import write_json_atomic
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.periods import PeriodConfig
+from workflows.ml.profiles import model_kinds
 from workflows.reporting.markdown import frame_to_markdown
+
+# A period with fewer logged hours is not analysed (the block bootstrap's blocks are 48 windows long).
+MIN_PERIOD_WINDOWS = 96
+
+
+class AttentionConfig(dg.Config):
+    history_days: int | None = HISTORY_DAYS_FIELD
+    periods: int = Field(
+        default=0, description="Pool the newest N analysed forecast periods (0: every one), as the evaluation does"
+    )
+
+
+def evidence_folder(warehouse: WarehouseResource, symbol: str) -> Path:
+    return warehouse.paths().root / "attention" / symbol / "periods"
+
+
+def period_evidence(warehouse: WarehouseResource, symbol: str, newest: int = 0) -> dict[str, list[Path]]:
+    """model -> its periods' evidence files, oldest first: the stored forecast periods (the newest `newest`) whose
+    analysis holds every model kind. Empty: no period analysed (the model assets' own split is read)."""
+    with warehouse.connect() as con:
+        periods = stored_periods(con, symbol)
+    folder = evidence_folder(warehouse, symbol)
+    done = [p for p in periods if all((folder / p / f"{kind}.npz").exists() for kind in model_kinds())]
+    if newest:
+        done = done[-newest:]
+    return {kind: [folder / p / f"{kind}.npz" for p in done] for kind in model_kinds()} if done else {}
+
+
+@dg.asset(
+    partitions_def=symbol_periods,
+    ins={f"{kind}_period_model": dg.AssetIn() for kind in model_kinds()},
+    deps=["forecasts"],
+    pool="gpu",
+    group_name="forecast_log",
+    kinds={"pytorch", "numpy"},
+    owners=OWNERS,
+    code_version=ANALYSIS_CODE_VERSION,
+    description="The attention analysis of one symbol and month: that month's models on that month's logged hours "
+    "(the hours whose forecasts are tested), with controls trained once per month and architecture.",
+)
+def period_attention(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dg.MaterializeResult:
+    symbol, period = partition_symbol_period(context)
+    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
+    with warehouse.connect() as con:
+        table, _ = load_features(con, symbol)
+    loaded = {}
+    for kind in model_kinds():
+        ref = models[f"{kind}_period_model"]
+        ckpt = load_checkpoint(ref["path"], ref["sha256"])
+        loaded[kind] = (ckpt, period_window_data(ckpt, table, period.key, cfg))
+    folder = evidence_folder(warehouse, symbol) / period.key
+    windows = len(loaded["attention_lstm"][1].test)
+    if windows < MIN_PERIOD_WINDOWS:
+        for stale in folder.glob("*.npz") if folder.exists() else []:
+            stale.unlink()
+        context.log.info(f"{symbol} {period}: {windows} logged hours (< {MIN_PERIOD_WINDOWS}): not analysed yet")
+        return dg.MaterializeResult(metadata={"windows": windows, "analysed": False})
+    tensors = {}
+    for name, (ckpt, data) in loaded.items():
+        p = predictions(ckpt, data)
+        tensors[name] = {
+            "attention": p.attention,
+            "attention_maps": p.attention_maps,
+            "member_attention": p.member_attention,
+            "scale_attention": p.outputs.get("scale_attention"),
+        }
+    checkpoints = warehouse.paths().checkpoints / symbol / "periods"
+    store = ControlStore(
+        checkpoints / period.key / "controls",
+        previous=checkpoints / period.previous().key / "controls",
+        warm_epochs=cfg.warm_epochs,
+        warm_patience=cfg.warm_patience,
+    )
+    before = set(store.trained())
+    raw: dict[str, dict] = {}
+    results = analyse_all(loaded, tensors, log=context.log.info, store=store, evidence=raw)
+    for name, an in results.items():
+        ckpt = loaded[name][0]
+        arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
+        ev = evidence_of(str(period), ckpt.path.name, an, tensors[name], raw[name], arch.kwargs.get("scales"))
+        save_evidence(folder / f"{name}.npz", ev)
+    trained = sorted(p.name for p in set(store.trained()) - before)
+    verdicts = pl.DataFrame(
+        [{"model": m, **{k: str(v) for k, v in an.verdict.to_dict().items()}} for m, an in results.items()]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "windows": windows,
+            "analysed": True,
+            "controls_trained": len(trained),
+            "controls_reused": len(store.trained()) - len(trained),
+            "verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts)),
+            "folder": dg.MetadataValue.path(str(folder)),
+        }
+    )
+
 
 ATTENTION_METRICS_DDL = (
     "CREATE TABLE IF NOT EXISTS attention_metrics (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
@@ -33,24 +153,49 @@ ATTENTION_METRICS_DDL = (
     description="Attention weights of every test window per model (files under attention/), summary in DuckDB.",
 )
 def attention_tensors(
-    context: dg.AssetExecutionContext, config: HistoryConfig, warehouse: WarehouseResource, **models
+    context: dg.AssetExecutionContext, config: AttentionConfig, warehouse: WarehouseResource, **models
 ) -> dict:
     symbol = partition_symbol(context)
-    _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     folder = warehouse.paths().root / "attention" / symbol
     files, rows = {}, []
-    for name, (ckpt, data) in loaded.items():
-        p = predictions(ckpt, data)
-        path = save_attention(
-            folder / f"{name}-{ckpt.sha256[:12]}.npz",
-            data.test.end_ts,
-            p.attention,
-            p.attention_maps,
-            p.member_attention,
-            p.outputs.get("scale_attention"),
-        )
-        files[name] = str(path)
-        rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
+    pooled = period_evidence(warehouse, symbol, config.periods)
+    if pooled:  # the forecast periods' models on their own months, concatenated
+        for name, paths in pooled.items():
+            parts = [load_evidence(p) for p in paths]
+            end_ts = np.concatenate([e.end_ts for e in parts])
+
+            def cat(key: str, parts=parts) -> np.ndarray | None:
+                arrays = [e.tensors.get(key) for e in parts]
+                return None if any(a is None for a in arrays) else np.concatenate(arrays)  # type: ignore[arg-type]
+
+            attention = cat("attention")
+            assert attention is not None
+            first, last = parts[0].reading.period, parts[-1].reading.period
+            path = save_attention(
+                folder / f"{name}-periods-{first}-{last}.npz",
+                end_ts,
+                attention,
+                cat("attention_maps"),
+                cat("member_attention"),
+                cat("scale_attention"),
+            )
+            files[name] = str(path)
+            rows.append(summary_row(symbol, name, path, end_ts, attention))
+        context.log.info(f"attention of the forecast periods' models: {len(next(iter(pooled.values())))} period(s)")
+    else:
+        _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
+        for name, (ckpt, data) in loaded.items():
+            p = predictions(ckpt, data)
+            path = save_attention(
+                folder / f"{name}-{ckpt.sha256[:12]}.npz",
+                data.test.end_ts,
+                p.attention,
+                p.attention_maps,
+                p.member_attention,
+                p.outputs.get("scale_attention"),
+            )
+            files[name] = str(path)
+            rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
     prune_versions(folder, ".npz", warehouse.keep_versions, protect=files.values())
     frame = pl.DataFrame(rows)
     with warehouse.connect() as con:
@@ -67,6 +212,7 @@ def attention_tensors(
 @dg.asset(
     partitions_def=symbols_partitions,
     ins={"attention_tensors": dg.AssetIn(), **MODEL_INS},
+    deps=[dg.AssetDep("period_attention", partition_mapping=EVERY_PERIOD_OF_SYMBOL)],
     pool="gpu",
     group_name="analysis",
     kinds={"pytorch"},
@@ -78,16 +224,23 @@ def attention_tensors(
 )
 def attention_analysis(
     context: dg.AssetExecutionContext,
-    config: HistoryConfig,
+    config: AttentionConfig,
     warehouse: WarehouseResource,
     attention_tensors: dict,
     **models,
 ) -> dict:
-    """dict of model name -> `AttentionAnalysis`; the JSON beside the report holds `to_dict()` of each."""
+    """dict of model name -> `AttentionAnalysis`; the JSON beside the report holds `to_dict()` of each. With
+    forecast periods analysed, each model's periods pooled (their readings in `periods`); else the model assets
+    on their own split."""
     symbol = partition_symbol(context)
-    _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
-    tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
-    results = analyse_all(loaded, tensors, log=context.log.info)
+    pooled = period_evidence(warehouse, symbol, config.periods)
+    if pooled:
+        evidence = {name: [load_evidence(p) for p in paths] for name, paths in pooled.items()}
+        results = pool_all(evidence, context.log.info)
+    else:
+        _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
+        tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
+        results = analyse_all(loaded, tensors, log=context.log.info)
     rows = [
         {"symbol": symbol, "model": name, "metric": metric, "median": q.median, "p25": q.p25, "p75": q.p75}
         for name, an in results.items()

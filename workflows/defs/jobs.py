@@ -1,7 +1,7 @@
 import dagster as dg
 
 from workflows.defs.assets_analysis import evaluation, report
-from workflows.defs.assets_attention import attention_analysis, attention_tensors
+from workflows.defs.assets_attention import attention_analysis, attention_tensors, period_attention
 from workflows.defs.assets_data import candles, features
 from workflows.defs.assets_models import model_assets
 from workflows.defs.assets_periods import forecasts, period_model_assets
@@ -61,14 +61,16 @@ pipeline_job = dg.define_asset_job(
 )
 
 
-# One symbol x month: its period models (trained once, warm-started; reused when current) and its forecasts
-# (only the hours not yet stored). A backfill of these partitions, oldest first, is the walk-forward.
+# One symbol x month: its period models (trained once, warm-started; reused when current), its forecasts
+# (only the hours not yet stored) and its attention analysis (controls trained once per month, then reused).
+# A backfill of these partitions, oldest first, is the walk-forward.
 forecast_period_job = dg.define_asset_job(
     "forecast_period",
-    selection=dg.AssetSelection.assets(*period_model_assets, forecasts),
+    selection=dg.AssetSelection.assets(*period_model_assets, forecasts, period_attention),
     partitions_def=symbol_periods,
     executor_def=dg.in_process_executor,
-    description="The period models and forecasts of one symbol and month: the forecast log's unit of work.",
+    description="The period models, forecasts and attention analysis of one symbol and month: the forecast log's "
+    "unit of work.",
 )
 
 

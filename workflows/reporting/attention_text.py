@@ -370,6 +370,61 @@ def attention_sections(analyses: dict[str, AttentionAnalysis], source: str = "")
     for m, an in analyses.items():
         lines += [f"- {s}" for s in checks_sentences(m, an)]
     lines += ["", "## Across training seeds", ""] + [f"- {seed_sentence(m, an)}" for m, an in analyses.items()]
+    spread = period_spread_lines(analyses)
+    if spread:
+        lines += ["", "## Across forecast periods", "", *spread]
+    return lines
+
+
+def _flag(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "no")
+
+
+def period_spread_sentence(name: str, an: AttentionAnalysis) -> str:
+    """One model's per-period readings in a sentence: how many periods agree with the pooled verdict."""
+    ps = an.periods
+    n = len(ps)
+    lifts = [p.peak_lift for p in ps]
+    hours = sorted({p.peak_hour for p in ps})
+    conc = sum(p.concentrated for p in ps)
+    relied = [p.relied_upon for p in ps if p.relied_upon is not None]
+    faithful = [p.faithful for p in ps if p.faithful is not None]
+    more = " ..." if len(hours) > 8 else ""
+    parts = [
+        f"{name} across {n} period(s): peak lift {min(lifts):.2f}x to {max(lifts):.2f}x (median "
+        f"{sorted(lifts)[n // 2]:.2f}x), peak hours {', '.join(map(str, hours[:8]))}{more} "
+        f"h ago; concentrated above its controls in {conc} of {n} (pooled: {_flag(an.verdict.concentrated)})"
+    ]
+    if relied:
+        parts.append(f"relied upon in {sum(relied)} of {len(relied)} (pooled: {_flag(an.verdict.relied_upon)})")
+    if faithful:
+        parts.append(f"faithful in {sum(faithful)} of {len(faithful)} (pooled: {_flag(an.verdict.faithful)})")
+    return "; ".join(parts) + "."
+
+
+def period_spread_lines(analyses: dict[str, AttentionAnalysis]) -> list[str]:
+    """The per-period spread of every pooled analysis: a sentence per model and one table of every reading."""
+    pooled = {m: an for m, an in analyses.items() if an.periods}
+    if not pooled:
+        return []
+    lines = [
+        "Each model's verdicts above pool its forecast periods' windows; each period's own reading (its model on "
+        "its month's hours, against controls trained for that month) shows how much they move from month to "
+        "month.",
+        "",
+    ]
+    lines += [f"- {period_spread_sentence(m, an)}" for m, an in pooled.items()]
+    lines += [
+        "",
+        "| model | period | hours | peak hour | peak lift [95% CI] | concentrated | relied upon | faithful |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | --- |",
+    ]
+    for m, an in pooled.items():
+        for p in an.periods:
+            lines.append(
+                f"| {m} | {p.period} | {p.windows:,} | {p.peak_hour} | {p.peak_lift:.2f}x {_ci(p.peak_lift_ci)} | "
+                f"{_flag(p.concentrated)} | {_flag(p.relied_upon)} | {_flag(p.faithful)} |"
+            )
     return lines
 
 

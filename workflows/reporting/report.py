@@ -308,6 +308,32 @@ def attention_source(models: dict[str, tuple[str | None, str]], test_end_ts) -> 
     )
 
 
+def period_attention_source(analyses: dict[str, AttentionAnalysis]) -> str:
+    """The models and hours a pooled attention analysis read: every period's models, each on its own month's
+    logged hours (the forecast log's); "" when the analyses are not pooled over periods."""
+    readings = {m: an.periods for m, an in analyses.items() if an.periods}
+    if not readings or len(readings) != len(analyses):
+        return ""
+    first = next(iter(readings.values()))
+    hours = sum(p.windows for p in first)
+    periods = [p.period for p in first]
+    span = f"{periods[0]} to {periods[-1]}" if len(periods) > 1 else periods[0]
+    lines = [
+        f"**Models and hours read:** the forecast periods' models of {span} ({len(periods)} period(s)), each on "
+        f"its own period's logged hours: {hours:,} hours, {first[0].first_hour} to {first[-1].last_hour} UTC, the "
+        "same models and the same hours whose forecasts the forecast log holds and the evaluation above pools. "
+        "Their controls (untrained, shuffled targets) were trained once per period and architecture. Checkpoints "
+        "read, per period:",
+        "",
+        "| period | hours | " + " | ".join(readings) + " |",
+        "| --- | ---: |" + " --- |" * len(readings),
+    ]
+    for i, p in enumerate(first):
+        files = " | ".join(f"`{rs[i].checkpoint}`" if i < len(rs) else "" for rs in readings.values())
+        lines.append(f"| {p.period} | {p.windows:,} ({p.first_hour} to {p.last_hour}) | {files} |")
+    return "\n".join(lines)
+
+
 def summary_sentences(ev: Evaluation, analyses: dict[str, AttentionAnalysis]) -> list[str]:
     """The report's summary under its bottom line, one sentence a finding (the CLI prints these too)."""
     out = [forecast_sentence(m, ev) for m in order(ev.returns) if m in MODELS]

@@ -125,13 +125,13 @@ def checkpoint(model: torch.nn.Module, arch, data) -> Checkpoint:
 
 def test_analyse_all_shares_controls_and_seed_spread_and_writes_json(monkeypatch):
     trained = []
-    real = sanity.shuffled_target_outputs
+    real = sanity.train
 
     def counting(*args, **kwargs):
         trained.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sanity, "shuffled_target_outputs", counting)
+    monkeypatch.setattr(sanity, "train", counting)
     data = tiny_data(n_test=100)
     arch = ArchConfig("query_attention_lstm", 3, {"hidden": 16, "d_attn": 8, "scales": [6, 24, 48]})
     torch.manual_seed(0)
