@@ -12,7 +12,7 @@ from workflows.ml.period_models import registered, registered_config
 from workflows.ml.periods import PeriodConfig
 from workflows.ml.profiles import model_kinds
 
-ANALYSIS_CODE_VERSION = "2"
+ANALYSIS_CODE_VERSION = "3"
 MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in model_kinds()}
 
 

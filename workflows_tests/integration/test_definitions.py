@@ -30,6 +30,7 @@ def test_asset_keys_and_checks():
         "production_model",
         "latest_forecast",
         "forecasts",
+        "period_attention",
         *(f"{k}_period_model" for k in (*model_kinds(), *control_kinds())),
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
@@ -83,8 +84,15 @@ def test_dg_loads_the_defs_folder(tmp_path):
     listed = run("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout)
-    # 23 assets (6 models, 8 period models, forecasts); 7 in-process jobs and 4 Celery twins; 3 schedules
-    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (23, 11, 3, 2)
+    # 10 assets besides the models (candles .. latest_forecast, forecasts, period_attention), the model assets, the
+    # period models (every kind and control); 7 in-process jobs and 4 Celery twins; 3 schedules
+    assets = 10 + len(model_kinds()) + len(model_kinds()) + len(control_kinds())
+    assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (
+        assets,
+        11,
+        3,
+        2,
+    )
     assert sorted(r["name"] for r in found["resources"]) == ["io_manager", "warehouse"]
 
 

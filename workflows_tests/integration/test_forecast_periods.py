@@ -20,6 +20,7 @@ from workflows.defs.partitions import period_key
 from workflows.evaluation import forecast_log as fl
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, training_bounds
+from workflows.ml.profiles import model_kinds
 from workflows.ml.windows import WindowSpec
 
 UTC = timezone.utc
@@ -58,6 +59,8 @@ def _period(data_dir, instance, period: str):
         for k in PERIOD_KINDS
     )
     forecasts = {k: v.value for k, v in result.asset_materializations_for_node("forecasts")[-1].metadata.items()}
+    attention = result.asset_materializations_for_node("period_attention")[-1].metadata
+    forecasts["attention"] = {k: v.value for k, v in attention.items() if k != "verdicts"}
     return result, trained, forecasts
 
 
@@ -77,11 +80,20 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     assert trained == len(PERIOD_KINDS)  # 6 model kinds and 2 twins, each trained once
     assert added["hours_added"] == 19 * 24 - 24  # the origins whose 24 target hours have arrived
     dec_rows = _rows(data_dir, "2025-12-01")
+    # the month's attention, read from its own models on its logged hours; one control per architecture
+    first = added["attention"]
+    assert first["analysed"] and first["windows"] == 19 * 24 - 24 and first["controls_trained"] >= 4
+    evidence = data_dir / "attention" / "BTCUSDT" / "periods" / "2025-12-01"
+    assert sorted(p.stem for p in evidence.glob("*.npz")) == sorted(model_kinds())
 
     # one more day of candles inside December: nothing trains, that day's forecasts are added
     _land(data_dir, instance, datetime(2025, 12, 21, tzinfo=UTC))
     _, trained, added = _period(data_dir, instance, "2025-12-01")
     assert trained == 0 and added["hours_added"] == 24 and added["rows_replaced"] == 0 and not added["recomputed"]
+    # the attention of the grown month is read again; its controls are not retrained
+    again = added["attention"]
+    assert again["windows"] == 19 * 24 and again["controls_trained"] == 0
+    assert again["controls_reused"] == first["controls_trained"]
     after = _rows(data_dir, "2025-12-01")
     assert after.height > dec_rows.height
     assert after.filter(pl.col("origin_ts") <= dec_rows["origin_ts"].max()).equals(dec_rows)  # untouched
@@ -92,6 +104,7 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     assert trained == 0
     jan, trained, added = _period(data_dir, instance, "2026-01-01")
     assert trained == len(PERIOD_KINDS) and added["hours_added"] == 0  # no January hour has its targets yet
+    assert not added["attention"]["analysed"]  # nothing to read attention on yet
     assert _period(data_dir, instance, "2026-01-01")[1] == 0
     meta = jan.asset_materializations_for_node("multitask_period_model")[-1].metadata
     assert meta["warm_started_from"].value != "scratch"
