@@ -13,12 +13,12 @@ every hour on the served model's newest out-of-sample hours (`SERVING_HOURS` at 
 so the served interval keeps adapting after promotion.
 
 Why online rather than one split (calibrate on one half, test on the other): the tests
-treat the quantile as known, and a quantile estimated from a half as long as the tested
-half doubles the variance of the coverage, so the split refused well-calibrated
+treat the quantile as known, and a quantile estimated on as many hours as it is tested on
+doubles the variance of the coverage, so the split refused well-calibrated
 intervals about a third of the time (measured: a model with the exact volatility, 400
 simulated series of 200 or 2000 hours, 32% and 38% refused). Online, each interval uses
-every earlier hour and the level corrects itself: 10% and 11% refused (300 series), about
-what four tests at 5% give.
+every earlier hour and the level corrects itself: 5% and 8% refused (300 series; four
+tests at 5% each).
 
 Direction probabilities. The Brier score of the served DOWN / STABLE / UP probabilities
 against the base-rate forecast (the class frequencies of the same hours, the best
