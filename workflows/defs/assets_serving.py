@@ -22,8 +22,10 @@ from workflows.serving.promotion import (
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
-SERVING_CODE_VERSION = "1"
-GATE_CODE_VERSION = "2"  # 2: the gate asks for evidence on out-of-sample hours
+SERVING_CODE_VERSION = "2"  # 2: conformal intervals from the promoting decision
+GATE_CODE_VERSION = (
+    "3"  # 2: evidence on out-of-sample hours; 3: fresh hours, beat zero first, resolvable margin, calibration
+)
 FORECASTS_DDL = (
     "CREATE TABLE IF NOT EXISTS forecasts (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, model VARCHAR, "
     "return_pct DOUBLE, lo80_pct DOUBLE, hi80_pct DOUBLE, p_down DOUBLE, p_stable DOUBLE, p_up DOUBLE)"
@@ -33,13 +35,14 @@ FORECASTS_DDL = (
 class PromotionGateConfig(dg.Config):
     margin: float = Field(
         default=GateConfig.margin,
-        description="Non-inferiority margin as a fraction of the "
-        "comparator's MSE: promoted if the one-sided upper bound of the MSE difference is below it",
+        description="Ceiling of the non-inferiority margin against the incumbent, as a fraction of its MSE; the "
+        "margin applied is the smaller of this and the MSE difference the hours resolve (alpha, power 0.8)",
     )
     alpha: float = Field(default=GateConfig.alpha, description="Level of each one-sided test (DM, non-inferiority)")
     min_hours: int = Field(
         default=GateConfig.min_hours,
-        description="Fewest test hours out of sample for both models before the gate decides anything",
+        description="Fewest fresh test hours (out of sample for both models, after the last decision's hours) "
+        "before the gate decides anything",
     )
 
 
@@ -50,7 +53,7 @@ def _fmt(value: float | None, pct: bool = False) -> str:
 
 
 def gate_metadata(decision: GateDecision) -> dict:
-    """What the UI shows for one gate decision: the verdict, its evidence and the hours it rests on."""
+    """What the UI shows for one gate decision: the verdict, every figure it decided on and the hours it rests on."""
     d = decision
     tests = pl.DataFrame(
         [
@@ -65,10 +68,30 @@ def gate_metadata(decision: GateDecision) -> dict:
                 "comparison": "candidate vs zero return",
                 "comparator_mse": _fmt(d.mse_zero),
                 "p_superior": _fmt(d.p_better_than_zero),
-                "p_noninferior": _fmt(d.p_noninferior_to_zero),
+                "p_noninferior": "n/a",
                 "upper_bound_excess_mse": _fmt(d.upper_excess_vs_zero, pct=True),
             },
         ]
+    )
+    calibration = pl.DataFrame(
+        [
+            {
+                "interval": f"{pct}%",
+                "coverage_before": _fmt(getattr(d, f"raw_coverage_{pct}"), pct=True).lstrip("+"),
+                "coverage_after": _fmt(getattr(d, f"coverage_{pct}"), pct=True).lstrip("+"),
+                "kupiec_p": _fmt(getattr(d, f"kupiec_p_{pct}")),
+                "christoffersen_p": _fmt(getattr(d, f"christoffersen_p_{pct}")),
+                "conformal_q_served": _fmt(getattr(d, f"conformal_q{pct}")),
+                "at_level": _fmt(getattr(d, f"conformal_level_{pct}"), pct=True).lstrip("+"),
+            }
+            for pct in (80, 95)
+        ]
+    )
+    margin = (
+        f"non-inferiority margin {d.margin_used:.2%} of the incumbent's MSE (the {d.margin:.1%} ceiling, capped at "
+        f"the {d.resolvable_excess:.2%} these hours resolve at power 0.8)"
+        if d.margin_used is not None and d.resolvable_excess is not None
+        else "no margin: with nothing (or a legacy checkpoint) serving, the candidate must beat the zero forecast"
     )
     meta = {
         "promoted": d.promoted,
@@ -81,6 +104,8 @@ def gate_metadata(decision: GateDecision) -> dict:
         "hours_in_sample_candidate": d.hours_in_sample_candidate,
         "hours_in_sample_incumbent": d.hours_in_sample_current,
         "hours_without_window": d.hours_without_window,
+        "hours_already_decided": d.hours_already_decided,
+        "decided_through": d.decided_through,
         "first_hour": d.first_hour,
         "last_hour": d.last_hour,
         "candidate_last_target": d.candidate_last_target,
@@ -88,18 +113,50 @@ def gate_metadata(decision: GateDecision) -> dict:
         "incumbent_window_known": d.current_window_known,
         "alpha": d.alpha,
         "margin": d.margin,
+        "margin_used": d.margin_used,
+        "resolvable_excess": d.resolvable_excess,
         "mse_candidate": d.mse_candidate,
         "mse_incumbent": d.mse_current,
         "mse_zero": d.mse_zero,
+        "skill_vs_zero": d.skill_vs_zero,
         "p_better_than_incumbent": d.p_better_than_current,
         "p_noninferior_to_incumbent": d.p_noninferior_to_current,
         "p_better_than_zero": d.p_better_than_zero,
         "p_zero_better": d.p_zero_better,
-        "p_noninferior_to_zero": d.p_noninferior_to_zero,
+        "calibration_hours": d.calibration_hours,
+        "coverage_hours": d.coverage_hours,
+        "coverage_80": d.coverage_80,
+        "kupiec_p_80": d.kupiec_p_80,
+        "christoffersen_p_80": d.christoffersen_p_80,
+        "conformal_q80": d.conformal_q80,
+        "coverage_95": d.coverage_95,
+        "kupiec_p_95": d.kupiec_p_95,
+        "christoffersen_p_95": d.christoffersen_p_95,
+        "conformal_q95": d.conformal_q95,
+        "brier": d.brier,
+        "brier_base_rate": d.brier_base_rate,
+        "brier_skill": d.brier_skill,
+        "p_base_rate_better": d.p_base_rate_better,
         "tests": dg.MetadataValue.md(
-            f"One-sided tests at alpha = {d.alpha} on {d.hours} hours; margin {d.margin:.1%} of the comparator's "
-            f"MSE; upper bound: one-sided {1 - d.alpha:.0%} bound of (MSE_candidate - MSE_comparator) / "
-            f"MSE_comparator.\n\n" + frame_to_markdown(tests)
+            f"One-sided tests at alpha = {d.alpha} on {d.hours} fresh hours; {margin}; upper bound: one-sided "
+            f"{1 - d.alpha:.0%} bound of (MSE_candidate - MSE_comparator) / MSE_comparator.\n\n"
+            + frame_to_markdown(tests)
+            + (
+                f"\n\nServed intervals, adaptive conformal scaled by the predictive sd (quantiles in sds): the first "
+                f"{d.calibration_hours} hours only calibrate, coverage tested on the last {d.coverage_hours}; before: "
+                f"the Gaussian interval on the same hours.\n\n" + frame_to_markdown(calibration)
+                if d.coverage_hours is not None
+                else ""
+            )
+            + (
+                f"\n\nDirection probabilities: Brier {d.brier:.4f} vs base rate {d.brier_base_rate:.4f} "
+                f"(skill {d.brier_skill:+.2%}, p(base rate better) = {d.p_base_rate_better:.3g})."
+                if d.brier is not None
+                and d.brier_base_rate is not None
+                and d.brier_skill is not None
+                and d.p_base_rate_better is not None
+                else ""
+            )
         ),
     }
     return {k: v for k, v in meta.items() if v is not None}
@@ -119,9 +176,11 @@ def gate_metadata(decision: GateDecision) -> dict:
             "promotion_gate",
             asset="production_model",
             blocking=True,
-            description="The candidate replaces production only on evidence from test hours out of sample for both "
-            "models: significantly better than the incumbent or non-inferior within the margin, and not "
-            "significantly worse than the zero-return forecast (non-inferior to it when nothing serves).",
+            description="The candidate replaces production only on evidence from fresh test hours (out of sample "
+            "for both models, after the last decision's hours): significantly better than the zero-return forecast "
+            "when nothing serves; else significantly better than the incumbent or non-inferior within the margin "
+            "the hours resolve, and not significantly worse than zero; and its served 80%/95% intervals (Kupiec, "
+            "Christoffersen) and direction probabilities (Brier vs base rate) calibrated on the same hours.",
         )
     ],
     description=f"Pointer to the {SERVED_KIND} checkpoint that serves forecasts, moved only through the gate.",
@@ -141,7 +200,7 @@ def production_model(
         folder,
         candidate["path"],
         candidate["sha256"],
-        lambda current: gate(ckpt, current, table, data.test.end_ts, rule),
+        lambda current, decided_through: gate(ckpt, current, table, data.test.end_ts, rule, decided_through),
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
@@ -168,13 +227,15 @@ def production_model(
     owners=OWNERS,
     code_version=SERVING_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
-    description="Next-hour return, direction probabilities and an interval from the production model.",
+    description="Next-hour return, direction probabilities and conformal 80%/95% intervals from the production "
+    "model (adaptive conformal on its newest out-of-sample hours).",
 )
 def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
-    current = load_current(warehouse.paths().checkpoints / symbol)
+    folder = warehouse.paths().checkpoints / symbol
+    current = load_current(folder)
     forecast = forecast_next_hour(current, table)
     probs = forecast.get("direction_probabilities") or {}
     lo, hi = forecast.get("interval_80_pct") or [None, None]

@@ -4,6 +4,7 @@ Candles are landed hour range by hour range (the synthetic generator's candles, 
 `forecast_period` job runs one (symbol, month) partition at a time, as a backfill does."""
 
 from datetime import datetime, timezone
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -58,7 +59,9 @@ def _period(data_dir, instance, period: str):
         result.asset_materializations_for_node(f"{k}_period_model")[-1].metadata["trained"].value is True
         for k in PERIOD_KINDS
     )
-    forecasts = {k: v.value for k, v in result.asset_materializations_for_node("forecasts")[-1].metadata.items()}
+    forecasts: dict[str, Any] = {
+        k: v.value for k, v in result.asset_materializations_for_node("forecasts")[-1].metadata.items()
+    }
     attention = result.asset_materializations_for_node("period_attention")[-1].metadata
     forecasts["attention"] = {k: v.value for k, v in attention.items() if k != "verdicts"}
     return result, trained, forecasts

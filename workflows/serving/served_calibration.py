@@ -1,0 +1,155 @@
+"""Calibration of what the gate serves besides the point forecast, judged on the gate's hours.
+
+Intervals. The served 80% and 95% intervals are adaptive conformal intervals scaled by
+the model's own predictive standard deviation (`evaluation.conformal`, Gibbs & Candes
+2021): forecast +- q x sd, q the conformal quantile of the earlier hours' scores
+|y - forecast| / sd at a level nudged after every hour towards nominal coverage. The
+gate runs exactly that procedure over its hours in time order: the first
+`CALIBRATION_SHARE` only calibrate, and on the rest the coverage is tested with Kupiec's
+unconditional and Christoffersen's independence tests (`stats.calibration`). The served
+interval is the procedure's next step (`next_quantiles`): the quantile of the last
+`WINDOW` scores at the level reached after the last hour. `latest_forecast` reruns it
+every hour on the served model's newest out-of-sample hours (`SERVING_HOURS` at most),
+so the served interval keeps adapting after promotion.
+
+Why online rather than one split (calibrate on one half, test on the other): the tests
+treat the quantile as known, and a quantile estimated on as many hours as it is tested on
+doubles the variance of the coverage, so the split refused well-calibrated
+intervals about a third of the time (measured: a model with the exact volatility, 400
+simulated series of 200 or 2000 hours, 32% and 38% refused). Online, each interval uses
+every earlier hour and the level corrects itself: 5% and 8% refused (300 series; four
+tests at 5% each).
+
+Direction probabilities. The Brier score of the served DOWN / STABLE / UP probabilities
+against the base-rate forecast (the class frequencies of the same hours, the best
+constant forecast in hindsight), with a one-sided paired test of the per-hour Brier
+differences (Diebold-Mariano, HLN, horizon 1): they fail when the base rate is
+significantly better.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workflows.evaluation.conformal import adaptive_conformal, conformal_quantile, scaled_scores
+from workflows.stats.calibration import brier_skill, coverage_test
+from workflows.stats.significance import dm_test
+
+LEVELS = (0.80, 0.95)
+CALIBRATION_SHARE = 0.3  # the first 30% of the gate's hours only calibrate; the coverage is tested on the rest
+GAMMA = 0.005  # adaptive conformal step of the miscoverage level
+WINDOW = 1000  # scores of at most this many earlier hours enter a quantile
+SERVING_HOURS = 2 * WINDOW  # the served interval is calibrated on at most this many newest hours
+MIN_SERVING_HOURS = 50  # fewer out-of-sample hours with outcomes than this: no interval is served
+Z = {0.80: 1.2816, 0.95: 1.9600}  # Gaussian quantiles of the raw (uncalibrated) intervals
+
+
+@dataclass(frozen=True)
+class IntervalCheck:
+    """One interval level on the gate's hours."""
+
+    level: float
+    calibration_hours: int
+    tested_hours: int
+    q_served: float  # the procedure's next quantile (in sds) after these hours
+    level_served: float  # the level it is taken at (1 - the adapted miscoverage level)
+    coverage: float  # of the adaptive conformal intervals on the tested hours
+    kupiec_p: float
+    christoffersen_p: float
+    raw_coverage: float  # of the Gaussian forecast +- z x sd on the same tested hours, before calibration
+
+    def failure(self, alpha: float) -> str | None:
+        """Why this interval fails calibration at level `alpha` (None: it passes)."""
+        pct = f"{self.level:.0%}"
+        where = f"on {self.tested_hours} hours: coverage {self.coverage:.1%}"
+        if self.kupiec_p < alpha:
+            return f"the served {pct} interval fails Kupiec's coverage test {where} (p = {self.kupiec_p:.3g} < {alpha})"
+        if self.christoffersen_p < alpha:
+            return (
+                f"the served {pct} interval fails Christoffersen's independence test {where}, misses cluster "
+                f"(p = {self.christoffersen_p:.3g} < {alpha})"
+            )
+        return None
+
+
+def _adaptive(y: np.ndarray, f: np.ndarray, s: np.ndarray, level: float):
+    """Adaptive conformal over hours in time order: the intervals after the calibration hours, their coverage
+    test, and the procedure's next step (quantile, level) for the hour after the last."""
+    cut = max(1, int(CALIBRATION_SHARE * len(y)))
+    if cut >= len(y) - 1:
+        raise ValueError(f"interval calibration needs at least 3 hours, got {len(y)}")
+    lo, hi = adaptive_conformal(y, f, s, level, start=cut, gamma=GAMMA, window=WINDOW)
+    tested = coverage_test(y[cut:], lo[cut:], hi[cut:], level)
+    # the level after the last update: alpha_T = alpha + gamma x sum(alpha - miss_t) (adaptive_conformal)
+    alpha_next = (1 - level) + GAMMA * (tested.n * (1 - level) - tested.misses)
+    scores = scaled_scores(y, f, s)[-WINDOW:]
+    q_next = 0.0 if alpha_next >= 1 else conformal_quantile(scores, 1 - max(alpha_next, 0.0))
+    return cut, tested, q_next, 1 - alpha_next
+
+
+def _arrays(y, forecast, sd):
+    y, f, s = (np.asarray(a, dtype=float) for a in (y, forecast, sd))
+    return y, f, np.maximum(s, 1e-12)
+
+
+def interval_checks(y: np.ndarray, forecast: np.ndarray, sd: np.ndarray) -> dict[float, IntervalCheck]:
+    """Adaptive conformal at 80% and 95% on hours in time order (module docstring), keyed by level."""
+    y, f, s = _arrays(y, forecast, sd)
+    out = {}
+    for level in LEVELS:
+        cut, tested, q_next, level_next = _adaptive(y, f, s, level)
+        t = slice(cut, None)
+        raw = coverage_test(y[t], f[t] - Z[level] * s[t], f[t] + Z[level] * s[t], level)
+        out[level] = IntervalCheck(
+            level=level,
+            calibration_hours=cut,
+            tested_hours=tested.n,
+            q_served=q_next,
+            level_served=level_next,
+            coverage=tested.observed,
+            kupiec_p=tested.kupiec_p,
+            christoffersen_p=tested.independence_p,
+            raw_coverage=raw.observed,
+        )
+    return out
+
+
+def next_quantiles(y: np.ndarray, forecast: np.ndarray, sd: np.ndarray) -> dict[float, tuple[float, float]]:
+    """The quantile (in sds) and the adapted level for the hour after the last, per level: what is served."""
+    y, f, s = _arrays(y, forecast, sd)
+    return {level: _adaptive(y, f, s, level)[2:] for level in LEVELS}
+
+
+@dataclass(frozen=True)
+class DirectionCheck:
+    hours: int
+    brier: float
+    base_rate_brier: float
+    skill: float  # 1 - brier / base_rate_brier
+    p_base_rate_better: float  # one-sided: the base-rate forecast has the lower Brier score
+
+    def failure(self, alpha: float) -> str | None:
+        if self.p_base_rate_better < alpha:
+            return (
+                f"the served direction probabilities are significantly worse than the base-rate forecast on "
+                f"{self.hours} hours: Brier {self.brier:.4f} vs {self.base_rate_brier:.4f} "
+                f"(p = {self.p_base_rate_better:.3g} < {alpha})"
+            )
+        return None
+
+
+def direction_check(probs: np.ndarray, outcome: np.ndarray) -> DirectionCheck:
+    """Brier score of `probs` (n, k) for class ids `outcome` against the same hours' base rate."""
+    p = np.atleast_2d(np.asarray(probs, dtype=float))
+    o = np.asarray(outcome, dtype=int)
+    skill = brier_skill(p, o)
+    onehot = np.eye(p.shape[1])[o]
+    per_hour = np.sum((p - onehot) ** 2, axis=1)
+    per_hour_base = np.sum((np.asarray(skill.base_rate)[None, :] - onehot) ** 2, axis=1)
+    return DirectionCheck(
+        hours=len(o),
+        brier=skill.brier,
+        base_rate_brier=skill.base_rate_brier,
+        skill=skill.skill,
+        p_base_rate_better=dm_test(per_hour_base - per_hour).p_better,
+    )
