@@ -107,7 +107,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             added = result.asset_materializations_for_node("forecasts")[-1].metadata["hours_added"].value
             assert isinstance(added, int)
-            return trained, added
+            attention = result.asset_materializations_for_node("period_attention")[-1].metadata
+            controls = attention["controls_trained"].value if "controls_trained" in attention else 0
+            assert isinstance(controls, int)
+            return trained + controls, added
+
+        def analysis() -> None:
+            """The daily retrain's rest: the model assets (the newest period's models: nothing trains), the
+            evaluation re-pooling the log, the pooled attention analysis, the report, the gate and the forecast."""
+            result = defs.resolve_job_def("retrain").execute_in_process(
+                instance=instance, partition_key=symbol, run_config=resources
+            )
+            assert result.success
 
         t0, c0 = time.perf_counter(), cpu_s()
         land(first)
@@ -120,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             t, h = period(key)
             trained, hours = trained + t, hours + h
             print(f"{key}: {t} trainings, {h} hours forecast ({time.perf_counter() - t0:.0f} s so far)")
+        analysis()
         full_wall, full_cpu = time.perf_counter() - t0, cpu_s() - c0
 
         t1, c1 = time.perf_counter(), cpu_s()
         land(last_day)
         day_trained, day_hours = period(periods[-1])
+        analysis()
         day_wall, day_cpu = time.perf_counter() - t1, cpu_s() - c1
     print(f"first run: {full_wall:.0f} s wall, {full_cpu:.0f} s CPU, {trained} trainings, {hours} hours")
     print(f"24 new hours: {day_wall:.1f} s wall, {day_cpu:.1f} s CPU, {day_trained} trainings, {day_hours} hours")
@@ -136,12 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         f"1-minute load average at the end {load:.1f} (a shared machine: wall times are inflated by the other "
         f"processes, CPU times much less). Data: {source}; {len(periods)} monthly periods ({periods[0][:7]} to "
         f"{periods[-1][:7]}), all six model kinds and both no-attention twins per period, profile `{args.profile}`, "
-        "the ridge controls and six volatility baselines per period.\n\n"
+        "the ridge controls and six volatility baselines per period, each period's attention analysis (its "
+        "shuffled-target controls trained once per period and architecture: counted as trainings), then the "
+        "`retrain` job (the model assets point at the newest period's models, the evaluation re-pools the log, the "
+        "attention analysis pools the periods, report, gate, forecast).\n\n"
         "| | wall | CPU (user + system) | trainings | hours forecast |\n"
         "| --- | ---: | ---: | ---: | ---: |\n"
-        f"| first run: features, then every period's models and forecasts | {full_wall:.0f} s | {full_cpu:.0f} s "
-        f"| {trained} | {hours:,} |\n"
-        f"| 24 new hours: features, the current period again | {day_wall:.1f} s | {day_cpu:.1f} s "
+        f"| first run: features, every period's models, forecasts and attention, then the `retrain` job "
+        f"| {full_wall:.0f} s | {full_cpu:.0f} s | {trained} | {hours:,} |\n"
+        f"| 24 new hours: features, the current period again, the `retrain` job | {day_wall:.1f} s | {day_cpu:.1f} s "
         f"| {day_trained} | {day_hours} |\n"
         f"| ratio (daily / first) | {day_wall / full_wall:.1%} | {day_cpu / full_cpu:.1%} | | |\n\n"
         "Before the forecast log, the daily retrain trained every model from scratch and the evaluation retrained "
