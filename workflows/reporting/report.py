@@ -46,7 +46,7 @@ from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
 from workflows.reporting.fmt import _p, _pct
-from workflows.stats.calibration import CoverageTest
+from workflows.stats.calibration import CoverageTest, ReliabilityBin
 
 VOLATILITY_FIGURE = "volatility_attention.png"
 
@@ -250,20 +250,26 @@ def probability_table(ev: Evaluation) -> list[str]:
 
 
 RELIABILITY_MIN_COUNT = 50  # bins with fewer hours are too noisy to name
+RELIABILITY_Z = 3.0  # a bin's observed frequency this many binomial standard errors off its forecast: not calibrated
 
 
-def reliability_gap(pc: ProbabilityCalibration) -> tuple[str, float, float, float, int] | None:
-    """The bin (class, lower, upper edge, forecast minus observed, hours) of at least RELIABILITY_MIN_COUNT hours
-    whose observed frequency lies farthest from its mean forecast; None when no bin has that many."""
-    bins = [(cls, b) for cls, table in pc.reliability.items() for b in table if b.count >= RELIABILITY_MIN_COUNT]
-    if not bins:
-        return None
-    cls, b = max(bins, key=lambda x: abs(x[1].mean_forecast - x[1].observed_frequency))
-    return cls, b.lower, b.upper, b.mean_forecast - b.observed_frequency, b.count
+def reliability_gap(pc: ProbabilityCalibration) -> tuple[str, ReliabilityBin, float] | None:
+    """The bin of at least RELIABILITY_MIN_COUNT hours whose observed frequency lies the most binomial standard
+    errors from its mean forecast: (class, bin, z); None when no bin has that many hours."""
+    worst = None
+    for cls, table in pc.reliability.items():
+        for b in table:
+            if b.count < RELIABILITY_MIN_COUNT:
+                continue
+            f = min(max(b.mean_forecast, 1e-3), 1 - 1e-3)
+            z = (b.mean_forecast - b.observed_frequency) / np.sqrt(f * (1 - f) / b.count)
+            if worst is None or abs(z) > abs(worst[2]):
+                worst = (cls, b, float(z))
+    return worst
 
 
 def probability_sentence(name: str, pc: ProbabilityCalibration) -> str:
-    """The Brier verdict of one model's direction probabilities, and its worst-calibrated bin."""
+    """The Brier verdict of one model's direction probabilities, and their worst bin of the reliability table."""
     lead = (
         f"The DOWN / STABLE / UP probabilities of {name} score a Brier of {pc.brier:.4f} against "
         f"{pc.base_rate_brier:.4f} for the base rate (from the {pc.base_rate_source}) on {pc.n:,} hours, skill "
@@ -272,17 +278,28 @@ def probability_sentence(name: str, pc: ProbabilityCalibration) -> str:
     if pc.beats_base_rate:
         verdict = "better than the base rate"
     elif pc.skill <= 0:
-        verdict = "no better than the base rate: calibration fails"
+        verdict = "no better than the base rate"
     else:
         verdict = "no evidence that they beat the base rate"
     gap = reliability_gap(pc)
     tail = ""
     if gap is not None:
-        cls, lo, hi, diff, count = gap
-        tail = (
-            f" Largest reliability gap: {cls} forecasts of {100 * lo:.0f}-{100 * hi:.0f}% ({count:,} hours) "
-            f"{'over' if diff > 0 else 'under'}state the observed frequency by {100 * abs(diff):.1f} points."
+        cls, b, z = gap
+        diff = b.mean_forecast - b.observed_frequency
+        where = (
+            f"{cls} forecasts of {100 * b.lower:.0f}-{100 * b.upper:.0f}% ({b.count:,} hours, mean "
+            f"{100 * b.mean_forecast:.1f}%) came true {100 * b.observed_frequency:.1f}% of the time"
         )
+        if abs(z) > RELIABILITY_Z:
+            tail = (
+                f" Calibration fails: {where}, {100 * abs(diff):.1f} points {'below' if diff > 0 else 'above'} "
+                f"the forecast ({abs(z):.1f} binomial standard errors)."
+            )
+        else:
+            tail = (
+                f" Reliability: every bin of at least {RELIABILITY_MIN_COUNT} hours lies within "
+                f"{RELIABILITY_Z:.0f} binomial standard errors of its forecast (the farthest: {where})."
+            )
     return f"{lead}: {verdict}.{tail}"
 
 
