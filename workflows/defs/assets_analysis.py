@@ -20,6 +20,7 @@ from workflows.evaluation.run import single_split, split_metrics
 from workflows.evaluation.walk_forward import history_days
 from workflows.io import write_json_atomic, write_text_atomic
 from workflows.reporting import figures
+from workflows.reporting.calibration_figures import coverage_figure, reliability_figure
 from workflows.reporting.evidence_figures import fold_skill_figure
 from workflows.reporting.markdown import frame_to_markdown
 from workflows.reporting.preview import ui_markdown
@@ -143,6 +144,10 @@ def report(
     figs = {}
     fold_skill_figure(evaluation, order(evaluation.returns), out_dir / "forecast_skill.png")
     figs["skill against the zero-return forecast per fold and pooled, with 95% intervals"] = "forecast_skill.png"
+    if coverage_figure(evaluation, order(evaluation.returns), out_dir / "interval_coverage.png"):
+        figs["interval coverage, nominal against observed, before and after calibration"] = "interval_coverage.png"
+    if reliability_figure(evaluation, order(evaluation.probabilities), out_dir / "direction_reliability.png"):
+        figs["reliability of the direction probabilities"] = "direction_reliability.png"
     figs.update(_attention_figures(symbol, out_dir, attention_analysis, attention_tensors))
     ckpt_learning = loaded["attention_lstm"][0]
     figures.training_figure(

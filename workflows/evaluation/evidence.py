@@ -34,8 +34,16 @@ from scipy import stats
 
 from workflows.evaluation.conformal import adaptive_conformal
 from workflows.ml.profiles import twins, variance_forecasters, volatility_models
-from workflows.ml.windows import WindowData
-from workflows.stats.calibration import CoverageTest, coverage_test, interval_score
+from workflows.ml.windows import DIRECTION_NAMES, WindowData
+from workflows.stats.calibration import (
+    CoverageTest,
+    ReliabilityBin,
+    brier_losses,
+    coverage_test,
+    expanding_base_rate,
+    interval_score,
+    reliability_table,
+)
 from workflows.stats.losses import (
     MincerZarnowitz,
     mincer_zarnowitz,
@@ -78,16 +86,35 @@ MCS_SIZE = 0.10  # the set of best forecasters at 90%
 MCS_REPS = 1000
 
 
+OWN_SD = "model's own sd"  # the conformal scale when no volatility forecast is at hand
+VOLATILITY_SCALE = "volatility model's next-hour sd"
+
+
 @dataclass(frozen=True)
 class IntervalCalibration:
     """One interval level on the evaluated hours after the calibration slice: the model's own
-    Gaussian interval (before) against the adaptive conformal one scaled by its predictive sd (after)."""
+    Gaussian interval (before) against the adaptive conformal one (after), scaled by `scale`: the
+    volatility model's next-hour sd where it forecast these hours, else the model's own predictive sd."""
 
     calibration_hours: int
     before: CoverageTest
     after: CoverageTest
     interval_score_before: float
     interval_score_after: float
+    scale: str = OWN_SD
+
+    @property
+    def calibrated(self) -> bool:
+        """After calibration: coverage within COVERAGE_TOLERANCE of nominal and misses independent
+        (Christoffersen p >= ALPHA)."""
+        return within_tolerance(self.after) and self.after.independence_p >= ALPHA
+
+
+COVERAGE_TOLERANCE = 0.02  # the issue's aim: within 2 percentage points of nominal
+
+
+def within_tolerance(c: CoverageTest) -> bool:
+    return bool(abs(c.observed - c.nominal) <= COVERAGE_TOLERANCE + 1e-12)
 
 
 CALIBRATION_SHARE = 0.2  # first fifth of the evaluated hours (at least 200) only calibrates
@@ -95,22 +122,28 @@ CALIBRATION_MIN = 200
 
 
 def interval_calibration(
-    predicted: np.ndarray, actual: np.ndarray, predicted_var: np.ndarray
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    predicted_var: np.ndarray,
+    scale_var: np.ndarray | None = None,
 ) -> dict[int, IntervalCalibration]:
     """80% and 95% coverage before and after conformal calibration, keyed by percent level.
 
-    Hours must be in time order; each calibrated interval uses only earlier hours. Empty when
-    there are too few hours to leave any after the calibration slice.
+    Before: the Gaussian interval of `predicted_var`. After: adaptive conformal intervals scaled
+    by the sd of `scale_var` (the volatility model's next-hour variance) when given, else by the
+    model's own sd. Hours must be in time order; each calibrated interval uses only earlier hours.
+    Empty when there are too few hours to leave any after the calibration slice.
     """
     f, r = np.asarray(predicted, float), np.asarray(actual, float)
     sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
+    scale = sd if scale_var is None else np.sqrt(np.maximum(np.asarray(scale_var, float), 1e-18))
     start = max(CALIBRATION_MIN, int(CALIBRATION_SHARE * len(r)))
     if len(r) <= start + CALIBRATION_MIN:
         return {}
     out: dict[int, IntervalCalibration] = {}
     for pct, z in ((80, Z80), (95, Z95)):
         level = pct / 100
-        lo_c, hi_c = adaptive_conformal(r, f, sd, level, start=start)
+        lo_c, hi_c = adaptive_conformal(r, f, scale, level, start=start)
         lo_g, hi_g = f - z * sd, f + z * sd
         t = slice(start, None)
         out[pct] = IntervalCalibration(
@@ -119,6 +152,7 @@ def interval_calibration(
             after=coverage_test(r[t], lo_c[t], hi_c[t], level),
             interval_score_before=interval_score(r[t], lo_g[t], hi_g[t], 1 - level),
             interval_score_after=interval_score(r[t], lo_c[t], hi_c[t], 1 - level),
+            scale=OWN_SD if scale_var is None else VOLATILITY_SCALE,
         )
     return out
 
@@ -149,10 +183,15 @@ class ReturnMetrics:
 
 
 def return_metrics(
-    predicted: np.ndarray, actual: np.ndarray, train_mean: np.ndarray | float, predicted_var: np.ndarray | None = None
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    train_mean: np.ndarray | float,
+    predicted_var: np.ndarray | None = None,
+    scale_var: np.ndarray | None = None,
 ) -> ReturnMetrics:
     """Metrics for next-hour log-return forecasts (raw log-return units). `train_mean` may vary by
-    hour (each walk-forward fold has its own training mean)."""
+    hour (each walk-forward fold has its own training mean). `scale_var`: the conformal scale of the
+    calibrated intervals (`interval_calibration`)."""
     f, r = np.asarray(predicted, float), np.asarray(actual, float)
     mean_fc = np.broadcast_to(np.asarray(train_mean, float), r.shape)
     e = f - r
@@ -165,7 +204,7 @@ def return_metrics(
     cov80 = cov95 = None
     calibration: dict[int, IntervalCalibration] = {}
     if predicted_var is not None:
-        calibration = interval_calibration(f, r, predicted_var)
+        calibration = interval_calibration(f, r, predicted_var, scale_var)
         sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
         cov80, cov95 = float(np.mean(np.abs(e) <= Z80 * sd)), float(np.mean(np.abs(e) <= Z95 * sd))
     return ReturnMetrics(
@@ -188,6 +227,63 @@ def return_metrics(
         coverage_80=cov80,
         coverage_95=cov95,
         calibration=calibration,
+    )
+
+
+TRAINING_RATE = "training hours of each fold"
+EXPANDING_RATE = "earlier evaluated hours (expanding; no training rate stored)"
+RELIABILITY_BINS = 10
+
+
+@dataclass(frozen=True)
+class ProbabilityCalibration:
+    """DOWN / STABLE / UP probabilities on the evaluated hours against the base-rate forecast.
+
+    The base rate is each fold's training-hours class frequencies (`base_rate_source`); where none
+    is stored, the expanding frequency of the evaluated hours before each hour, never an hour's own.
+    `dm`: one-sided Diebold-Mariano test of the per-hour Brier score minus the base rate's
+    (long-memory-robust variance: whether an hour moves past the threshold follows volatility,
+    which remembers); `p_better` small = the model's probabilities are better.
+    """
+
+    n: int
+    brier: float
+    base_rate_brier: float
+    skill: float  # 1 - brier / base_rate_brier
+    dm: DMResult
+    base_rate_source: str
+    observed_rate: tuple[float, ...]  # class frequencies of the evaluated hours (descriptive)
+    mean_base_rate: tuple[float, ...]  # the base-rate forecast averaged over the hours
+    reliability: dict[str, list[ReliabilityBin]] = field(default_factory=dict)  # class name -> bins
+
+    @property
+    def beats_base_rate(self) -> bool:
+        return bool(self.skill > 0 and self.dm.p_better < ALPHA)
+
+
+def probability_calibration(
+    probs: np.ndarray, outcome: np.ndarray, base_rates: np.ndarray | None = None, bins: int = RELIABILITY_BINS
+) -> ProbabilityCalibration:
+    """The Brier score of `probs` (n, k) against the base-rate forecast `base_rates` (n, k; None: the
+    expanding past rate), the test of the difference and a reliability table per class."""
+    p = np.asarray(probs, dtype=float)
+    o = np.asarray(outcome, dtype=int)
+    k = p.shape[1]
+    source = TRAINING_RATE if base_rates is not None else EXPANDING_RATE
+    base = expanding_base_rate(o, k) if base_rates is None else np.asarray(base_rates, dtype=float)
+    own, ref = brier_losses(p, o), brier_losses(base, o)
+    bs, bs_ref = float(own.mean()), float(ref.mean())
+    names = DIRECTION_NAMES if k == len(DIRECTION_NAMES) else tuple(str(c) for c in range(k))
+    return ProbabilityCalibration(
+        n=int(o.size),
+        brier=bs,
+        base_rate_brier=bs_ref,
+        skill=skill(bs, bs_ref),
+        dm=dm_test(own - ref, long_memory=True),
+        base_rate_source=source,
+        observed_rate=tuple(float(x) for x in np.bincount(o, minlength=k) / o.size),
+        mean_base_rate=tuple(float(x) for x in base.mean(axis=0)),
+        reliability={names[c]: reliability_table(p[:, c], o == c, bins) for c in range(k)},
     )
 
 
@@ -247,6 +343,9 @@ class ForecastSet:
     variance of that return (where a model gives one); `vol_var[name]` a forecast
     of the mean variance over the next 24 hours (the volatility models and baselines),
     `next_var[name]` one of the next hour's variance (its squared return).
+    `probabilities[name]` (n, 3) are DOWN / STABLE / UP probabilities of a model with a
+    direction head; `direction` the class that happened (None where not known) and
+    `base_rates` (n, 3) the class frequencies of each hour's fold's training hours.
     """
 
     end_ts: np.ndarray
@@ -258,6 +357,9 @@ class ForecastSet:
     variances: dict[str, np.ndarray] = field(default_factory=dict)
     vol_var: dict[str, np.ndarray] = field(default_factory=dict)
     next_var: dict[str, np.ndarray] = field(default_factory=dict)
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    direction: np.ndarray | None = None
+    base_rates: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.actual)
@@ -279,9 +381,12 @@ class ForecastSet:
             cat(lambda p: p.train_mean),
             cat(lambda p: p.realised_var),
         )
-        for attr in ("returns", "variances", "vol_var", "next_var"):
+        for attr in ("returns", "variances", "vol_var", "next_var", "probabilities"):
             names = set.intersection(*(set(getattr(p, attr)) for p in parts))
             getattr(out, attr).update({n: cat(lambda p, n=n, a=attr: getattr(p, a)[n]) for n in sorted(names)})
+        for attr in ("direction", "base_rates"):  # known for the pool only when known in every part
+            if all(getattr(p, attr) is not None for p in parts):
+                setattr(out, attr, cat(lambda p, a=attr: getattr(p, a)))
         return out
 
 
@@ -353,6 +458,8 @@ class Evaluation:
     volatility_next: dict[str, VolatilityMetrics] = field(default_factory=dict)  # the next hour's variance
     # horizon -> Hansen's model confidence set over every volatility forecaster (QLIKE)
     confidence_sets: dict[int, ConfidenceSet] = field(default_factory=dict)
+    # model -> its DOWN / STABLE / UP probabilities against the base rate (models with a direction head)
+    probabilities: dict[str, ProbabilityCalibration] = field(default_factory=dict)
 
     @property
     def min_detectable_skill(self) -> float:
@@ -402,6 +509,8 @@ class Evaluation:
         for label, table in (("volatility", self.volatility), ("volatility_next", self.volatility_next)):
             for name, v in table.items():
                 out += [(name, f"{label}.{k}", x) for k, x in _numbers(asdict(v)).items() if k != "horizon"]
+        for name, pc in self.probabilities.items():
+            out += [(name, f"probabilities.{k}", v) for k, v in _numbers(asdict(pc)).items()]
         for h, cs in self.confidence_sets.items():
             out += [(name, f"mcs.h{h}.p", p) for name, p in cs.pvalues.items()]
             out += [(name, f"mcs.h{h}.included", float(name in cs.included)) for name in cs.pvalues]
@@ -575,12 +684,32 @@ def confidence_sets(fs: ForecastSet, reps: int = MCS_REPS) -> tuple[dict[int, Co
     return out, errors
 
 
+def direction_probabilities(fs: ForecastSet) -> tuple[dict[str, ProbabilityCalibration], dict[str, str]]:
+    """`probability_calibration` of every model with direction probabilities, with the error of any that
+    could not be scored (named). Empty when the observed classes are not known."""
+    out: dict[str, ProbabilityCalibration] = {}
+    errors: dict[str, str] = {}
+    if fs.direction is None:
+        if fs.probabilities:
+            errors["direction probabilities"] = "the observed classes are not stored for every period: not scored"
+        return out, errors
+    for name, p in fs.probabilities.items():
+        try:
+            out[name] = probability_calibration(p, fs.direction, fs.base_rates)
+        except ValueError as exc:
+            errors[f"direction probabilities of {name}"] = str(exc)
+    return out, errors
+
+
 def evaluate_forecasts(
     fs: ForecastSet, mode: str, note: str, fold_info: list[FoldSpan], config: dict, errors: dict[str, str] | None = None
 ) -> Evaluation:
+    scale = fs.next_var.get(VOLATILITY_MODEL)  # the conformal scale of every calibrated interval, where forecast
     returns = {
-        name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name)) for name, f in fs.returns.items()
+        name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name), scale)
+        for name, f in fs.returns.items()
     }
+    probabilities, prob_errors = direction_probabilities(fs)
     volatility = {name: volatility_metrics(v, fs.realised_var, VOL_HORIZON) for name, v in fs.vol_var.items()}
     volatility_next = {name: volatility_metrics(v, fs.realised_next, 1) for name, v in fs.next_var.items()}
     sets, set_errors = confidence_sets(fs)
@@ -595,7 +724,8 @@ def evaluate_forecasts(
         family=build_family(fs),
         folds=fold_rows(fs, fold_info),
         config=config,
-        errors=dict(errors or {}) | set_errors,
+        errors=dict(errors or {}) | set_errors | prob_errors,
         volatility_next=volatility_next,
         confidence_sets=sets,
+        probabilities=probabilities,
     )

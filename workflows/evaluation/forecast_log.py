@@ -11,7 +11,11 @@ forecaster, origin hour, quantity):
 * `origin_ts`: the last input hour t; `target_ts` = t + 1, the hour forecast;
 * `quantity`: `ret` (next-hour log return), `var` (its predictive variance),
   `vol_var` (mean variance of the next 24 hours), `next_var` (the next hour's
-  variance), in raw log-return units;
+  variance), in raw log-return units; `p_down`, `p_stable`, `p_up` (a direction
+  head's class probabilities). `observed` also holds `direction` (the class that
+  happened: 0 DOWN, 1 STABLE, 2 UP) and `base_down`, `base_stable`, `base_up` (the
+  training slice's class frequencies, the base-rate forecast); logs written before
+  these existed load without them;
 * `model_version` (the checkpoint's sha256; for a forecaster fitted inside the
   period's computation, `fitted:` + the training slice's version), `code_version`,
   `data_version` (the training slice's content hash), `written_at`.
@@ -45,10 +49,14 @@ from workflows.ml.training import predict
 from workflows.ml.windows import Split, WindowData, WindowSpec
 
 # Bump when a change to how forecasts are computed (baselines, ridge controls, scaling) should recompute the log.
-FORECAST_CODE_VERSION = "1"
+# "2": the direction probabilities, the observed class and the training base rates are stored.
+FORECAST_CODE_VERSION = "2"
 OBSERVED = "observed"
 ATTRIBUTES = {"returns": "ret", "variances": "var", "vol_var": "vol_var", "next_var": "next_var"}
 OBSERVED_ATTRIBUTES = {"actual": "actual", "train_mean": "train_mean", "realised_var": "realised_var"}
+PROBABILITY_QUANTITIES = ("p_down", "p_stable", "p_up")  # columns of ForecastSet.probabilities[name]
+BASE_RATE_QUANTITIES = ("base_down", "base_stable", "base_up")  # columns of ForecastSet.base_rates
+DIRECTION = "direction"
 
 FORECAST_LOG_DDL = (
     "CREATE TABLE IF NOT EXISTS forecast_log (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
@@ -195,9 +203,17 @@ def forecast_rows(
 
     for attr, quantity in OBSERVED_ATTRIBUTES.items():
         add(OBSERVED, quantity, getattr(fs, attr))
+    if fs.direction is not None:
+        add(OBSERVED, DIRECTION, fs.direction)
+    if fs.base_rates is not None:
+        for j, quantity in enumerate(BASE_RATE_QUANTITIES):
+            add(OBSERVED, quantity, fs.base_rates[:, j])
     for attr, quantity in ATTRIBUTES.items():
         for name, values in getattr(fs, attr).items():
             add(name, quantity, values)
+    for name, probs in fs.probabilities.items():
+        for j, quantity in enumerate(PROBABILITY_QUANTITIES):
+            add(name, quantity, probs[:, j])
     return pl.concat(parts).with_columns(
         pl.lit(symbol).alias("symbol"),
         pl.lit(period).alias("period"),
@@ -393,16 +409,33 @@ def forecast_set_from_rows(rows: pl.DataFrame) -> tuple[ForecastSet, list[str]]:
         observed = {attr: column(OBSERVED, q) for attr, q in OBSERVED_ATTRIBUTES.items()}
         if any(v is None for v in observed.values()):
             raise ValueError(f"period {period}: the forecast log lacks the observed values; recompute the period")
+
+        def stacked(name: str, quantities: tuple[str, ...], column=column) -> np.ndarray | None:
+            cols = [column(name, q) for q in quantities]
+            if any(c is None or np.isnan(c).any() for c in cols):
+                return None
+            return np.stack(cols, axis=1)  # type: ignore[arg-type]
+
+        direction = column(OBSERVED, DIRECTION)
         fs = ForecastSet(
             end_ts=origins,
             fold=np.full(len(origins), fold),
             actual=observed["actual"],  # type: ignore[arg-type]
             train_mean=observed["train_mean"],  # type: ignore[arg-type]
             realised_var=observed["realised_var"],  # type: ignore[arg-type]
+            direction=None if direction is None or np.isnan(direction).any() else direction.astype(np.int64),
+            base_rates=stacked(OBSERVED, BASE_RATE_QUANTITIES),
         )
         names = part.filter(pl.col("name") != OBSERVED).select("name", "quantity").unique().sort("name", "quantity")
         for name, quantity in names.iter_rows():
-            attr = next(a for a, q in ATTRIBUTES.items() if q == quantity)
+            if quantity in PROBABILITY_QUANTITIES:
+                probs = stacked(name, PROBABILITY_QUANTITIES) if name not in fs.probabilities else None
+                if probs is not None:
+                    fs.probabilities[name] = probs
+                continue
+            attr = next((a for a, q in ATTRIBUTES.items() if q == quantity), None)
+            if attr is None:
+                raise ValueError(f"period {period}: the forecast log holds an unknown quantity {quantity!r} of {name}")
             values = column(name, quantity)
             if values is not None and not np.isnan(values).any():
                 getattr(fs, attr)[name] = values

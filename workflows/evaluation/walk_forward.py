@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import polars as pl
 import torch
+from scipy.special import softmax
 from torch import nn
 
 from workflows.data.sources.candles import ts_bounds
@@ -41,7 +42,7 @@ from workflows.ml.models import ArchConfig
 from workflows.ml.profiles import Recipe, control_kinds, control_recipe, model_kinds, recipe_for
 from workflows.ml.progress import FoldProgress
 from workflows.ml.training import predict, train
-from workflows.ml.windows import WindowData, build_fold
+from workflows.ml.windows import DIRECTION_NAMES, WindowData, build_fold
 
 HOURS_PER_DAY = 24
 Progress = Callable[[str], None]
@@ -111,7 +112,7 @@ def _state(model: nn.Module) -> dict:
 
 def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A model's raw outputs on `data.test` in log-return units: ret, var (predictive), vol_var (24 h),
-    next_var (the next hour's variance)."""
+    next_var (the next hour's variance); prob (n, 3): DOWN / STABLE / UP probabilities of a direction head."""
     scale = data.scaler.target_scale
     out = {"ret": outputs["ret"] * scale}
     if "log_var" in outputs:
@@ -122,6 +123,8 @@ def model_forecasts(data: WindowData, outputs: dict[str, np.ndarray]) -> dict[st
         out["vol_var"] = (outputs["vol"] * scale) ** 2
     if "vol_next" in outputs:
         out["next_var"] = (outputs["vol_next"] * scale) ** 2
+    if "direction_logits" in outputs:
+        out["prob"] = softmax(np.asarray(outputs["direction_logits"], dtype=np.float64), axis=-1)
     return out
 
 
@@ -143,6 +146,12 @@ def recalibrated(
     return out, errors
 
 
+def base_rates(direction: np.ndarray, classes: int = len(DIRECTION_NAMES)) -> np.ndarray:
+    """Class frequencies of the training hours: the base-rate forecast of the direction probabilities."""
+    counts = np.bincount(np.asarray(direction, dtype=np.int64), minlength=classes).astype(np.float64)
+    return counts / counts.sum() if counts.sum() else np.full(classes, 1.0 / classes)
+
+
 def forecast_set(
     features: pl.DataFrame, data: WindowData, model_outputs: dict[str, dict[str, np.ndarray]], fold: int = 1
 ) -> tuple[ForecastSet, dict[str, str]]:
@@ -159,6 +168,8 @@ def forecast_set(
         actual=data.test.raw_ret,
         train_mean=np.full(n, float(np.mean(data.train.raw_ret))),
         realised_var=(data.test.vol.astype(np.float64) * scale) ** 2,
+        direction=np.asarray(data.test.direction, dtype=np.int64),
+        base_rates=np.tile(base_rates(data.train.direction), (n, 1)),
     )
     for name, out in model_outputs.items():
         if name != VOLATILITY_MODEL:  # the volatility model's return head is not trained
@@ -173,6 +184,8 @@ def forecast_set(
             fs.vol_var[RECALIBRATED] = out["vol_var_recalibrated"]
         if name == VOLATILITY_MODEL and "next_var_recalibrated" in out:
             fs.next_var[RECALIBRATED] = out["next_var_recalibrated"]
+        if "prob" in out:
+            fs.probabilities[name] = out["prob"]
     features_seen = list(data.spec.features)
     if "log_return" in features_seen:
         j = features_seen.index("log_return")

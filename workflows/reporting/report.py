@@ -29,19 +29,24 @@ from workflows.attention.analysis import AttentionAnalysis
 from workflows.evaluation.evidence import (
     ALPHA,
     ATTENTION_HELPS,
+    COVERAGE_TOLERANCE,
     DESCRIPTIVE,
     FAMILIES,
     RETURN_SKILL,
     VOLATILITY_MODEL,
     Comparison,
     Evaluation,
+    IntervalCalibration,
+    ProbabilityCalibration,
     ReturnMetrics,
+    within_tolerance,
 )
 from workflows.ml.profiles import control_kinds, return_models, twins
 from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
 from workflows.reporting.fmt import _p, _pct
+from workflows.stats.calibration import CoverageTest, ReliabilityBin
 
 VOLATILITY_FIGURE = "volatility_attention.png"
 
@@ -187,17 +192,115 @@ def calibration_table(ev: Evaluation) -> list[str]:
         return []
     lines = [
         "| forecaster | level | hours | coverage before | Kupiec p | Christoffersen p | coverage after | "
-        "Kupiec p | Christoffersen p | interval score before / after |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Kupiec p | Christoffersen p | interval score before / after | conformal scale |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, pct, c in rows:
         b, a = c.before, c.after
         lines.append(
             f"| {name} | {pct}% | {a.n} | {100 * b.observed:.1f}% | {_p(b.kupiec_p)} | {_p(b.independence_p)} | "
             f"{100 * a.observed:.1f}% | {_p(a.kupiec_p)} | {_p(a.independence_p)} | "
-            f"{100 * c.interval_score_before:.3f} / {100 * c.interval_score_after:.3f} |"
+            f"{100 * c.interval_score_before:.3f} / {100 * c.interval_score_after:.3f} | {c.scale} |"
         )
     return lines
+
+
+def _tests(c: CoverageTest) -> str:
+    return f"Kupiec p = {_p(c.kupiec_p)}, Christoffersen p = {_p(c.independence_p)}"
+
+
+def _coverage_verdict(c: CoverageTest) -> str:
+    """Why a coverage passes or fails: distance from nominal, and whether the misses cluster."""
+    gap = 100 * (c.observed - c.nominal)
+    problems = []
+    if not within_tolerance(c):
+        problems.append(f"{abs(gap):.1f} points {'above' if gap > 0 else 'below'} nominal")
+    if c.independence_p < ALPHA:
+        problems.append(f"misses cluster, Christoffersen p < {ALPHA}")
+    if problems:
+        return "calibration fails (" + "; ".join(problems) + ")"
+    note = f"; Kupiec still rejects exact nominal coverage, p < {ALPHA}" if c.kupiec_p < ALPHA else ""
+    return f"calibrated (within {100 * COVERAGE_TOLERANCE:.0f} points of nominal, misses not shown to cluster{note})"
+
+
+def calibration_sentence(name: str, pct: int, c: IntervalCalibration) -> str:
+    """One interval level of one model, before and after calibration, with its verdict."""
+    return (
+        f"The {pct}% intervals of {name} covered {100 * c.before.observed:.1f}% of {c.after.n:,} hours before "
+        f"calibration ({_tests(c.before)}) and {100 * c.after.observed:.1f}% after, scaled by the {c.scale} "
+        f"({_tests(c.after)}): {_coverage_verdict(c.after)}."
+    )
+
+
+def probability_table(ev: Evaluation) -> list[str]:
+    """The direction probabilities' Brier score against the base-rate forecast, with the test."""
+    if not ev.probabilities:
+        return []
+    lines = [
+        "| model | hours | Brier | base-rate Brier | skill | DM p | base rate from |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name in order(ev.probabilities):
+        pc = ev.probabilities[name]
+        lines.append(
+            f"| {name} | {pc.n:,} | {pc.brier:.4f} | {pc.base_rate_brier:.4f} | {_pct(pc.skill)} | "
+            f"{_p(pc.dm.p_better)} | {pc.base_rate_source} |"
+        )
+    return lines
+
+
+RELIABILITY_MIN_COUNT = 50  # bins with fewer hours are too noisy to name
+RELIABILITY_Z = 3.0  # a bin's observed frequency this many binomial standard errors off its forecast: not calibrated
+
+
+def reliability_gap(pc: ProbabilityCalibration) -> tuple[str, ReliabilityBin, float] | None:
+    """The bin of at least RELIABILITY_MIN_COUNT hours whose observed frequency lies the most binomial standard
+    errors from its mean forecast: (class, bin, z); None when no bin has that many hours."""
+    worst = None
+    for cls, table in pc.reliability.items():
+        for b in table:
+            if b.count < RELIABILITY_MIN_COUNT:
+                continue
+            f = min(max(b.mean_forecast, 1e-3), 1 - 1e-3)
+            z = (b.mean_forecast - b.observed_frequency) / np.sqrt(f * (1 - f) / b.count)
+            if worst is None or abs(z) > abs(worst[2]):
+                worst = (cls, b, float(z))
+    return worst
+
+
+def probability_sentence(name: str, pc: ProbabilityCalibration) -> str:
+    """The Brier verdict of one model's direction probabilities, and their worst bin of the reliability table."""
+    lead = (
+        f"The DOWN / STABLE / UP probabilities of {name} score a Brier of {pc.brier:.4f} against "
+        f"{pc.base_rate_brier:.4f} for the base rate (from the {pc.base_rate_source}) on {pc.n:,} hours, skill "
+        f"{_pct(pc.skill)} (one-sided DM p = {_p(pc.dm.p_better)}, long-memory-robust)"
+    )
+    if pc.beats_base_rate:
+        verdict = "better than the base rate"
+    elif pc.skill <= 0:
+        verdict = "no better than the base rate"
+    else:
+        verdict = "no evidence that they beat the base rate"
+    gap = reliability_gap(pc)
+    tail = ""
+    if gap is not None:
+        cls, b, z = gap
+        diff = b.mean_forecast - b.observed_frequency
+        where = (
+            f"{cls} forecasts of {100 * b.lower:.0f}-{100 * b.upper:.0f}% ({b.count:,} hours, mean "
+            f"{100 * b.mean_forecast:.1f}%) came true {100 * b.observed_frequency:.1f}% of the time"
+        )
+        if abs(z) > RELIABILITY_Z:
+            tail = (
+                f" Calibration fails: {where}, {100 * abs(diff):.1f} points {'below' if diff > 0 else 'above'} "
+                f"the forecast ({abs(z):.1f} binomial standard errors)."
+            )
+        else:
+            tail = (
+                f" Reliability: every bin of at least {RELIABILITY_MIN_COUNT} hours lies within "
+                f"{RELIABILITY_Z:.0f} binomial standard errors of its forecast (the farthest: {where})."
+            )
+    return f"{lead}: {verdict}.{tail}"
 
 
 def fold_table(ev: Evaluation, names: list[str]) -> list[str]:
@@ -389,13 +492,39 @@ def write_report(inputs: ReportInputs) -> str:
             "",
             "### Interval calibration",
             "",
-            "Coverage of the served 80% and 95% intervals: before, the model's own Gaussian interval; after, "
-            "adaptive conformal intervals (Gibbs-Candes) scaled by the model's predictive sd, each from earlier "
-            f"hours only. The first {hours} evaluated hours only calibrate. Kupiec: coverage equals nominal; "
-            "Christoffersen: misses independent. Interval score in percent of log return, lower is better.",
+            "Coverage of the 80% and 95% intervals of every model that gives one: before, the model's own "
+            "Gaussian interval; after, adaptive conformal intervals (Gibbs-Candes) scaled by the volatility "
+            "model's next-hour sd where it forecast these hours, else by the model's own predictive sd (the "
+            "last column says which), each from earlier hours only. The first "
+            f"{hours} evaluated hours only calibrate. Kupiec: coverage equals nominal; Christoffersen: misses "
+            "independent. Calibrated here means within "
+            f"{100 * COVERAGE_TOLERANCE:.0f} points of nominal with Christoffersen p >= {ALPHA}. Interval "
+            "score in percent of log return, lower is better.",
             "",
             *calibration,
+            "",
         ]
+        lines += [
+            f"- {calibration_sentence(name, pct, c)}"
+            for name in order(ev.returns)
+            for pct, c in sorted(ev.returns[name].calibration.items())
+        ]
+    probabilities = probability_table(ev)
+    if probabilities:
+        lines += [
+            "",
+            "### Direction probabilities",
+            "",
+            "Multi-category Brier score of the DOWN / STABLE / UP probabilities (lower is better) against the "
+            "base-rate forecast: each class's frequency in the training hours of the hour's fold (where none is "
+            "stored, in the evaluated hours before it; never the hour's own). Skill = 1 - "
+            "Brier / base-rate Brier; DM p: one-sided Diebold-Mariano on the per-hour Brier difference with a "
+            "long-memory-robust variance (descriptive, not in a corrected family).",
+            "",
+            *probabilities,
+            "",
+        ]
+        lines += [f"- {probability_sentence(name, ev.probabilities[name])}" for name in order(ev.probabilities)]
     if ev.mode == "walk_forward":
         lines += [
             "",

@@ -120,11 +120,25 @@ def pinball_loss(y: np.ndarray, q: np.ndarray, tau: float) -> float:
     return float(np.mean(np.maximum(tau * diff, (tau - 1.0) * diff)))
 
 
-def brier_score(probs: np.ndarray, outcome: np.ndarray) -> float:
-    """Mean multi-category Brier score: probs (n, k) rows summing to 1, outcome class ids 0..k-1."""
+def brier_losses(probs: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+    """Per-hour multi-category Brier score: sum over classes of (p - 1[class happened])^2."""
     p = np.atleast_2d(np.asarray(probs, dtype=float))
     onehot = np.eye(p.shape[1])[np.asarray(outcome, dtype=int)]
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+    return np.sum((p - onehot) ** 2, axis=1)
+
+
+def brier_score(probs: np.ndarray, outcome: np.ndarray) -> float:
+    """Mean multi-category Brier score: probs (n, k) rows summing to 1, outcome class ids 0..k-1."""
+    return float(np.mean(brier_losses(probs, outcome)))
+
+
+def expanding_base_rate(outcome: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) class frequencies of the outcomes strictly before each hour, with one pseudo-count per class
+    (the first hour gets 1/k each): a base rate that never looks at the hour it forecasts."""
+    o = np.asarray(outcome, dtype=int)
+    onehot = np.eye(k)[o]
+    before = np.cumsum(onehot, axis=0) - onehot
+    return (before + 1.0) / (np.arange(o.size)[:, None] + k)
 
 
 @dataclass(frozen=True)

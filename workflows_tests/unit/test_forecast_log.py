@@ -23,7 +23,7 @@ NOV, DEC = ForecastPeriod.from_key("2025-11-01"), ForecastPeriod.from_key("2025-
 
 
 def _recipes():
-    recipes = {"attention_lstm": recipe_for("attention_lstm", "ci")}
+    recipes = {"attention_lstm": recipe_for("attention_lstm", "ci"), "multitask": recipe_for("multitask", "ci")}
     recipes["no_attention_lstm"] = control_recipe("no_attention_lstm", "ci")
     return {k: replace(v, train=replace(v.train, epochs=1)) for k, v in recipes.items()}
 
@@ -111,7 +111,14 @@ def test_stored_forecasts_reproduce_the_evaluation_exactly(feats, tmp_path, one_
     b = evaluate_forecasts(pooled, "walk_forward", "", spans, {})
     assert a.to_dict() == b.to_dict()  # every figure, to the last bit
     assert b.hours == 720 + 720 and [f.test_hours for f in b.folds] == [720, 720]
-    assert set(b.returns) == {"attention_lstm", "no_attention_lstm", "ridge_ar48", "ridge_features"}
+    assert set(b.returns) == {"attention_lstm", "multitask", "no_attention_lstm", "ridge_ar48", "ridge_features"}
+    # the direction probabilities, the observed classes and each period's training base rates come back too
+    assert set(b.probabilities) == {"multitask"} and b.probabilities["multitask"].n == 1440
+    assert pooled.direction is not None and pooled.base_rates is not None
+    np.testing.assert_array_equal(pooled.direction, direct.direction)
+    np.testing.assert_array_equal(pooled.probabilities["multitask"], direct.probabilities["multitask"])
+    assert not np.array_equal(pooled.base_rates[0], pooled.base_rates[-1])  # each period its own training rate
+    assert set(b.returns["multitask"].calibration) == {80, 95}
 
 
 def test_rows_round_trip_every_quantity():
@@ -135,3 +142,44 @@ def test_rows_round_trip_every_quantity():
         }
     with pytest.raises(ValueError, match="backfill the forecast periods"):
         fl.forecast_set_from_rows(rows.clear())
+
+
+def _with_probabilities(n: int, rng) -> ForecastSet:
+    end = np.datetime64("2025-01-01T00", "us") + np.arange(n) * np.timedelta64(1, "h")
+    fs = ForecastSet(end, np.ones(n, int), rng.normal(0, 0.01, n), np.full(n, 0.1), rng.random(n))
+    fs.returns["multitask"] = rng.normal(0, 0.001, n)
+    fs.probabilities["multitask"] = rng.dirichlet(np.ones(3), n)
+    fs.direction = rng.integers(0, 3, n)
+    fs.base_rates = np.tile([0.2, 0.5, 0.3], (n, 1))
+    return fs
+
+
+def test_rows_round_trip_the_direction_probabilities_and_an_old_log_still_loads():
+    fs = _with_probabilities(40, np.random.default_rng(1))
+    rows = fl.forecast_rows("BTC", "2025-01-01", fs, fl.ForecastVersions({"multitask": "abc"}, "2", "d1"))
+    assert set(fl.PROBABILITY_QUANTITIES) <= set(rows.filter(pl.col("name") == "multitask")["quantity"])
+    back, _ = fl.forecast_set_from_rows(rows)
+    np.testing.assert_array_equal(back.probabilities["multitask"], fs.probabilities["multitask"])
+    np.testing.assert_array_equal(back.direction, fs.direction)
+    np.testing.assert_array_equal(back.base_rates, fs.base_rates)
+    assert evaluate_forecasts(back, "walk_forward", "", [], {}).to_dict() == (
+        evaluate_forecasts(fs, "walk_forward", "", [], {}).to_dict()
+    )
+    # a log written before the probabilities were stored: loads, and scores no probabilities
+    new = set(fl.PROBABILITY_QUANTITIES) | set(fl.BASE_RATE_QUANTITIES) | {fl.DIRECTION}
+    old, _ = fl.forecast_set_from_rows(rows.filter(~pl.col("quantity").is_in(list(new))))
+    assert old.direction is None and old.base_rates is None and old.probabilities == {}
+    assert set(old.returns) == {"multitask"}
+    ev = evaluate_forecasts(old, "walk_forward", "", [], {})
+    assert ev.probabilities == {} and "multitask" in ev.returns
+    # an old period pooled with a new one: known for only some hours, so pooled without them
+    later = replace(fs, end_ts=fs.end_ts + np.timedelta64(60, "D"))
+    mixed = pl.concat(
+        [
+            rows.filter(~pl.col("quantity").is_in(list(new))),
+            fl.forecast_rows("BTC", "2025-03-01", later, fl.ForecastVersions({"multitask": "abc"}, "2", "d2")),
+        ]
+    )
+    pooled, periods = fl.forecast_set_from_rows(mixed)
+    assert len(periods) == 2 and pooled.direction is None and pooled.probabilities == {}
+    assert evaluate_forecasts(pooled, "walk_forward", "", [], {}).probabilities == {}

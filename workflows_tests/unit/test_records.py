@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from workflows.evaluation.evidence import Comparison, Evaluation, FoldResult, return_metrics
+from workflows.evaluation.evidence import (
+    Comparison,
+    Evaluation,
+    FoldResult,
+    IntervalCalibration,
+    probability_calibration,
+    return_metrics,
+)
 from workflows.records import RecordError, from_record, to_record
 from workflows.stats.significance import dm_test
 
@@ -107,3 +114,36 @@ def test_interval_calibration_survives_the_round_trip():
     metrics = return_metrics(np.zeros(1000), actual, 0.0, np.full(1000, 0.01**2))
     assert set(metrics.calibration) == {80, 95}
     assert _json_round_trip(metrics, type(metrics)) == metrics
+
+
+def test_direction_probabilities_survive_the_round_trip_and_old_records_still_load():
+    rng = np.random.default_rng(2)
+    actual = rng.normal(0, 0.01, 1000)
+    probs = rng.dirichlet(np.ones(3), 1000)
+    outcome = rng.integers(0, 3, 1000)
+    ev = Evaluation(
+        mode="walk_forward",
+        note="one fold",
+        hours=1000,
+        test_start="2024-01-01",
+        test_end="2024-02-11",
+        returns={"multitask": return_metrics(np.zeros(1000), actual, 0.0, np.full(1000, 0.01**2))},
+        volatility={},
+        family=[],
+        folds=[],
+        config={},
+        probabilities={"multitask": probability_calibration(probs, outcome, np.tile([0.3, 0.4, 0.3], (1000, 1)))},
+    )
+    got = _json_round_trip(ev, Evaluation)
+    assert (
+        got == ev
+        and got.probabilities["multitask"].reliability["UP"] == ev.probabilities["multitask"].reliability["UP"]
+    )
+    # a record written before the probabilities and the calibration scale: reads with their defaults
+    record = json.loads(json.dumps(to_record(ev), allow_nan=True))
+    del record["probabilities"]
+    for level in record["returns"]["multitask"]["calibration"].values():
+        del level["scale"]
+    old = from_record(record, Evaluation)
+    assert old.probabilities == {}
+    assert all(c.scale == IntervalCalibration.scale for c in old.returns["multitask"].calibration.values())

@@ -211,3 +211,97 @@ def test_calibration_table_shows_coverage_before_and_after_with_tests():
     before = float(lines[2].split("|")[4].strip().rstrip("%"))
     after = float(lines[2].split("|")[7].strip().rstrip("%"))
     assert before < 20 and abs(after - 80) < 4
+
+
+def _calibration_evaluation(seed: int = 0, informative: bool = True):
+    """2,000 hours of a GARCH-like return: a multi-task model with a too-narrow interval and direction
+    probabilities (informative and calibrated, or noise), and the volatility model's next-hour variance."""
+    from workflows.evaluation.evidence import VOLATILITY_MODEL, ForecastSet, evaluate_forecasts
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    var = np.where(np.arange(n) < n // 2, 0.005**2, 0.012**2)
+    actual = rng.normal(0, np.sqrt(var))
+    base = np.array([0.25, 0.5, 0.25])
+    probs = rng.dirichlet(4 * base, n)
+    outcome = np.array([rng.choice(3, p=p) for p in probs]) if informative else rng.choice(3, size=n, p=base)
+    fs = ForecastSet(
+        np.arange(n).astype("datetime64[h]").astype("datetime64[us]"),
+        np.ones(n, int),
+        actual,
+        np.zeros(n),
+        var,
+        direction=outcome,
+        base_rates=np.tile(base, (n, 1)),
+    )
+    fs.returns["multitask"] = np.zeros(n)
+    fs.variances["multitask"] = var / 100  # intervals a tenth as wide as they should be
+    fs.probabilities["multitask"] = probs
+    fs.next_var[VOLATILITY_MODEL] = var
+    return evaluate_forecasts(fs, "walk_forward", "test", [], {})
+
+
+def test_calibration_sentences_say_when_intervals_pass_and_when_they_fail():
+    from workflows.evaluation.evidence import VOLATILITY_SCALE, IntervalCalibration
+    from workflows.reporting.report import calibration_sentence
+    from workflows.stats.calibration import coverage_test
+
+    ev = _calibration_evaluation()
+    c80 = ev.returns["multitask"].calibration[80]
+    text = calibration_sentence("multitask", 80, c80)
+    assert text.startswith(f"The 80% intervals of multitask covered {100 * c80.before.observed:.1f}% ")
+    assert c80.before.observed < 0.3 and abs(c80.after.observed - 0.8) <= 0.02 and c80.calibrated
+    assert f"and {100 * c80.after.observed:.1f}% after, scaled by the {VOLATILITY_SCALE} (Kupiec p = " in text
+    assert "): calibrated (within 2 points of nominal, misses not shown to cluster)." in text
+    # intervals still too narrow after calibration, and misses that come in runs
+    rng = np.random.default_rng(1)
+    r = rng.normal(0, 1, 2000)
+    narrow = coverage_test(r, np.full(2000, -0.8), np.full(2000, 0.8), 0.8)
+    runs = np.tile(np.arange(50) < 10, 40)  # exactly 20% misses, in runs of 10 hours
+    clustered = coverage_test(np.where(runs, 5.0, 0.0), np.full(2000, -1.0), np.full(2000, 1.0), 0.8)
+    bad = calibration_sentence("ensemble", 80, IntervalCalibration(400, narrow, narrow, 1.0, 1.0))
+    assert f"calibration fails ({100 * (0.8 - narrow.observed):.1f} points below nominal)." in bad
+    assert "misses cluster" not in bad
+    clumped = calibration_sentence("ensemble", 80, IntervalCalibration(400, clustered, clustered, 1.0, 1.0))
+    assert "calibration fails (misses cluster, Christoffersen p < 0.05)." in clumped
+    assert "scaled by the model's own sd" in clumped
+
+
+def test_probability_sentences_and_table_follow_the_brier_test():
+    from workflows.reporting.report import probability_sentence, probability_table
+
+    good = _calibration_evaluation(informative=True).probabilities["multitask"]
+    noise = _calibration_evaluation(informative=False).probabilities["multitask"]
+    assert good.beats_base_rate and noise.skill < 0
+    said = probability_sentence("multitask", good)
+    assert f"Brier of {good.brier:.4f} against {good.base_rate_brier:.4f} for the base rate" in said
+    assert "training hours of each fold" in said and ": better than the base rate." in said
+    assert "Reliability: every bin of at least 50 hours lies within 3 binomial standard errors" in said
+    noisy = probability_sentence("multitask", noise)
+    assert ": no better than the base rate. Calibration fails: " in noisy and "binomial standard errors)." in noisy
+    ev = _calibration_evaluation()
+    lines = probability_table(ev)
+    assert len(lines) == 3 and lines[2].startswith(f"| multitask | 2,000 | {good.brier:.4f} |")
+    assert probability_table(evaluation(0.5, n=300)) == []  # no probabilities, no table
+    flat = analysis_for(fake_attention(None, seed=2), fake_attention(None, seed=3))
+    text = write_report(ReportInputs("BTCUSDT", "SYNTHETIC data", ev, {"multitask": flat}, profile="ci"))
+    assert "### Interval calibration" in text and "### Direction probabilities" in text
+    assert "- The 95% intervals of multitask covered" in text and "- The DOWN / STABLE / UP probabilities" in text
+
+
+def test_calibration_figures_draw_coverage_and_reliability(tmp_path):
+    from workflows.reporting.calibration_figures import coverage_figure, reliability_figure
+
+    ev = _calibration_evaluation()
+    coverage = coverage_figure(ev, ["multitask"], tmp_path / "coverage.png")
+    reliability = reliability_figure(ev, ["multitask"], tmp_path / "reliability.png")
+    assert coverage is not None and reliability is not None
+    (path, drawn), (path2, panels) = coverage, reliability
+    assert drawn == 1 and panels == 3
+    for p in (path, path2):
+        with Image.open(p) as img:
+            assert np.asarray(img.convert("L")).std() > 10  # not a blank canvas
+    plain = evaluation(0.5, n=300)  # no interval, no probabilities: nothing drawn
+    assert coverage_figure(plain, ["reference_lstm"], tmp_path / "c.png") is None
+    assert reliability_figure(plain, ["reference_lstm"], tmp_path / "r.png") is None
+    assert not (tmp_path / "c.png").exists()
