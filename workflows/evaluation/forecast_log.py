@@ -261,6 +261,43 @@ def plan_period(
     return PeriodPlan(False, stored_origins, f"{len(stored_origins)} origins stored and current")
 
 
+def check_outcomes(
+    con: duckdb.DuckDBPyConnection,
+    symbol: str,
+    period: ForecastPeriod,
+    features: pl.DataFrame,
+    checkpoints: dict[str, Checkpoint],
+    cfg: PeriodConfig,
+    data_version: str,
+    plan: PeriodPlan,
+) -> PeriodPlan:
+    """The stored outcomes against the candles landed now: a candle inside the period that was corrected (or
+    removed) after its hours were logged changes the returns those forecasts are judged on and the windows
+    of the forecasts after it, which the versions (of the hours before the period) do not see. Any stored
+    origin whose outcome differs, or that no longer has a window: the period is recomputed."""
+    if not plan.stored:
+        return plan
+    spec = spec_of(next(iter(checkpoints.values())))
+    test = period_windows(features, spec, period, cfg, data_version.split("+")[0]).test
+    now = dict(zip(test.end_ts.astype("datetime64[us]").tolist(), np.asarray(test.raw_ret, dtype=np.float64)))
+    rows = con.execute(
+        "SELECT origin_ts, value FROM forecast_log WHERE symbol = ? AND period = ? AND name = ? AND quantity = ?",
+        [symbol, period.key, OBSERVED, OBSERVED_ATTRIBUTES["actual"]],
+    ).fetchall()
+    changed = sorted(
+        origin
+        for origin, value in rows
+        if origin not in now or not np.isclose(now[origin], value, rtol=1e-9, atol=1e-12, equal_nan=True)
+    )
+    if not changed:
+        return plan
+    return PeriodPlan(
+        True,
+        reason=f"the period's candles changed after {len(changed)} logged hour(s) were judged (first outcome "
+        f"{changed[0]:%Y-%m-%d %H:%M} UTC): recomputed",
+    )
+
+
 @dataclass(frozen=True)
 class PeriodUpdate:
     """What `update_period` did."""
@@ -290,6 +327,8 @@ def update_period(
     data_version = "+".join(sorted({c.data_version for c in checkpoints.values()}))
     versions = ForecastVersions(shas, code_version, data_version)
     plan = plan_period(con, symbol, period.key, versions, set(checkpoints))
+    if not plan.recompute:
+        plan = check_outcomes(con, symbol, period, features, checkpoints, cfg, data_version, plan)
     fs, span, errors, version = period_forecasts(
         features, checkpoints, period, cfg, frozenset() if plan.recompute else plan.stored
     )

@@ -37,7 +37,8 @@ def _forecast(con, feats, period, folder, code="1", log=None):
     ckpts = {k: m.load() for k, m in models.items()}
     before = fl.stored_versions(con, "BTC", period.key)
     update = fl.update_period(con, feats, "BTC", period, ckpts, CFG)
-    assert update.recomputed == (not before or update.reason.startswith("versions changed"))
+    changed = update.reason.startswith("versions changed") or "candles changed" in update.reason
+    assert update.recomputed == (not before or changed)
     return models, update
 
 
@@ -78,6 +79,32 @@ def test_a_day_inside_a_period_trains_nothing_and_adds_that_days_forecasts(feats
     kept = after.filter(pl.col("origin_ts") <= before["origin_ts"].max())
     assert kept.equals(before)
     assert _log(con, NOV.key)["written_at"].n_unique() == 1
+
+
+def test_a_candle_corrected_inside_a_logged_period_recomputes_that_period_only(tmp_path, one_thread):
+    candles = generate_candles(SyntheticSpec(days=110, seed=3))
+    upto = datetime(2025, 11, 20, tzinfo=UTC)
+    feats = compute_features(candles).filter(pl.col("ts") < upto)
+    con = duckdb.connect()
+    _forecast(con, feats, NOV, tmp_path)
+    before = _log(con, NOV.key)
+    # the exchange corrects the close of 2025-11-10 12:00 after its hours were logged
+    hour = datetime(2025, 11, 10, 12, tzinfo=UTC)
+    fixed = candles.with_columns(
+        pl.when(pl.col("ts") == hour).then(pl.col("close") * 1.02).otherwise(pl.col("close")).alias("close")
+    )
+    fixed = fixed.with_columns(pl.max_horizontal("high", "close").alias("high"))
+    corrected = compute_features(fixed).filter(pl.col("ts") < upto)
+    models, update = _forecast(con, corrected, NOV, tmp_path)
+    assert not any(m.trained for m in models.values())  # the training slice (before November) is unchanged
+    assert update.recomputed and "candles changed" in update.reason and update.rows_deleted == before.height
+    actual = _log(con, NOV.key).filter((pl.col("name") == "observed") & (pl.col("quantity") == "actual"))
+    old = before.filter((pl.col("name") == "observed") & (pl.col("quantity") == "actual"))
+    moved = actual.join(old, on="origin_ts").filter((pl.col("value") - pl.col("value_right")).abs() > 1e-9)
+    assert moved["origin_ts"].dt.hour().to_list() == [11, 12]  # the returns into and out of the corrected hour
+    # and nothing changed: nothing recomputed
+    _, again = _forecast(con, corrected, NOV, tmp_path)
+    assert not again.recomputed and again.origins_added == 0
 
 
 def test_a_code_version_bump_retrains_and_recomputes_the_period(feats, tmp_path, one_thread):
