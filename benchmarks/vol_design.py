@@ -1,7 +1,7 @@
 """The volatility recipe's design, chosen on hours before every forecast period (issue 20, item 5).
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.vol_design \
-        [--symbol BTCUSDT] [--candidates current logvar ...] [--seeds 0 1 2] [--epochs N] [--no-write]
+        [--symbol BTCUSDT] [--candidates previous logvar ...] [--seeds 0 1 2] [--epochs N] [--no-write]
 
 On the real export in ../shared/data, every hour used here ends before the first forecast period that the
 default `workflows run` backfills (the newest `--periods` 12 monthly periods the history allows,
@@ -52,7 +52,7 @@ HOURS_PER_DAY = 24
 
 # Candidates, most promising first (the CPU budget may not reach the last ones).
 CANDIDATES: dict[str, VolatilityDesign] = {
-    "current": VolatilityDesign(),
+    "previous": VolatilityDesign(),  # the recipe's design before this benchmark chose one
     "logvar": VolatilityDesign(log_variance=True),
     "logvar_rv": VolatilityDesign(log_variance=True, rv_summaries=True),
     "logvar_rv_hour": VolatilityDesign(log_variance=True, rv_summaries=True, hour_of_day=True),
@@ -223,14 +223,16 @@ def main() -> None:
     header = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {machine()}, torch {torch.__version__}, 1 torch thread, "
         f"under `nice` on a shared machine. `python -m benchmarks.vol_design --symbol {args.symbol}`"
-        f"{' --epochs ' + str(args.epochs) if args.epochs else ''}; training in this invocation {cpu_wall / 60:.1f} "
-        "min (earlier runs cached).",
+        f"{' --epochs ' + str(args.epochs) if args.epochs else ''}; {sum(len(v) for v in runs.values())} trainings, "
+        f"{sum(r['seconds'] for v in runs.values() for r in v) / 60:.1f} min of training wall time in all "
+        f"({cpu_wall / 60:.1f} min in the invocation that wrote this; the rest cached).",
         "",
         f"Every hour here is before {period.key}, the first of the {args.periods} forecast periods the default "
         "`workflows run` backfills (`trainable_periods`), so no design choice is made on hours the report of "
         f"record scores. One fold like a period's: training window ends {any_run['train_span'] if any_run else ''} "
         f"({args.train_days} days), early stopping on {any_run['stop_span'] if any_run else ''} ({args.stop_days} "
-        "days), embargoes between; the design is judged on the validation hours below. The volatility recipe at "
+        "days), embargoes between (a 168-hour window's embargo is 192 h, so its training ends 120 h earlier); the "
+        "design is judged on the validation hours below. The volatility recipe at "
         f"the `{args.profile}` profile's sizes (QueryAttentionLSTM, QLIKE on the 24 h and next-hour variance), one "
         "run per seed; the baselines are fitted on the same training hours. Tried: "
         f"{', '.join(tried)}." + (f" Not tried (CPU budget): {', '.join(untried)}." if untried else ""),
