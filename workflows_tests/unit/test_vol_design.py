@@ -147,22 +147,26 @@ def test_a_log_variance_head_trained_by_qlike_recovers_the_variance_scale(varian
     """Returns with variance v0 when the input is 0 and v1 when it is 1: the head's exp(s) recovers both."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    n = 20_000
+    n = 5_000
     z = (torch.rand(n, generator=gen) < 0.5).float()
     sd = torch.where(z > 0, variances[1] ** 0.5, variances[0] ** 0.5)
     r = torch.randn(n, generator=gen) * sd
     head = TaskHeads(1, Heads(volatility_next=True, log_variance=True))
-    opt = torch.optim.Adam(head.parameters(), lr=0.1)
     x = z[:, None]
-    for _ in range(1500):  # full batch: the minimiser of the sample QLIKE is the sample mean square per group
-        loss = qlike_loss(head(x)["vol_next"], r.abs())
+    # QLIKE in the log-variance s is convex (r^2 e^-s + s): its minimiser per group is the group's mean square
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
         opt.zero_grad()
+        loss = qlike_loss(head(x)["vol_next"], r.abs())
         loss.backward()
-        opt.step()
+        return loss
+
+    opt.step(closure)
     with torch.no_grad():
         fitted = head(torch.tensor([[0.0], [1.0]]))["vol_next"].square().numpy()
     sample = [float((r[z == k] ** 2).mean()) for k in (0, 1)]
-    np.testing.assert_allclose(fitted, sample, rtol=0.05)
+    np.testing.assert_allclose(fitted, sample, rtol=0.01)
     # far from where it started (variance 1): the scale was learnt, not inherited
     assert abs(np.log(fitted).max()) > 0.6
 
