@@ -80,8 +80,8 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"evaluation", "attention_summary", "attention_metrics"} <= tables
-        # 6 models, 4 trained controls, 11 volatility baselines
-        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 21
+        # 6 models, 5 trained controls (3 twins, 2 ridge), 11 volatility baselines
+        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 22
     assert "## Volatility" in text and "### Where the volatility model looks" in text
     assert analysis["volatility"].output == "vol_next" and analysis["volatility"].volatility is not None
 
