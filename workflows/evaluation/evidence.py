@@ -74,6 +74,9 @@ VOL_HORIZON = 24
 TWINS = twins()
 VOLATILITY_MODEL = (volatility_models() or ("",))[0]
 VOL_FORECASTERS = variance_forecasters()
+# The volatility model's no-attention twin: a variance forecaster too (no return forecast); it answers
+# "does attention help" by QLIKE at both horizons, never a volatility-family baseline.
+VOLATILITY_TWIN = TWINS.get(VOLATILITY_MODEL, "")
 # The volatility model's forecasts recalibrated in logs on each fold's validation slice: scored and in the
 # model confidence set beside the raw model, never a baseline the models are tested against.
 RECALIBRATED = "volatility_recalibrated"
@@ -614,6 +617,7 @@ def build_family(fs: ForecastSet) -> list[Comparison]:
                     dm_test(lm - lt),
                 )
             )
+    family += attention_vs_twin_variance(fs)
     family += volatility_family(fs)
     out = list(family)
     for name in FAMILIES:
@@ -634,7 +638,7 @@ def _variance_comparisons(
 
         own = per_hour(forecasts[model])
         for base, var in forecasts.items():
-            if base in VOL_FORECASTERS or base == RECALIBRATED:
+            if base in VOL_FORECASTERS or base in (RECALIBRATED, VOLATILITY_TWIN):
                 continue
             other = per_hour(var)
             out.append(
@@ -646,6 +650,33 @@ def _variance_comparisons(
                     horizon,
                     skill(float(own.mean()), float(other.mean())),
                     dm_test(own - other, horizon, long_memory=True),
+                )
+            )
+    return out
+
+
+def attention_vs_twin_variance(fs: ForecastSet) -> list[Comparison]:
+    """The volatility model against its no-attention twin by QLIKE at 24 h and 1 h, with the
+    long-memory-robust variance (in the "does attention help" family)."""
+    out = []
+    for horizon, forecasts, realised in (
+        (VOL_HORIZON, fs.vol_var, fs.realised_var),
+        (1, fs.next_var, fs.realised_next),
+    ):
+        if VOLATILITY_TWIN and VOLATILITY_MODEL in forecasts and VOLATILITY_TWIN in forecasts:
+            lm, lt = (
+                qlike_losses(forecasts[VOLATILITY_MODEL], realised),
+                qlike_losses(forecasts[VOLATILITY_TWIN], realised),
+            )
+            out.append(
+                Comparison(
+                    "attention vs twin",
+                    VOLATILITY_MODEL,
+                    VOLATILITY_TWIN,
+                    "QLIKE",
+                    horizon,
+                    skill(float(lm.mean()), float(lt.mean())),
+                    dm_test(lm - lt, horizon, long_memory=True),
                 )
             )
     return out

@@ -33,6 +33,7 @@ from workflows.evaluation.evidence import (
     RECALIBRATED,
     VOL_FORECASTERS,
     VOLATILITY_MODEL,
+    VOLATILITY_TWIN,
     Evaluation,
     FoldSpan,
     ForecastSet,
@@ -172,13 +173,13 @@ def forecast_set(
         base_rates=np.tile(base_rates(data.train.direction), (n, 1)),
     )
     for name, out in model_outputs.items():
-        if name != VOLATILITY_MODEL:  # the volatility model's return head is not trained
+        if name not in (VOLATILITY_MODEL, VOLATILITY_TWIN):  # the volatility model's return head is not trained
             fs.returns[name] = out["ret"]
         if "var" in out:
             fs.variances[name] = out["var"]
-        if name in VOL_FORECASTERS and "vol_var" in out:
+        if (name in VOL_FORECASTERS or name == VOLATILITY_TWIN) and "vol_var" in out:
             fs.vol_var[name] = out["vol_var"]
-        if name == VOLATILITY_MODEL and "next_var" in out:
+        if name in (VOLATILITY_MODEL, VOLATILITY_TWIN) and "next_var" in out:
             fs.next_var[name] = out["next_var"]
         if name == VOLATILITY_MODEL and "vol_var_recalibrated" in out:
             fs.vol_var[RECALIBRATED] = out["vol_var_recalibrated"]

@@ -37,6 +37,11 @@ class Heads:
     volatility: bool = False
     direction: bool = False
     volatility_next: bool = False  # a second volatility head: the size of the next hour's return
+    # The volatility heads output a log-variance s (vol = exp(s / 2)) instead of softplus(z): linear in the
+    # log scale a volatility lives on, starting at s = 0, the training targets' mean variance (targets are in
+    # units of the training returns' standard deviation). Trained by QLIKE, which is consistent for the
+    # variance, the level is calibrated by the loss itself.
+    log_variance: bool = False
 
 
 class TaskHeads(nn.Module):
@@ -63,12 +68,22 @@ class TaskHeads(nn.Module):
         if self.heads.gaussian:
             result["log_var"] = out[:, 1].clamp(-10.0, 10.0)
         if self.vol is not None:
-            result["vol"] = F.softplus(self.vol(z)[:, 0]) + 1e-4
+            result["vol"] = self._positive(self.vol(z)[:, 0])
         if self.vol_next is not None:
-            result["vol_next"] = F.softplus(self.vol_next(z)[:, 0]) + 1e-4
+            result["vol_next"] = self._positive(self.vol_next(z)[:, 0])
         if self.direction is not None:
             result["direction_logits"] = self.direction(z)
         return result
+
+    def _positive(self, z: torch.Tensor) -> torch.Tensor:
+        """A volatility from a head's raw output: exp(s / 2) of a log-variance s, or softplus(z)."""
+        if self.heads.log_variance:
+            return torch.exp(0.5 * z.clamp(-LOG_VAR_BOUND, LOG_VAR_BOUND))
+        return F.softplus(z) + 1e-4
+
+
+# A log-variance head's output is clamped to +-LOG_VAR_BOUND (a variance e^20 times the training mean's).
+LOG_VAR_BOUND = 20.0
 
 
 class ReferenceAttentionLSTM(nn.Module):

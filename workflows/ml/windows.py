@@ -35,7 +35,23 @@ DIRECTION_NAMES = ("DOWN", "STABLE", "UP")
 # Model inputs computed from a `features` column when the windows are cut (not stored):
 # the size of a return, which volatility models need (a linear map of the signed
 # return cannot weight hours by how large their moves were).
-DERIVED_FEATURES: dict[str, pl.Expr] = {"abs_log_return": pl.col("log_return").abs()}
+# Realised-variance summaries (the HAR regressors, in logs): the log of the mean squared return over
+# the last 1, 24 and 168 hours up to and including the row's own hour, within its segment (never across
+# a gap, never a later hour), floored at RV_FLOOR so a flat hour stays finite.
+RV_FLOOR = 1e-8  # (0.01%)^2: below any hour's squared return that matters
+RV_SUMMARY_HOURS = {"log_rv_1h": 1, "log_rv_24h": 24, "log_rv_168h": 168}
+
+
+def _log_rv(hours: int) -> pl.Expr:
+    squared = pl.col("log_return").fill_null(0.0).pow(2)
+    mean = squared if hours == 1 else squared.rolling_mean(hours, min_samples=1)
+    return (mean.over("segment") + RV_FLOOR).log()
+
+
+DERIVED_FEATURES: dict[str, pl.Expr] = {
+    "abs_log_return": pl.col("log_return").abs(),
+    **{name: _log_rv(hours) for name, hours in RV_SUMMARY_HOURS.items()},
+}
 
 
 def _feature_exprs(names: tuple[str, ...]) -> list[pl.Expr]:

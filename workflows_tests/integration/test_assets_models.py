@@ -39,14 +39,15 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     evaluation = result.output_for_node("evaluation")
     assert evaluation.mode == "single_split"  # 30 days: far too short for walk-forward
     controls = {"no_attention_reference", "no_attention_lstm", "ridge_ar48", "ridge_features"}
-    assert set(evaluation.returns) == set(model_kinds()) - {"volatility"} | controls  # it forecasts variances only
+    # the volatility model and its twin forecast variances only
+    assert set(evaluation.returns) == set(model_kinds()) - {"volatility"} | controls
     assert all(0 < m.rmse_pct < 5 for m in evaluation.returns.values())
     baselines = set(VOL_BASELINES)  # the seasonal ones and HAR-X too: the features carry hours and volume
-    assert set(evaluation.volatility) == baselines | {"multitask", "volatility"}
-    assert set(evaluation.volatility_next) == baselines | {"volatility"}
-    # 9 forecasters vs zero, 2 twins, the volatility model vs 11 baselines x (QLIKE, MSE) x (24 h, 1 h), multitask
-    # x 11; the MSE ones descriptive (no Holm p)
-    assert len(evaluation.family) == 9 + 2 + 44 + 11
+    assert set(evaluation.volatility) == baselines | {"multitask", "volatility", "no_attention_volatility"}
+    assert set(evaluation.volatility_next) == baselines | {"volatility", "no_attention_volatility"}
+    # 9 forecasters vs zero, 2 twins by MSE, the volatility model vs its twin by QLIKE (24 h, 1 h), the volatility
+    # model vs 11 baselines x (QLIKE, MSE) x (24 h, 1 h), multitask x 11; the MSE ones descriptive (no Holm p)
+    assert len(evaluation.family) == 9 + 2 + 2 + 44 + 11
     assert all(0 <= c.p_holm <= 1 for c in evaluation.family if c.family) and len(evaluation.members("")) == 22
     assert set(evaluation.confidence_sets) == {1, 24}
     tensors = result.output_for_node("attention_tensors")
@@ -80,8 +81,8 @@ def test_pipeline_trains_evaluates_and_reports_in_ci_profile(instance, data_dir)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert {"evaluation", "attention_summary", "attention_metrics"} <= tables
-        # 6 models, 4 trained controls, 11 volatility baselines
-        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 21
+        # 6 models, 5 trained controls (3 twins, 2 ridge), 11 volatility baselines
+        assert con.execute("SELECT count(DISTINCT model) FROM evaluation").fetchone()[0] == 22
     assert "## Volatility" in text and "### Where the volatility model looks" in text
     assert analysis["volatility"].output == "vol_next" and analysis["volatility"].volatility is not None
 

@@ -80,7 +80,7 @@ def _rows(data_dir, period: str) -> pl.DataFrame:
 def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_the_log(instance, data_dir, one_thread):
     _land(data_dir, instance, datetime(2025, 12, 20, tzinfo=UTC))
     _, trained, added = _period(data_dir, instance, "2025-12-01")
-    assert trained == len(PERIOD_KINDS)  # 6 model kinds and 2 twins, each trained once
+    assert trained == len(PERIOD_KINDS)  # 6 model kinds and 3 twins, each trained once
     assert added["hours_added"] == 19 * 24 - 24  # the origins whose 24 target hours have arrived
     dec_rows = _rows(data_dir, "2025-12-01")
     # the month's attention, read from its own models on its logged hours; one control per architecture

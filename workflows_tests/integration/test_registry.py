@@ -73,8 +73,12 @@ def test_a_new_kind_gets_an_asset_an_evaluation_entry_and_a_report_row():
 def test_the_built_in_registry():
     assert model_kinds() == ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble", "volatility")
     assert served_kind() == "multitask"
-    assert twins() == {"reference_lstm": "no_attention_reference", "attention_lstm": "no_attention_lstm"}
-    assert control_kinds() == ("no_attention_reference", "no_attention_lstm")
+    assert twins() == {
+        "reference_lstm": "no_attention_reference",
+        "attention_lstm": "no_attention_lstm",
+        "volatility": "no_attention_volatility",
+    }
+    assert control_kinds() == ("no_attention_reference", "no_attention_lstm", "no_attention_volatility")
     assert variance_forecasters() == ("multitask", "volatility")
     assert recipe_for("ensemble", "ci").members == 5
     assert model_kind("volatility").role == "volatility"
