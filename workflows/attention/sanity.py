@@ -118,7 +118,7 @@ def shuffled_target_model(
         cfg = replace(cfg, epochs=min(store.warm_epochs, cfg.epochs), patience=store.warm_patience)  # type: ignore[union-attr]
     result = train(model, shuffled, cfg)
     if store is not None:
-        store.save(name, result.model, data.data_version)
+        store.keep(name, result.model, data.data_version)
     return result.model
 
 
@@ -163,7 +163,7 @@ class ControlStore:
         got = self._read(self.previous / name, arch) if self.previous is not None else None
         return got[0] if got is not None else None
 
-    def save(self, name: str, model: nn.Module, data_version: str) -> None:
+    def keep(self, name: str, model: nn.Module, data_version: str) -> None:
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "data_version": data_version}
         self.folder.mkdir(parents=True, exist_ok=True)
         write_with(self.folder / name, lambda tmp: torch.save(state, tmp))
