@@ -110,7 +110,8 @@ def _lower_or_higher(skill: float, what: str) -> str:
 
 def twin_sentence(c: Comparison, ev: Evaluation) -> str:
     test = f"{c.test}, p = {_p(c.dm.p_better)}, Holm-adjusted p = {_p(c.p_holm)}"
-    lead = f"Does attention help **{c.model}**? Against its no-attention twin `{c.baseline}` on the same hours"
+    target = f" ({c.horizon} h variance, {c.loss})" if c.loss == "QLIKE" else ""
+    lead = f"Does attention help **{c.model}**{target}? Against its no-attention twin `{c.baseline}` on the same hours"
     diff = _lower_or_higher(c.skill, f"its {c.loss}") + " than the twin's"
     if c.survives:
         return f"{lead}: yes, {diff} ({test}; {family_words(ev, ATTENTION_HELPS)})."

@@ -110,8 +110,10 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     assert "Data sources:" in report and "SYNTHETIC" not in report
     assert "**Evidence:** walk-forward: the forecast log, 2 monthly periods (2021-05 to 2021-06)" in report
     assert "backfilling 2 monthly forecast periods, 2021-05 to 2021-06" in out
-    assert "**Models and hours read:** the forecast periods' models of 2021-06 (" in report
-    assert "on that period's 193 hours, 2021-06-01 00:00 to 2021-06-09 00:00 UTC" in report
+    # attention from the same period models on the same hours, pooled, each period's checkpoints and hours named
+    assert "**Models and hours read:** the forecast periods' models of 2021-05 to 2021-06 (2 period(s))" in report
+    assert "| 2021-06 | 193 (2021-06-01 00:00 to 2021-06-09 00:00) | `" in report
+    assert "## Across forecast periods" in report and "attention_lstm across 2 period(s)" in report
     assert "**Bottom line:**" in report and "Holm" in report
     for section in (
         "## Forecasts against baselines and controls (pooled walk-forward test hours)",
