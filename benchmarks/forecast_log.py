@@ -145,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     body = (
         f"Measured with `python -m benchmarks.forecast_log --days {args.days} --periods {args.periods} "
-        f"--profile {args.profile}{' --file ' + Path(args.file).name if args.file else ''}` on {machine()}; "
+        f"--profile {args.profile} --min-train-days {args.min_train_days}"
+        f"{' --file ' + Path(args.file).name if args.file else ''}` on {machine()}; "
         f"1-minute load average at the end {load:.1f} (a shared machine: wall times are inflated by the other "
         f"processes, CPU times much less). Data: {source}; {len(periods)} monthly periods ({periods[0][:7]} to "
-        f"{periods[-1][:7]}), all six model kinds and both no-attention twins per period, profile `{args.profile}`, "
+        f"{periods[-1][:7]}), all six model kinds and their no-attention twins per period, profile `{args.profile}`, "
         "the ridge controls and six volatility baselines per period, each period's attention analysis (its "
         "shuffled-target controls trained once per period and architecture: counted as trainings), then the "
         "`retrain` job (the model assets point at the newest period's models, the evaluation re-pools the log, the "
