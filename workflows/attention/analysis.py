@@ -377,10 +377,7 @@ def control_outputs(
         outputs = cache[key]
     else:
         arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
-        config = train_config_from(ckpt)
-        stored = store is not None and store.load(store.name(arch, config, seed), arch, data.data_version) is not None
-        shuffled = sanity.shuffled_target_model(arch, data, config, seed=seed, store=store)
-        reused = stored
+        shuffled, reused = sanity.stored_or_trained_control(arch, data, train_config_from(ckpt), seed=seed, store=store)
         outputs = {
             "untrained": sanity.untrained_outputs(arch, data.test.x, seed=seed),
             "shuffled_targets": sanity.attention_of(shuffled, data.test.x),

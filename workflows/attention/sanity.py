@@ -99,11 +99,23 @@ def shuffled_target_model(
     """The shuffled-target control (see `shuffled_target_outputs`); with a `store`, read back when one
     was trained for the same architecture, config, seed and training slice, else trained (warm-started
     from the store's previous control when it has one) and written there."""
+    return stored_or_trained_control(arch, data, config, seed, max_train_windows, store)[0]
+
+
+def stored_or_trained_control(
+    arch: ArchConfig,
+    data: WindowData,
+    config: TrainConfig,
+    seed: int = 0,
+    max_train_windows: int = CONTROL_MAX_TRAIN_WINDOWS,
+    store: "ControlStore | None" = None,
+) -> tuple[nn.Module, bool]:
+    """`shuffled_target_model`, and whether it was read back from the store (True) or trained."""
     name = store.name(arch, config, seed) if store is not None else ""
     if store is not None:
         model = store.load(name, arch, data.data_version)
         if model is not None:
-            return model
+            return model, True
     rng = np.random.default_rng(seed)
     recent = _tail(data.train, max_train_windows)
     perm = rng.permutation(len(recent))
@@ -119,7 +131,7 @@ def shuffled_target_model(
     result = train(model, shuffled, cfg)
     if store is not None:
         store.keep(name, result.model, data.data_version)
-    return result.model
+    return result.model, False
 
 
 @dataclass(frozen=True)
