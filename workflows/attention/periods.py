@@ -23,6 +23,8 @@ pooled reading, each period's own reading (`analysis.PeriodReading`) is kept: th
 per-period spread the report prints.
 """
 
+import hashlib
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,6 +64,7 @@ class PeriodEvidence:
     train_raw_ret: np.ndarray | None = None
     scales: list[int] | None = None
     control_key: str = ""  # `analysis.control_key`: equal keys are one recipe (seed aside)
+    fingerprint: str = ""  # `evidence_fingerprint` of what made it ("" when unknown: never reused)
 
 
 def reading_of(period: str, checkpoint: str, an: AttentionAnalysis, end_ts: np.ndarray) -> PeriodReading:
@@ -106,6 +109,27 @@ def evidence_of(
     )
 
 
+def evidence_fingerprint(version: str, checkpoint_sha256: str, data) -> str:
+    """What a period's evidence of one model depends on: the analysis code's version, the checkpoint (its bytes'
+    digest: the training slice and its data version are in it) and the logged hours read (the test split's
+    inputs, targets and hours, so a corrected candle inside the period changes it)."""
+    h = hashlib.sha256(f"{version}|{checkpoint_sha256}|{data.data_version}".encode())
+    t = data.test
+    for a in (t.x, t.ret, t.vol, t.direction, t.raw_ret, np.asarray(t.end_ts).astype("datetime64[s]")):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def stored_fingerprint(path: Path) -> str:
+    """The fingerprint a stored evidence file was made with ("" when absent, unreadable or older than fingerprints:
+    such a file is never reused)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return str(f["fingerprint"]) if "fingerprint" in f.files else ""
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return ""
+
+
 def save_evidence(path: Path, ev: PeriodEvidence) -> Path:
     """One `.npz` (no pickles): arrays under flat names, the reading's fields as 0-d or 1-d arrays."""
     r = ev.reading
@@ -114,6 +138,7 @@ def save_evidence(path: Path, ev: PeriodEvidence) -> Path:
         "trailing_vol": ev.trailing_vol.astype(np.float64),
         "output": np.array(ev.output),
         "reading_text": np.array([r.period, r.checkpoint, r.first_hour, r.last_hour, ev.control_key]),
+        "fingerprint": np.array(ev.fingerprint),
         "reading_numbers": np.array([r.windows, r.peak_hour, r.peak_lift, *r.peak_lift_ci], dtype=np.float64),
         "reading_flags": np.array(
             [{True: 1, False: 0, None: -1}[f] for f in (r.concentrated, r.relied_upon, r.faithful)], dtype=np.int8
@@ -199,6 +224,7 @@ def load_evidence(path: Path) -> PeriodEvidence:
         train_raw_ret=a.get("train_raw_ret"),
         scales=[int(s) for s in a["scales"]] if "scales" in a else None,
         control_key=str(text[4]),
+        fingerprint=str(a["fingerprint"]) if "fingerprint" in a else "",
     )
 
 

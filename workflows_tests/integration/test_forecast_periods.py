@@ -95,7 +95,7 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     assert trained == 0 and added["hours_added"] == 24 and added["rows_replaced"] == 0 and not added["recomputed"]
     # the attention of the grown month is read again; its controls are not retrained
     again = added["attention"]
-    assert again["windows"] == 19 * 24 and again["controls_trained"] == 0
+    assert again["windows"] == 19 * 24 and again["controls_trained"] == 0 and not again["reused"]
     assert again["controls_reused"] == first["controls_trained"]
     after = _rows(data_dir, "2025-12-01")
     assert after.height > dec_rows.height
@@ -103,8 +103,13 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
 
     # into January: its models train once (warm-started from December's); a rerun trains nothing
     _land(data_dir, instance, datetime(2026, 1, 2, tzinfo=UTC))
-    _, trained, _ = _period(data_dir, instance, "2025-12-01")
-    assert trained == 0
+    _, trained, added = _period(data_dir, instance, "2025-12-01")
+    assert trained == 0 and added["attention"]["windows"] == 744 and not added["attention"]["reused"]
+    # a rerun on the same checkpoints and hours (a resumed backfill) reuses the month's evidence untouched
+    stamps = {p.name: p.stat().st_mtime_ns for p in evidence.glob("*.npz")}
+    _, trained, added = _period(data_dir, instance, "2025-12-01")
+    assert trained == 0 and added["attention"]["reused"] and added["attention"]["controls_trained"] == 0
+    assert {p.name: p.stat().st_mtime_ns for p in evidence.glob("*.npz")} == stamps
     jan, trained, added = _period(data_dir, instance, "2026-01-01")
     assert trained == len(PERIOD_KINDS) and added["hours_added"] == 0  # no January hour has its targets yet
     assert not added["attention"]["analysed"]  # nothing to read attention on yet

@@ -8,7 +8,15 @@ import torch
 
 from workflows.attention import sanity
 from workflows.attention.analysis import PeriodReading, analyse, describe
-from workflows.attention.periods import PeriodEvidence, evidence_of, load_evidence, pool, save_evidence
+from workflows.attention.periods import (
+    PeriodEvidence,
+    evidence_fingerprint,
+    evidence_of,
+    load_evidence,
+    pool,
+    save_evidence,
+    stored_fingerprint,
+)
 from workflows.ml.models import ArchConfig
 from workflows.ml.training import TrainConfig, predict
 from workflows.reporting.attention_text import period_spread_lines
@@ -103,6 +111,29 @@ def test_two_periods_pool_every_window_from_its_own_model(tmp_path):
     expected = (a.deletion.matched_sums + b.deletion.matched_sums).mean() / 240
     assert pooled.deletion.matched_change_mean == pytest.approx(expected)
     assert pooled.deletion.top_k_change == pytest.approx((an_a.deletion.top_k_change + an_b.deletion.top_k_change) / 2)
+
+
+def test_a_period_s_evidence_is_reused_only_for_the_same_code_checkpoint_and_hours(tmp_path):
+    data = tiny_data(n_test=120)
+    fp = evidence_fingerprint("3", "abc", data)
+    assert fp == evidence_fingerprint("3", "abc", tiny_data(n_test=120))  # the same hours read again
+    corrected = data.test.raw_ret.copy()
+    corrected[57] += 1e-6  # a corrected candle inside the period
+    changed = {
+        evidence_fingerprint("4", "abc", data),  # the analysis code
+        evidence_fingerprint("3", "abd", data),  # the checkpoint
+        evidence_fingerprint("3", "abc", replace(data, test=replace(data.test, raw_ret=corrected))),
+        evidence_fingerprint("3", "abc", tiny_data(n_test=121)),  # one more logged hour
+    }
+    assert fp not in changed and len(changed) == 4
+    _, ev = _analysed_period(tmp_path, 0, "2025-12", 0)
+    path = tmp_path / "2025-12" / "attention_lstm.npz"
+    assert stored_fingerprint(path) == ""  # made without one: never reused
+    save_evidence(path, replace(ev, fingerprint=fp))
+    assert stored_fingerprint(path) == fp and load_evidence(path).fingerprint == fp
+    path.write_bytes(b"truncated")
+    assert stored_fingerprint(path) == ""  # an unreadable file is analysed again, not trusted
+    assert stored_fingerprint(tmp_path / "missing.npz") == ""
 
 
 def _evidence(attention: np.ndarray, control: np.ndarray, period: str) -> PeriodEvidence:
