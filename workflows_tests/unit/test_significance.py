@@ -8,7 +8,14 @@ import pytest
 from scipy import signal
 
 from workflows.stats.losses import qlike_losses
-from workflows.stats.significance import EWC_DF, dm_test, ewc_long_run_variance, model_confidence_set
+from workflows.stats.significance import (
+    EWC_DF,
+    dm_test,
+    ewc_long_run_variance,
+    local_whittle_memory,
+    memory_scales,
+    model_confidence_set,
+)
 
 
 def _long_memory(n: int, d: float, rng: np.random.Generator, burn: int = 2_000) -> np.ndarray:
@@ -33,28 +40,38 @@ def _volatility_world(n: int, horizon: int, rng: np.random.Generator) -> tuple[n
     return np.convolve(true, box, "valid")[1 : n + 1], np.convolve(r2, box, "valid")[1 : n + 1]
 
 
-@pytest.mark.parametrize("horizon", [1, 24])
-def test_robust_dm_keeps_its_size_under_persistent_loss_differences_and_finds_a_better_forecast(horizon):
-    """Two equally good forecasts of a long-memory variance, each off the truth by its own near-unit-root
-    error (AR(1), phi = 0.995, in logs): their QLIKE differential stays correlated for hundreds of hours.
-    The robust test rejects equality at most 7% of the time at 5% (400 replications: a true rate of 5%
-    exceeds 7% with probability under 4%); the HLN rule rejects far more often at horizon 1. The truth
-    against the same error, 3,000 hours: found in at least 90% of replications."""
-    rng = np.random.default_rng(20 + horizon)
+@pytest.mark.parametrize(("horizon", "errors"), [(1, "near-unit-root"), (24, "near-unit-root"), (24, "long-memory")])
+def test_robust_dm_keeps_its_size_under_persistent_loss_differences_and_finds_a_better_forecast(horizon, errors):
+    """Two equally good forecasts of a long-memory variance, each off the truth by its own persistent error
+    in logs, near-unit-root (AR(1), phi = 0.995) or long-memory (ARFIMA(0, 0.45, 0)): their QLIKE
+    differential stays correlated for hundreds of hours. The robust test rejects equality at most 7% of the
+    time at 5% (400 replications: a true rate of 5% exceeds 7% with probability under 4%); the HLN rule
+    rejects far more often at horizon 1. The truth against the same error, 3,000 hours: found in at least
+    90% of replications under long memory; under the near-unit-root error the memory estimate reads its
+    persistence as long memory and widens the variance, and the truth is found in at least 65% at 1 h and
+    40% at 24 h (the price of the size under long memory; plain EWC: 91% and 93%, docs/benchmarks.md).
+    Not covered: long-memory errors at 1 h, where a single hour's squared return buries the memory of the
+    differential under noise at every frequency but the lowest few; there the test rejects 8-12% of the
+    time (docs/benchmarks.md)."""
+    rng = np.random.default_rng(20 + horizon + (errors == "long-memory"))
     n, reps = 3_000, 400
+
+    def error() -> np.ndarray:
+        return _near_unit_root(n, rng) if errors == "near-unit-root" else _long_memory(n, 0.45, rng)
+
     robust, hln, power = [], [], []
     for _ in range(reps):
         true, realised = _volatility_world(n, horizon, rng)
-        a = true * np.exp(0.4 * _near_unit_root(n, rng))
-        b = true * np.exp(0.4 * _near_unit_root(n, rng))
+        a = true * np.exp(0.4 * error())
+        b = true * np.exp(0.4 * error())
         d = qlike_losses(a, realised) - qlike_losses(b, realised)
         robust.append(dm_test(d, horizon, long_memory=True).p_two_sided < 0.05)
         hln.append(dm_test(d, horizon).p_two_sided < 0.05)
         power.append(dm_test(qlike_losses(true, realised) - qlike_losses(a, realised), horizon, True).p_better < 0.05)
     assert np.mean(robust) <= 0.07
     if horizon == 1:
-        assert np.mean(hln) >= 0.10  # the rule the verdicts used before: about three times its size
-    assert np.mean(power) >= 0.90
+        assert np.mean(hln) >= 0.10  # the rule the verdicts used before: two to four times its size
+    assert np.mean(power) >= {(1, "near-unit-root"): 0.65, (24, "near-unit-root"): 0.4}.get((horizon, errors), 0.9)
 
 
 def test_ewc_variance_is_the_long_run_variance_of_white_noise_and_is_scale_free():
@@ -64,7 +81,29 @@ def test_ewc_variance_is_the_long_run_variance_of_white_noise_and_is_scale_free(
     d = rng.normal(0.1, 1.0, 500)
     base = dm_test(d, long_memory=True)
     assert dm_test(d * 1e-6, long_memory=True).statistic == pytest.approx(base.statistic)
-    assert base.variance == f"EWC({EWC_DF})" and dm_test(d).variance == "HLN"
+    assert base.variance.startswith(f"EWC({EWC_DF}, d=") and dm_test(d).variance == "HLN"
+
+
+def test_local_whittle_recovers_the_memory_and_the_scales_grow_with_it():
+    rng = np.random.default_rng(4)
+    for d in (0.0, 0.25, 0.45):
+        estimates = [local_whittle_memory(_long_memory(4_000, d, rng)) for _ in range(20)]
+        assert np.median(estimates) == pytest.approx(d, abs=0.05)
+    assert np.median([local_whittle_memory(rng.normal(size=4_000)) for _ in range(20)]) == pytest.approx(0, abs=0.03)
+    # short memory: the plain EWC variance; long memory: the mean varies more than every low-frequency transform,
+    # the more so the higher the frequency
+    assert np.array_equal(memory_scales(4_000, 0.0), np.ones(EWC_DF))
+    scales = memory_scales(4_000, 0.45)
+    assert np.all(scales > 1) and np.all(np.diff(scales) > 0)
+    assert np.all(memory_scales(4_000, 0.2) < scales)
+    # exact: the ratio of the two quadratic forms of the fractional covariance matrix, computed directly
+    n, d = 60, 0.3
+    lags = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    k = np.arange(1, n)
+    rho = np.concatenate([[1.0], np.cumprod((k - 1 + d) / (k - d))])[lags]
+    mean_w = np.full(n, 1 / np.sqrt(n))
+    cos_w = np.sqrt(2 / n) * np.cos(np.pi * 2 * (np.arange(n) + 0.5) / n)
+    assert memory_scales(n, d, 2)[1] == pytest.approx((mean_w @ rho @ mean_w) / (cos_w @ rho @ cos_w))
 
 
 def test_model_confidence_set_keeps_the_true_best_and_drops_a_clearly_worse_forecast():
