@@ -31,6 +31,17 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(s[max(k, 1) - 1])
 
 
+def clipped_quantile(scores: np.ndarray, alpha_t: float) -> float:
+    """The adaptive procedure's quantile at miscoverage alpha_t: 0 when alpha_t >= 1, the conformal quantile at
+    1 - alpha_t otherwise, and never more than the largest finite score (alpha_t <= 0, or too few scores for
+    the level, would ask for an infinite interval)."""
+    finite = np.asarray(scores, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if alpha_t >= 1 or finite.size == 0:
+        return 0.0 if alpha_t >= 1 else float("inf")
+    return min(conformal_quantile(finite, 1.0 - max(alpha_t, 0.0)), float(finite.max()))
+
+
 def scaled_scores(y: np.ndarray, yhat: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Nonconformity scores |y - yhat| / sigma."""
     return np.abs(np.asarray(y, dtype=float) - np.asarray(yhat, dtype=float)) / np.asarray(sigma, dtype=float)
@@ -67,7 +78,10 @@ def adaptive_conformal(
 
     At hour t the interval uses the scaled scores of the `window` hours before t at level
     1 - alpha_t; after y_t is seen, alpha_t moves by gamma * (alpha - miss_t). Only past hours
-    enter each interval.
+    enter each interval. After a long run of misses alpha_t falls to 0 or below, where the
+    procedure asks for an infinite interval; this one uses the largest score of the window
+    instead (`clipped_quantile`: the widest interval the recent hours support), so an interval
+    is always finite and servable, and alpha_t keeps its own value to recover from.
     """
     if start < 1:
         raise ValueError(f"adaptive_conformal: start={start}; it needs at least one calibration hour before it")
@@ -80,13 +94,7 @@ def adaptive_conformal(
     alpha = 1.0 - level
     alpha_t = alpha
     for t in range(start, y.size):
-        past = scores[max(0, t - window) : t]
-        if alpha_t <= 0:
-            q = float("inf")
-        elif alpha_t >= 1:
-            q = 0.0
-        else:
-            q = conformal_quantile(past, 1.0 - alpha_t)
+        q = clipped_quantile(scores[max(0, t - window) : t], alpha_t)
         lower[t] = centre[t] - q * scale[t]
         upper[t] = centre[t] + q * scale[t]
         miss = float(y[t] < lower[t] or y[t] > upper[t])

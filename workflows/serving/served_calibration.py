@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflows.evaluation.conformal import adaptive_conformal, conformal_quantile, scaled_scores
+from workflows.evaluation.conformal import adaptive_conformal, clipped_quantile, scaled_scores
 from workflows.stats.calibration import brier_skill, coverage_test
 from workflows.stats.significance import dm_test
 
@@ -83,7 +83,7 @@ def _adaptive(y: np.ndarray, f: np.ndarray, s: np.ndarray, level: float):
     # the level after the last update: alpha_T = alpha + gamma x sum(alpha - miss_t) (adaptive_conformal)
     alpha_next = (1 - level) + GAMMA * (tested.n * (1 - level) - tested.misses)
     scores = scaled_scores(y, f, s)[-WINDOW:]
-    q_next = 0.0 if alpha_next >= 1 else conformal_quantile(scores, 1 - max(alpha_next, 0.0))
+    q_next = clipped_quantile(scores, alpha_next)
     return cut, tested, q_next, 1 - alpha_next
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from workflows.evaluation.conformal import (
+    clipped_quantile,
     adaptive_conformal,
     conformal_quantile,
     ewma_sigma,
@@ -70,3 +71,18 @@ def test_conformal_quantile_finite_sample_rank():
     scores = np.arange(1.0, 10.0)  # nine scores
     assert conformal_quantile(scores, 0.8) == 8.0  # ceil(10 * 0.8) = 8th smallest
     assert conformal_quantile(scores, 0.95) == float("inf")  # ceil(9.5) = 10 > 9 scores
+
+
+def test_a_long_run_of_misses_widens_the_interval_to_the_largest_score_never_to_infinity():
+    rng = np.random.default_rng(3)
+    y = np.concatenate([rng.normal(size=300), 50 * rng.normal(size=200)])  # the scale jumps 50-fold
+    lower, upper = adaptive_conformal(y, np.zeros(500), np.ones(500), 0.95, start=100, gamma=0.05, window=100)
+    assert np.all(np.isfinite(lower[100:])) and np.all(np.isfinite(upper[100:]))
+    # the level ran out (alpha_t <= 0 after the jump's misses): the widest interval the window supports
+    widest = [np.abs(y[t - 100 : t]).max() for t in range(100, 500)]
+    assert np.any(np.isclose(upper[100:], widest))
+    assert np.all(upper[100:] <= np.array(widest) + 1e-12)
+    scores = np.array([1.0, 2.0, 3.0])
+    assert clipped_quantile(scores, -0.2) == 3.0 and clipped_quantile(scores, 1.0) == 0.0
+    # inside its range: the conformal quantile, the ceil((n + 1) x 0.8) = 81st smallest score
+    assert clipped_quantile(np.arange(1.0, 101.0), 0.2) == 81.0
