@@ -70,7 +70,7 @@ def paste(report_path: Path, page: Path, name: str, command: str, wanted: list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("report", type=Path)
     parser.add_argument("page", type=Path)
     parser.add_argument("--name", required=True, help="the markers' name, e.g. real_btcusdt")

@@ -143,7 +143,8 @@ def local_whittle_memory(x: np.ndarray, power: float = 0.65, frequencies: int | 
     def objective(d: float) -> float:
         return float(np.log(np.mean(lam ** (2 * d) * periodogram)) - 2 * d * log_lam.mean())
 
-    return float(minimize_scalar(objective, bounds=(-0.49, 0.99), method="bounded").x)
+    result = minimize_scalar(objective, bounds=(-0.49, 0.99), method="bounded")
+    return float(result.x)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _fractional_autocorrelation(n: int, d: float) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from workflows.evaluation.conformal import (
-    clipped_quantile,
     adaptive_conformal,
+    clipped_quantile,
     conformal_quantile,
     ewma_sigma,
     split_conformal,
