@@ -606,7 +606,13 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, l
     print("\nSummary (as in the report):")
     for line in _summary_lines(result):
         print("  " + line.replace("**", ""))
+    gate = _metadata(result, "production_model")
+    if gate:
+        verdict = "PROMOTED" if gate.get("promoted") else "REFUSED"
+        print(f"\npromotion gate: {verdict} ({gate.get('reason', '')}); serving: {gate.get('serving', '?')}")
     print(f"\nreport: {report}")
+    if (report_dir / "promotion_gate.md").exists():
+        print(f"gate decision: {report_dir / 'promotion_gate.md'}")
     for png in sorted(report_dir.glob("*.png")):
         print(f"figure: {png}")
     print(

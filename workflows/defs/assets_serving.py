@@ -1,5 +1,8 @@
 """The promotion gate (`production_model`) and the served forecast (`latest_forecast`)."""
 
+from datetime import datetime, timezone
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -9,6 +12,7 @@ from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import model_window_data
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
+from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
 from workflows.reporting.markdown import frame_to_markdown
@@ -162,6 +166,33 @@ def gate_metadata(decision: GateDecision) -> dict:
     return {k: v for k, v in meta.items() if v is not None}
 
 
+GATE_RECORD = "promotion_gate.md"  # beside the report: the newest decision, in words and with every figure
+
+
+def gate_record(symbol: str, candidate: str, decision: GateDecision, tests_md: str, serving: str) -> str:
+    """The newest gate decision as Markdown: what was decided, on which hours, every figure it decided on."""
+    d = decision
+    hours = f"{d.first_hour} .. {d.last_hour}" if d.first_hour and d.last_hour else "none"
+    return "\n".join(
+        [
+            f"# Promotion gate: {symbol}",
+            "",
+            f"Decided {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on the candidate `{candidate}`.",
+            "",
+            "## The gate's decision",
+            "",
+            f"**{'PROMOTED' if d.promoted else 'REFUSED'}**: {d.reason}",
+            "",
+            f"- serving now: {serving}",
+            f"- fresh hours compared: {d.hours} ({hours}); hours offered {d.hours_offered}, of which already judged "
+            f"by an earlier decision {d.hours_already_decided}; at least {d.min_hours} needed",
+            "",
+            tests_md,
+            "",
+        ]
+    )
+
+
 @dg.asset(
     partitions_def=symbols_partitions,
     ins={"candidate": dg.AssetIn(f"{SERVED_KIND}_model")},
@@ -204,8 +235,16 @@ def production_model(
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
+    serving = (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")
+    tests = metadata.get("tests")
+    record = gate_record(
+        symbol, Path(candidate["path"]).name, decision, str(tests.value) if tests is not None else "", serving
+    )
+    report_dir = warehouse.paths().reports / symbol
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(report_dir / GATE_RECORD, record)
     return dg.MaterializeResult(
-        metadata={**metadata, "serving": (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")},
+        metadata={**metadata, "serving": serving, "record": dg.MetadataValue.path(str(report_dir / GATE_RECORD))},
         check_results=[
             dg.AssetCheckResult(
                 check_name="promotion_gate",

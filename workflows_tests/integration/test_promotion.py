@@ -473,6 +473,12 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
     assert meta["margin"].value == 0.02 and meta["hours_compared"].value >= 100
     assert meta["comparator"].value == "zero-return forecast" and meta["hours_already_decided"].value == 0
     assert "Served intervals, adaptive conformal" in meta["tests"].value
+    # the decision in words beside the report, with the same figures the UI shows
+    record = (data_dir / "reports" / "BTCUSDT" / "promotion_gate.md").read_text()
+    assert meta["record"].value.endswith("promotion_gate.md")
+    assert ("**PROMOTED**" if meta["promoted"].value else "**REFUSED**") in record
+    assert meta["reason"].value in record and meta["tests"].value in record
+    assert f"fresh hours compared: {meta['hours_compared'].value} (" in record
     # The verdict is the gate's: 3 ci epochs on this series beat the zero forecast on some runs and not on others,
     # and their direction probabilities may fail the Brier test (measured on CPU: refused, Brier 0.548 vs base rate
     # 0.498, p = 0.001, while DM p = 0.006 against zero). Either way the pointer follows it; then the candidate is
