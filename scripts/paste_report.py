@@ -41,7 +41,8 @@ def paste(report_path: Path, page: Path, name: str, command: str, wanted: list[s
     if missing:
         raise SystemExit(f"{report_path}: no section starting with {', '.join(map(repr, missing))}")
     chosen = [body for w in wanted for t, body in found.items() if t.startswith(w)]
-    intro = "\n".join(line for line in header.splitlines()[1:] if line.strip())  # without the report's title
+    body = "\n".join(header.splitlines()[1:])  # without the report's title
+    intro = "\n\n".join(part.strip() for part in re.split(r"\n\s*\n", body) if part.strip())
     text = demote("\n\n".join([intro, *(c.strip() for c in chosen)]))
     copied = []
 

@@ -13,6 +13,8 @@ spec.loader.exec_module(paste_report)
 
 REPORT = """# Attention report: BTCUSDT
 
+> SYNTHETIC data.
+
 Generated 2026-12-03; test hours 2020-07-01 .. 2021-06-30.
 
 ## Summary
@@ -49,7 +51,8 @@ def test_pastes_the_named_sections_between_markers_and_replaces_them_on_a_rerun(
     assert text.startswith("# Findings\n\nkept\n") and "<!-- report:real_btc:begin -->" in text
     assert "### Summary" in text and "#### The mean variance" in text and "| log_har | 0.40 |" in text
     assert "not wanted" not in text and "# Attention report" not in text
-    assert "test hours 2020-07-01 .. 2021-06-30" in text  # the report's header: what the figures are of
+    # the report's header (what the figures are of), its paragraphs kept apart
+    assert "> SYNTHETIC data.\n\nGenerated 2026-12-03; test hours 2020-07-01 .. 2021-06-30." in text
     assert copied == ["real_btc_interval_coverage.png"] and "(images/real_btc_interval_coverage.png)" in text
     # a rerun on a newer report replaces the block and leaves the rest of the page alone
     page.write_text(page.read_text() + "\n## After\n")
