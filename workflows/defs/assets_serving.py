@@ -169,6 +169,23 @@ def gate_metadata(decision: GateDecision) -> dict:
 GATE_RECORD = "promotion_gate.md"  # beside the report: the newest decision, in words and with every figure
 
 
+TESTED_HEADING = "## The newest decision that ran its tests"
+
+
+def with_newest_tested(record: str, decision: GateDecision, previous: str) -> str:
+    """A decision that judged no hour (nothing fresh: a rerun on the same data) keeps the newest decision that ran
+    its tests below it, so the record never loses the figures the serving state rests on."""
+    if decision.hours > 0 or not previous:
+        return record
+    if TESTED_HEADING in previous:  # the previous record was itself untested: carry what it carried
+        earlier = previous.split(TESTED_HEADING, 1)[1]
+    elif "## The gate's decision" in previous:
+        earlier = previous.split("## The gate's decision", 1)[1]
+    else:
+        return record
+    return f"{record.rstrip()}\n\n{TESTED_HEADING}\n{earlier}"
+
+
 def gate_record(symbol: str, candidate: str, decision: GateDecision, tests_md: str, serving: str) -> str:
     """The newest gate decision as Markdown: what was decided, on which hours, every figure it decided on."""
     d = decision
@@ -242,7 +259,8 @@ def production_model(
     )
     report_dir = warehouse.paths().reports / symbol
     report_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(report_dir / GATE_RECORD, record)
+    previous = report_dir / GATE_RECORD
+    write_text_atomic(previous, with_newest_tested(record, decision, previous.read_text() if previous.exists() else ""))
     return dg.MaterializeResult(
         metadata={**metadata, "serving": serving, "record": dg.MetadataValue.path(str(report_dir / GATE_RECORD))},
         check_results=[

@@ -505,6 +505,11 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
     assert meta2["promoted"].value is False and meta2["hours_compared"].value == 0
     assert meta2["hours_already_decided"].value == meta2["hours_offered"].value == meta["hours_offered"].value
     assert meta2["decided_through"].value == meta["last_hour"].value and meta2["incumbent_window_known"].value is True
+    # the record says so, and keeps the first decision (the one that ran its tests) below
+    again_record = (data_dir / "reports" / "BTCUSDT" / "promotion_gate.md").read_text()
+    assert "fresh hours compared: 0 (none)" in again_record and meta2["reason"].value in again_record
+    newest, tested = again_record.split("## The newest decision that ran its tests")
+    assert meta["reason"].value not in newest and meta["reason"].value in tested and meta["tests"].value in tested
     # the daily retrain on unchanged data (issue 21): a new checkpoint file or the same one, never new bytes under
     # the name the pointer holds; the gate and the served forecast keep working
     pointer = read_pointer(data_dir / "checkpoints" / "BTCUSDT")
