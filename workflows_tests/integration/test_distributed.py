@@ -117,6 +117,16 @@ def masked_report(text: str) -> str:
     return CHECKPOINT_DIGEST.sub("<digest>.pt", text)
 
 
+# The gate's record (workflows/defs/assets_serving.py): when it was decided, on which checkpoint file.
+DECIDED = re.compile(r"^Decided \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", re.MULTILINE)
+
+
+def masked_gate_record(text: str) -> str:
+    text, decided = DECIDED.subn("Decided <clock> UTC", text)
+    assert decided >= 1, "the gate record's clock reading moved: update the mask"
+    return CHECKPOINT_DIGEST.sub("<digest>.pt", text)
+
+
 DIGEST = re.compile(r"-[0-9a-f]{12}\.npz$")
 
 # The GARCH and GJR-GARCH baselines (arch's SLSQP fit) come out different in the sixth digit from
@@ -167,6 +177,8 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
             # the report: its words (clock readings masked) and its numbers; the JSON parsed; figures as bytes
             if file.name == "attention_report.md":
                 reports[(symbol, file.name)] = words_and_numbers(masked_report(file.read_text()))
+            elif file.name == "promotion_gate.md":
+                reports[(symbol, file.name)] = words_and_numbers(masked_gate_record(file.read_text()))
             elif file.suffix == ".json":
                 reports[(symbol, file.name)] = json.loads(file.read_text())
             else:
@@ -256,7 +268,7 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
         names = {name for s, name in got["reports"] if s == symbol}
         assert {"attention_report.md", "evaluation.json", "attention_analysis.json", "training.png"} <= names
     for key, content in expected["reports"].items():
-        if key[1] == "attention_report.md":
+        if key[1] in ("attention_report.md", "promotion_gate.md"):
             (words, numbers), (got_words, got_numbers) = content, got["reports"][key]
             assert words == got_words, key
             assert got_numbers == pytest.approx(numbers, rel=EVAL_REL, abs=0.011), key  # 2-decimal rounding
