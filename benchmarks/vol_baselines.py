@@ -96,8 +96,8 @@ def table(symbol: str, pooled: dict, realised: dict) -> list[str]:
             else:
                 hln, ewc = dm_test(d, h), dm_test(d, h, long_memory=True)
                 plain = d.mean() / np.sqrt(ewc_long_run_variance(d) / len(d))
-                memory = ewc.variance.split("d=")[1].rstrip(")")
-                cells = f"{hln.statistic:+.2f} | {plain:+.2f} | {ewc.statistic:+.2f} | {memory} | {ewc.p_better:.3f}"
+                robust = f"{ewc.statistic:+.2f} | {ewc.memory:.2f} | {ewc.p_better:.3f}"
+                cells = f"{hln.statistic:+.2f} | {plain:+.2f} | {robust}"
             lines.append(
                 f"| {name} | {losses[name].mean():.4f} | {'yes' if cs.contains(name) else 'no'} "
                 f"({cs.pvalues[name]:.3f}) | {cells} |"

@@ -80,7 +80,8 @@ def shuffled_target_outputs(
 ) -> dict[str, np.ndarray]:
     """Attention outputs on the test windows of a model trained on permuted targets of the
     most recent `max_train_windows` training windows (validation split unchanged)."""
-    return attention_of(shuffled_target_model(arch, data, config, seed, max_train_windows), data.test.x)
+    model = shuffled_target_model(arch, data, config, seed=seed, max_train_windows=max_train_windows)
+    return attention_of(model, data.test.x)
 
 
 def attention_of(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -88,18 +89,12 @@ def attention_of(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
     return _attention_outputs(predict(model, x))
 
 
-def shuffled_target_model(
-    arch: ArchConfig,
-    data: WindowData,
-    config: TrainConfig,
-    seed: int = 0,
-    max_train_windows: int = CONTROL_MAX_TRAIN_WINDOWS,
-    store: "ControlStore | None" = None,
-) -> nn.Module:
+def shuffled_target_model(arch: ArchConfig, data: WindowData, config: TrainConfig, **options) -> nn.Module:
     """The shuffled-target control (see `shuffled_target_outputs`); with a `store`, read back when one
     was trained for the same architecture, config, seed and training slice, else trained (warm-started
-    from the store's previous control when it has one) and written there."""
-    return stored_or_trained_control(arch, data, config, seed, max_train_windows, store)[0]
+    from the store's previous control when it has one) and written there. `options`: those of
+    `stored_or_trained_control`."""
+    return stored_or_trained_control(arch, data, config, **options)[0]
 
 
 def stored_or_trained_control(

@@ -611,8 +611,8 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, l
         verdict = "PROMOTED" if gate.get("promoted") else "REFUSED"
         print(f"\npromotion gate: {verdict} ({gate.get('reason', '')}); serving: {gate.get('serving', '?')}")
     print(f"\nreport: {report}")
-    if (report_dir / "promotion_gate.md").exists():
-        print(f"gate decision: {report_dir / 'promotion_gate.md'}")
+    if gate.get("record"):
+        print(f"gate decision: {gate['record']}")
     for png in sorted(report_dir.glob("*.png")):
         print(f"figure: {png}")
     print(

@@ -167,8 +167,7 @@ def gate_metadata(decision: GateDecision) -> dict:
 
 
 GATE_RECORD = "promotion_gate.md"  # beside the report: the newest decision, in words and with every figure
-
-
+DECISION_HEADING = "## The gate's decision"
 TESTED_HEADING = "## The newest decision that ran its tests"
 
 
@@ -179,8 +178,8 @@ def with_newest_tested(record: str, decision: GateDecision, previous: str) -> st
         return record
     if TESTED_HEADING in previous:  # the previous record was itself untested: carry what it carried
         earlier = previous.split(TESTED_HEADING, 1)[1]
-    elif "## The gate's decision" in previous:
-        earlier = previous.split("## The gate's decision", 1)[1]
+    elif DECISION_HEADING in previous:
+        earlier = previous.split(DECISION_HEADING, 1)[1]
     else:
         return record
     return f"{record.rstrip()}\n\n{TESTED_HEADING}\n{earlier}"
@@ -196,7 +195,7 @@ def gate_record(symbol: str, candidate: str, decision: GateDecision, tests_md: s
             "",
             f"Decided {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on the candidate `{candidate}`.",
             "",
-            "## The gate's decision",
+            DECISION_HEADING,
             "",
             f"**{'PROMOTED' if d.promoted else 'REFUSED'}**: {d.reason}",
             "",
@@ -257,12 +256,11 @@ def production_model(
     record = gate_record(
         symbol, Path(candidate["path"]).name, decision, str(tests.value) if tests is not None else "", serving
     )
-    report_dir = warehouse.paths().reports / symbol
-    report_dir.mkdir(parents=True, exist_ok=True)
-    previous = report_dir / GATE_RECORD
-    write_text_atomic(previous, with_newest_tested(record, decision, previous.read_text() if previous.exists() else ""))
+    path = warehouse.paths().reports / symbol / GATE_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, with_newest_tested(record, decision, path.read_text() if path.exists() else ""))
     return dg.MaterializeResult(
-        metadata={**metadata, "serving": serving, "record": dg.MetadataValue.path(str(report_dir / GATE_RECORD))},
+        metadata={**metadata, "serving": serving, "record": dg.MetadataValue.path(str(path))},
         check_results=[
             dg.AssetCheckResult(
                 check_name="promotion_gate",

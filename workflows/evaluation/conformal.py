@@ -35,10 +35,12 @@ def clipped_quantile(scores: np.ndarray, alpha_t: float) -> float:
     """The adaptive procedure's quantile at miscoverage alpha_t: 0 when alpha_t >= 1, the conformal quantile at
     1 - alpha_t otherwise, and never more than the largest finite score (alpha_t <= 0, or too few scores for
     the level, would ask for an infinite interval)."""
+    if alpha_t >= 1:
+        return 0.0
     finite = np.asarray(scores, dtype=float)
     finite = finite[np.isfinite(finite)]
-    if alpha_t >= 1 or finite.size == 0:
-        return 0.0 if alpha_t >= 1 else float("inf")
+    if finite.size == 0:
+        return float("inf")
     return min(conformal_quantile(finite, 1.0 - max(alpha_t, 0.0)), float(finite.max()))
 
 

@@ -35,6 +35,7 @@ class DMResult:
     n: int
     mean_loss_diff: float
     variance: str = "HLN"  # "HLN" (lags up to h-1) or "EWC(nu, d=...)" (robust to long memory, at memory d)
+    memory: float | None = None  # the memory d the long-memory-robust variance was scaled for (None: HLN)
 
 
 def diebold_mariano(errors_1: np.ndarray, errors_2: np.ndarray, horizon: int = 1, power: int = 2) -> DMResult:
@@ -109,13 +110,17 @@ EWC_DF = 8  # cosine frequencies (= degrees of freedom) of the long-memory-robus
 MAX_MEMORY = 0.49  # the largest memory parameter d the correction assumes (0.5: non-stationary)
 
 
+def _cosine_weights(n: int, nu: int) -> np.ndarray:
+    """(nu, n): sqrt(2/n) cos(pi j (t + 1/2) / n) for j = 1 .. nu, t = 0 .. n-1."""
+    j = np.arange(1, nu + 1)[:, None]
+    t = np.arange(n)[None, :]
+    return np.sqrt(2.0 / n) * np.cos(np.pi * j * (t + 0.5) / n)
+
+
 def ewc_transforms(d: np.ndarray, nu: int = EWC_DF) -> np.ndarray:
     """The first `nu` cosine transforms of the centred series, sqrt(2/n) sum_t cos(pi j (t + 1/2) / n) d_t."""
     d = np.asarray(d, dtype=float)
-    n = len(d)
-    j = np.arange(1, nu + 1)[:, None]
-    t = np.arange(n)[None, :]
-    return np.sqrt(2.0 / n) * (np.cos(np.pi * j * (t + 0.5) / n) @ (d - d.mean()))
+    return _cosine_weights(len(d), nu) @ (d - d.mean())
 
 
 def ewc_long_run_variance(d: np.ndarray, nu: int = EWC_DF) -> float:
@@ -162,10 +167,7 @@ def memory_scales(n: int, d: float, nu: int = EWC_DF) -> np.ndarray:
         return np.ones(nu)
     rho = _fractional_autocorrelation(n, d)
     circulant = np.fft.rfft(np.concatenate([rho, [0.0], rho[:0:-1]]))
-    t = np.arange(n)
-    weights = np.vstack(
-        [np.full(n, 1 / np.sqrt(n))] + [np.sqrt(2.0 / n) * np.cos(np.pi * j * (t + 0.5) / n) for j in range(1, nu + 1)]
-    )
+    weights = np.vstack([np.full(n, 1 / np.sqrt(n)), _cosine_weights(n, nu)])
     applied = np.fft.irfft(np.fft.rfft(weights, 2 * n, axis=1) * circulant, 2 * n, axis=1)[:, :n]
     variances = np.einsum("ij,ij->i", weights, applied)
     return variances[0] / variances[1:]
@@ -182,10 +184,10 @@ def _ewc_test(d: np.ndarray, nu: int = EWC_DF, horizon: int = 1) -> DMResult:
     long_run = float(np.mean(ewc_transforms(d, nu) ** 2 * memory_scales(n, memory, nu)))
     label = f"EWC({nu}, d={memory:.2f})"
     if long_run <= 0:
-        return DMResult(0.0, 0.5, 1.0, n, mean, label)
+        return DMResult(0.0, 0.5, 1.0, n, mean, label, memory)
     stat = mean / np.sqrt(long_run / n)
     p_better = float(stats.t.cdf(stat, df=nu))
-    return DMResult(float(stat), p_better, float(2 * min(p_better, 1 - p_better)), n, mean, label)
+    return DMResult(float(stat), p_better, float(2 * min(p_better, 1 - p_better)), n, mean, label, memory)
 
 
 @dataclass(frozen=True)
