@@ -13,8 +13,22 @@ from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
 from workflows.serving.gate_record import GATE_RECORD, gate_metadata, gate_record, with_newest_tested
-from workflows.serving.promotion import GateConfig, evidence_ends, forecast_next_hour, gate, load_current, promote
-from workflows.serving.served_record import served_figures, served_metadata, served_row
+from workflows.serving.promotion import (
+    GateConfig,
+    evidence_ends,
+    forecast_next_hour,
+    gate,
+    load_current,
+    promote,
+    read_pointer,
+)
+from workflows.serving.served_record import (
+    SERVED_RECORD,
+    served_figures,
+    served_metadata,
+    served_record_markdown,
+    served_row,
+)
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
 SERVING_CODE_VERSION = "3"  # 2: conformal intervals from the promoting decision; 3: the append-only served record
@@ -116,12 +130,22 @@ def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
-    forecast = forecast_next_hour(load_current(warehouse.paths().checkpoints / symbol), table)
+    folder = warehouse.paths().checkpoints / symbol
+    forecast = forecast_next_hour(load_current(folder), table)
     with warehouse.connect() as con:
-        appended = append_served_forecast(con, served_row(symbol, forecast))
+        appended = append_served_forecast(con, served_row(symbol, forecast))  # once per hour, never overwritten
         record = load_served_forecasts(con, symbol)
     context.log.info(f"{symbol} {forecast['forecast_hour']}: {forecast['return_pct']:+.4f}% ({forecast['model']})")
+    figures = served_figures(record, table)
+    path = warehouse.paths().reports / symbol / SERVED_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, served_record_markdown(symbol, figures, (read_pointer(folder) or {}).get("gate")))
     shown = {k: (str(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in forecast.items()}
     return dg.MaterializeResult(
-        metadata={**shown, "appended_to_record": appended, **served_metadata(served_figures(record, table))}
+        metadata={
+            **shown,
+            "appended_to_record": appended,
+            **served_metadata(figures),
+            "served_record": dg.MetadataValue.path(str(path)),
+        }
     )

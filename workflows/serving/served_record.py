@@ -145,3 +145,47 @@ def served_metadata(figures: ServedFigures) -> dict:
         }
     meta |= {"served_brier": figures.brier, "served_brier_base_rate": figures.brier_base_rate}
     return {k: v for k, v in meta.items() if v is not None}
+
+
+SERVED_RECORD = "served_record.md"  # beside the report: how the served forecasts fared, next to the backtest
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def served_record_markdown(symbol: str, figures: ServedFigures, backtest: dict | None) -> str:
+    """The served record against the backtest the serving model was promoted on (its gate decision's figures:
+    coverage of the same conformal intervals and Brier score on its evidence hours)."""
+    f, b = figures, backtest or {}
+    span = f"{f.first_hour} .. {f.last_hour}" if f.first_hour else "none yet"
+    lines = [
+        f"# Served forecasts: {symbol}",
+        "",
+        f"{f.served} forecasts served (table `served_forecasts`), {f.with_outcome} with their outcome landed "
+        f"({span}). Tests: Kupiec and Christoffersen with Monte Carlo p-values and the Brier test against the "
+        f"same hours' base rate, Holm-adjusted as one family (p_holm); none below {MIN_JUDGED} hours. Backtest: "
+        "the figures of the gate decision that promoted the serving model, on its evidence hours.",
+        "",
+        "| figure | served | p | p_holm | backtest |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    holm_p = f.holm or {}
+    for pct in (80, 95):
+        c = f.intervals.get(pct)
+        cov = f"{c.coverage:.1%} of {c.hours}" if c else "n/a"
+        back = b.get(f"coverage_{pct}")
+        lines += [
+            f"| {pct}% coverage | {cov} | Kupiec {_p(c.kupiec_p if c else None)}, Christoffersen "
+            f"{_p(c.christoffersen_p if c else None)} | {_p(holm_p.get(f'kupiec_{pct}'))}, "
+            f"{_p(holm_p.get(f'christoffersen_{pct}'))} | {'n/a' if back is None else f'{back:.1%}'} |",
+            f"| {pct}% interval score (pct) | {'n/a' if c is None else f'{c.interval_score_pct:.4g}'} | | | |",
+        ]
+    brier_back, base_back = b.get("brier"), b.get("brier_base_rate")
+    back_text = "n/a" if brier_back is None or base_back is None else f"{brier_back:.4f} ({base_back:.4f})"
+    lines.append(
+        f"| Brier (base rate) | {'n/a' if f.brier is None else f'{f.brier:.4f} ({f.brier_base_rate:.4f})'} | "
+        f"{_p(f.p_base_rate_better)} | {_p(holm_p.get('brier'))} | "
+        f"{back_text} |"
+    )
+    return "\n".join(lines) + "\n"

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pytest
 import torch
 
 from workflows.data.features import compute_features
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+from workflows.data.warehouse import append_served_forecast, load_served_forecasts
 from workflows.io import sha256_file
 from workflows.ml.checkpoints import load_checkpoint, save_checkpoint
 from workflows.ml.models import ArchConfig
@@ -34,6 +36,7 @@ from workflows.serving.promotion import (
     read_pointer,
     write_pointer,
 )
+from workflows.serving.served_record import served_figures, served_metadata, served_record_markdown, served_row
 
 
 def _hours(end_ts: np.ndarray) -> np.ndarray:
@@ -368,8 +371,11 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         "alpha",
         "min_hours",
         "tests",
-        "p_better_than_zero",
-        "p_zero_better",
+        "e_value",
+        "e_max",
+        "threshold",
+        "test_index",
+        "level",
         "skill_vs_zero",
         "resolvable_excess",
         "coverage_80",
@@ -381,51 +387,55 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         "candidate_last_target",
     ):
         assert key in meta and key in check.metadata, key
-    assert meta["margin"].value == 0.02 and meta["hours_compared"].value >= 100
-    assert meta["comparator"].value == "zero-return forecast" and meta["hours_already_decided"].value == 0
+    assert meta["margin"].value == 0.001 and meta["hours_compared"].value >= 100 and meta["test_index"].value == 1
+    assert meta["comparator"].value == "zero-return forecast"
+    assert "Anytime-valid test 1 on this symbol" in meta["tests"].value
     assert "Served intervals, adaptive conformal" in meta["tests"].value
     # the decision in words beside the report, with the same figures the UI shows
     record = (data_dir / "reports" / "BTCUSDT" / "promotion_gate.md").read_text()
     assert meta["record"].value.endswith("promotion_gate.md")
     assert ("**PROMOTED**" if meta["promoted"].value else "**REFUSED**") in record
     assert meta["reason"].value in record and meta["tests"].value in record
-    assert f"fresh hours compared: {meta['hours_compared'].value} (" in record
-    # The verdict is the gate's: 3 ci epochs on this series beat the zero forecast on some runs and not on others,
-    # and their direction probabilities may fail the Brier test (measured on CPU: refused, Brier 0.548 vs base rate
-    # 0.498, p = 0.001, while DM p = 0.006 against zero). Either way the pointer follows it; then the candidate is
-    # installed as the serving model, so the rest runs against an incumbent.
+    assert f"evidence hours: {meta['hours_compared'].value} (" in record
+    # the served forecast landed in the served record, and the UI shows the record's state
+    served = dict(first.asset_materializations_for_node("latest_forecast")[0].metadata)
+    assert served["appended_to_record"].value is True and served["served_record_rows"].value == 1
+    assert (data_dir / "reports" / "BTCUSDT" / "served_record.md").exists()
+    # The verdict is the gate's: 3 ci epochs on this series beat the zero forecast on some runs and not on others.
+    # Either way the pointer follows it; then the candidate is installed as the serving model, so the rest runs
+    # against an incumbent.
     folder = data_dir / "checkpoints" / "BTCUSDT"
     if meta["promoted"].value:
-        assert meta["serving"].value.endswith(".pt") and meta["p_better_than_zero"].value < 0.05
+        assert meta["serving"].value.endswith(".pt") and meta["e_max"].value >= meta["threshold"].value
     else:
         assert meta["serving"].value.startswith("zero-return forecast") and read_pointer(folder) is None
         (candidate,) = folder.glob("multitask-*.pt")
         write_pointer(folder, str(candidate), sha256_file(candidate), GateDecision(True, "installed by the test", 0))
-    # again, the gate configured: the candidate is now the incumbent
+    # again: the candidate is now the incumbent, so this is no decision and takes no place in the ledger
     again = dg.materialize(
         assets,
         partition_key="BTCUSDT",
         instance=instance,
         resources=resources,
-        selection=[production_model],
-        run_config={"ops": {"production_model": {"config": {"margin": 0.05, "min_hours": 50}}}},
+        selection=[production_model, latest_forecast],
+        run_config={"ops": {"production_model": {"config": {"margin": 0.002, "min_hours": 50}}}},
     )
     meta2: dict[str, Any] = dict(again.asset_materializations_for_node("production_model")[0].metadata)
-    assert meta2["margin"].value == 0.05 and meta2["min_hours"].value == 50
-    # the same hours again: the first decision judged them all, so none is fresh evidence and nothing is decided
-    assert meta2["promoted"].value is False and meta2["hours_compared"].value == 0
-    assert meta2["hours_already_decided"].value == meta2["hours_offered"].value == meta["hours_offered"].value
-    assert meta2["decided_through"].value == meta["last_hour"].value and meta2["incumbent_window_known"].value is True
-    # the record says so, and keeps the first decision (the one that ran its tests) below
+    assert meta2["self_comparison"].value is True and meta2["promoted"].value is False
+    assert meta2["hours_compared"].value == 0 and len(read_ledger(folder)) == 1
+    # the record says so, and keeps the first decision (the one that ran its test) below
     again_record = (data_dir / "reports" / "BTCUSDT" / "promotion_gate.md").read_text()
-    assert "fresh hours compared: 0 (none)" in again_record and meta2["reason"].value in again_record
-    newest, tested = again_record.split("## The newest decision that ran its tests")
+    assert meta2["reason"].value in again_record
+    newest, tested = again_record.split("## The newest decision that ran its test")
     assert meta["reason"].value not in newest and meta["reason"].value in tested and meta["tests"].value in tested
+    # the forecast for the same hour again: the record keeps the first, adds nothing
+    served2 = dict(again.asset_materializations_for_node("latest_forecast")[0].metadata)
+    assert served2["appended_to_record"].value is False and served2["served_record_rows"].value == 1
     # the daily retrain on unchanged data (issue 21): a new checkpoint file or the same one, never new bytes under
     # the name the pointer holds; the gate and the served forecast keep working
     pointer = read_pointer(data_dir / "checkpoints" / "BTCUSDT")
     assert pointer is not None
-    served, served_bytes = pointer["path"], Path(pointer["path"]).read_bytes()
+    served_path, served_bytes = pointer["path"], Path(pointer["path"]).read_bytes()
     retrain = dg.materialize(
         assets,
         partition_key="BTCUSDT",
@@ -435,8 +445,50 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         run_config={"ops": {"multitask_model": {"config": {"profile": "ci"}}}},
     )
     assert retrain.success
-    assert Path(served).read_bytes() == served_bytes  # the promoted file is untouched
+    assert Path(served_path).read_bytes() == served_bytes  # the promoted file is untouched
     forecast = dict(retrain.asset_materializations_for_node("latest_forecast")[0].metadata)
     now_serving = read_pointer(data_dir / "checkpoints" / "BTCUSDT")
     assert now_serving is not None and forecast["model"].value == Path(now_serving["path"]).name
     assert np.isfinite(float(forecast["return_pct"].value))  # type: ignore[arg-type]
+
+
+# --- the served record ---------------------------------------------------------------------------------------
+
+
+def test_every_served_forecast_lands_once_across_a_restart_and_a_rerun(setup, tmp_path):
+    """The served model forecasts hour after hour, a new connection each time (a restart between runs), one hour
+    served twice (a rerun): each hour lands once, the rerun changes nothing, and once the outcomes land the
+    record's coverage is what its rows and the features say."""
+    feats, _, ckpts, _, _ = setup
+    db = tmp_path / "warehouse.duckdb"
+    n = feats.height
+    ends = [n - 30 + i for i in range(24)]
+    ends.insert(5, ends[4])  # the fifth hour served again
+    appended, first_served = [], {}
+    for end in ends:
+        forecast = forecast_next_hour(ckpts["good"], feats.head(end))
+        with duckdb.connect(str(db)) as con:
+            appended.append(append_served_forecast(con, served_row("BTCUSDT", forecast)))
+            if forecast["forecast_hour"] not in first_served:
+                first_served[forecast["forecast_hour"]] = forecast
+    assert appended == [True] * 5 + [False] + [True] * 19
+    with duckdb.connect(str(db)) as con:
+        record = load_served_forecasts(con, "BTCUSDT")
+    assert record.height == record["forecast_hour"].n_unique() == 24 and record["forecast_hour"].is_sorted()
+    row = record.row(4, named=True)
+    forecast = first_served[row["forecast_hour"].isoformat()]
+    assert [row["lo95_pct"], row["hi95_pct"]] == forecast["interval_95_pct"]
+    assert row["checkpoint_sha256"] == ckpts["good"].sha256 and row["conformal_state"] == forecast["conformal_state"]
+    assert row["p_down"] + row["p_stable"] + row["p_up"] == pytest.approx(1.0)
+    # outcomes: every served hour but the last has landed in the full features
+    figures = served_figures(record, feats)
+    actual = dict(zip(feats["ts"].to_list(), (100 * feats["log_return"]).to_list()))
+    landed = [r for r in record.iter_rows(named=True) if r["forecast_hour"] in actual]
+    assert figures.served == 24 and figures.with_outcome == len(landed) >= 23
+    inside = [r["lo80_pct"] <= actual[r["forecast_hour"]] <= r["hi80_pct"] for r in landed]
+    assert figures.intervals[80].coverage == pytest.approx(np.mean(inside))
+    assert figures.intervals[80].kupiec_p is not None and figures.holm is not None and "brier" in figures.holm
+    meta = served_metadata(figures)
+    assert meta["served_coverage_80"] == figures.intervals[80].coverage and meta["served_record_rows"] == 24
+    text = served_record_markdown("BTCUSDT", figures, {"coverage_80": 0.8, "brier": 0.5, "brier_base_rate": 0.6})
+    assert f"{figures.intervals[80].coverage:.1%} of {figures.intervals[80].hours}" in text and "80.0%" in text

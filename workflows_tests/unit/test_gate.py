@@ -65,7 +65,7 @@ def test_the_e_process_holds_its_size_at_any_stopping_time_and_finds_a_real_drif
     rng = np.random.default_rng(5)
     null = [sequential_test(rng.standard_normal(3000), 0.05, 1000, 30).rejected for _ in range(2000)]
     drift = [sequential_test(rng.standard_normal(3000) + 0.1, 0.05, 1000, 30).rejected for _ in range(200)]
-    assert np.mean(null) <= 0.05  # measured 0.031
+    assert np.mean(null) <= 0.05  # measured 0.0275 (drift: 0.995)
     assert np.mean(drift) >= 0.95
 
 
@@ -237,8 +237,8 @@ def test_an_exactly_calibrated_interval_is_refused_at_most_at_the_nominal_rate_a
             c = coverage_test_mc(np.abs(y) > 0.67 * z, level, draws=999)
             ps += [c.kupiec_p, c.independence_p]
         narrow += bool((holm(ps) < 0.05).any())
-    assert exact / reps <= 0.05 and gated / reps <= 0.05  # measured 0.035 and 0.028
-    assert narrow / reps >= 0.8
+    assert exact / reps <= 0.05 and gated / reps <= 0.05  # measured 0.0425 and 0.0125 (unadjusted chi-squared: 0.155)
+    assert narrow / reps >= 0.8  # measured 0.995
 
 
 def test_monte_carlo_p_values_are_seeded_and_reject_a_clear_miss_rate():
