@@ -249,3 +249,40 @@ def test_monte_carlo_p_values_are_seeded_and_reject_a_clear_miss_rate():
     fine = np.zeros(70, dtype=bool)
     fine[[10, 40, 65]] = True  # 3 misses, spread out
     assert coverage_test_mc(fine, 0.95).kupiec_p > 0.5 and coverage_test_mc(fine, 0.95).independence_p > 0.5
+
+
+# --- the served record's table ------------------------------------------------------------------------------
+
+
+def test_the_served_record_is_append_only_across_connections(tmp_path):
+    """A forecast hour lands once: a rerun (the same hour, another forecast) adds nothing and changes nothing, also
+    after the database was closed and opened again; a row without every column is refused with the column named."""
+    from datetime import datetime, timedelta, timezone
+
+    import duckdb
+
+    from workflows.data.warehouse import SERVED_COLUMNS, append_served_forecast, load_served_forecasts
+
+    hour = datetime(2026, 1, 1, 5, tzinfo=timezone.utc)
+    row = dict.fromkeys(SERVED_COLUMNS) | {
+        "symbol": "BTCUSDT",
+        "forecast_hour": hour,
+        "as_of_candle": hour - timedelta(hours=1),
+        "served_at": hour - timedelta(minutes=50),
+        "model": "m.pt",
+        "return_pct": 0.01,
+        "lo95_pct": -1.0,
+        "hi95_pct": 1.0,
+    }
+    db = str(tmp_path / "w.duckdb")
+    with duckdb.connect(db) as con:
+        assert append_served_forecast(con, row)
+        assert not append_served_forecast(con, row | {"return_pct": 0.5})
+    with duckdb.connect(db) as con:  # a restart
+        assert not append_served_forecast(con, row | {"return_pct": 0.7})
+        assert append_served_forecast(con, row | {"forecast_hour": hour + timedelta(hours=1)})
+        record = load_served_forecasts(con, "BTCUSDT")
+        with pytest.raises(ValueError, match=r"lacks \['conformal_state'\]"):
+            append_served_forecast(con, {k: v for k, v in row.items() if k != "conformal_state"})
+    assert record["return_pct"].to_list() == [0.01, 0.01] and record["forecast_hour"][0] == hour
+    assert record["hi95_pct"][0] == 1.0 and record["forecast_hour"].dtype.time_zone == "UTC"  # type: ignore[union-attr]
