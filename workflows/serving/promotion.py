@@ -363,10 +363,12 @@ def decide(
         f"{n} evidence hours{span}, skill against the "
         f"{'incumbent' if f_current is not None else 'zero forecast'} {fields['skill_vs_comparator']:+.2%}"
     )
+    claim_text = f"within {margin:.1%} of the incumbent's MSE or better"
     if not seq.rejected:
         return GateDecision(
             False,
-            f"not shown: the evidence that it is not {null} has reached E = {seq.e_max:.3g} at most, short of "
+            f"not shown {'more accurate than the zero-return forecast' if f_current is None else claim_text} "
+            f"(null: {null}): the e-process has reached E = {seq.e_max:.3g} at most, short of "
             f"1/alpha_k = {1 / level:.3g} ({test}; a fixed-n test on these hours would resolve about "
             f"{fields['resolvable_excess']:.2%}); the test goes on as hours land",
             **fields,

@@ -103,7 +103,7 @@ def test_gate_refuses_a_model_worse_than_zero(setup):
     feats, data, ckpts, _, _ = setup
     decision = gate(ckpts["bad"], None, feats, data.test.end_ts)
     assert not decision.promoted and decision.comparator == "zero-return forecast" and decision.decided
-    assert decision.reason.startswith("not shown: the evidence that it is not no more accurate than the zero")
+    assert decision.reason.startswith("not shown more accurate than the zero-return forecast (null: no more")
     assert decision.skill_vs_zero is not None and decision.skill_vs_zero < -0.5
     assert decision.e_max is not None and decision.threshold is not None and decision.e_max < 1
 

@@ -86,7 +86,9 @@ def test_with_nothing_serving_a_no_skill_model_is_refused_and_a_skilled_one_prom
     worse = decide(y, _worse_by(y, np.zeros(N), 0.005, noise), None)
     assert worse.skill_vs_zero == pytest.approx(-0.005) and worse.comparator == "zero-return forecast"
     assert not worse.promoted and worse.e_max is not None and worse.threshold is not None
-    assert worse.e_max < worse.threshold and worse.reason.startswith("not shown: the evidence that it is not no more")
+    assert worse.e_max < worse.threshold and worse.reason.startswith(
+        "not shown more accurate than the zero-return forecast (null: no more"
+    )
     good = decide(y, skilled, None)
     assert good.promoted and good.basis == "more accurate than zero"
     assert good.e_max is not None and good.threshold is not None
