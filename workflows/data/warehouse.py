@@ -508,3 +508,71 @@ def feature_counts(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
         "first_hour": first.replace(tzinfo=timezone.utc).isoformat() if first else "none",
         "last_hour": last.replace(tzinfo=timezone.utc).isoformat() if last else "none",
     }
+
+
+SERVED_FORECASTS_DDL = """
+CREATE TABLE IF NOT EXISTS served_forecasts (
+    symbol VARCHAR NOT NULL,
+    forecast_hour TIMESTAMP NOT NULL,
+    as_of_candle TIMESTAMP NOT NULL,
+    served_at TIMESTAMP NOT NULL,
+    model VARCHAR NOT NULL,
+    checkpoint_sha256 VARCHAR,
+    return_pct DOUBLE NOT NULL,
+    lo80_pct DOUBLE,
+    hi80_pct DOUBLE,
+    lo95_pct DOUBLE,
+    hi95_pct DOUBLE,
+    p_down DOUBLE,
+    p_stable DOUBLE,
+    p_up DOUBLE,
+    direction_threshold_pct DOUBLE,
+    conformal_state VARCHAR,
+    PRIMARY KEY (symbol, forecast_hour)
+)
+"""
+SERVED_COLUMNS = (
+    "symbol",
+    "forecast_hour",
+    "as_of_candle",
+    "served_at",
+    "model",
+    "checkpoint_sha256",
+    "return_pct",
+    "lo80_pct",
+    "hi80_pct",
+    "lo95_pct",
+    "hi95_pct",
+    "p_down",
+    "p_stable",
+    "p_up",
+    "direction_threshold_pct",
+    "conformal_state",
+)
+
+
+def append_served_forecast(con: duckdb.DuckDBPyConnection, row: dict) -> bool:
+    """Append one served forecast to `served_forecasts` (keys: SERVED_COLUMNS; times aware UTC). Append-only: the
+    first forecast served for a (symbol, forecast hour) stays, a rerun on the same hour adds nothing. Returns
+    whether the row was new."""
+    con.execute(SERVED_FORECASTS_DDL)
+    missing = [c for c in SERVED_COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"served_forecasts: the row lacks {missing}; pass every column of SERVED_COLUMNS")
+    values = [
+        v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v
+        for v in (row[c] for c in SERVED_COLUMNS)
+    ]
+    placeholders = ", ".join("?" for _ in SERVED_COLUMNS)
+    inserted = con.execute(
+        f"INSERT OR IGNORE INTO served_forecasts ({', '.join(SERVED_COLUMNS)}) VALUES ({placeholders}) RETURNING 1",
+        values,
+    ).fetchall()
+    return bool(inserted)
+
+
+def load_served_forecasts(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
+    """Every forecast served for `symbol`, by forecast hour (times aware UTC); empty before the first."""
+    con.execute(SERVED_FORECASTS_DDL)
+    frame = con.execute("SELECT * FROM served_forecasts WHERE symbol = ? ORDER BY forecast_hour", [symbol]).pl()
+    return _aware_utc(frame, "forecast_hour", "as_of_candle", "served_at")

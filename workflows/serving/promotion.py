@@ -1,57 +1,47 @@
 """The promotion gate and the served forecast.
 
 A production pointer (`production.json` beside a symbol's checkpoints) names the
-checkpoint that serves forecasts. A candidate replaces it only on evidence, judged
-on forecast hours that neither model saw while it was fitted and that no earlier
-decision has judged.
+checkpoint that serves forecasts. A candidate replaces it only on evidence that luck
+cannot win in time: one anytime-valid sequential test per candidate.
 
-Out of sample. Each checkpoint records the last hour its training and validation
-targets reached (`training_window`: the last window end of either split plus the
-target horizon, since a window ending at t has targets up to t + vol_horizon). A
-test window ending at t forecasts hour t + 1, so it is used only when t + 1 is after
-both models' last target hour.
+Evidence. Every hour on which the candidate forecast out of sample: each forecast hour
+after the last hour its training and validation targets reached (`training_window`), its
+own forecast period and every later hour the features hold, in time order (so the
+evidence of a candidate that waits spans several periods, and grows with every hour that
+lands). Against an incumbent, only hours out of sample for both.
 
-Fresh hours (repeated looks). The gate runs after every retrain, and successive
-candidates' test hours overlap almost entirely: judged again and again on the same
-hours, some candidate passes by luck, and a chain of "non-inferior" swaps drifts. So
-every decision that runs the tests records the last hour it judged (`last_decision.json`
-beside the pointer, and the pointer's `gate` record when it promotes), and the next
-decision uses only forecast hours after it; the first decision uses every out-of-sample
-hour. Fewer than `min_hours` usable hours: refused with the counts, and nothing is
-recorded, so fresh hours accumulate until there are enough. Each decision is thus an
-ordinary level-alpha test on evidence no earlier decision used, and decisions come at
-most once per `min_hours` new hours. Chosen over alpha spending because the gate runs
-indefinitely (a spending rule needs a horizon fixed in advance and leaves ever smaller
-levels) and each decision's figures then read as the plain test they are.
+The test (`stats.sequential`). The per-hour loss differential, squared error:
 
-The rule, on those hours, squared-error loss, one-sided tests at level `alpha`:
+* nothing serves, or the serving checkpoint records no training window (its errors may be
+  in-sample, so they are no evidence): d_t = e_zero^2 - e_candidate^2; null: the candidate
+  is no more accurate than the zero-return forecast (skill <= 0);
+* an incumbent whose window is recorded: d_t = (1 + margin) e_incumbent^2 - e_candidate^2;
+  null: the candidate's MSE is at least (1 + margin) times the incumbent's, i.e. worse by the
+  margin or more. `margin` is fixed in the configuration (0.1% of the incumbent's MSE): about
+  the skill a next-hour return model can have, so a candidate worse by 1% is in the null,
+  while an equivalent retrain of the incumbent can still replace it once the hours show it
+  within 0.1%.
 
-* nothing serves, or the serving checkpoint records no training window (its errors may
-  be in-sample, so they are no evidence; its MSE is shown only): the candidate must be
-  significantly more accurate than the zero-return forecast (Diebold-Mariano, HLN
-  correction: p < alpha). Non-inferiority is not enough here: real skill is near zero,
-  and a margin would admit a model worse than serving nothing;
-* an incumbent whose window is recorded: the candidate must not be significantly worse
-  than the zero-return forecast (refused when p(zero more accurate) < alpha), and either
-  significantly more accurate than the incumbent (p < alpha: "superior") or non-inferior
-  to it: the one-sided (1 - alpha) upper bound of MSE_candidate - MSE_incumbent below
-  margin_used x MSE_incumbent, where margin_used = min(margin, resolvable) and
-  `resolvable` = (z_(1-alpha) + z_0.8) x se(loss differential) / MSE_incumbent is the
-  smallest relative MSE difference these hours detect at level alpha with power 0.8.
-  A configured margin wider than what the hours resolve would wave through a candidate
-  worse by more than the evidence can see, so the hours cap it: the margin shrinks as
-  evidence grows, and `margin` is only the ceiling (0: superiority only);
-* the served intervals and direction probabilities must pass calibration on the same
-  hours (`served_calibration`): the 80% and 95% adaptive conformal intervals with
-  Kupiec's and Christoffersen's p at least alpha, and Brier scores not significantly
-  worse than the base-rate forecast. A failure refuses the candidate, naming the test
-  and its figures. A model without a predictive variance (or a direction head) serves no
-  interval (probabilities), so there is nothing of that kind to check;
-* a candidate that records no training window is refused.
+The normal-mixture e-process of d over the evidence hours is judged on its whole path:
+the candidate is promoted at the first decision at which it has reached 1 / alpha_k at any
+hour since `min_hours` (the burn-in of its plug-in sd). It is valid at any stopping time,
+so the daily look needs no fresh-hours rule and no minimum: evidence is never consumed,
+it only accumulates.
 
-For one-step forecasts the HLN-corrected DM statistic is the paired t statistic of
-the loss differential, so the confidence bound uses the same standard error as the
-DM test (a test checks that at margin 0 the two p-values agree).
+Lifetime budget. The k-th test the gate ever runs on a symbol (a candidate against one
+comparator: a new incumbent makes a new test) runs at alpha_k = 6 alpha / (pi^2 k^2), so
+over every candidate ever offered the chance that one no better than its comparator is
+promoted is at most alpha. The ledger (`gate_ledger.json` beside the pointer) assigns k in
+the order tests first run; a candidate seen again keeps its k.
+
+No self-comparison. A candidate with the serving checkpoint's sha256 is not a decision:
+the gate says so and consumes no k.
+
+Calibration. The candidate's served 80% and 95% intervals and direction probabilities must
+also pass their calibration checks on the same hours (`served_calibration`: adaptive
+conformal, Kupiec and Christoffersen with Monte Carlo p-values, the Brier test against the
+base rate, one Holm family at alpha). A failure refuses this decision, naming the test; a
+later decision may pass. Calibration can only refuse, so it never adds to the budget.
 
 Served intervals. `forecast_next_hour` serves forecast +- q x sd with the model's
 predictive sd and the adaptive conformal quantiles q of the same procedure the gate
@@ -90,71 +80,76 @@ from workflows.ml.windows import (
 from workflows.serving.served_calibration import (
     MIN_SERVING_HOURS,
     SERVING_HOURS,
+    calibration_family,
     direction_check,
     interval_checks,
     next_quantiles,
 )
-from workflows.stats.significance import diebold_mariano
+from workflows.stats.sequential import alpha_for, sequential_test
 
 POINTER = "production.json"
-LAST_DECISION = "last_decision.json"  # the last hour a decision judged: later decisions use only hours after it
+LEDGER = "gate_ledger.json"  # the tests the gate has run on this symbol, in order: their index k fixes their level
 LOCK_FILE = ".production.lock"  # serialises the gate per symbol (`promotion_lock`)
-POWER = 0.8  # power at which the resolvable MSE difference is computed
+POWER = 0.8  # power at which the resolvable MSE difference is computed (descriptive)
+ZERO = "zero-return forecast"
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    margin: float = 0.02  # ceiling of the non-inferiority margin (fraction of the incumbent's MSE); see module doc
-    alpha: float = 0.05  # level of every one-sided test (the bound is a one-sided 1 - alpha bound)
-    min_hours: int = 100  # fewer fresh out-of-sample hours than this: no decision, refused
+    margin: float = 0.001  # non-inferiority margin against an incumbent, a fraction of its MSE (module doc)
+    alpha: float = 0.05  # lifetime error budget over every test on a symbol; also the calibration family's level
+    min_hours: int = 100  # burn-in: crossings before this many evidence hours do not count
+    t_opt: int = 2000  # evidence hours at which the e-process's boundary is tightest (about three months)
 
     def __post_init__(self):
-        if not 0 <= self.margin < 1:
-            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
+        if not 0 <= self.margin < 0.05:
+            raise ValueError(f"margin must be in [0, 0.05) of the incumbent's MSE, got {self.margin}")
         if not 0 < self.alpha < 0.5:
             raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha}")
         if self.min_hours < 10:
-            raise ValueError(f"min_hours must be at least 10 (the Diebold-Mariano test needs 10), got {self.min_hours}")
+            raise ValueError(f"min_hours must be at least 10 (the plug-in sd needs them), got {self.min_hours}")
+        if self.t_opt < self.min_hours:
+            raise ValueError(f"t_opt must be at least min_hours ({self.min_hours}), got {self.t_opt}")
 
 
 @dataclass(frozen=True)
 class GateDecision:
     promoted: bool
     reason: str
-    hours: int  # forecast hours compared: fresh and out of sample for both models
+    hours: int  # evidence hours: out of sample for the candidate (and the incumbent), with an outcome
     mse_candidate: float | None = None
     mse_current: float | None = None  # the incumbent's; None when nothing serves
     mse_zero: float | None = None
     skill_vs_zero: float | None = None  # 1 - MSE_candidate / MSE_zero
-    basis: str = ""  # "superior" | "non-inferior" when promoted, "" when refused
-    comparator: str = ""  # "incumbent" | "zero-return forecast"
-    alpha: float = GateConfig.alpha
-    margin: float = GateConfig.margin  # the configured ceiling
-    margin_used: float | None = None  # min(margin, resolvable_excess): the non-inferiority margin applied
-    resolvable_excess: float | None = None  # smallest MSE difference the hours resolve (power 0.8), / comparator MSE
+    skill_vs_comparator: float | None = None  # 1 - MSE_candidate / MSE_comparator
+    basis: str = ""  # "more accurate than zero" | "non-inferior to the incumbent" when promoted
+    comparator: str = ""  # "incumbent" | ZERO
+    self_comparison: bool = False  # the candidate is the serving checkpoint: not a decision
+    alpha: float = GateConfig.alpha  # the lifetime budget
+    test_index: int | None = None  # k: this test's place in the symbol's ledger
+    level: float | None = None  # alpha_k = 6 alpha / (pi^2 k^2)
+    margin: float = GateConfig.margin
     min_hours: int = GateConfig.min_hours
+    t_opt: int = GateConfig.t_opt
+    e_value: float | None = None  # the e-process at the last evidence hour
+    e_max: float | None = None  # its largest value since the burn-in
+    threshold: float | None = None  # 1 / alpha_k
+    crossed_hour: str | None = None  # the first forecast hour at which it reached the threshold
+    resolvable_excess: float | None = None  # MSE difference a fixed-n test on these hours resolves (descriptive)
     hours_offered: int = 0
     hours_in_sample_candidate: int = 0  # offered hours at or before the candidate's last target hour
     hours_in_sample_current: int = 0  # ... the incumbent's
     hours_without_window: int = 0  # offered hours where a model has no complete input window
-    hours_already_decided: int = 0  # offered hours at or before the previous decision's last hour
-    decided_through: str | None = None  # the previous decision's last hour (None: this is the first decision)
-    first_hour: str | None = None  # first and last forecast hour compared (UTC)
+    first_hour: str | None = None  # first and last forecast hour of the evidence (UTC)
     last_hour: str | None = None
     candidate_last_target: str | None = None
     current_last_target: str | None = None
     current_window_known: bool | None = None  # None: nothing serves
-    p_better_than_current: float | None = None  # DM: candidate more accurate than the incumbent
-    p_noninferior_to_current: float | None = None  # H0: MSE_c - MSE_cur >= margin_used x MSE_cur
-    upper_excess_vs_current: float | None = None  # one-sided upper bound of (MSE_c - MSE_cur) / MSE_cur
-    p_better_than_zero: float | None = None  # DM: candidate more accurate than the zero forecast
-    p_zero_better: float | None = None  # DM: the zero forecast more accurate than the candidate
-    upper_excess_vs_zero: float | None = None  # one-sided upper bound of (MSE_c - MSE_zero) / MSE_zero
     # the served intervals (served_calibration): first `calibration_hours` calibrate, `coverage_hours` test
     calibration_hours: int | None = None
     coverage_hours: int | None = None
     coverage_80: float | None = None  # of the conformal interval on the tested hours
-    kupiec_p_80: float | None = None
+    kupiec_p_80: float | None = None  # Monte Carlo p-values, before the family's Holm adjustment
     christoffersen_p_80: float | None = None
     raw_coverage_80: float | None = None  # the Gaussian interval on the same hours, before calibration
     conformal_q80: float | None = None  # the quantile (in predictive sds) served after promotion
@@ -170,11 +165,12 @@ class GateDecision:
     brier_base_rate: float | None = None  # the same hours' class frequencies as a constant forecast
     brier_skill: float | None = None
     p_base_rate_better: float | None = None
+    calibration_holm: dict[str, float] | None = None  # each calibration test's Holm-adjusted p (one family)
 
     @property
     def decided(self) -> bool:
-        """The tests ran on these hours: they are no longer fresh evidence for a later decision."""
-        return self.mse_candidate is not None and self.last_hour is not None
+        """The sequential test ran on these hours (its index k is now taken)."""
+        return self.e_value is not None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,6 +201,11 @@ def _rows(ckpt: Checkpoint, features: pl.DataFrame, end_ts: np.ndarray):
 def has_window(ckpt: Checkpoint, features: pl.DataFrame, end_ts: np.ndarray) -> np.ndarray:
     """Mask over `end_ts`: the checkpoint has a complete input window and a next-hour target there."""
     return _rows(ckpt, features, np.asarray(end_ts))[-1]
+
+
+def evidence_ends(features: pl.DataFrame) -> np.ndarray:
+    """Every window end the features hold, in time order: the gate keeps those out of sample for its models."""
+    return features.sort("ts")["ts"].to_numpy()
 
 
 def inputs_at(ckpt: Checkpoint, features: pl.DataFrame, end_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,32 +239,10 @@ def _forecast(ckpt: Checkpoint, features: pl.DataFrame, end_ts: np.ndarray) -> d
     return {**_served(predict(ckpt.model, x), ckpt.scaler.target_scale), "y": y}
 
 
-def noninferiority(loss_model: np.ndarray, loss_ref: np.ndarray, margin: float, alpha: float) -> tuple[float, float]:
-    """One-sided non-inferiority test of a model against a reference on the same hours.
-
-    H0: E[loss_model - loss_ref] >= margin x mean(loss_ref). Returns the p-value and
-    the upper end of the one-sided (1 - alpha) confidence bound of the mean loss
-    difference, relative to the reference's mean loss. The standard error is the
-    HLN-corrected Diebold-Mariano one at horizon 1 (the paired t statistic), so with
-    margin 0 the p-value equals `diebold_mariano(...).p_better`.
-    """
-    d = np.asarray(loss_model, dtype=float) - np.asarray(loss_ref, dtype=float)
-    n = len(d)
-    ref = float(np.mean(loss_ref))
-    if ref <= 0:
-        raise ValueError("the reference forecast has zero loss on these hours: nothing to compare against")
-    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
-    delta = margin * ref
-    if se == 0:
-        return (0.0 if mean < delta else 1.0), mean / ref
-    p = float(stats.t.cdf((mean - delta) / se, df=n - 1))
-    upper = mean + float(stats.t.ppf(1 - alpha, df=n - 1)) * se
-    return p, upper / ref
-
-
 def resolvable_excess(loss_model: np.ndarray, loss_ref: np.ndarray, alpha: float, power: float = POWER) -> float:
-    """Smallest mean loss difference a one-sided level-`alpha` test detects with `power` on these hours,
-    relative to the reference's mean loss: (z_(1-alpha) + z_power) x se(loss_model - loss_ref) / mean(loss_ref)."""
+    """Smallest mean loss difference a one-sided fixed-n level-`alpha` test detects with `power` on these hours,
+    relative to the reference's mean loss: (z_(1-alpha) + z_power) x se(loss_model - loss_ref) / mean(loss_ref).
+    Descriptive: what the evidence so far could resolve."""
     d = np.asarray(loss_model, dtype=float) - np.asarray(loss_ref, dtype=float)
     se = float(d.std(ddof=1) / math.sqrt(len(d)))
     z = float(stats.norm.ppf(1 - alpha) + stats.norm.ppf(power))
@@ -273,33 +252,34 @@ def resolvable_excess(loss_model: np.ndarray, loss_ref: np.ndarray, alpha: float
 def _calibration(
     y: np.ndarray, forecast: np.ndarray, sd: np.ndarray | None, probs: np.ndarray | None, threshold: float, alpha: float
 ) -> tuple[dict, list[str]]:
-    """The served intervals' and probabilities' figures (GateDecision fields) and the failures at `alpha`."""
+    """The served intervals' and probabilities' figures (GateDecision fields) and the failures of their one
+    Holm family at `alpha`."""
     fields: dict = {}
-    failures: list[str] = []
-    if sd is not None:
-        checks = interval_checks(y, forecast, sd)
-        for level, c in checks.items():
-            pct = round(100 * level)
-            fields |= {
-                f"coverage_{pct}": c.coverage,
-                f"kupiec_p_{pct}": c.kupiec_p,
-                f"christoffersen_p_{pct}": c.christoffersen_p,
-                f"raw_coverage_{pct}": c.raw_coverage,
-                f"conformal_q{pct}": c.q_served,
-                f"conformal_level_{pct}": c.level_served,
-            }
-            fields |= {"calibration_hours": c.calibration_hours, "coverage_hours": c.tested_hours}
-            failures += [f for f in [c.failure(alpha)] if f]
-    if probs is not None:
-        d = direction_check(probs, direction_classes(y, threshold))
+    checks = interval_checks(y, forecast, sd) if sd is not None else None
+    for level, c in (checks or {}).items():
+        pct = round(100 * level)
         fields |= {
-            "brier": d.brier,
-            "brier_base_rate": d.base_rate_brier,
-            "brier_skill": d.skill,
-            "p_base_rate_better": d.p_base_rate_better,
+            f"coverage_{pct}": c.coverage,
+            f"kupiec_p_{pct}": c.kupiec_p,
+            f"christoffersen_p_{pct}": c.christoffersen_p,
+            f"raw_coverage_{pct}": c.raw_coverage,
+            f"conformal_q{pct}": c.q_served,
+            f"conformal_level_{pct}": c.level_served,
+            "calibration_hours": c.calibration_hours,
+            "coverage_hours": c.tested_hours,
         }
-        failures += [f for f in [d.failure(alpha)] if f]
-    return fields, failures
+    direction = direction_check(probs, direction_classes(y, threshold)) if probs is not None else None
+    if direction is not None:
+        fields |= {
+            "brier": direction.brier,
+            "brier_base_rate": direction.base_rate_brier,
+            "brier_skill": direction.skill,
+            "p_base_rate_better": direction.p_base_rate_better,
+        }
+    family = calibration_family(checks, direction, alpha)
+    if family.adjusted:
+        fields["calibration_holm"] = family.adjusted
+    return fields, family.failures
 
 
 def decide(
@@ -307,113 +287,98 @@ def decide(
     f_candidate: np.ndarray,
     f_current: np.ndarray | None,
     config: GateConfig = GateConfig(),
+    test_index: int = 1,
     sd_candidate: np.ndarray | None = None,
     probs_candidate: np.ndarray | None = None,
     direction_threshold: float = WindowSpec.direction_threshold,
+    forecast_hours: np.ndarray | None = None,
     **context,
 ) -> GateDecision:
-    """The rule (module docstring) on aligned next-hour returns and forecasts, hours in time order.
+    """The rule (module docstring) on aligned next-hour returns and forecasts, every evidence hour in time order.
 
-    `f_current` is the incumbent's forecast when it is a valid comparator (its window is
-    known and these hours are out of sample for it), else None. `sd_candidate` and
-    `probs_candidate` are what the candidate would serve besides the point forecast (its
-    predictive sd, its DOWN / STABLE / UP probabilities), None when it serves none; they
-    are checked for calibration. `context` carries the hour bookkeeping into the decision."""
+    `f_current` is the incumbent's forecast when it is a valid comparator (its window is known
+    and these hours are out of sample for it), else None: the comparator is the zero-return
+    forecast. `test_index` is k in the symbol's ledger. `sd_candidate` and `probs_candidate`
+    are what the candidate would serve besides the point forecast, None when it serves none;
+    they are checked for calibration. `forecast_hours` (Unix hours) name the crossing hour;
+    `context` carries the hour bookkeeping into the decision."""
     y = np.asarray(y, dtype=float)
-    e_c, e_z = np.asarray(f_candidate, dtype=float) - y, -y
-    loss_c, loss_z = e_c**2, e_z**2
-    a, m = config.alpha, config.margin
-    common = {"hours": len(y), "alpha": a, "margin": m, "min_hours": config.min_hours, **context}
+    n = len(y)
+    level = alpha_for(config.alpha, test_index)
+    common = {
+        "hours": n,
+        "alpha": config.alpha,
+        "margin": config.margin,
+        "min_hours": config.min_hours,
+        "t_opt": config.t_opt,
+        "test_index": test_index,
+        "level": level,
+        "threshold": 1 / level,
+        "comparator": "incumbent" if f_current is not None else ZERO,
+        **context,
+    }
+    if n < config.min_hours:
+        return GateDecision(
+            False,
+            f"only {n} evidence hours (out of sample, with an outcome); the sequential test starts judging at "
+            f"{config.min_hours}: nothing is decided and nothing consumed, the evidence accumulates",
+            **common,
+        )
+    loss_c, loss_z = (np.asarray(f_candidate, dtype=float) - y) ** 2, y**2
     mse_c, mse_z = float(loss_c.mean()), float(loss_z.mean())
     if mse_z <= 0:
         return GateDecision(
-            False,
-            "the compared hours have no price movement: the zero-return forecast is exact",
-            mse_candidate=mse_c,
-            mse_zero=mse_z,
-            **common,
+            False, "the evidence hours have no price movement: the zero-return forecast is exact", **common
         )
-    p_zero_better = diebold_mariano(e_z, e_c).p_better
-    p_beats_zero = diebold_mariano(e_c, e_z).p_better
-    skill = 1 - mse_c / mse_z
+    loss_ref = loss_z if f_current is None else (np.asarray(f_current, dtype=float) - y) ** 2
+    mse_ref = float(loss_ref.mean())
+    margin = 0.0 if f_current is None else config.margin
+    seq = sequential_test((1 + margin) * loss_ref - loss_c, level, config.t_opt, config.min_hours)
     fields = {
-        "comparator": "incumbent" if f_current is not None else "zero-return forecast",
+        **common,
         "mse_candidate": mse_c,
         "mse_zero": mse_z,
-        "skill_vs_zero": skill,
-        "p_better_than_zero": p_beats_zero,
-        "p_zero_better": p_zero_better,
-        "upper_excess_vs_zero": noninferiority(loss_c, loss_z, 0.0, a)[1],
-        **common,
+        "mse_current": context.get("mse_current") if f_current is None else mse_ref,  # a legacy one's: shown
+        "skill_vs_zero": 1 - mse_c / mse_z,
+        "skill_vs_comparator": 1 - mse_c / mse_ref if mse_ref > 0 else None,
+        "e_value": seq.e_value,
+        "e_max": seq.e_max,
+        "resolvable_excess": resolvable_excess(loss_c, loss_ref, config.alpha),
     }
+    if seq.crossed_at is not None and forecast_hours is not None:
+        fields["crossed_hour"] = iso_hour(int(np.asarray(forecast_hours)[seq.crossed_at]))
     checked, failures = _calibration(
-        y, np.asarray(f_candidate, dtype=float), sd_candidate, probs_candidate, direction_threshold, a
+        y, np.asarray(f_candidate, dtype=float), sd_candidate, probs_candidate, direction_threshold, config.alpha
     )
     fields |= checked
-    where = f"on {len(y)} fresh out-of-sample hours"
-    if f_current is None:
-        res = resolvable_excess(loss_c, loss_z, a)
-        fields["resolvable_excess"] = res
-        note = (
-            ""
-            if context.get("current_window_known") is not False
-            else (
-                "; the serving checkpoint records no training window, so its errors may be in-sample and it was not "
-                "used as the comparator"
-            )
+    null = (
+        "no more accurate than the zero-return forecast"
+        if f_current is None
+        else f"worse than the incumbent by {margin:.1%} of its MSE or more"
+    )
+    first, last = common.get("first_hour"), common.get("last_hour")
+    span = f" {first} .. {last}" if first and last else ""
+    test = (
+        f"test {test_index} on this symbol at alpha_{test_index} = {level:.3g} of the lifetime {config.alpha}; "
+        f"{n} evidence hours{span}, skill against the "
+        f"{'incumbent' if f_current is not None else 'zero forecast'} {fields['skill_vs_comparator']:+.2%}"
+    )
+    claim_text = f"within {margin:.1%} of the incumbent's MSE or better"
+    if not seq.rejected:
+        return GateDecision(
+            False,
+            f"not shown {'more accurate than the zero-return forecast' if f_current is None else claim_text} "
+            f"(null: {null}): the e-process has reached E = {seq.e_max:.3g} at most, short of "
+            f"1/alpha_k = {1 / level:.3g} ({test}; a fixed-n test on these hours would resolve about "
+            f"{fields['resolvable_excess']:.2%}); the test goes on as hours land",
+            **fields,
         )
-        if p_beats_zero >= a:
-            return GateDecision(
-                False,
-                f"not significantly more accurate than the zero-return forecast {where} (DM p = {p_beats_zero:.3g}; "
-                f"skill {skill:+.2%}, these hours resolve about {res:.2%}){note}",
-                **fields,
-            )
-        basis = "superior"
-        claim = (
-            f"significantly more accurate than the zero-return forecast {where} (DM p = {p_beats_zero:.3g} < {a}; "
-            f"skill {skill:+.2%}){note}"
-        )
-    else:
-        e_p = np.asarray(f_current, dtype=float) - y
-        res = resolvable_excess(loss_c, e_p**2, a)
-        m_used = min(m, res)
-        p_ni, up_p = noninferiority(loss_c, e_p**2, m_used, a)
-        p_sup = diebold_mariano(e_c, e_p).p_better
-        fields |= {
-            "mse_current": float(np.mean(e_p**2)),
-            "resolvable_excess": res,
-            "margin_used": m_used,
-            "p_better_than_current": p_sup,
-            "p_noninferior_to_current": p_ni,
-            "upper_excess_vs_current": up_p,
-        }
-        if p_zero_better < a:
-            return GateDecision(
-                False,
-                f"significantly worse than the zero-return forecast {where} (DM p = {p_zero_better:.3g} < {a})",
-                **fields,
-            )
-        zero_ok = f"not significantly worse than the zero-return forecast (DM p = {p_zero_better:.3g})"
-        margin_text = f"{m_used:.2%} (the {m:.1%} ceiling capped at the {res:.2%} these hours resolve)"
-        if p_sup < a:
-            basis = "superior"
-            claim = f"significantly more accurate than the incumbent {where} (DM p = {p_sup:.3g} < {a}); " + zero_ok
-        elif p_ni < a:
-            basis = "non-inferior"
-            claim = (
-                f"non-inferior to the incumbent within {margin_text} {where}: its MSE exceeds the incumbent's by at "
-                f"most {up_p:+.2%} ({1 - a:.0%} bound, p = {p_ni:.3g}; superiority not shown, DM p = {p_sup:.3g}); "
-                + zero_ok
-            )
-        else:
-            return GateDecision(
-                False,
-                f"neither significantly more accurate than the incumbent (DM p = {p_sup:.3g}) nor non-inferior "
-                f"within {margin_text} {where}: its MSE may exceed the incumbent's by up to {up_p:+.2%} "
-                f"({1 - a:.0%} bound, p = {p_ni:.3g})",
-                **fields,
-            )
+    basis = "more accurate than zero" if f_current is None else "non-inferior to the incumbent"
+    claim = (
+        f"{'more accurate than the zero-return forecast' if f_current is None else basis + f' within {margin:.1%}'}: "
+        f"the e-process reached E = {seq.e_max:.3g} >= 1/alpha_k = {1 / level:.3g}"
+        f"{' at ' + fields['crossed_hour'] if 'crossed_hour' in fields else ''} ({test})"
+    )
     if failures:
         return GateDecision(False, "; ".join(failures) + f" (accuracy alone would pass: {claim})", **fields)
     return GateDecision(True, claim, basis=basis, **fields)
@@ -425,14 +390,22 @@ def gate(
     features: pl.DataFrame,
     end_ts: np.ndarray,
     config: GateConfig = GateConfig(),
-    decided_through: int | None = None,
+    test_index: int = 1,
 ) -> GateDecision:
-    """Decide whether `candidate` replaces `current` on the test hours ending at `end_ts` (module docstring).
+    """Decide whether `candidate` replaces `current` on the evidence among the windows ending at `end_ts`
+    (module docstring): every one out of sample for both models, with a complete window and an outcome.
 
-    `decided_through`: the Unix hour through which an earlier decision judged (`last_decided_hour`);
-    only forecast hours after it are fresh evidence. None: the first decision, every hour counts."""
+    `test_index`: k of this (candidate, comparator) test in the symbol's ledger (`promote` finds it)."""
     end_ts = np.sort(np.asarray(end_ts))
-    base = {"alpha": config.alpha, "margin": config.margin, "min_hours": config.min_hours, "hours_offered": len(end_ts)}
+    base = {
+        "alpha": config.alpha,
+        "margin": config.margin,
+        "min_hours": config.min_hours,
+        "t_opt": config.t_opt,
+        "hours_offered": len(end_ts),
+    }
+    if current is not None and current.sha256 == candidate.sha256:
+        return self_comparison(candidate.path.name, **base)
     cand_last = last_target_hour(candidate)
     if cand_last is None:
         return GateDecision(
@@ -450,47 +423,26 @@ def gate(
         ok_window &= has_window(current, features, end_ts)
     after_c = forecast_hour > cand_last
     after_p = forecast_hour > cur_last if cur_last is not None else np.ones(len(end_ts), dtype=bool)
-    fresh = forecast_hour > decided_through if decided_through is not None else np.ones(len(end_ts), dtype=bool)
-    use = ok_window & after_c & after_p & fresh
+    use = ok_window & after_c & after_p
     info = {
         **base,
         "hours_in_sample_candidate": int((~after_c).sum()),
         "hours_in_sample_current": int((~after_p).sum()),
         "hours_without_window": int((~ok_window).sum()),
-        "hours_already_decided": int((~fresh).sum()),
-        "decided_through": iso_hour(decided_through) if decided_through is not None else None,
         "candidate_last_target": iso_hour(cand_last),
         "current_window_known": known,
         "current_last_target": iso_hour(cur_last) if cur_last is not None else None,
     }
-    n = int(use.sum())
-    if n:
+    if use.any():
         info |= {
             "first_hour": iso_hour(int(forecast_hour[use].min())),
             "last_hour": iso_hour(int(forecast_hour[use].max())),
         }
-    if n < config.min_hours:
-        inc = f", incumbent's up to {info['current_last_target']}" if cur_last is not None else ""
-        judged = (
-            f", {info['hours_already_decided']} already judged by the decision through {info['decided_through']}"
-            if decided_through is not None
-            else ""
-        )
-        return GateDecision(
-            False,
-            f"only {n} of {len(end_ts)} test hours are fresh, out of sample for both models and have complete "
-            f"windows ({info['hours_in_sample_candidate']} inside the candidate's training/validation targets, "
-            f"{info['hours_in_sample_current']} inside the incumbent's, {info['hours_without_window']} without a "
-            f"window{judged}; candidate's targets up to {info['candidate_last_target']}{inc}); the gate needs "
-            f"{config.min_hours}",
-            n,
-            **info,
-        )
     hours = end_ts[use]
-    out = _forecast(candidate, features, hours)
+    out = _forecast(candidate, features, hours) if len(hours) else {"y": np.zeros(0), "ret": np.zeros(0)}
     y = out["y"]
     f_p = None
-    if current is not None:
+    if current is not None and len(hours):
         cur = _forecast(current, features, hours)
         if not np.array_equal(y, cur["y"]):
             raise RuntimeError("candidate and incumbent targets differ on the same hours")
@@ -498,15 +450,30 @@ def gate(
         if not known:  # a legacy incumbent: its MSE is shown, but it is no evidence
             info["mse_current"] = float(np.mean((f_p - y) ** 2))
             f_p = None
+    if current is not None and known and f_p is None:
+        f_p = np.zeros(0)  # no hour yet: still a test against the incumbent
     return decide(
         y,
         out["ret"],
         f_p,
         config,
+        test_index,
         sd_candidate=out.get("sd"),
         probs_candidate=out.get("probs"),
         direction_threshold=_spec(candidate).direction_threshold,
+        forecast_hours=forecast_hour[use],
         **info,
+    )
+
+
+def self_comparison(name: str, **context) -> GateDecision:
+    """The candidate is the serving checkpoint: no decision, no test index consumed."""
+    return GateDecision(
+        False,
+        f"the candidate {name} is the serving checkpoint (same sha256): not a decision, nothing consumed",
+        0,
+        self_comparison=True,
+        **context,
     )
 
 
@@ -555,34 +522,44 @@ def load_current(folder: Path) -> Checkpoint | None:
     return load_checkpoint(path, pointer["sha256"])
 
 
-def last_decided_hour(folder: Path) -> int | None:
-    """The last hour an earlier decision judged (None: none has): later decisions use only hours after it.
-
-    Read from `last_decision.json` (written by every decision that ran its tests) and from the
-    pointer's `gate` record (a promotion, possibly written before the ledger existed); the later wins."""
-    hours = []
-    ledger = folder / LAST_DECISION
-    if ledger.exists():
-        hours.append(json.loads(ledger.read_text())["decided_through"])
-    pointer = read_pointer(folder)
-    if pointer is not None and (pointer.get("gate") or {}).get("last_hour"):
-        hours.append(pointer["gate"]["last_hour"])
-    return max(parse_iso_hour(h) for h in hours) if hours else None
+def comparator_key(current: Checkpoint | None) -> str:
+    """What a candidate is tested against: the incumbent's sha256 when its window is known, else the zero
+    forecast (a legacy incumbent is no evidence)."""
+    if current is None or last_target_hour(current) is None:
+        return ZERO
+    return current.sha256
 
 
-def record_decision(folder: Path, candidate_path: str, decision: GateDecision) -> None:
-    """Write `last_decision.json`: the last hour this decision judged, and what it decided."""
-    write_json_atomic(
-        folder / LAST_DECISION,
+def read_ledger(folder: Path) -> list[dict]:
+    """The tests run on this symbol, in the order they first ran (k = position + 1)."""
+    path = folder / LEDGER
+    return json.loads(path.read_text())["tests"] if path.exists() else []
+
+
+def ledger_index(folder: Path, candidate_sha256: str, comparator: str) -> int:
+    """k of the (candidate, comparator) test: its place in the ledger, or the next one for a test not yet run."""
+    tests = read_ledger(folder)
+    for i, t in enumerate(tests):
+        if t["candidate_sha256"] == candidate_sha256 and t["comparator"] == comparator:
+            return i + 1
+    return len(tests) + 1
+
+
+def register_test(folder: Path, candidate_path: str, candidate_sha256: str, comparator: str, k: int) -> None:
+    """Write the test into the ledger at place k (once: a test seen again keeps its place)."""
+    tests = read_ledger(folder)
+    if k <= len(tests):
+        return
+    tests.append(
         {
-            "decided_through": decision.last_hour,
-            "decided_at": datetime.now(timezone.utc).isoformat(),
+            "k": k,
             "candidate": Path(candidate_path).name,
-            "promoted": decision.promoted,
-            "hours": decision.hours,
-            "reason": decision.reason,
-        },
+            "candidate_sha256": candidate_sha256,
+            "comparator": comparator,
+            "first_run": datetime.now(timezone.utc).isoformat(),
+        }
     )
+    write_json_atomic(folder / LEDGER, {"tests": tests})
 
 
 @contextmanager
@@ -604,48 +581,63 @@ def promote(
     folder: Path,
     candidate_path: str,
     candidate_sha256: str,
-    judge: Callable[[Checkpoint | None, int | None], GateDecision],
+    judge: Callable[[Checkpoint | None, int], GateDecision],
 ) -> tuple[GateDecision, dict | None]:
     """Judge the candidate against the incumbent and move the pointer if promoted, under the symbol's lock.
 
-    `judge(incumbent, decided_through)` returns the decision (`gate(...)` with the candidate bound;
-    `decided_through` from `last_decided_hour`). A decision that ran its tests is recorded, so its
-    hours are not fresh evidence again. Returns the decision and the pointer in force afterwards
-    (None: nothing serves)."""
+    `judge(incumbent, k)` returns the decision (`gate(...)` with the candidate bound; k from the ledger).
+    The candidate that already serves is not judged and takes no k. A test that ran is written into the
+    ledger at its k. Returns the decision and the pointer in force afterwards (None: nothing serves)."""
     with promotion_lock(folder):
-        decision = judge(load_current(folder), last_decided_hour(folder))
+        current = load_current(folder)
+        if current is not None and current.sha256 == candidate_sha256:
+            return self_comparison(Path(candidate_path).name), read_pointer(folder)
+        comparator = comparator_key(current)
+        k = ledger_index(folder, candidate_sha256, comparator)
+        decision = judge(current, k)
         if decision.decided:
-            record_decision(folder, candidate_path, decision)
+            register_test(folder, candidate_path, candidate_sha256, comparator, k)
         if decision.promoted:
             return decision, write_pointer(folder, candidate_path, candidate_sha256, decision)
         return decision, read_pointer(folder)
 
 
-def served_quantiles(ckpt: Checkpoint, features: pl.DataFrame) -> tuple[dict[float, tuple[float, float]], str]:
-    """The conformal quantiles (in predictive sds) and adapted levels for the next hour, and how they were found.
+def served_quantiles(
+    ckpt: Checkpoint, features: pl.DataFrame
+) -> tuple[dict[float, tuple[float, float]], str, str | None]:
+    """The conformal quantiles (in predictive sds) and adapted levels for the next hour, how they were found, and
+    the conformal state's version (the hours it rests on: `<first hour>..<last hour>/<count>`; None: none served).
 
     Adaptive conformal (`served_calibration`) over the model's newest hours with an outcome that are out of
     sample for it (after its last training/validation target), at most `SERVING_HOURS`. Empty, with the
     reason, when the model records no training window or has fewer than `MIN_SERVING_HOURS` such hours."""
     last = last_target_hour(ckpt)
     if last is None:
-        return {}, "none served: the model records no training window, so no hours can be asserted out of sample"
+        return {}, "none served: the model records no training window, so no hours can be asserted out of sample", None
     frame, _, _, _, ts_hours = _prepare(features, _spec(ckpt))
     end_ts = frame["ts"].to_numpy()[ts_hours + 1 > last]
     end_ts = end_ts[has_window(ckpt, features, end_ts)][-SERVING_HOURS:]
     if len(end_ts) < MIN_SERVING_HOURS:
-        return {}, (
-            f"none served: {len(end_ts)} out-of-sample hours with an outcome after the model's last target "
-            f"{iso_hour(last)}; calibration needs {MIN_SERVING_HOURS}"
+        return (
+            {},
+            (
+                f"none served: {len(end_ts)} out-of-sample hours with an outcome after the model's last target "
+                f"{iso_hour(last)}; calibration needs {MIN_SERVING_HOURS}"
+            ),
+            None,
         )
     out = _forecast(ckpt, features, end_ts)
     quantiles = next_quantiles(out["y"], out["ret"], out["sd"])
     first, final = (iso_hour(int(h) + 1) for h in end_ts[[0, -1]].astype("datetime64[h]").astype(np.int64))
     (q80, l80), (q95, l95) = quantiles[0.80], quantiles[0.95]
-    return quantiles, (
-        f"adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on its {len(end_ts)} newest "
-        f"out-of-sample hours, {first} to {final}: q80 = {q80:.3f} (level {l80:.1%}), q95 = {q95:.3f} "
-        f"(level {l95:.1%})"
+    return (
+        quantiles,
+        (
+            f"adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on its {len(end_ts)} newest "
+            f"out-of-sample hours, {first} to {final}: q80 = {q80:.3f} (level {l80:.1%}), q95 = {q95:.3f} "
+            f"(level {l95:.1%})"
+        ),
+        f"{first}..{final}/{len(end_ts)}",
     )
 
 
@@ -664,6 +656,9 @@ def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
             "interval_80_pct": None,
             "interval_95_pct": None,
             "interval_calibration": None,
+            "conformal_state": None,
+            "checkpoint_sha256": None,
+            "direction_threshold_pct": None,
             "direction_probabilities": None,
         }
     spec = _spec(ckpt)
@@ -680,14 +675,21 @@ def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
     with torch.no_grad():
         served = _served(predict(ckpt.model, window), ckpt.scaler.target_scale)
     ret = float(served["ret"][0])
-    result = {**base, "model": ckpt.path.name, "return_pct": 100 * ret}
+    result = {
+        **base,
+        "model": ckpt.path.name,
+        "checkpoint_sha256": ckpt.sha256,
+        "return_pct": 100 * ret,
+        "direction_threshold_pct": 100 * spec.direction_threshold,
+    }
     if "sd" in served:
         sd = float(served["sd"][0])
-        quantiles, note = served_quantiles(ckpt, features)
+        quantiles, note, version = served_quantiles(ckpt, features)
         for level, key in ((0.80, "interval_80_pct"), (0.95, "interval_95_pct")):
             q = quantiles[level][0] if quantiles else None
             result[key] = [100 * (ret - q * sd), 100 * (ret + q * sd)] if q is not None else None
         result["interval_calibration"] = note
+        result["conformal_state"] = version
     if "probs" in served:
         result["direction_probabilities"] = dict(zip(DIRECTION_NAMES, served["probs"][0].tolist()))
     return result

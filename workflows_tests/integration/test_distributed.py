@@ -193,6 +193,8 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
                 reports[(symbol, file.name)] = words_and_numbers(masked_report(file.read_text()))
             elif file.name == "promotion_gate.md":
                 reports[(symbol, file.name)] = words_and_numbers(masked_gate_record(file.read_text()))
+            elif file.name == "served_record.md":  # the served record beside the promoting decision's figures
+                reports[(symbol, file.name)] = words_and_numbers(file.read_text())
             elif file.suffix == ".json":
                 reports[(symbol, file.name)] = json.loads(file.read_text())
             else:
@@ -208,10 +210,13 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
                     "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
                     [table],
                 ).fetchall()
-                if not c.endswith("_at")
+                if not c.endswith("_at") and c != "checkpoint_sha256"  # a digest of differently timed files
             ]
             quoted = ", ".join(f'"{c}"' for c in columns)
             found = con.execute(f"SELECT {quoted} FROM {table} ORDER BY ALL").fetchall()
+            if table == "served_forecasts":  # the served checkpoint's file name holds its digest
+                at = columns.index("model")
+                found = [(*r[:at], CHECKPOINT_DIGEST.sub("<digest>.pt", r[at]), *r[at + 1 :]) for r in found]
             if table == "attention_summary":
                 at = columns.index("file")
                 found = [(*r[:at], DIGEST.sub("", str(Path(r[at]).relative_to(data_dir))), *r[at + 1 :]) for r in found]
@@ -283,7 +288,7 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
         names = {name for s, name in got["reports"] if s == symbol}
         assert {"attention_report.md", "evaluation.json", "attention_analysis.json", "training.png"} <= names
     for key, content in expected["reports"].items():
-        if key[1] in ("attention_report.md", "promotion_gate.md"):
+        if key[1] in ("attention_report.md", "promotion_gate.md", "served_record.md"):
             (words, numbers), (got_words, got_numbers) = content, got["reports"][key]
             assert words == got_words, key
             assert got_numbers == pytest.approx(numbers, rel=EVAL_REL, abs=0.011), key  # 2-decimal rounding
@@ -299,7 +304,7 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
             np.testing.assert_allclose(got["tensors"][key][name], array, rtol=0, atol=1e-6, err_msg=str((key, name)))
 
     assert expected["rows"].keys() == got["rows"].keys()
-    assert {"candles", "features", "feature_state", "evaluation", "attention_metrics", "forecasts"} <= got[
+    assert {"candles", "features", "feature_state", "evaluation", "attention_metrics", "served_forecasts"} <= got[
         "rows"
     ].keys()
     for table in expected["rows"]:
