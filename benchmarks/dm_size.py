@@ -223,8 +223,9 @@ def main() -> None:
             "Ibragimov-Mueller test assumes); across months: one series for the whole sample. IM: Ibragimov-Mueller "
             "on the per-period means (the periods: the months). "
             "EWC-LLSW: nu = 0.4 n^(2/3) (32, 65 and 168 frequencies). MAC: local Whittle d and the level G from the "
-            "m = n^0.65 lowest Fourier frequencies, at most n / (4h) (72, 144 and 363 at h = 1; 7, 21 and 90 at "
-            "h = 24), standard normal.",
+            "m = n^0.65 lowest Fourier frequencies, at most n / (4h) (71, 143 and 362 at h = 1; 7, 21 and 90 at "
+            "h = 24), standard normal. This table replaces the one for the memory-scaled EWC(8), now retired (its "
+            "rows, labelled by the memory of the forecast errors rather than of the differential, are in git history).",
             "",
             *lines,
         ]
