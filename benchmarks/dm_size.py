@@ -46,6 +46,7 @@ from workflows.stats.significance import (
     period_test,
     whittle_memory,
 )
+from workflows.stats.simulate import fractional_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 MONTH = 720
@@ -57,20 +58,6 @@ HORIZONS = (1, 24)
 SHARES = (1.0, 0.2)  # the share of the hourly differential's variance in its long-memory component
 TESTS = ("HLN", "EWC(4)", "EWC(8)", "EWC-LLSW", "MAC", "IM")
 CHUNK = 250
-
-
-def fractional_noise(reps: int, n: int, d: float, rng: np.random.Generator) -> np.ndarray:
-    """(reps, n) unit-variance ARFIMA(0, d, 0), exactly, by circulant embedding (two series per FFT)."""
-    k = np.arange(1, n + 1)
-    rho = np.concatenate([[1.0], np.cumprod((k - 1 + d) / (k - d))])  # lags 0 .. n
-    eig = np.fft.rfft(np.concatenate([rho, rho[-2:0:-1]])).real  # circulant of size 2n
-    m = 2 * n
-    lam = np.concatenate([eig, eig[-2:0:-1]])
-    root = np.sqrt(np.maximum(lam, 0.0) / m)
-    half = (reps + 1) // 2
-    w = rng.standard_normal((half, m)) + 1j * rng.standard_normal((half, m))
-    z = np.fft.fft(root * w, axis=1)[:, :n]
-    return np.concatenate([z.real, z.imag])[:reps]
 
 
 def differentials(

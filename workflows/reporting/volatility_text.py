@@ -184,8 +184,9 @@ def forecast_table(ev: Evaluation, horizon: int) -> list[str]:
     mse = {c.baseline: c for c in ev.volatility_comparisons(model, horizon, "MSE")}
     cs = ev.confidence_sets.get(horizon)
     lines = [
-        f"| forecast of {TARGETS[horizon]} | QLIKE | in the 90% set (MCS p) | MSE (%^2)^2 | {model} QLIKE skill "
-        "vs it | Holm p (QLIKE) | raw p (MSE, descriptive) | log-MZ slope [95%] | MZ p (a=0, b=1) |",
+        f"| forecast of {TARGETS[horizon]} | QLIKE | in the 90% set (MCS p; descriptive) | MSE (%^2)^2 | "
+        f"{model} QLIKE skill vs it | Holm p (QLIKE) | raw p (MSE, descriptive) | log-MZ slope [95%] | "
+        "MZ p (a=0, b=1) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, v in sorted(table.items(), key=lambda kv: kv[1].qlike):

@@ -122,3 +122,23 @@ def test_a_significantly_worse_model_is_worse_in_the_family_not_no_difference():
     assert worse and all(c.worse and not c.survives and c.dm.periods == 12 for c in worse)
     text = comparison_sentence(Evaluation("walk_forward", "", n, "a", "b", {}, {}, worse, [], {}), "volatility", 24)
     assert "is worse than constant training variance (skill -" in (text or "")
+
+
+def test_twin_sentence_says_worse_or_not_shown_to_differ_with_what_the_hours_resolve():
+    from workflows.reporting.report import twin_sentence
+
+    worse = Comparison(
+        "attention vs twin", "attention_lstm", "no_attention_lstm", "MSE", 1, -0.05, _dm(0.9999), 1.0, 0.5, 0.002
+    )
+    unclear = Comparison(
+        "attention vs twin", "attention_lstm", "no_attention_lstm", "MSE", 1, 0.01, _dm(0.4), 1.0, 0.5, 1.0
+    )
+    ev = Evaluation("walk_forward", "", 8_640, "a", "b", {}, {}, [worse], [], {})
+    text = twin_sentence(worse, ev)
+    assert (
+        "no, the model with attention is worse (its MSE is 5.00% higher than the twin's; the reverse one-sided" in text
+    )
+    assert "Holm-adjusted p = 0.002" in text
+    text = twin_sentence(unclear, ev)
+    assert "not shown to differ (its MSE is 1.00% lower than the twin's;" in text
+    assert "the hours resolve a skill of about 0.5%" in text and "worse" not in text
