@@ -15,9 +15,9 @@ dependence and heteroskedasticity inside a period. With fewer periods, or within
 test is the memory and autocorrelation consistent (MAC) test (`mac_test`), which estimates
 the memory d and scales the variance of the mean by n^(2d - 1). Chosen by the size
 simulation in `benchmarks/dm_size.py` (docs/benchmarks.md, docs/evaluation.md) over EWC
-with nu = 0.4 n^(2/3) (Lazarus, Lewis, Stock & Watson 2018) and fixed-nu EWC, which
-reject equal forecasts 30-80% of the time at 5% once the differential itself has memory
-d >= 0.2. No test of a mean holds its size for every memory d < 0.5 at these sample sizes:
+with nu = 0.4 n^(2/3) (Lazarus, Lewis, Stock & Watson 2018) and fixed-nu EWC(8), which
+reject equal forecasts 18-82% of the time at 5% within one month once the differential
+itself has memory d >= 0.2 (MAC: 8-27%). No test of a mean holds its size for every memory d < 0.5 at these sample sizes:
 the period test needs the memory not to carry across months, MAC over-rejects at one month
 and h = 24 (9-27%), and the report says which test each verdict rests on.
 """
@@ -120,8 +120,8 @@ def dm_test(
 
 
 # The fewest periods on whose means the Ibragimov-Mueller test is run (t with >= 2 df). Three, not the six first
-# planned: with monthly level shifts, three periods' t(2) held 4-8% where MAC, the alternative, rejected 11-42%
-# (benchmarks/dm_size.py); the price is power (about 50% where an oracle has 80%).
+# planned: with monthly level shifts and no memory across months, three periods' t(2) held 4.6-6.5% where MAC, the
+# alternative, rejected 15-42% (benchmarks/dm_size.py); the price is power (about 50% where an oracle has 80%).
 MIN_PERIODS = 3
 MCS_MIN_PERIODS = 6  # the fewest periods the model confidence set resamples whole (fewer: too few to resample)
 EWC_DF = 8  # cosine frequencies (= degrees of freedom) of `ewc_test` (a candidate in benchmarks/dm_size.py)
