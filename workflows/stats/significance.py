@@ -17,9 +17,10 @@ the memory d and scales the variance of the mean by n^(2d - 1). Chosen by the si
 simulation in `benchmarks/dm_size.py` (docs/benchmarks.md, docs/evaluation.md) over EWC
 with nu = 0.4 n^(2/3) (Lazarus, Lewis, Stock & Watson 2018) and fixed-nu EWC(8), which
 reject equal forecasts 18-82% of the time at 5% within one month once the differential
-itself has memory d >= 0.2 (MAC: 8-27%). No test of a mean holds its size for every memory d < 0.5 at these sample sizes:
-the period test needs the memory not to carry across months, MAC over-rejects at one month
-and h = 24 (9-27%), and the report says which test each verdict rests on.
+itself has memory d >= 0.2 (MAC: 8-27%). No test of a mean holds its size for every
+memory d < 0.5 at these sample sizes: the period test needs the memory not to carry across
+months, MAC over-rejects at one month and h = 24 (9-27%), and the report says which test
+each verdict rests on.
 """
 
 from dataclasses import dataclass
