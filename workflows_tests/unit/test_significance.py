@@ -149,8 +149,9 @@ def test_period_confidence_set_resamples_whole_months():
     cs = model_confidence_set(losses, reps=200, periods=PERIODS)
     assert cs.periods == MONTHS and cs.block == 1 and "whole monthly periods" in cs.resampling
     assert cs.excluded == ["c"]
-    # too few periods to resample: the hourly stationary bootstrap
-    few = model_confidence_set(losses, reps=200, periods=np.arange(len(x[0])) * 3 // len(x[0]))
+    # too few periods to resample: the hourly stationary bootstrap (three months of the same losses)
+    short = {k: v[: 3 * MONTH] for k, v in losses.items()}
+    few = model_confidence_set(short, reps=200, periods=PERIODS[: 3 * MONTH])
     assert few.periods == 0 and "stationary block bootstrap" in few.resampling
 
 
