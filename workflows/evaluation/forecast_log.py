@@ -1,4 +1,5 @@
-"""The forecast log: what every model, control and baseline said about each hour, before it came.
+"""The forecast log: a pseudo-out-of-sample reconstruction of what every model, control and baseline would have
+said about each hour, from models trained on earlier hours only, written once the outcome hour has landed.
 
 One DuckDB table, `forecast_log`, long format, one row per (symbol, period,
 forecaster, origin hour, quantity):
@@ -514,6 +515,7 @@ def pooled_evaluation(
     note = (
         f"walk-forward: the forecast log, {len(periods)} monthly periods ({periods[0][:7]} to {periods[-1][:7]}), "
         f"{len(fs):,} pooled test hours; every model and control trained once per period on hours before it "
-        "(warm-started from the previous period's), its forecasts stored before the hours were judged"
+        "(warm-started from the previous period's); a pseudo-out-of-sample reconstruction, its rows written once the "
+        "outcome hours had landed, not a real-time record"
     )
     return evaluate_forecasts(fs, "walk_forward", note, spans, {"periods": periods, "profile": profile}, errors)

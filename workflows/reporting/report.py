@@ -13,8 +13,9 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
   adjusted p < 0.05 and the skill is positive;
   a raw p < 0.05 that does not survive is said to be so; otherwise "no evidence",
   with the skill this many hours could detect.
-* Volatility forecasts are ranked only through those tests: "no difference" when
-  no comparison survives.
+* Volatility forecasts are ranked only through those tests: "worse" when the reverse
+  one-sided test survives the same correction, otherwise "not shown to differ" with the
+  skill and the skill the test resolves (a non-rejection is never written as equality).
 * Figures outside the family (skill against the training mean, direction tests,
   the model assets' own single split) are labelled descriptive.
 * never "converged", never "detects a cycle".
@@ -46,7 +47,7 @@ from workflows.ml.training_summary import TrainingSummary
 from workflows.reporting import volatility_text
 from workflows.reporting.attention_text import attention_recommendations, attention_sections, attention_sentence
 from workflows.reporting.fmt import _p, _pct
-from workflows.stats.calibration import CoverageTest, ReliabilityBin
+from workflows.stats.calibration import CoverageTest, ReliabilityBin, holds_at_low_and_high_sd
 
 VOLATILITY_FIGURE = "volatility_attention.png"
 
@@ -115,7 +116,15 @@ def twin_sentence(c: Comparison, ev: Evaluation) -> str:
     diff = _lower_or_higher(c.skill, f"its {c.loss}") + " than the twin's"
     if c.survives:
         return f"{lead}: yes, {diff} ({test}; {family_words(ev, ATTENTION_HELPS)})."
-    return f"{lead}: no evidence that it does ({diff}; {test})."
+    if c.worse:
+        return (
+            f"{lead}: no, the model with attention is worse ({diff}; the reverse one-sided test, Holm-adjusted "
+            f"p = {_p(c.p_worse_holm)}; {c.test})."
+        )
+    return (
+        f"{lead}: not shown to differ ({diff}; {test}; the hours resolve a skill of about "
+        f"{100 * c.resolvable_skill:.1f}%)."
+    )
 
 
 def direction_sentence(name: str, m: ReturnMetrics) -> str:
@@ -193,15 +202,18 @@ def calibration_table(ev: Evaluation) -> list[str]:
         return []
     lines = [
         "| forecaster | level | hours | coverage before | Kupiec p | Christoffersen p | coverage after | "
-        "Kupiec p | Christoffersen p | interval score before / after | conformal scale |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "Kupiec p | Christoffersen p | interval score before / after | conformal scale | "
+        "coverage after by decile of the predicted sd, lowest to highest |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for name, pct, c in rows:
         b, a = c.before, c.after
         lines.append(
             f"| {name} | {pct}% | {a.n} | {100 * b.observed:.1f}% | {_p(b.kupiec_p)} | {_p(b.independence_p)} | "
             f"{100 * a.observed:.1f}% | {_p(a.kupiec_p)} | {_p(a.independence_p)} | "
-            f"{100 * c.interval_score_before:.3f} / {100 * c.interval_score_after:.3f} | {c.scale} |"
+            f"{100 * c.interval_score_before:.3f} / {100 * c.interval_score_after:.3f} | {c.scale} | "
+            + " / ".join(f"{100 * b.observed:.0f}" for b in c.by_sd_after)
+            + " |"
         )
     return lines
 
@@ -210,18 +222,32 @@ def _tests(c: CoverageTest) -> str:
     return f"Kupiec p = {_p(c.kupiec_p)}, Christoffersen p = {_p(c.independence_p)}"
 
 
-def _coverage_verdict(c: CoverageTest) -> str:
-    """Why a coverage passes or fails: distance from nominal, and whether the misses cluster."""
+def _coverage_verdict(cal: IntervalCalibration) -> str:
+    """Why a coverage passes or fails: distance from nominal, whether the misses cluster, and whether it holds
+    where the predicted sd is lowest and highest."""
+    c = cal.after
     gap = 100 * (c.observed - c.nominal)
     problems = []
     if not within_tolerance(c):
         problems.append(f"{abs(gap):.1f} points {'above' if gap > 0 else 'below'} nominal")
     if c.independence_p < ALPHA:
         problems.append(f"misses cluster, Christoffersen p < {ALPHA}")
+    low, high = (cal.by_sd_after[0], cal.by_sd_after[-1]) if len(cal.by_sd_after) >= 2 else (None, None)
+    extremes = (
+        f"{100 * low.observed:.1f}% in the lowest decile of the predicted sd (Kupiec p = {_p(low.kupiec_p)}), "
+        f"{100 * high.observed:.1f}% in the highest (p = {_p(high.kupiec_p)})"
+        if low and high
+        else "too few hours for coverage by decile of the predicted sd"
+    )
+    if not holds_at_low_and_high_sd(cal.by_sd_after, ALPHA):
+        problems.append(f"not where the sd is low and high: {extremes}")
     if problems:
         return "calibration fails (" + "; ".join(problems) + ")"
     note = f"; Kupiec still rejects exact nominal coverage, p < {ALPHA}" if c.kupiec_p < ALPHA else ""
-    return f"calibrated (within {100 * COVERAGE_TOLERANCE:.0f} points of nominal, misses not shown to cluster{note})"
+    return (
+        f"calibrated (within {100 * COVERAGE_TOLERANCE:.0f} points of nominal, misses not shown to cluster, "
+        f"and where the sd is low and high: {extremes}{note})"
+    )
 
 
 def calibration_sentence(name: str, pct: int, c: IntervalCalibration) -> str:
@@ -229,7 +255,7 @@ def calibration_sentence(name: str, pct: int, c: IntervalCalibration) -> str:
     return (
         f"The {pct}% intervals of {name} covered {100 * c.before.observed:.1f}% of {c.after.n:,} hours before "
         f"calibration ({_tests(c.before)}) and {100 * c.after.observed:.1f}% after, scaled by the {c.scale} "
-        f"({_tests(c.after)}): {_coverage_verdict(c.after)}."
+        f"({_tests(c.after)}): {_coverage_verdict(c)}."
     )
 
 
@@ -328,7 +354,7 @@ def family_table(ev: Evaluation) -> list[str]:
     for family in (*FAMILIES, DESCRIPTIVE):
         for c in sorted(ev.members(family), key=lambda c: (c.p_holm, c.dm.p_better)):
             i += 1
-            verdict = "better" if c.survives else "no evidence"
+            verdict = "better" if c.survives else "worse" if c.worse else "not shown to differ"
             holm_p = _p(c.p_holm)
             if family == DESCRIPTIVE:
                 verdict, holm_p = "descriptive", "n/a"
@@ -499,8 +525,11 @@ def write_report(inputs: ReportInputs) -> str:
             "last column says which), each from earlier hours only. The first "
             f"{hours} evaluated hours only calibrate. Kupiec: coverage equals nominal; Christoffersen: misses "
             "independent. Calibrated here means within "
-            f"{100 * COVERAGE_TOLERANCE:.0f} points of nominal with Christoffersen p >= {ALPHA}. Interval "
-            "score in percent of log return, lower is better.",
+            f"{100 * COVERAGE_TOLERANCE:.0f} points of nominal with Christoffersen p >= {ALPHA}, and coverage "
+            "that Kupiec does not reject (each at 2.5%) in the lowest and in the highest decile of the sd the "
+            "interval is scaled by: an interval forced to nominal coverage on average can still miss where the "
+            "forecast is most and least sure. Interval score (Gneiting & Raftery 2007) in percent of log return, "
+            "lower is better.",
             "",
             *calibration,
             "",

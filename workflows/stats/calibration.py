@@ -193,6 +193,61 @@ def interval_score(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: f
     return float(np.mean((upper - lower) + (2.0 / alpha) * (below + above)))
 
 
+@dataclass(frozen=True)
+class SdBinCoverage:
+    """Coverage of an interval on the hours whose predicted sd falls in one quantile bin (1 = lowest)."""
+
+    bin: int
+    sd_low: float
+    sd_high: float
+    n: int
+    observed: float
+    kupiec_p: float
+    interval_score: float
+
+
+def coverage_by_sd(
+    y: np.ndarray, lower: np.ndarray, upper: np.ndarray, sd: np.ndarray, nominal: float, bins: int = 10
+) -> list[SdBinCoverage]:
+    """Coverage, Kupiec p and the interval score of [lower, upper] by `bins` quantile bins (deciles) of the
+    predicted sd. An interval forced to nominal coverage on average (adaptive conformal) can still cover
+    too much where the forecast sd is high and too little where it is low; only coverage that holds in
+    the lowest and the highest bin (`holds_at_low_and_high_sd`) is conditional on the forecast's own
+    uncertainty. Bins with fewer than 20 hours are left out."""
+    y, lower, upper, sd = (np.asarray(a, dtype=float) for a in (y, lower, upper, sd))
+    if not (y.shape == lower.shape == upper.shape == sd.shape) or y.ndim != 1:
+        raise ValueError(
+            f"coverage_by_sd: y, lower, upper and sd must be 1-D of one length, got {y.shape}, "
+            f"{lower.shape}, {upper.shape}, {sd.shape}"
+        )
+    edges = np.quantile(sd, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, sd, side="right") - 1, 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        if m.sum() < 20:
+            continue
+        miss = misses(y[m], lower[m], upper[m])
+        out.append(
+            SdBinCoverage(
+                bin=b + 1,
+                sd_low=float(sd[m].min()),
+                sd_high=float(sd[m].max()),
+                n=int(m.sum()),
+                observed=float(1 - miss.mean()),
+                kupiec_p=kupiec(miss, nominal)[1],
+                interval_score=interval_score(y[m], lower[m], upper[m], 1 - nominal),
+            )
+        )
+    return out
+
+
+def holds_at_low_and_high_sd(bins: list[SdBinCoverage], alpha: float = 0.05) -> bool:
+    """Kupiec does not reject nominal coverage in the lowest and in the highest sd bin (each at `alpha` / 2,
+    Bonferroni over the two)."""
+    return len(bins) >= 2 and bins[0].kupiec_p >= alpha / 2 and bins[-1].kupiec_p >= alpha / 2
+
+
 def pinball_loss(y: np.ndarray, q: np.ndarray, tau: float) -> float:
     """Mean pinball (quantile) loss of forecasts q of the tau-quantile of y."""
     diff = np.asarray(y, dtype=float) - np.asarray(q, dtype=float)

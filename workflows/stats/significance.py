@@ -1,24 +1,26 @@
 """Forecast comparison tests: Diebold-Mariano (with the Harvey-Leybourne-Newbold
-small-sample correction, or with a long-run variance robust to long memory), Hansen's
-model confidence set, a binomial test for directional accuracy and Holm's correction.
+small-sample correction; on the per-period means of the loss differential; or with an
+equal-weighted cosine long-run variance), Hansen's model confidence set, a binomial test
+for directional accuracy and Holm's correction.
 
-Why two Diebold-Mariano variances. The HLN rule sums autocovariances up to lag h-1,
-which is right when the loss differential is h-1 dependent (forecasts of returns,
-whose squared errors barely remember). Loss differentials of volatility forecasts
-inherit volatility's long memory: they stay correlated for hundreds of hours, and a
-variance that stops at lag h-1 (at h = 1: none) makes the test reject equal forecasts
-far too often. `ewc_long_run_variance` is the equal-weighted cosine estimator with a
-fixed, small number `EWC_DF` of the lowest frequencies (Mueller 2004; Lazarus, Lewis,
-Stock & Watson 2018): with nu fixed, the statistic is Student t with nu degrees of
-freedom under weak dependence, and because it reads only periods longer than 2n/nu
-hours it stays close to its size under strong persistence where a data-driven
-Newey-West bandwidth does not. Under true long memory (memory parameter d near 0.5)
-the mean still varies more than those low-frequency transforms, and the plain EWC
-test rejected equal forecasts 9-10% of the time at 5%. So each transform is scaled
-by the exact ratio Var(mean) / Var(transform) of fractionally integrated noise at the
-loss differential's own local Whittle memory estimate (`memory_scales`): 1 under
-short memory, larger as d grows (measured in workflows_tests/unit/test_significance.py
-and docs/benchmarks.md).
+Why three Diebold-Mariano variances. The HLN rule sums autocovariances up to lag h-1,
+which is right when the loss differential is h-1 dependent (forecasts of returns, whose
+squared errors barely remember). Loss differentials of volatility forecasts inherit
+volatility's long memory, and the forecast log's models are refitted every month, which
+shifts the differential's level from month to month. Where the log spans at least
+`MIN_PERIODS` (3) monthly periods, the pooled comparisons use the Ibragimov-Mueller (2010)
+t-test on the per-period means (`period_test`): Student t with G - 1 degrees of freedom
+over G periods, valid when the period means are nearly independent and whatever the
+dependence and heteroskedasticity inside a period. With fewer periods, or within one, the
+test is the memory and autocorrelation consistent (MAC) test (`mac_test`), which estimates
+the memory d and scales the variance of the mean by n^(2d - 1). Chosen by the size
+simulation in `benchmarks/dm_size.py` (docs/benchmarks.md, docs/evaluation.md) over EWC
+with nu = 0.4 n^(2/3) (Lazarus, Lewis, Stock & Watson 2018) and fixed-nu EWC(8), which
+reject equal forecasts 18-82% of the time at 5% within one month once the differential
+itself has memory d >= 0.2 (MAC: 8-27%). No test of a mean holds its size for every
+memory d < 0.5 at these sample sizes: the period test needs the memory not to carry across
+months, MAC over-rejects at one month and h = 24 (9-27%), and the report says which test
+each verdict rests on.
 """
 
 from dataclasses import dataclass
@@ -34,8 +36,15 @@ class DMResult:
     p_two_sided: float
     n: int
     mean_loss_diff: float
-    variance: str = "HLN"  # "HLN" (lags up to h-1) or "EWC(nu, d=...)" (robust to long memory, at memory d)
-    memory: float | None = None  # the memory d the long-memory-robust variance was scaled for (None: HLN)
+    variance: str = "HLN"  # "HLN" (lags up to h-1), "EWC(nu)" or "Ibragimov-Mueller (G periods)"
+    periods: int | None = None  # G, the periods whose means the Ibragimov-Mueller test compared (else None)
+    std_error: float = float("nan")  # of the mean the statistic divides (HLN: with its correction)
+    df: float = float("nan")  # degrees of freedom of the Student t reference
+
+    def resolvable(self, power: float = 0.8, alpha: float = 0.05) -> float:
+        """The smallest mean loss difference this test finds (one-sided `alpha`) with probability `power`:
+        (t_(1 - alpha) + t_power) standard errors."""
+        return float((stats.t.ppf(1 - alpha, self.df) + stats.t.ppf(power, self.df)) * self.std_error)
 
 
 def diebold_mariano(errors_1: np.ndarray, errors_2: np.ndarray, horizon: int = 1, power: int = 2) -> DMResult:
@@ -68,20 +77,21 @@ def long_run_variance(d: np.ndarray, horizon: int = 1) -> float:
     return float(max(rectangular, bartlett, 0.0))
 
 
-def dm_test(loss_diff: np.ndarray, horizon: int = 1, long_memory: bool = False) -> DMResult:
+def dm_test(
+    loss_diff: np.ndarray, horizon: int = 1, long_memory: bool = False, periods: np.ndarray | None = None
+) -> DMResult:
     """Diebold-Mariano test on a loss differential d = loss_1 - loss_2 (any loss: MSE, QLIKE, ...).
 
-    Forecasts `horizon` steps ahead overlap, so d is autocorrelated up to lag
-    horizon-1; the long-run variance uses those lags (`long_run_variance`). The
-    statistic gets the Harvey-Leybourne-Newbold (1997) small-sample correction and
-    is compared with Student t with n-1 degrees of freedom. `p_better` is the
-    one-sided p-value for "model 1 has the lower expected loss".
+    By default (HLN): forecasts `horizon` steps ahead overlap, so d is autocorrelated up to
+    lag horizon-1; the long-run variance uses those lags (`long_run_variance`), the
+    statistic gets the Harvey-Leybourne-Newbold (1997) small-sample correction and is
+    compared with Student t with n-1 degrees of freedom. `p_better` is the one-sided
+    p-value for "model 1 has the lower expected loss".
 
-    `long_memory`: the long-run variance is the EWC variance with `EWC_DF` cosine
-    transforms, each scaled for the differential's estimated memory (`_ewc_test`), and
-    the statistic is compared with Student t with `EWC_DF` degrees of freedom (no HLN
-    correction: it is exact under the fixed-nu asymptotics). Use it for losses of
-    volatility forecasts.
+    `periods`: each hour's period label (the forecast log's monthly periods, the clusters of
+    the test). With at least `MIN_PERIODS` distinct periods the test is `period_test`
+    (Ibragimov-Mueller on the per-period means); with fewer, `mac_test`. `long_memory`
+    without periods (one sample): `mac_test`. Use either for losses of volatility forecasts.
     """
     d = np.asarray(loss_diff, dtype=float)
     if d.ndim != 1:
@@ -91,23 +101,131 @@ def dm_test(loss_diff: np.ndarray, horizon: int = 1, long_memory: bool = False) 
         raise ValueError(f"need at least 10 forecasts for a Diebold-Mariano test, got {n}")
     if not np.all(np.isfinite(d)):
         raise ValueError("the loss differential has NaN or infinite values")
-    mean = float(d.mean())
+    if periods is not None:
+        labels = np.asarray(periods)
+        if labels.shape != d.shape:
+            raise ValueError(f"periods: one label per hour needed, got {labels.shape} for {d.shape} hours")
+        if len(np.unique(labels)) >= MIN_PERIODS:
+            return period_test(d, labels)
+        return mac_test(d, horizon)
     if long_memory:
-        return _ewc_test(d, horizon=horizon)
+        return mac_test(d, horizon)
+    mean = float(d.mean())
     long_run = long_run_variance(d, horizon)
-    if long_run == 0:
-        return DMResult(0.0, 0.5, 1.0, n, mean)
-    dm = mean / np.sqrt(long_run / n)
     h = horizon
     correction = np.sqrt(max(n + 1 - 2 * h + h * (h - 1) / n, 1.0) / n)
-    stat = float(dm * correction)
-    p_better = float(stats.t.cdf(stat, df=n - 1))
-    p_two = float(2 * min(p_better, 1 - p_better))
-    return DMResult(stat, p_better, p_two, n, mean)
+    se = float(np.sqrt(long_run / n) / correction)
+    if long_run == 0:
+        return DMResult(0.0, 0.5, 1.0, n, mean, std_error=se, df=n - 1)
+    return _t_result(mean / se, n - 1, n, mean, "HLN", None, se)
 
 
-EWC_DF = 8  # cosine frequencies (= degrees of freedom) of the long-memory-robust long-run variance
-MAX_MEMORY = 0.49  # the largest memory parameter d the correction assumes (0.5: non-stationary)
+# The fewest periods on whose means the Ibragimov-Mueller test is run (t with >= 2 df). Three, not the six first
+# planned: with monthly level shifts and no memory across months, three periods' t(2) held 4.6-6.5% where MAC, the
+# alternative, rejected 15-42% (benchmarks/dm_size.py); the price is power (about 50% where an oracle has 80%).
+MIN_PERIODS = 3
+MCS_MIN_PERIODS = 6  # the fewest periods the model confidence set resamples whole (fewer: too few to resample)
+EWC_DF = 8  # cosine frequencies (= degrees of freedom) of `ewc_test` (a candidate in benchmarks/dm_size.py)
+
+
+def _t_result(
+    stat: float, df: float, n: int, mean: float, label: str, periods: int | None = None, se: float = float("nan")
+) -> DMResult:
+    p_better = float(stats.t.cdf(stat, df=df))
+    return DMResult(float(stat), p_better, float(2 * min(p_better, 1 - p_better)), n, mean, label, periods, se, df)
+
+
+def period_test(d: np.ndarray, periods: np.ndarray) -> DMResult:
+    """Ibragimov & Mueller's (2010) t-test of "the mean loss differential is zero" on the G per-period
+    means: their mean over their standard error, Student t with G - 1 degrees of freedom. It asks only
+    that the period means be nearly independent and normal-ish; inside a period the hours may be as
+    dependent and heteroskedastic as they like, and the level may shift from period to period (monthly
+    refits). At 5% two-sided it is conservative when the periods' variances differ (their Theorem 1).
+    The statistic weighs every period equally; `mean_loss_diff` is the pooled hourly mean."""
+    d = np.asarray(d, dtype=float)
+    labels = np.asarray(periods)
+    _, index = np.unique(labels, return_inverse=True)
+    g = int(index.max()) + 1
+    if g < 2:
+        raise ValueError("the Ibragimov-Mueller test needs at least 2 periods")
+    means = np.bincount(index, weights=d) / np.bincount(index)
+    label = f"Ibragimov-Mueller ({g} periods)"
+    spread = float(means.std(ddof=1))
+    se = float(spread / np.sqrt(g))
+    if spread <= 1e-12 * max(float(np.abs(means).max()), 1e-300):
+        return DMResult(0.0, 0.5, 1.0, len(d), float(d.mean()), label, g, se, g - 1)
+    return _t_result(float(means.mean() / se), g - 1, len(d), float(d.mean()), label, g, se)
+
+
+def llsw_df(n: int) -> int:
+    """Lazarus, Lewis, Stock & Watson's (2018) rule for the EWC test: nu = 0.4 n^(2/3) cosine frequencies."""
+    return max(round(0.4 * n ** (2 / 3)), 1)
+
+
+def ewc_test(d: np.ndarray, nu: int = EWC_DF) -> DMResult:
+    """The equal-weighted cosine (EWC) test of a zero mean: the mean over sqrt(`ewc_long_run_variance` / n),
+    Student t with `nu` degrees of freedom (exact under fixed-nu asymptotics and weak dependence; Mueller
+    2004, LLSW 2018). Under long memory the low-frequency transforms vary less than the mean and the test
+    over-rejects, the more so the larger nu (docs/benchmarks.md)."""
+    d = np.asarray(d, dtype=float)
+    n, mean = len(d), float(d.mean())
+    nu = min(nu, n - 1)
+    long_run = ewc_long_run_variance(d, nu)
+    se = float(np.sqrt(long_run / n))
+    if long_run <= 1e-24 * max(float(np.mean(d**2)), 1e-300):
+        return DMResult(0.0, 0.5, 1.0, n, mean, f"EWC({nu})", std_error=se, df=nu)
+    return _t_result(mean / se, nu, n, mean, f"EWC({nu})", None, se)
+
+
+MAC_BANDWIDTH = 0.65  # the MAC test reads the m = n^0.65 lowest Fourier frequencies (at most n / (4 h))
+_MEMORY_GRID = np.round(np.arange(-0.49, 0.4901, 0.005), 3)
+
+
+def whittle_memory(periodogram: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
+    """Robinson's (1995) local Whittle estimate of the memory d of each row of `periodogram` (its values at the
+    Fourier `frequencies` lambda_1 .. lambda_m), minimised over a grid of step 0.005 in [-0.49, 0.49]."""
+    i = np.atleast_2d(periodogram)
+    lam = np.asarray(frequencies, dtype=float)
+    scaled = i @ (lam[None, :] ** (2 * _MEMORY_GRID[:, None])).T / len(lam)  # (rows, grid)
+    objective = np.log(np.maximum(scaled, 1e-300)) - 2 * _MEMORY_GRID[None, :] * np.log(lam).mean()
+    return _MEMORY_GRID[np.argmin(objective, axis=1)]
+
+
+def mac_scale(d: np.ndarray) -> np.ndarray:
+    """p(d) with Var(sum of n values) ~ G p(d) n^(1 + 2d) for a spectrum G lambda^(-2d) near 0:
+    2 Gamma(1 - 2d) sin(pi d) / (d (1 + 2d)), 2 pi at d = 0."""
+    from scipy.special import gamma
+
+    d = np.asarray(d, dtype=float)
+    safe = np.where(np.abs(d) < 1e-9, 1e-9, d)
+    return np.where(
+        np.abs(d) < 1e-9, 2 * np.pi, 2 * gamma(1 - 2 * safe) * np.sin(np.pi * safe) / (safe * (1 + 2 * safe))
+    )
+
+
+def mac_frequencies(n: int, horizon: int = 1) -> int:
+    """m for the MAC test: n^MAC_BANDWIDTH, but no higher than n / (4 h), where an h-hour target's overlap (a
+    moving sum of h hours) starts to bend the spectrum down, and at least 4."""
+    return max(min(int(n**MAC_BANDWIDTH), n // (4 * horizon)), 4)
+
+
+def mac_test(d: np.ndarray, horizon: int = 1) -> DMResult:
+    """The memory and autocorrelation consistent (MAC) test of a zero mean (Robinson 2005; for forecast
+    comparisons Kruse, Leschinski & Will 2019): the mean over its standard error under long memory,
+    sqrt(G p(d) n^(2d - 1)), with d the local Whittle estimate and G the mean of lambda_j^(2d) I(lambda_j)
+    over the same m lowest frequencies; standard normal. The error of d is not in the reference."""
+    d = np.asarray(d, dtype=float)
+    n, mean = len(d), float(d.mean())
+    m = mac_frequencies(n, horizon)
+    lam = 2 * np.pi * np.arange(1, m + 1) / n
+    periodogram = np.abs(np.fft.rfft(d - mean)[1 : m + 1]) ** 2 / (2 * np.pi * n)
+    memory = float(whittle_memory(periodogram, lam)[0])
+    level = float(np.mean(lam ** (2 * memory) * periodogram))
+    se = float(np.sqrt(max(level * float(mac_scale(np.array(memory))), 0.0) * n ** (2 * memory - 1)))
+    label = f"MAC (d = {memory:.2f})"
+    if se <= 1e-12 * max(float(np.abs(d).max()), 1e-300):
+        return DMResult(0.0, 0.5, 1.0, n, mean, label, std_error=se, df=np.inf)
+    return _t_result(mean / se, np.inf, n, mean, label, None, se)
 
 
 def _cosine_weights(n: int, nu: int) -> np.ndarray:
@@ -130,71 +248,12 @@ def ewc_long_run_variance(d: np.ndarray, nu: int = EWC_DF) -> float:
     return float(np.mean(ewc_transforms(d, nu) ** 2))
 
 
-def local_whittle_memory(x: np.ndarray, power: float = 0.65, frequencies: int | None = None) -> float:
-    """Robinson's (1995) local Whittle estimate of the memory parameter d of `x` (0: short memory; 0 < d < 0.5:
-    long memory, autocorrelations decaying like k^(2d-1)), from the m = n^power lowest Fourier frequencies;
-    its standard error is about 1 / (2 sqrt(m)) (0.03 at 4,000 hours)."""
-    from scipy.optimize import minimize_scalar
-
-    x = np.asarray(x, dtype=float)
-    n = len(x)
-    m = max(min(int(n**power), frequencies or n), 8)
-    periodogram = np.abs(np.fft.rfft(x - x.mean())[1 : m + 1]) ** 2
-    lam = 2 * np.pi * np.arange(1, m + 1) / n
-    log_lam = np.log(lam)
-    if not np.any(periodogram > 0):
-        return 0.0
-
-    def objective(d: float) -> float:
-        return float(np.log(np.mean(lam ** (2 * d) * periodogram)) - 2 * d * log_lam.mean())
-
-    result = minimize_scalar(objective, bounds=(-0.49, 0.99), method="bounded")
-    return float(result.x)  # pyright: ignore[reportAttributeAccessIssue]
-
-
-def _fractional_autocorrelation(n: int, d: float) -> np.ndarray:
-    """Autocorrelations of ARFIMA(0, d, 0) at lags 0 .. n-1: rho(k) = rho(k-1) (k - 1 + d) / (k - d)."""
-    k = np.arange(1, n)
-    return np.concatenate([[1.0], np.cumprod((k - 1 + d) / (k - d))])
-
-
-def memory_scales(n: int, d: float, nu: int = EWC_DF) -> np.ndarray:
-    """Var(sqrt(n) mean) / Var(j-th cosine transform), j = 1 .. nu, for fractionally integrated noise with
-    memory d, exactly (Toeplitz quadratic forms by circulant embedding). Under short memory every ratio is
-    1; with long memory the mean varies more than the low-frequency transforms the EWC variance reads (its
-    spectrum rises like frequency^(-2d) towards 0), so each transform's square is scaled up by its ratio."""
-    if d <= 0:
-        return np.ones(nu)
-    rho = _fractional_autocorrelation(n, d)
-    circulant = np.fft.rfft(np.concatenate([rho, [0.0], rho[:0:-1]]))
-    weights = np.vstack([np.full(n, 1 / np.sqrt(n)), _cosine_weights(n, nu)])
-    applied = np.fft.irfft(np.fft.rfft(weights, 2 * n, axis=1) * circulant, 2 * n, axis=1)[:, :n]
-    variances = np.einsum("ij,ij->i", weights, applied)
-    return variances[0] / variances[1:]
-
-
-def _ewc_test(d: np.ndarray, nu: int = EWC_DF, horizon: int = 1) -> DMResult:
-    """The EWC statistic with each cosine transform scaled by `memory_scales` at the loss differential's own
-    local Whittle memory (clipped to [0, MAX_MEMORY]): at d = 0 it is the plain EWC test; under long memory
-    the plain test rejects equal forecasts too often (9.8% at 5% for d = 0.45 at 24 h, docs/benchmarks.md)."""
-    n, mean = len(d), float(d.mean())
-    # the estimate reads frequencies well below 1/horizon: an h-hour forecast's overlap (a moving sum of h
-    # hours) bends the spectrum down from about n/h on, which the estimate would take for long memory
-    memory = float(np.clip(local_whittle_memory(d, frequencies=n // (4 * horizon)), 0.0, MAX_MEMORY))
-    long_run = float(np.mean(ewc_transforms(d, nu) ** 2 * memory_scales(n, memory, nu)))
-    label = f"EWC({nu}, d={memory:.2f})"
-    if long_run <= 0:
-        return DMResult(0.0, 0.5, 1.0, n, mean, label, memory)
-    stat = mean / np.sqrt(long_run / n)
-    p_better = float(stats.t.cdf(stat, df=nu))
-    return DMResult(float(stat), p_better, float(2 * min(p_better, 1 - p_better)), n, mean, label, memory)
-
-
 @dataclass(frozen=True)
 class ConfidenceSet:
     """Hansen, Lunde & Nason's (2011) model confidence set: the forecasters that cannot be told from
     the best at `size` (the set of best forecasters at 1 - size), from `arch.bootstrap.MCS` with the
-    range statistic and a stationary block bootstrap of the losses."""
+    range statistic. `periods` > 0: resampled by whole periods (the per-period mean losses, drawn with
+    replacement; `block` 1); 0: a stationary block bootstrap of the hourly losses (mean block `block`)."""
 
     size: float
     included: list[str]  # the set, best mean loss first
@@ -203,18 +262,33 @@ class ConfidenceSet:
     mean_loss: dict[str, float]
     block: int
     reps: int
+    periods: int = 0  # G when whole periods were resampled, else 0
 
     def contains(self, name: str) -> bool:
         return name in self.included
 
+    @property
+    def resampling(self) -> str:
+        if self.periods:
+            return f"whole monthly periods resampled ({self.periods} periods)"
+        return f"stationary block bootstrap of the hours (mean block {self.block} h)"
+
 
 def model_confidence_set(
-    losses: dict[str, np.ndarray], size: float = 0.10, reps: int = 1000, block: int | None = None, seed: int = 0
+    losses: dict[str, np.ndarray],
+    size: float = 0.10,
+    reps: int = 1000,
+    block: int | None = None,
+    seed: int = 0,
+    periods: np.ndarray | None = None,
 ) -> ConfidenceSet:
     """The model confidence set of the forecasters whose per-hour `losses` (aligned, same hours) are
-    given. `block`: the mean block length of the stationary bootstrap; by default Politis & White's
-    optimal length for the loss differentials against the cross-sectional mean loss (the largest over
-    the forecasters), at least 24 hours and at most a tenth of the sample."""
+    given. `periods` (each hour's period label) with at least `MCS_MIN_PERIODS` periods: the set is computed
+    on the per-period mean losses, resampling whole periods (their dependence kept whole, as in
+    `period_test`); otherwise on the hours with a stationary bootstrap whose mean block `block` is by
+    default Politis & White's optimal length for the loss differentials against the cross-sectional
+    mean loss (the largest over the forecasters), at least 24 hours and at most a tenth of the sample.
+    The hourly bootstrap does not hold its size under long memory (docs/benchmarks.md)."""
     import pandas as pd
     from arch.bootstrap import MCS, optimal_block_length
 
@@ -237,6 +311,18 @@ def model_confidence_set(
         )
     frame = pd.DataFrame({k: full[k].to_numpy() for k in unique})
     n = len(frame)
+    g = 0
+    if periods is not None:
+        labels = np.asarray(periods)
+        if labels.shape != (n,):
+            raise ValueError(f"periods: one label per hour needed, got {labels.shape} for {n} hours")
+        _, index = np.unique(labels, return_inverse=True)
+        if index.max() + 1 >= MCS_MIN_PERIODS:
+            g = int(index.max()) + 1
+            sums = np.zeros((g, frame.shape[1]))
+            np.add.at(sums, index, frame.to_numpy())
+            frame = pd.DataFrame(sums / np.bincount(index)[:, None], columns=frame.columns)
+            block = 1
     if block is None:
         diffs = frame.sub(frame.mean(axis=1), axis=0)
         lengths = optimal_block_length(diffs)["stationary"].to_numpy()
@@ -250,7 +336,48 @@ def model_confidence_set(
     kept = {str(k) for k in mcs.included}
     included = sorted((k for k in mean_loss if twin_of[k] in kept), key=lambda k: mean_loss[k])
     excluded = [k for u in map(str, mcs.excluded) for k in mean_loss if twin_of[k] == u]
-    return ConfidenceSet(size, included, excluded, pvalues, mean_loss, block, reps)
+    return ConfidenceSet(size, included, excluded, pvalues, mean_loss, block, reps, g)
+
+
+@dataclass(frozen=True)
+class BestComparison:
+    """Every forecaster against the one with the lowest mean loss: "worse than the best" by the two-sided
+    test (`dm_test` on its loss minus the best's, with the periods; the best is chosen by the same data, so
+    the one-sided test would reject equal forecasters twice as often), Holm-corrected over the others at
+    `alpha`. Measured with equally good forecasters under long memory in docs/benchmarks.md."""
+
+    best: str
+    tests: dict[str, DMResult]  # forecaster -> its loss minus the best's
+    p_holm: dict[str, float]  # forecaster -> Holm-adjusted two-sided p of "worse than the best"
+    mean_loss: dict[str, float]
+    alpha: float
+
+    @property
+    def worse(self) -> list[str]:
+        """The forecasters shown worse than the best, best mean loss first."""
+        return sorted((k for k, p in self.p_holm.items() if p < self.alpha), key=lambda k: self.mean_loss[k])
+
+    @property
+    def not_shown_worse(self) -> list[str]:
+        """The best and every forecaster not shown worse than it, best mean loss first."""
+        return sorted((k for k in self.mean_loss if k not in self.worse), key=lambda k: self.mean_loss[k])
+
+
+def worse_than_best(
+    losses: dict[str, np.ndarray], periods: np.ndarray | None = None, horizon: int = 1, alpha: float = 0.05
+) -> BestComparison:
+    """`BestComparison` of the forecasters whose per-hour `losses` (aligned, same hours) are given."""
+    if len(losses) < 2:
+        raise ValueError(f"a comparison with the best needs at least 2 forecasters, got {len(losses)}")
+    mean_loss = {k: float(np.mean(v)) for k, v in losses.items()}
+    best = min(mean_loss, key=lambda k: mean_loss[k])
+    others = [k for k in losses if k != best]
+    tests = {
+        k: dm_test(np.asarray(losses[k], float) - np.asarray(losses[best], float), horizon, True, periods)
+        for k in others
+    }
+    adjusted = holm([tests[k].p_two_sided for k in others])
+    return BestComparison(best, tests, {k: float(p) for k, p in zip(others, adjusted)}, mean_loss, alpha)
 
 
 def mean_interval(d: np.ndarray, horizon: int = 1, level: float = 0.95) -> tuple[float, float]:

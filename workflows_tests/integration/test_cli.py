@@ -128,8 +128,10 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
         assert f"| {control} |" in report
     for baseline in ("GARCH(1,1)", "EWMA (0.94)", "rolling 24 h", "constant training variance", "log-HAR"):
         assert f"| {baseline} |" in report
-    # the volatility headline: the model confidence set at both horizons, and the recalibrated model beside it
-    assert report.count("**The set of best forecasters of ") == 2
+    # the volatility headline: every forecaster against the best at both horizons, the model confidence set
+    # beside it (descriptive), and the recalibrated model
+    assert report.count("**Lowest mean QLIKE of ") == 2
+    assert report.count("Descriptive: the model confidence set at 90% (") == 2
     assert "| volatility model recalibrated in logs on validation hours |" in report
     assert "## The model assets on their own test split" not in report  # the period models are the log's
     assert (data_dir / "reports" / "BTCUSDT" / "forecast_skill.png").stat().st_size > 10_000

@@ -35,7 +35,7 @@ def test_a_calibrated_informative_forecaster_beats_the_base_rate():
     assert pc.base_rate_source == TRAINING_RATE
     assert pc.skill > 0.05 and pc.dm.p_better < 1e-3 and pc.beats_base_rate
     assert pc.brier < pc.base_rate_brier and pc.n == N
-    assert pc.dm.variance.startswith("EWC")  # the long-memory-robust variance
+    assert pc.dm.variance.startswith("MAC")  # the long-memory-robust test
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -252,7 +252,12 @@ def test_calibration_sentences_say_when_intervals_pass_and_when_they_fail():
     assert text.startswith(f"The 80% intervals of multitask covered {100 * c80.before.observed:.1f}% ")
     assert c80.before.observed < 0.3 and abs(c80.after.observed - 0.8) <= 0.02 and c80.calibrated
     assert f"and {100 * c80.after.observed:.1f}% after, scaled by the {VOLATILITY_SCALE} (Kupiec p = " in text
-    assert "): calibrated (within 2 points of nominal, misses not shown to cluster)." in text
+    low, high = c80.by_sd_after[0], c80.by_sd_after[-1]
+    assert low.sd_high < high.sd_low  # the calm half and the turbulent half of the hours
+    assert (
+        "): calibrated (within 2 points of nominal, misses not shown to cluster, and where the sd is low and high: "
+        f"{100 * low.observed:.1f}% in the lowest decile of the predicted sd" in text
+    )
     # intervals still too narrow after calibration, and misses that come in runs
     rng = np.random.default_rng(1)
     r = rng.normal(0, 1, 2000)
@@ -260,11 +265,50 @@ def test_calibration_sentences_say_when_intervals_pass_and_when_they_fail():
     runs = np.tile(np.arange(50) < 10, 40)  # exactly 20% misses, in runs of 10 hours
     clustered = coverage_test(np.where(runs, 5.0, 0.0), np.full(2000, -1.0), np.full(2000, 1.0), 0.8)
     bad = calibration_sentence("ensemble", 80, IntervalCalibration(400, narrow, narrow, 1.0, 1.0))
-    assert f"calibration fails ({100 * (0.8 - narrow.observed):.1f} points below nominal)." in bad
+    assert f"calibration fails ({100 * (0.8 - narrow.observed):.1f} points below nominal; not where the sd" in bad
     assert "misses cluster" not in bad
     clumped = calibration_sentence("ensemble", 80, IntervalCalibration(400, clustered, clustered, 1.0, 1.0))
-    assert "calibration fails (misses cluster, Christoffersen p < 0.05)." in clumped
+    assert (
+        "calibration fails (misses cluster, Christoffersen p < 0.05; not where the sd is low and high: too few "
+        in clumped
+    )
     assert "scaled by the model's own sd" in clumped
+
+
+def test_an_interval_right_on_average_but_not_where_the_sd_is_low_or_high_is_not_called_calibrated():
+    """One fixed width for every hour, set so that 80% of all hours are covered: the calm hours are covered
+    nearly always and the turbulent ones far less, so the verdict is "fails", with both deciles named."""
+    from workflows.evaluation.evidence import IntervalCalibration
+    from workflows.reporting.report import calibration_sentence
+    from workflows.stats.calibration import coverage_by_sd, coverage_test
+
+    rng = np.random.default_rng(4)
+    sd = np.exp(rng.uniform(-1.5, 1.5, 5_000))
+    y = rng.normal(0, sd)
+    width = np.quantile(np.abs(y), 0.8)
+    lo, hi = np.full(5_000, -width), np.full(5_000, width)
+    overall = coverage_test(y, lo, hi, 0.8)
+    bins = coverage_by_sd(y, lo, hi, sd, 0.8)
+    assert abs(overall.observed - 0.8) < 0.01 and len(bins) == 10
+    assert bins[0].observed > 0.99 and bins[-1].observed < 0.6
+    assert bins[0].interval_score < bins[-1].interval_score
+    cal = IntervalCalibration(1_000, overall, overall, 1.0, 1.0, by_sd_after=bins)
+    assert not cal.calibrated
+    text = calibration_sentence("ensemble", 80, cal)
+    assert (
+        "calibration fails (not where the sd is low and high: 100.0% in the lowest decile of the predicted sd" in text
+    )
+    # the same hours with an interval scaled by the sd: calibrated in every decile
+    scaled = coverage_by_sd(y, -1.2816 * sd, 1.2816 * sd, sd, 0.8)
+    assert all(abs(b.observed - 0.8) < 0.05 for b in scaled)
+    assert (
+        IntervalCalibration(
+            1_000, overall, coverage_test(y, -1.2816 * sd, 1.2816 * sd, 0.8), 1.0, 1.0, by_sd_after=scaled
+        )
+        .by_sd_after[0]
+        .kupiec_p
+        > 0.025
+    )
 
 
 def test_probability_sentences_and_table_follow_the_brier_test():

@@ -66,39 +66,79 @@ def test_bottom_line_and_recommendations_read_right_for_every_combination(models
 
 def _dm(p_better: float) -> DMResult:
     stat = float(np.sign(0.5 - p_better))
-    return DMResult(stat, p_better, 2 * min(p_better, 1 - p_better), 1_000, 0.0, "EWC(8)")
+    return DMResult(
+        stat, p_better, 2 * min(p_better, 1 - p_better), 8_640, 0.0, "Ibragimov-Mueller (12 periods)", 12, 0.001, 11
+    )
 
 
 def _vol_evaluation(beaten: int, same: int, worse: int) -> Evaluation:
     """The volatility model against baselines it beats (Holm p 0.001), cannot tell apart (p 0.4) and is
-    worse than (reverse p 0.001)."""
+    worse than (the reverse test's Holm p 0.001); every baseline's mean loss 0.5."""
     family = []
     for i in range(beaten):
-        family.append(Comparison("volatility", "volatility", f"b{i}", "QLIKE", 24, 0.1, _dm(0.0001), 0.001))
+        family.append(Comparison("volatility", "volatility", f"b{i}", "QLIKE", 24, 0.1, _dm(0.0001), 0.001, 0.5, 1.0))
     for i in range(same):
-        family.append(Comparison("volatility", "volatility", f"s{i}", "QLIKE", 24, 0.01, _dm(0.4), 1.0))
+        family.append(Comparison("volatility", "volatility", f"s{i}", "QLIKE", 24, 0.01, _dm(0.4), 1.0, 0.5, 1.0))
     for i in range(worse):
-        family.append(Comparison("volatility", "volatility", f"w{i}", "QLIKE", 24, -0.1, _dm(0.9999), 1.0))
+        family.append(Comparison("volatility", "volatility", f"w{i}", "QLIKE", 24, -0.71, _dm(0.9999), 1.0, 0.5, 0.001))
     return Evaluation("walk_forward", "", 1_000, "a", "b", {}, {}, family, [], {})
 
 
 @pytest.mark.parametrize(("beaten", "same", "worse"), [c for c in itertools.product([0, 2], repeat=3) if any(c)])
 def test_volatility_sentence_reads_right_for_every_combination(beaten, same, worse):
+    """ "beats" only where the one-sided test survives Holm; "worse" where the reverse test survives the same
+    correction (a model 71% worse is never "no difference"); otherwise "not shown to differ", each with its
+    skill and the skill the test resolves; never "no difference"."""
     text = comparison_sentence(_vol_evaluation(beaten, same, worse), "volatility", 24) or ""
     n = beaten + same + worse
     assert f"Holm-corrected within the volatility family of {n} tests" in text
-    assert "long-memory-robust variance (EWC(8))" in text
+    assert "t-test on the 12 monthly periods' mean differences, Ibragimov-Mueller, t(11)" in text
+    assert "no difference" not in text
     if beaten:
         assert "beats b0, b1" in text and "beats no baseline" not in text
-    if same and beaten:
-        assert "; not s0, s1 (" in text
-    if same and not beaten and not worse:
-        assert "shows no difference from any baseline (s0, s1;" in text
-    if same and not beaten and worse:
-        assert "beats no baseline; no difference from s0, s1 (" in text
+    else:
+        assert "beats no baseline" in text
+    if same:
+        # resolvable: (t_0.95(11) + t_0.8(11)) standard errors (1.796 + 0.876) x 0.001 over the mean loss 0.5
+        assert "is not shown to differ from s0 (skill +1.00%, the hours resolve about 0.5%), s1 (" in text
+    else:
+        assert "not shown to differ" not in text
     if worse:
-        assert "It is worse than w0, w1 (the reverse one-sided test" in text
+        assert "is worse than w0 (skill -71.00%), w1 (skill -71.00%) (the reverse one-sided test" in text
     else:
         assert "worse" not in text
-    if not same:
-        assert "no difference" not in text and "not s0" not in text
+
+
+def test_a_significantly_worse_model_is_worse_in_the_family_not_no_difference():
+    from workflows.evaluation.evidence import ForecastSet, build_family
+
+    rng = np.random.default_rng(0)
+    n = 720 * 12
+    realised = np.exp(rng.normal(0, 1, n)) * 1e-4
+    fs = ForecastSet(np.arange(n).astype("datetime64[h]"), np.arange(n) // 720 + 1, np.zeros(n), np.zeros(n), realised)
+    fs.vol_var = {"volatility": realised * np.exp(rng.normal(0, 1.2, n)), "constant": np.full(n, realised.mean())}
+    fs.next_var = {}
+    worse = [c for c in build_family(fs) if c.loss == "QLIKE" and c.baseline == "constant"]
+    assert worse and all(c.worse and not c.survives and c.dm.periods == 12 for c in worse)
+    text = comparison_sentence(Evaluation("walk_forward", "", n, "a", "b", {}, {}, worse, [], {}), "volatility", 24)
+    assert "is worse than constant training variance (skill -" in (text or "")
+
+
+def test_twin_sentence_says_worse_or_not_shown_to_differ_with_what_the_hours_resolve():
+    from workflows.reporting.report import twin_sentence
+
+    worse = Comparison(
+        "attention vs twin", "attention_lstm", "no_attention_lstm", "MSE", 1, -0.05, _dm(0.9999), 1.0, 0.5, 0.002
+    )
+    unclear = Comparison(
+        "attention vs twin", "attention_lstm", "no_attention_lstm", "MSE", 1, 0.01, _dm(0.4), 1.0, 0.5, 1.0
+    )
+    ev = Evaluation("walk_forward", "", 8_640, "a", "b", {}, {}, [worse], [], {})
+    text = twin_sentence(worse, ev)
+    assert (
+        "no, the model with attention is worse (its MSE is 5.00% higher than the twin's; the reverse one-sided" in text
+    )
+    assert "Holm-adjusted p = 0.002" in text
+    text = twin_sentence(unclear, ev)
+    assert "not shown to differ (its MSE is 1.00% lower than the twin's;" in text
+    assert "the hours resolve a skill of about 0.5%" in text and "worse" not in text
