@@ -14,21 +14,21 @@ def ingest_celery_job() -> dg.JobDefinition:
     return _resolved("ingest_celery")
 
 
-def train_celery_job() -> dg.JobDefinition:
-    return _resolved("train_models_celery")
+def forecast_period_celery_job() -> dg.JobDefinition:
+    return _resolved("forecast_period_celery")
 
 
-def retrain_celery_job() -> dg.JobDefinition:
-    return _resolved("retrain_celery")
+def refresh_report_celery_job() -> dg.JobDefinition:
+    return _resolved("refresh_report_celery")
 
 
 def ingest_in_process_job() -> dg.JobDefinition:
     return _resolved("ingest")
 
 
-def train_in_process_job() -> dg.JobDefinition:
-    return _resolved("train_models")
+def forecast_period_in_process_job() -> dg.JobDefinition:
+    return _resolved("forecast_period")
 
 
-def retrain_in_process_job() -> dg.JobDefinition:
-    return _resolved("retrain")
+def refresh_report_in_process_job() -> dg.JobDefinition:
+    return _resolved("refresh_report")

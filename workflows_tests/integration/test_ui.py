@@ -29,7 +29,7 @@ def test_dagster_dev_serves_graph_schedules_and_sensors(tmp_path):
         keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
         assert {"candles", "features", "attention_lstm_model", "report", "production_model"} <= keys
         repo = data["repositoriesOrError"]["nodes"][0]
-        assert {s["name"] for s in repo["schedules"]} == {"daily_retrain", "daily_forecasts", "hourly_exchange_ingest"}
+        assert {s["name"] for s in repo["schedules"]} == {"daily_report", "daily_forecasts", "hourly_exchange_ingest"}
         assert "incoming_files" in {s["name"] for s in repo["sensors"]}
     assert server.process.returncode is not None  # stopped by process id
     with pytest.raises(OSError):  # noqa: PT011 (refused or reset: any socket error means nothing answers)
