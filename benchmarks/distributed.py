@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from benchmarks.celery_cluster import local_cluster, redis_server_path  # noqa: E402
 from benchmarks.common import machine, write_section  # noqa: E402
-from workflows_tests.helpers.celery_cluster import local_cluster, redis_server_path  # noqa: E402
 
 STANDARD_CASES = (1, 3, 10)  # what `make bench` records
 PERIOD = "2025-12-01"  # the synthetic candles end 2026-01-01
@@ -87,13 +87,13 @@ def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -
     """In a fresh process: land the symbols in process, then time `forecast_period` (in process or on Celery)."""
     import dagster as dg
 
-    from workflows.defs.assets_periods import PERIOD_KINDS
-    from workflows.defs.partitions import period_key
-    from workflows_tests.helpers.executors import (
+    from benchmarks.celery_jobs import (
         forecast_period_celery_job,
         forecast_period_in_process_job,
         ingest_in_process_job,
     )
+    from workflows.defs.assets_periods import PERIOD_KINDS
+    from workflows.defs.partitions import period_key
 
     instance = dg.DagsterInstance.from_config(str(home))
     instance.add_dynamic_partitions("symbols", symbols)

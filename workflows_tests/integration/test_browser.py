@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.devserver import dagster_dev
 from workflows.cli.commands import main
-from workflows_tests.helpers.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -38,14 +38,8 @@ import pytest
 import torch
 import yaml
 
-from workflows.attention.extract import load_attention
-from workflows.defs.assets_periods import PERIOD_KINDS
-from workflows.defs.partitions import period_key
-from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.profiles import model_kinds
-from workflows_tests.helpers import PROJECT_ROOT
-from workflows_tests.helpers.celery_cluster import local_cluster, redis_server_path
-from workflows_tests.helpers.executors import (
+from benchmarks.celery_cluster import local_cluster, redis_server_path
+from benchmarks.celery_jobs import (
     forecast_period_celery_job,
     forecast_period_in_process_job,
     ingest_celery_job,
@@ -53,6 +47,12 @@ from workflows_tests.helpers.executors import (
     refresh_report_celery_job,
     refresh_report_in_process_job,
 )
+from workflows.attention.extract import load_attention
+from workflows.defs.assets_periods import PERIOD_KINDS
+from workflows.defs.partitions import period_key
+from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.profiles import model_kinds
+from workflows_tests.helpers import PROJECT_ROOT
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
 DAYS = 70  # the synthetic candles end 2026-01-01: December 2025 is the period, 20 training days before it

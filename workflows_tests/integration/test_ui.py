@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
+from benchmarks.devserver import dagster_dev, graphql
 from workflows_tests.helpers import PROJECT_ROOT
-from workflows_tests.helpers.devserver import dagster_dev, graphql
 
 pytestmark = pytest.mark.slow
 

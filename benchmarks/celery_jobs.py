@@ -1,4 +1,4 @@
-"""`dg.reconstructable` targets for the distributed test and benchmark: module-level functions
+"""`dg.reconstructable` targets for the distributed benchmark and test: module-level functions
 with no arguments, so a Celery worker rebuilds the job from the function named in each task."""
 
 import dagster as dg
