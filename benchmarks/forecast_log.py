@@ -161,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| 24 new hours: features, the current period again, the `refresh_report` job | {day_wall:.1f} s "
         f"| {day_cpu:.1f} s "
         f"| {day_trained} | {day_hours} |\n"
-        f"| ratio (daily / first) | {day_wall / full_wall:.1%} | {day_cpu / full_cpu:.1%} | | |\n\n"
-        "Before the forecast log, the daily retrain trained every model from scratch and the evaluation retrained "
-        "every model, twin and ensemble member per walk-forward fold: the daily work cost as much as the first run "
-        "(22m45s for five models on the real BTC export, full-run section below)."
+        f"| ratio (daily / first) | {day_wall / full_wall:.1%} | {day_cpu / full_cpu:.1%} | | |"
     )
     if args.write:
         write_section(ROOT / "docs" / "benchmarks.md", "forecast-log", "Forecast log: first run and daily work", body)
