@@ -47,7 +47,7 @@ doctor: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/workflows demo
 
-# make run FILE=path/to/candles.csv | SYMBOL=BTCUSDT [ARGS="--history-days 365 --profile ci"]
+# make run FILE=path/to/candles.csv | SYMBOL=BTCUSDT [ARGS="--periods 6 --profile ci"]
 run: $(STAMP)
 	@test -n "$(FILE)$(SYMBOL)" || { echo "usage: make run FILE=path/to/candles.csv | SYMBOL=BTCUSDT [ARGS=...]"; exit 2; }
 	$(BIN)/workflows run $(if $(FILE),"$(FILE)") $(if $(SYMBOL),--symbol "$(SYMBOL)") $(ARGS)

@@ -1,11 +1,11 @@
-"""The daily retrain (the `retrain` job: six models, evaluation with its trained controls,
-attention tensors and analysis, report, promotion gate and forecast per symbol, ci profile)
-of 1, 3 and 10 synthetic symbols, in process and on the Celery executor (`retrain_celery`:
-Redis + 2 workers on loopback), one torch thread per training in both, with the ratio and
-the peak memory (summed RSS of every process involved, sampled every 0.2 s). Writes a
-section of docs/benchmarks.md.
+"""A new month's training of many symbols: the `forecast_period` job of December 2025 (the
+six models and three no-attention twins trained, the forecasts logged with the baselines', the
+period's attention analysis; ci profile, 20 training days) of 1, 3 and 10 synthetic symbols, in
+process and on the Celery executor (`forecast_period_celery`: Redis + 2 workers on loopback),
+one torch thread per training in both, with the ratio and the peak memory (summed RSS of every
+process involved, sampled every 0.2 s). Writes a section of docs/benchmarks.md.
 
-    .venv/bin/python -m benchmarks.distributed [--symbols 1 3 10] [--days 30]
+    .venv/bin/python -m benchmarks.distributed [--symbols 1 3 10] [--days 70]
 
 Each case runs in fresh processes on a fresh instance and data folder; candles and
 features are landed first (in process, not timed). In process: one run per symbol, the
@@ -30,10 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from benchmarks.celery_cluster import local_cluster, redis_server_path  # noqa: E402
 from benchmarks.common import machine, write_section  # noqa: E402
-from workflows_tests.helpers.celery_cluster import local_cluster, redis_server_path  # noqa: E402
 
 STANDARD_CASES = (1, 3, 10)  # what `make bench` records
+PERIOD = "2025-12-01"  # the synthetic candles end 2026-01-01
+PERIOD_SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 25, "min_train_days": 20, "val_days": 5}
 
 
 def _rss_tree_kb(roots: list[int]) -> int:
@@ -82,11 +84,16 @@ class PeakSampler:
 
 
 def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -> None:
-    """In a fresh process: land the symbols in process, then time `retrain` (in process or on Celery)."""
+    """In a fresh process: land the symbols in process, then time `forecast_period` (in process or on Celery)."""
     import dagster as dg
 
-    from workflows.ml.profiles import model_kinds
-    from workflows_tests.helpers.executors import ingest_in_process_job, retrain_celery_job, retrain_in_process_job
+    from benchmarks.celery_jobs import (
+        forecast_period_celery_job,
+        forecast_period_in_process_job,
+        ingest_in_process_job,
+    )
+    from workflows.defs.assets_periods import PERIOD_KINDS
+    from workflows.defs.partitions import period_key
 
     instance = dg.DagsterInstance.from_config(str(home))
     instance.add_dynamic_partitions("symbols", symbols)
@@ -100,15 +107,17 @@ def run_case(mode: str, symbols: list[str], home: Path, data: Path, days: int) -
             tags={"dagster/partition": symbol},
         )
         assert result.success, symbol
-    target = retrain_celery_job if mode == "celery" else retrain_in_process_job
-    config = {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in model_kinds()}}
+    target = forecast_period_celery_job if mode == "celery" else forecast_period_in_process_job
+    config = {"ops": {f"{k}_period_model": {"config": PERIOD_SETTINGS} for k in PERIOD_KINDS}}
     print("TIMING_START", time.time(), flush=True)
     for symbol in symbols:
+        key = period_key(symbol, PERIOD)
         result = dg.execute_job(
             dg.reconstructable(target),
             instance=instance,
             run_config={**config, "resources": resources},
-            tags={"dagster/partition": symbol},
+            tags={"dagster/partition": str(key)}
+            | {f"dagster/partition/{dim}": k for dim, k in key.keys_by_dimension.items()},
         )
         assert result.success, symbol
     print("TIMING_END", time.time(), flush=True)
@@ -166,7 +175,7 @@ def measure(mode: str, n: int, days: int, threads_divisor: int = 2) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, nargs="+", default=list(STANDARD_CASES))
-    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--days", type=int, default=70, help="synthetic days per symbol (70: 20 training days)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
@@ -194,7 +203,7 @@ def main() -> None:
         write_section(
             Path(args.out),
             "bench_distributed",
-            "Daily retrain of many symbols: in process vs Celery (`benchmarks/distributed.py`)",
+            "A new month's training of many symbols: in process vs Celery (`benchmarks/distributed.py`)",
             section(rows, loads, args, not_run=[m for m in args.symbols if m not in {r[0] for r in rows}]),
         )
 
@@ -206,9 +215,10 @@ def section(rows: list[tuple[int, dict]], loads: list[float], args, not_run: lis
         f"{'median of ' + str(args.repeats) + ' runs' if args.repeats > 1 else 'one run'} per case; 1-minute load "
         f"average {min(loads):.1f} to {max(loads):.1f} while it ran (the machine is shared with other sessions).",
         "",
-        f"`retrain` (the daily retrain per symbol: six models, evaluation with its four trained controls, attention "
-        f"tensors and analysis, report, promotion gate, forecast; ci profile, {args.days} synthetic days per symbol), "
-        "one run per symbol. In process: steps one after another. Celery (`retrain_celery`): Redis and 2 workers on "
+        f"`forecast_period` of {PERIOD[:7]} (per symbol: six models and three twins trained, forecasts logged with the "
+        f"baselines', the period's attention analysis; ci profile, {args.days} synthetic days per symbol), "
+        "one run per symbol. In process: steps one after another. Celery (`forecast_period_celery`): Redis and 2 "
+        "workers on "
         "loopback (`--pool solo`). One torch thread per training in both (`WORKFLOWS_CPU_TRAINING_SLOTS=2`). Peak "
         "memory: summed RSS of the launching process and every worker (Redis left out).",
         "",

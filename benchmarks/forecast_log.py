@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             return trained + controls, added
 
         def analysis() -> None:
-            """The daily retrain's rest: the model assets (the newest period's models: nothing trains), the
+            """The daily report (`refresh_report`): the model assets (the newest period's models: nothing trains), the
             evaluation re-pooling the log, the pooled attention analysis, the report, the gate and the forecast."""
-            result = defs.resolve_job_def("retrain").execute_in_process(
+            result = defs.resolve_job_def("refresh_report").execute_in_process(
                 instance=instance, partition_key=symbol, run_config=resources
             )
             assert result.success
@@ -152,18 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{periods[-1][:7]}), all six model kinds and their no-attention twins per period, profile `{args.profile}`, "
         "the ridge controls and six volatility baselines per period, each period's attention analysis (its "
         "shuffled-target controls trained once per period and architecture: counted as trainings), then the "
-        "`retrain` job (the model assets point at the newest period's models, the evaluation re-pools the log, the "
-        "attention analysis pools the periods, report, gate, forecast).\n\n"
+        "`refresh_report` job (the model assets point at the newest period's models, the evaluation re-pools the "
+        "log, the attention analysis pools the periods, report, gate, forecast).\n\n"
         "| | wall | CPU (user + system) | trainings | hours forecast |\n"
         "| --- | ---: | ---: | ---: | ---: |\n"
-        f"| first run: features, every period's models, forecasts and attention, then the `retrain` job "
+        f"| first run: features, every period's models, forecasts and attention, then the `refresh_report` job "
         f"| {full_wall:.0f} s | {full_cpu:.0f} s | {trained} | {hours:,} |\n"
-        f"| 24 new hours: features, the current period again, the `retrain` job | {day_wall:.1f} s | {day_cpu:.1f} s "
+        f"| 24 new hours: features, the current period again, the `refresh_report` job | {day_wall:.1f} s "
+        f"| {day_cpu:.1f} s "
         f"| {day_trained} | {day_hours} |\n"
-        f"| ratio (daily / first) | {day_wall / full_wall:.1%} | {day_cpu / full_cpu:.1%} | | |\n\n"
-        "Before the forecast log, the daily retrain trained every model from scratch and the evaluation retrained "
-        "every model, twin and ensemble member per walk-forward fold: the daily work cost as much as the first run "
-        "(22m45s for five models on the real BTC export, full-run section below)."
+        f"| ratio (daily / first) | {day_wall / full_wall:.1%} | {day_cpu / full_cpu:.1%} | | |"
     )
     if args.write:
         write_section(ROOT / "docs" / "benchmarks.md", "forecast-log", "Forecast log: first run and daily work", body)

@@ -45,8 +45,7 @@ def main() -> None:
     print(info, flush=True)
     feats = compute_features(generate_candles(SyntheticSpec(days=args.days, seed=1)))
     out_dir = Path(args.out)
-    from bench_training import bare_loop
-
+    from benchmarks.training import bare_loop
     from workflows.ml.models import ReferenceAttentionLSTM
 
     ref = recipe_for("reference_lstm", "full")

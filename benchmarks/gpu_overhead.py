@@ -13,8 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_training import bare_loop  # noqa: E402
-
+from benchmarks.training import bare_loop  # noqa: E402
 from workflows.data.features import compute_features  # noqa: E402
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles  # noqa: E402
 from workflows.ml.models import ReferenceAttentionLSTM  # noqa: E402

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmarks.common import machine, write_section  # noqa: E402
-from workflows_tests.helpers.devserver import dagster_dev  # noqa: E402
+from benchmarks.devserver import dagster_dev  # noqa: E402
 
 
 def start_once(via: str) -> float:

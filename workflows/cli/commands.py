@@ -236,22 +236,15 @@ DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
 DEMO_MIN_TRAIN_DAYS = 45
 
 
-def _model_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
-    from workflows.ml.profiles import model_kinds
-
-    days = getattr(args, "history_days", None) or None
-    window = {"history_days": days} if days else {}
-    ops = {
-        f"{kind}_model": {"config": {"profile": (per_kind or {}).get(kind, profile)} | window} for kind in model_kinds()
-    }
-    # the evaluation pools the periods this command backfilled; the attention assets and the report follow the
-    # models' history window (recorded in their outputs)
+def _analysis_ops(args) -> dict:
+    """Run config of the analysis: the evaluation and the attention assets pool the periods this command
+    backfilled."""
     periods = getattr(args, "periods", None)
-    if periods:
-        ops["evaluation"] = {"config": {"periods": periods}}
-        ops["attention_tensors"] = {"config": {"periods": periods} | window}
-        ops["attention_analysis"] = {"config": {"periods": periods} | window}
-    return ops
+    if not periods:
+        return {}
+    return {
+        name: {"config": {"periods": periods}} for name in ("evaluation", "attention_tensors", "attention_analysis")
+    }
 
 
 def _period_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
@@ -263,7 +256,11 @@ def _period_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> d
 
     settings = {
         k: v
-        for k, v in (("train_days", getattr(args, "train_days", None)), ("min_train_days", _min_train_days(args)))
+        for k, v in (
+            ("train_days", getattr(args, "train_days", None)),
+            ("min_train_days", _min_train_days(args)),
+            ("max_epochs", getattr(args, "max_epochs", None)),
+        )
         if v is not None
     }
     chosen = per_kind or {}
@@ -279,14 +276,15 @@ def _min_train_days(args) -> int | None:
 
 def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args, per_kind=None) -> list[str] | None:
     """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
-    first, so each warm-starts from the one before. Returns the periods (None: a run failed)."""
+    first, so each warm-starts from the one before. Returns the periods (None: a run failed, or the history
+    holds no period: then what it lacks is printed)."""
     import duckdb
 
     from workflows.cli.terminal import console_config, execute_with_progress
     from workflows.data.warehouse import load_features
     from workflows.definitions import defs
     from workflows.defs.partitions import period_key
-    from workflows.ml.periods import PeriodConfig, trainable_periods
+    from workflows.ml.periods import PeriodConfig, history_shortfall, trainable_periods
     from workflows.ml.windows import WindowSpec
 
     ops = _period_ops(profile, args, per_kind)
@@ -294,12 +292,13 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
     cfg = PeriodConfig(**{k: v for k, v in settings.items() if k in ("train_days", "min_train_days")})
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         table, _ = load_features(con, symbol)
-    periods = trainable_periods(table, WindowSpec(), cfg, max_periods=args.periods) if args.periods else []
-    if not periods:
-        print(
-            f"{symbol}: no forecast period to backfill (the history holds no {cfg.min_train_days}-day training window)"
-        )
+    if not args.periods:
+        print(f"{symbol}: --periods 0: no period backfilled; the report reads the periods already stored")
         return []
+    periods = trainable_periods(table, WindowSpec(), cfg, max_periods=args.periods)
+    if not periods:
+        print(f"{symbol}: {history_shortfall(table, WindowSpec(), cfg)}", file=sys.stderr)
+        return None
     print(f"{symbol}: backfilling {len(periods)} monthly forecast periods, {periods[0]} to {periods[-1]}")
     job = defs.resolve_job_def("forecast_period")
     for i, period in enumerate(periods, start=1):
@@ -324,11 +323,6 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
         added = _metadata(result, "forecasts").get("hours_added", 0)
         print(f"period {period}: {len(trained)} model(s) trained, {added} hours forecast")
     return [p.key for p in periods]
-
-
-def _window(args) -> str:
-    days = getattr(args, "history_days", None)
-    return f"the last {days} days" if days else "all history"
 
 
 def cmd_demo(args) -> int:
@@ -371,7 +365,7 @@ def cmd_demo(args) -> int:
     args.default_min_train_days = DEMO_MIN_TRAIN_DAYS
     if backfill_periods(instance, args.symbol, paths, profile, args, per_kind) is None:
         return 1
-    result = run_for_symbol(instance, args.symbol, None, "pipeline", _model_ops(profile, args, per_kind), args.verbose)
+    result = run_for_symbol(instance, args.symbol, None, "pipeline", _analysis_ops(args), args.verbose)
     return _summary(result, paths, args.symbol, started, "demo", landed)
 
 
@@ -396,7 +390,8 @@ def _file_symbol(args) -> tuple[Path, str] | None:
 
 def cmd_run(args) -> int:
     """One symbol from a file, from candles already landed, or from the exchange: land (unless landed), train
-    every model, evaluate, analyse attention and report."""
+    the models of each monthly forecast period and log their forecasts, evaluate the log, analyse attention and
+    report."""
     import time
 
     from workflows.ml.profiles import resolve_profile
@@ -429,9 +424,10 @@ def cmd_run(args) -> int:
     instance = _instance()
     print(f"data folder: {paths.root}; Dagster instance: {dagster_home()}")
     print(
-        f"{symbol} {origin}, {_window(args)}, profile '{profile}': "
+        f"{symbol} {origin}, profile '{profile}': "
         + ("" if source is None else "land, ")
-        + "features, train the models, evaluate (walk-forward when the history allows), analyse attention, report"
+        + "features, the monthly forecast periods' models and forecasts, evaluate the pooled log, analyse attention, "
+        "report"
     )
     landed = run_for_symbol(instance, symbol, source, "ingest", None, args.verbose)
     if not landed.success and source is not None and source["source"] == "exchange":
@@ -440,7 +436,7 @@ def cmd_run(args) -> int:
         return _summary(landed, paths, symbol, started, "run")
     if backfill_periods(instance, symbol, paths, profile, args) is None:
         return 1
-    result = run_for_symbol(instance, symbol, None, "pipeline", _model_ops(profile, args), args.verbose)
+    result = run_for_symbol(instance, symbol, None, "pipeline", _analysis_ops(args), args.verbose)
     return _summary(result, paths, symbol, started, "run", landed)
 
 
@@ -751,24 +747,25 @@ def main(argv: list[str] | None = None) -> int:
     for p in (demo, run):
         p.add_argument("--profile", default=None, help="ci | cpu | full (default: $WORKFLOWS_PROFILE or cpu)")
         p.add_argument(
-            "--history-days",
-            type=int,
-            default=None,
-            help="train and evaluate on the last N days of the symbol's features (default: all history)",
-        )
-        p.add_argument(
             "--periods",
             type=int,
             default=12,
             help="walk-forward: backfill the newest N monthly forecast periods the history allows (default 12; "
-            "0 = none, one split)",
+            "0: none, report on the periods already stored)",
         )
         p.add_argument("--train-days", type=int, default=None, help="most training days per period (default 365)")
+        p.add_argument(
+            "--max-epochs",
+            type=int,
+            default=None,
+            help="cap every period training's epochs (default: the profile's); for quick looks, not for evidence",
+        )
         p.add_argument(
             "--min-train-days",
             type=int,
             default=None,
-            help="fewest training days a period needs (default 60; demo 45); less history: one split",
+            help="fewest training days a period needs (default 60; demo 45); a history too short for one period "
+            "says how much more it needs",
         )
     remove = sub.add_parser("remove-source", help="take one source file's rows out of a symbol, then re-check it")
     remove.add_argument("symbol")
@@ -781,8 +778,6 @@ def main(argv: list[str] | None = None) -> int:
     for p in (ingest, demo, run, fetch, repro, remove):
         p.add_argument("-v", "--verbose", action="store_true", help="print Dagster's full event stream too")
     args = parser.parse_args(argv)
-    if getattr(args, "history_days", None) is not None and args.history_days < 1:
-        parser.error("--history-days must be at least 1 (leave it out for all history)")
     handlers = {
         "ingest": cmd_ingest,
         "demo": cmd_demo,

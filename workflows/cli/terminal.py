@@ -1,12 +1,12 @@
 """What the terminal shows while a Dagster run executes in this process.
 
-By default: one line per step, a progress bar for training epochs and walk-forward
-folds, warnings and errors in full. The full event stream still goes to the run's
+By default: one line per step, a progress bar for training epochs, warnings and
+errors in full. The full event stream still goes to the run's
 event log (the UI shows it); with `verbose`, Dagster's own console logger prints it
 as well. The lines come from the run's event log (public `DagsterInstance` API), read
 while the run executes in a worker thread, so no domain code prints anything: the
-training loop's `callback(EpochReport)` and the walk-forward's `progress` reach the
-event log through the assets' `context.log` as `ml.progress` lines, parsed back here by the same module.
+training loop's `callback(EpochReport)` reaches the event log through the assets'
+`context.log` as `ml.progress` lines, parsed back here by the same module.
 """
 
 import sys
@@ -20,7 +20,7 @@ from typing import TypeVar
 import dagster as dg
 from tqdm import tqdm
 
-from workflows.ml.progress import EpochProgress, FoldProgress, parse_progress
+from workflows.ml.progress import EpochProgress, parse_progress
 
 BAR = "{desc}: {percentage:3.0f}%|{bar:24}| {n}/{total} [{elapsed}] {postfix}"
 
@@ -97,9 +97,6 @@ class StepRenderer:
             member = progress.member
             desc = f"  {step}" + (f" member {member}/{progress.members}" if member is not None else "")
             self._bar((step, member), progress.epochs, desc, progress.epoch, progress.detail[:60])
-        elif isinstance(progress, FoldProgress):
-            done = progress.fold if progress.done else progress.fold - 1
-            self._bar((step, "folds"), progress.folds, f"  {step} folds", done, message[:70])
 
 
 def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, poll_s: float = 0.3, stream=None) -> T:

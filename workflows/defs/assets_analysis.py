@@ -11,13 +11,11 @@ from pydantic import Field
 from workflows.attention.extract import load_attention
 from workflows.data.warehouse import replace_table_slice
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, HistoryConfig, load_inputs
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, HistoryConfig, load_inputs
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, EVERY_PERIOD_OF_SYMBOL, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.evidence import Evaluation
 from workflows.evaluation.forecast_log import pooled_evaluation
-from workflows.evaluation.run import single_split, split_metrics
-from workflows.evaluation.walk_forward import history_days
 from workflows.io import write_json_atomic, write_text_atomic
 from workflows.reporting import figures
 from workflows.reporting.calibration_figures import coverage_figure, reliability_figure
@@ -45,7 +43,6 @@ class EvaluationConfig(dg.Config):
     periods: int = Field(
         default=0, description="Pool the newest N forecast periods stored in the forecast log (0: every one)"
     )
-    history_days: int | None = HISTORY_DAYS_FIELD
 
 
 @dg.asset(
@@ -59,27 +56,19 @@ class EvaluationConfig(dg.Config):
     code_version=ANALYSIS_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
     description="Every model, trained control and baseline on the same hours, in one Holm-corrected family of "
-    "Diebold-Mariano tests: the forecast log pooled over its monthly periods (trains nothing); with no period "
-    "stored, one chronological split of the model assets.",
+    "Diebold-Mariano tests: the forecast log pooled over its monthly periods (trains nothing).",
 )
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
 ) -> Evaluation:
     symbol = partition_symbol(context)
-    table, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
     profile = models["attention_lstm_model"].get("profile")
     with warehouse.connect() as con:
         ev = pooled_evaluation(con, symbol, config.periods or None, profile)
-    if ev is None:
-        note = (
-            f"no forecast period is stored for {symbol} ({history_days(table):.0f} days of history; a period needs "
-            "its training window before it): backfill the periods (`workflows run`) for walk-forward evidence"
+    if ev is None:  # the model assets read a stored period, so the log holds one unless it was deleted since
+        raise dg.Failure(
+            f"no forecast period of {symbol} is in the forecast log: backfill the periods (`workflows run`)"
         )
-        context.log.info(f"single split: {note}")
-        ev = single_split(loaded, table, profile, note, progress=context.log.info)
-    # models trained on the symbol's own split: their split, described beside the log (period models are the log's)
-    own_split = not any(ref.get("period") for ref in models.values())
-    ev.single_split = split_metrics(loaded) if ev.mode == "walk_forward" and own_split else {}
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = pl.DataFrame(
         [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]

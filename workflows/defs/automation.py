@@ -1,4 +1,4 @@
-"""Sensors and schedules: new files start ingest runs, the models retrain daily.
+"""Sensors and schedules: new files start ingest runs; daily, the current month's forecasts, then the report.
 
 * `incoming_files` (sensor): a file dropped into `<data>/incoming` starts one run
   that lands it (`land_candles` job), once per file version (run key = name, size
@@ -9,13 +9,14 @@
   file that cannot be read, for whatever reason, goes to quarantine with that
   reason and the other files go on; symbolic links and paths resolving outside
   the folder are refused and reported. New symbols become new partitions.
-* `daily_retrain` (schedule, 02:00 UTC): retrains every symbol's models on the
-  latest features and refreshes evaluation, attention analysis, report, the
-  promotion gate and the forecast, one run per symbol.
 * `daily_forecasts` (schedule, 01:30 UTC): one `forecast_period` run per symbol for
   the current month only: its models train once when the month is new (warm-started
   from the previous month's), otherwise nothing trains and the new hours' forecasts
-  are added to the forecast log; the 02:00 retrain then re-pools the evaluation.
+  are added to the forecast log. This is the only place models train on a schedule.
+* `daily_report` (schedule, 02:00 UTC): one `refresh_report` run per symbol: the model
+  assets point at the newest period's models (nothing trains), the evaluation
+  re-pools the forecast log, then attention analysis, report, promotion gate and
+  served forecast.
 * `hourly_exchange_ingest` (schedule, off by default): fetches closed candles
   from the exchange for every symbol.
 * Declarative automation (on the assets): features, evaluation, attention,
@@ -33,7 +34,7 @@ import dagster as dg
 from workflows.data.ingest import move_to_quarantine, scan_incoming
 from workflows.data.sources.candles import CandleSourceError
 from workflows.data.sources.files import FileChangedError, read_candle_file
-from workflows.defs.jobs import candles_job, forecast_period_job, retrain_job
+from workflows.defs.jobs import candles_job, forecast_period_job, refresh_report_job
 from workflows.defs.partitions import SYMBOLS, period_key, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.periods import ForecastPeriod
@@ -136,13 +137,14 @@ def _per_symbol(context, run_config: dict | None = None) -> list[dg.RunRequest]:
 
 
 @dg.schedule(
-    job=retrain_job,
+    job=refresh_report_job,
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily retrain of every symbol's models, then evaluation, analysis, report and gate.",
+    description="Every symbol's report from its forecast log after the 01:30 forecasts: the newest period's "
+    "models (trains nothing), evaluation, attention analysis, report, gate and served forecast.",
 )
-def daily_retrain(context: dg.ScheduleEvaluationContext):
+def daily_report(context: dg.ScheduleEvaluationContext):
     requests = _per_symbol(context)
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 

@@ -1,7 +1,8 @@
 """The same jobs on Dagster's Celery executor, with a Redis broker.
 
-`ingest_celery`, `train_models_celery`, `retrain_celery` and `pipeline_celery` select
-exactly what `ingest`, `train_models`, `retrain` and `pipeline` select; each step becomes a Celery task that
+`ingest_celery`, `forecast_period_celery`, `refresh_report_celery` and `pipeline_celery`
+select exactly what `ingest`, `forecast_period`, `refresh_report` and `pipeline` select
+(and the same partitions); each step becomes a Celery task that
 any worker listening on the broker runs (`scripts/celery_workers.sh` starts them,
 `docs/deploy.md` shows the setup across machines). The broker and result backend
 come from `WORKFLOWS_CELERY_BROKER` / `WORKFLOWS_CELERY_BACKEND` when a run starts
@@ -13,7 +14,7 @@ same data folder (`WORKFLOWS_DATA_DIR`).
 import dagster as dg
 from dagster_celery import celery_executor
 
-from workflows.defs.jobs import ingest_job, pipeline_job, retrain_job, train_job
+from workflows.defs.jobs import forecast_period_job, ingest_job, pipeline_job, refresh_report_job
 
 celery_redis_executor = celery_executor.configured(
     {"broker": {"env": "WORKFLOWS_CELERY_BROKER"}, "backend": {"env": "WORKFLOWS_CELERY_BACKEND"}},
@@ -31,4 +32,4 @@ def on_celery(job):
     )
 
 
-celery_jobs = [on_celery(job) for job in (ingest_job, train_job, retrain_job, pipeline_job)]
+celery_jobs = [on_celery(job) for job in (ingest_job, forecast_period_job, refresh_report_job, pipeline_job)]

@@ -6,7 +6,7 @@ from pydantic import Field
 from workflows.data.warehouse import candle_sources, load_features
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import stored_periods
-from workflows.evaluation.run import period_window_data, window_data_for
+from workflows.evaluation.run import period_window_data
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.period_models import registered, registered_config
 from workflows.ml.periods import PeriodConfig
@@ -56,11 +56,9 @@ def load_inputs(warehouse: WarehouseResource, symbol: str, models: dict, history
 
 
 def model_window_data(ref: dict, ckpt, table, version: str):
-    """A model asset's windows: a period model's are its period's (test = the period's logged hours), a model
-    trained on the symbol's own split gets that split."""
-    if ref.get("period"):
-        return period_window_data(ckpt, table, ref["period"], PeriodConfig(**ref["period_config"]))
-    return window_data_for(ckpt, table, version)
+    """A model asset's windows: its period's (test = the period's logged hours). `version` is unused: the
+    period's training slice is hashed from `table` itself."""
+    return period_window_data(ckpt, table, ref["period"], PeriodConfig(**ref["period_config"]))
 
 
 def newest_period_model(con, symbol: str, kind: str) -> dict | None:

@@ -26,17 +26,9 @@ ingest_job = dg.define_asset_job(
     description="Land candles for one symbol (synthetic, files or exchange) and rebuild its features.",
 )
 
-# Retrain every model of one symbol on its current features.
-train_job = dg.define_asset_job(
-    "train_models",
-    selection=dg.AssetSelection.assets(*model_assets),
-    executor_def=dg.in_process_executor,
-    description="Train all model kinds for one symbol on its current features.",
-)
-
 ANALYSIS_ASSETS = (evaluation, attention_tensors, attention_analysis, report)
 
-# Evaluation, attention and report for one symbol's current models.
+# Evaluation, attention and report for one symbol's newest period models.
 analysis_job = dg.define_asset_job(
     "analysis",
     selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
@@ -44,20 +36,24 @@ analysis_job = dg.define_asset_job(
     description="Evaluate the models, extract and analyse attention, write the report.",
 )
 
-# The daily retrain: models, then everything that depends on them.
-retrain_job = dg.define_asset_job(
-    "retrain",
+# The daily report: the model assets point at the newest period's models (nothing trains: the periods'
+# models train in `forecast_period`), then everything that depends on them.
+refresh_report_job = dg.define_asset_job(
+    "refresh_report",
     selection=dg.AssetSelection.assets(*model_assets, *ANALYSIS_ASSETS, *SERVING_ASSETS),
     executor_def=dg.in_process_executor,
-    description="Retrain every model of one symbol, evaluate, analyse, report, gate and forecast.",
+    description="Read one symbol's newest period models (trains nothing), re-pool the forecast log's evaluation, "
+    "analyse attention, report, gate and forecast.",
 )
 
-# Everything for one symbol, from candles to the report: what `make demo` runs.
+# Everything for one symbol, from candles to the report, once its periods are backfilled: what `make demo` runs
+# after the `forecast_period` runs.
 pipeline_job = dg.define_asset_job(
     "pipeline",
     selection=dg.AssetSelection.assets(candles, features, *model_assets, *ANALYSIS_ASSETS, *SERVING_ASSETS),
     executor_def=dg.in_process_executor,
-    description="Candles, features, every model, evaluation, attention analysis and report for one symbol.",
+    description="Candles, features, the newest period models, evaluation, attention analysis, report, gate and "
+    "forecast for one symbol (its forecast periods backfilled first by `forecast_period`).",
 )
 
 
@@ -79,6 +75,6 @@ def jobs() -> dg.Definitions:
     # A module with a @dg.definitions function contributes only what that function returns.
     # One process per run: the DuckDB file and the training loop are not shared across processes.
     return dg.Definitions(
-        jobs=[candles_job, ingest_job, train_job, analysis_job, retrain_job, pipeline_job, forecast_period_job],
+        jobs=[candles_job, ingest_job, analysis_job, refresh_report_job, pipeline_job, forecast_period_job],
         executor=dg.in_process_executor,
     )

@@ -201,3 +201,36 @@ def trainable_periods(
         period = period.previous()
     out.reverse()
     return out[-max_periods:] if max_periods else out
+
+
+def history_shortfall(features: pl.DataFrame, spec: WindowSpec, cfg: PeriodConfig) -> str | None:
+    """None when the history holds at least one forecast period (`trainable_periods` is not empty); else, in
+    words, why not, how many more days of earlier history the newest period needs, and the largest
+    `min_train_days` this history allows (when any)."""
+    if features.is_empty():
+        return "no feature rows: land candles first"
+    hours = _hours(features)
+    first, last = int(hours.min()), int(hours.max())
+    newest = ForecastPeriod.of(datetime.fromtimestamp(last * 3600, tz=timezone.utc))
+    b = training_bounds(newest, spec, cfg)
+    have = b.train_hi - (first + spec.window - 1)  # training window ends the history holds for the newest period
+    need = cfg.min_train_days * HOURS_PER_DAY
+    if have >= need:
+        return None
+    before = newest.start_hour - b.train_hi  # validation and the two embargoes
+    days = (last - first + 1) / HOURS_PER_DAY
+    text = (
+        f"{days:.0f} days of history ({_iso_day(first)} to {_iso_day(last)}) hold no forecast period: the newest, "
+        f"{newest}, needs {cfg.min_train_days} days of training windows (min_train_days) ending "
+        f"{before / HOURS_PER_DAY:g} days before {newest.start:%Y-%m-%d} ({cfg.val_days} validation days and two "
+        f"{spec.embargo}-hour embargoes), plus the first window's {spec.window} input hours; "
+        f"land {-(-(need - have) // HOURS_PER_DAY)} more days of earlier history"
+    )
+    most = have // HOURS_PER_DAY
+    if most >= 1:
+        text += f", or set min_train_days (--min-train-days) to {most} or less, the most this history allows"
+    return text
+
+
+def _iso_day(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, tz=timezone.utc).strftime("%Y-%m-%d")

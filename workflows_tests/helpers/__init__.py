@@ -1,5 +1,6 @@
-"""Test helpers (not installed): where the project and the real exports are, the local dev
-server and Celery cluster, the executor wrappers the distributed test reconstructs."""
+"""Test helpers (not installed): where the project and the real exports are. The local dev server,
+the Celery cluster and the job wrappers a Celery worker reconstructs live in benchmarks/ (the tests and
+the benchmarks both use them; benchmarks import nothing from the tests)."""
 
 from pathlib import Path
 

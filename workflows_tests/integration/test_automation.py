@@ -12,7 +12,7 @@ from workflows.defs.assets_data import candles, features
 from workflows.defs.automation import (
     MAX_FILES_PER_RUN,
     daily_forecasts,
-    daily_retrain,
+    daily_report,
     hourly_exchange_ingest,
     incoming_files,
 )
@@ -137,16 +137,16 @@ def test_automation_marks_exactly_the_stale_assets(instance, data_dir):
     assert third.total_requested == 0
 
 
-def test_daily_retrain_schedule_requests_one_run_per_symbol(instance):
+def test_daily_report_schedule_requests_one_run_per_symbol(instance):
     instance.add_dynamic_partitions("symbols", ["BTCUSDT", "ETHUSDT"])
     context = dg.build_schedule_context(
         instance=instance, scheduled_execution_time=datetime(2026, 11, 27, 2, tzinfo=timezone.utc)
     )
-    requests = daily_retrain(context)
+    requests = daily_report(context)
     assert isinstance(requests, list)
     assert sorted(str(r.partition_key) for r in requests) == ["BTCUSDT", "ETHUSDT"]
-    assert daily_retrain.cron_schedule == "0 2 * * *" and daily_retrain.execution_timezone == "UTC"
-    assert daily_retrain.job_name == "retrain"
+    assert daily_report.cron_schedule == "0 2 * * *" and daily_report.execution_timezone == "UTC"
+    assert daily_report.job_name == "refresh_report"
     assert hourly_exchange_ingest.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
@@ -173,7 +173,7 @@ def test_definitions_carry_sensors_schedules_and_automation():
     assert set(sensors) >= {"incoming_files", "automation"}
     assert sensors["automation"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["incoming_files"].default_status == dg.DefaultSensorStatus.RUNNING
-    assert {s.name for s in defs.schedules} == {"daily_retrain", "daily_forecasts", "hourly_exchange_ingest"}
+    assert {s.name for s in defs.schedules} == {"daily_report", "daily_forecasts", "hourly_exchange_ingest"}
     graph = defs.resolve_asset_graph()
     for key in ("features", "evaluation", "attention_tensors", "attention_analysis", "report", "latest_forecast"):
         assert graph.get(dg.AssetKey(key)).automation_condition is not None, key

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.devserver import dagster_dev
 from workflows.cli.commands import main
-from workflows_tests.helpers.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -43,7 +43,9 @@ def screenshot(url: str, path: Path, profile: Path) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_asset_graph_and_report_in_chromium(tmp_path, data_dir):
-    assert main(["demo", "--days", "30", "--profile", "ci"]) == 0  # a report to look at
+    # a report to look at: one forecast period, one epoch per training
+    quick = ["--days", "72", "--profile", "ci", "--periods", "1", "--min-train-days", "15", "--max-epochs", "1"]
+    assert main(["demo", *quick]) == 0
     shots = Path(os.environ.get("WORKFLOWS_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     # Dagster's "join the community" dialog covers the page until dismissed; mark it seen

@@ -9,6 +9,7 @@ import duckdb
 
 from workflows.cli.commands import main
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+from workflows.ml.profiles import control_kinds, model_kinds
 from workflows_tests.helpers import BTC_FILE, PROJECT_ROOT, needs_shared
 
 
@@ -67,19 +68,35 @@ def test_ingest_twice_with_same_file_adds_nothing(data_dir):
 
 
 def test_demo_runs_offline_end_to_end(data_dir, capsys):
-    assert main(["demo", "--days", "30", "--profile", "ci"]) == 0
+    """The demo on 72 synthetic days: December 2025 is its one forecast period (15 training days before it, one
+    epoch per training: a quick look, not evidence); the report reads the forecast log, the terminal shows one
+    line per step and the report's summary, and the runs are in the instance the UI reads."""
+    args = ["demo", "--days", "72", "--profile", "ci", "--periods", "1", "--min-train-days", "15", "--max-epochs", "1"]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "features: 686 rows" in out
+    assert "SYNTHETIC" in out and "features: 1694 rows" in out
+    assert "backfilling 1 monthly forecast periods, 2025-12 to 2025-12" in out
+    assert "  ok   features" in out and "  ok   report" in out and "  ok   evaluation" in out
+    assert "STEP_START" not in out and "DEBUG" not in out  # the event stream stays in the run's log
     for kind in ("reference_lstm", "attention_lstm", "transformer", "multitask", "ensemble"):
         assert kind in out
-    assert len(list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))) == 6  # five on returns, one on volatility
+    period = data_dir / "checkpoints" / "BTCUSDT" / "periods" / "2025-12-01"
+    trained = {p.name.split("-2025-12-01-")[0] for p in period.glob("*.pt")}
+    assert trained == set(model_kinds()) | set(control_kinds())  # every kind and twin, trained once, in the period
+    assert not list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))  # nothing trained outside the periods
     assert "Summary (as in the report)" in out
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
+    assert "**Evidence:** walk-forward: the forecast log, 1 monthly period" in report
     summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0].strip().splitlines()
     assert len(summary) >= 3  # the bottom line and its sentences, printed from the typed results
     for line in filter(None, summary):
         assert "  " + line.replace("**", "") in out, line
     assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
+    runs = dg.DagsterInstance.get().get_runs()
+    assert sorted(r.job_name for r in runs) == ["forecast_period", "ingest", "pipeline"]
+    pipeline = next(r for r in runs if r.job_name == "pipeline")
+    assert pipeline.tags["dagster/partition"] == "BTCUSDT"
+    assert dg.AssetKey("candles") not in (pipeline.asset_selection or set())  # the landed candles are used
 
 
 @needs_shared

@@ -85,11 +85,11 @@ def test_dg_loads_the_defs_folder(tmp_path):
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout)
     # 10 assets besides the models (candles .. latest_forecast, forecasts, period_attention), the model assets, the
-    # period models (every kind and control); 7 in-process jobs and 4 Celery twins; 3 schedules
+    # period models (every kind and control); 6 in-process jobs and 4 Celery twins; 3 schedules
     assets = 10 + len(model_kinds()) + len(model_kinds()) + len(control_kinds())
     assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (
         assets,
-        11,
+        10,
         3,
         2,
     )
@@ -97,4 +97,6 @@ def test_dg_loads_the_defs_folder(tmp_path):
 
 
 def test_jobs():
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"ingest", "train_models", "analysis", "pipeline"}
+    names = {j.name for j in defs.resolve_all_job_defs()}
+    assert names >= {"ingest", "forecast_period", "refresh_report", "analysis", "pipeline"}
+    assert not names & {"train_models", "retrain"}  # no job trains outside the forecast periods

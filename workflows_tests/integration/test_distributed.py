@@ -1,10 +1,12 @@
-"""The `ingest` and `retrain` jobs on a real Celery executor: a Redis broker and two workers
-on loopback land and retrain three symbols (ci profile, 30 synthetic days each: the
-fewest the ci splits and windows accept), against the same jobs in process.
+"""The `ingest`, `forecast_period` and `refresh_report` jobs on a real Celery executor: a Redis
+broker and two workers on loopback land three symbols, train and log one monthly forecast period
+each (ci profile, one epoch per training, 70 synthetic days: December 2025 after a 20-day
+training window), and refresh their reports, against the same jobs in process.
 
-`retrain` is the daily retrain: every model, evaluation (with its trained controls),
-attention tensors and analysis, the report, the promotion gate and the forecast. Both runs
-get the same run config (ci profile, CPU, every other option at its default).
+`forecast_period` trains the period's models and twins and logs their forecasts with the
+baselines' and the attention analysis; `refresh_report` is the daily report: the model assets
+(the newest period's models), the evaluation of the log, attention tensors and analysis, the
+report, the promotion gate and the forecast. Both runs get the same run config.
 
 Same means:
 - every checkpoint's weights equal to 1e-6 absolute (training is seeded and every
@@ -36,28 +38,34 @@ import pytest
 import torch
 import yaml
 
+from benchmarks.celery_cluster import local_cluster, redis_server_path
+from benchmarks.celery_jobs import (
+    forecast_period_celery_job,
+    forecast_period_in_process_job,
+    ingest_celery_job,
+    ingest_in_process_job,
+    refresh_report_celery_job,
+    refresh_report_in_process_job,
+)
 from workflows.attention.extract import load_attention
+from workflows.defs.assets_periods import PERIOD_KINDS
+from workflows.defs.partitions import period_key
 from workflows.evaluation.evidence import MCS_REPS
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import model_kinds
 from workflows_tests.helpers import PROJECT_ROOT
-from workflows_tests.helpers.celery_cluster import local_cluster, redis_server_path
-from workflows_tests.helpers.executors import (
-    ingest_celery_job,
-    ingest_in_process_job,
-    retrain_celery_job,
-    retrain_in_process_job,
-)
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
-DAYS = 30
+DAYS = 70  # the synthetic candles end 2026-01-01: December 2025 is the period, 20 training days before it
+PERIOD = "2025-12-01"
+PERIOD_SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 25, "min_train_days": 20, "val_days": 5}
 
 
 def test_celery_jobs_mirror_the_in_process_jobs():
     """Each `*_celery` job selects the same assets and partitions as its twin; only the executor differs."""
     from workflows.definitions import defs
 
-    for name in ("ingest", "train_models", "retrain", "pipeline"):
+    for name in ("ingest", "forecast_period", "refresh_report", "pipeline"):
         local, celery = defs.resolve_job_def(name), defs.resolve_job_def(f"{name}_celery")
         assert celery.executor_def.name == "celery_redis" and local.executor_def.name != "celery_redis"
         assert {n.name for n in celery.nodes_in_topological_order} == {n.name for n in local.nodes_in_topological_order}
@@ -75,17 +83,25 @@ def make_instance(home: Path) -> dg.DagsterInstance:
     return instance
 
 
-def land_and_retrain(instance: dg.DagsterInstance, data_dir: Path, ingest, retrain) -> None:
+def land_and_report(instance: dg.DagsterInstance, data_dir: Path, ingest, forecast_period, refresh) -> None:
     """The same run configs whatever the executor."""
+    period_ops = {f"{k}_period_model": {"config": {**PERIOD_SETTINGS, "max_epochs": 1}} for k in PERIOD_KINDS}
     for i, symbol in enumerate(SYMBOLS):
-        for target, config in (
-            (ingest, {"ops": {"candles": {"config": {"source": "synthetic", "days": DAYS, "seed": 11 + i}}}}),
-            (retrain, {"ops": {f"{k}_model": {"config": {"profile": "ci", "device": "cpu"}} for k in model_kinds()}}),
+        key = period_key(symbol, PERIOD)
+        period_tags = {"dagster/partition": str(key)} | {
+            f"dagster/partition/{dim}": k for dim, k in key.keys_by_dimension.items()
+        }
+        for target, config, tags in (
+            (
+                ingest,
+                {"ops": {"candles": {"config": {"source": "synthetic", "days": DAYS, "seed": 11 + i}}}},
+                {"dagster/partition": symbol},
+            ),
+            (forecast_period, {"ops": period_ops}, period_tags),
+            (refresh, {}, {"dagster/partition": symbol}),
         ):
             config["resources"] = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
-            result = dg.execute_job(
-                dg.reconstructable(target), instance=instance, run_config=config, tags={"dagster/partition": symbol}
-            )
+            result = dg.execute_job(dg.reconstructable(target), instance=instance, run_config=config, tags=tags)
             assert result.success, (target.__name__, symbol)
 
 
@@ -242,7 +258,7 @@ def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
     redis_server_path() is None,
     reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
 )
-def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, one_thread):
+def test_land_forecast_and_report_on_celery_matches_in_process(tmp_path, monkeypatch, one_thread):
     from workflows.definitions import defs
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -250,7 +266,9 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
 
     local_home, local_data = tmp_path / "local" / "home", tmp_path / "local" / "data"
     with make_instance(local_home) as instance:
-        land_and_retrain(instance, local_data, ingest_in_process_job, retrain_in_process_job)
+        land_and_report(
+            instance, local_data, ingest_in_process_job, forecast_period_in_process_job, refresh_report_in_process_job
+        )
         expected = outputs(instance, local_data)
 
     home, data = tmp_path / "celery" / "home", tmp_path / "celery" / "data"
@@ -264,15 +282,18 @@ def test_land_and_retrain_on_celery_matches_in_process(tmp_path, monkeypatch, on
         with local_cluster(tmp_path / "cluster", workers=2, env=env) as cluster:
             monkeypatch.setenv("WORKFLOWS_CELERY_BROKER", cluster.broker)
             monkeypatch.setenv("WORKFLOWS_CELERY_BACKEND", cluster.backend)
-            land_and_retrain(instance, data, ingest_celery_job, retrain_celery_job)
+            land_and_report(instance, data, ingest_celery_job, forecast_period_celery_job, refresh_report_celery_job)
             logs = {log.name: log.read_text() for log in cluster.logs}
         got = outputs(instance, data)
-        assert len(instance.get_runs(dg.RunsFilter(job_name="retrain_celery"))) == 3
+        assert len(instance.get_runs(dg.RunsFilter(job_name="refresh_report_celery"))) == 3
     # every step ran as a Celery task, and both workers took some
-    steps = len(defs.resolve_job_def("ingest").nodes_in_topological_order) + len(
-        defs.resolve_job_def("retrain").nodes_in_topological_order
+    steps = sum(
+        len(defs.resolve_job_def(name).nodes_in_topological_order)
+        for name in ("ingest", "forecast_period", "refresh_report")
     )
-    assert steps == 2 + len(model_kinds()) + 6  # candles, features; models; 4 analysis and 2 serving assets
+    # candles, features; the period models and twins, forecasts, period attention; the model assets, 4 analysis and
+    # 2 serving assets
+    assert steps == 2 + len(PERIOD_KINDS) + 2 + len(model_kinds()) + 6
     tasks = [log.count("succeeded in") for log in logs.values()]
     assert sum(tasks) == 3 * steps and min(tasks) > 0, logs
 

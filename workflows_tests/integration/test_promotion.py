@@ -342,7 +342,25 @@ def test_the_ledger_numbers_each_test_once(setup, tmp_path):
 # --- the asset -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # trains the ci multitask model through Dagster
+def _log_one_multitask_period(warehouse) -> None:
+    """December 2025's multi-task period model (ci), trained and logged through the code its assets call (the
+    other kinds left out: the gate reads only the served kind)."""
+    from workflows.data.warehouse import load_features
+    from workflows.evaluation.forecast_log import update_period
+    from workflows.ml.period_models import train_period_model
+    from workflows.ml.periods import ForecastPeriod, PeriodConfig
+
+    period, cfg = ForecastPeriod.from_key("2025-12-01"), PeriodConfig(min_train_days=30)
+    with warehouse.connect() as con:
+        table, _ = load_features(con, "BTCUSDT")
+    folder = warehouse.paths().checkpoints / "BTCUSDT" / "periods" / period.key
+    recipe = recipe_for("multitask", "ci")
+    model = train_period_model(warehouse.connect, table, "BTCUSDT", "multitask", recipe, period, cfg, folder, "1", "ci")
+    with warehouse.connect() as con:
+        update_period(con, table, "BTCUSDT", period, {"multitask": model.load()}, cfg)
+
+
+@pytest.mark.slow  # trains the ci multitask model of one forecast period
 def test_production_model_asset_shows_the_decision(instance, data_dir):
     from workflows.defs.assets_data import candles, features
     from workflows.defs.assets_models import model_assets
@@ -352,14 +370,25 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
     multitask = next(a for a in model_assets if a.key == dg.AssetKey("multitask_model"))
     instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
     assets = [candles, features, multitask, production_model, latest_forecast]
-    resources = {"warehouse": WarehouseResource(data_dir=str(data_dir))}
-    config = {
-        "ops": {
-            "candles": {"config": {"days": 90, "seed": 2, "planted_lag": 1, "planted_strength": 0.5}},
-            "multitask_model": {"config": {"profile": "ci"}},
-        }
-    }
-    first = dg.materialize(assets, partition_key="BTCUSDT", instance=instance, resources=resources, run_config=config)
+    warehouse = WarehouseResource(data_dir=str(data_dir))
+    resources = {"warehouse": warehouse}
+    landed = {"candles": {"config": {"days": 90, "seed": 2, "planted_lag": 1, "planted_strength": 0.5}}}
+    dg.materialize(
+        assets,
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources=resources,
+        selection=[candles, features],
+        run_config={"ops": landed},
+    )
+    _log_one_multitask_period(warehouse)
+    first = dg.materialize(
+        assets,
+        partition_key="BTCUSDT",
+        instance=instance,
+        resources=resources,
+        selection=[multitask, production_model, latest_forecast],
+    )
     meta: dict[str, Any] = dict(first.asset_materializations_for_node("production_model")[0].metadata)
     check = next(c for c in first.get_asset_check_evaluations() if c.check_name == "promotion_gate")
     assert check.passed == meta["promoted"].value
@@ -409,7 +438,7 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         assert meta["serving"].value.endswith(".pt") and meta["e_max"].value >= meta["threshold"].value
     else:
         assert meta["serving"].value.startswith("zero-return forecast") and read_pointer(folder) is None
-        (candidate,) = folder.glob("multitask-*.pt")
+        (candidate,) = folder.rglob("multitask-*.pt")  # the period model, under periods/<period>/
         write_pointer(folder, str(candidate), sha256_file(candidate), GateDecision(True, "installed by the test", 0))
     # again: the candidate is now the incumbent, so this is no decision and takes no place in the ledger
     again = dg.materialize(
@@ -431,8 +460,8 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
     # the forecast for the same hour again: the record keeps the first, adds nothing
     served2 = dict(again.asset_materializations_for_node("latest_forecast")[0].metadata)
     assert served2["appended_to_record"].value is False and served2["served_record_rows"].value == 1
-    # the daily retrain on unchanged data (issue 21): a new checkpoint file or the same one, never new bytes under
-    # the name the pointer holds; the gate and the served forecast keep working
+    # the daily report on unchanged data (issue 21): the model asset names the same period model, never new bytes
+    # under the name the pointer holds; the gate and the served forecast keep working
     pointer = read_pointer(data_dir / "checkpoints" / "BTCUSDT")
     assert pointer is not None
     served_path, served_bytes = pointer["path"], Path(pointer["path"]).read_bytes()
@@ -442,7 +471,6 @@ def test_production_model_asset_shows_the_decision(instance, data_dir):
         instance=instance,
         resources=resources,
         selection=[multitask, production_model, latest_forecast],
-        run_config={"ops": {"multitask_model": {"config": {"profile": "ci"}}}},
     )
     assert retrain.success
     assert Path(served_path).read_bytes() == served_bytes  # the promoted file is untouched

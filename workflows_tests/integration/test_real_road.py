@@ -1,5 +1,5 @@
 """The road from real candles to the report: `workflows run` (a file, landed candles, the exchange),
-`--history-days`, `workflows fetch` against a fake exchange on 127.0.0.1, `workflows reproduce`, and
+a history too short for a period, `workflows fetch` against a fake exchange on 127.0.0.1, `workflows reproduce`, and
 their error paths (unknown symbol, no candles, offline). ci profile, a few days of data."""
 
 import json
@@ -77,38 +77,27 @@ def test_makefile_keeps_the_users_folders():
 # --- workflows run on landed candles ------------------------------------------------------------
 
 
-def test_run_on_landed_candles_with_history_days(data_dir, capsys, one_thread):
-    """Land 40 days, then `run --symbol` on the last 30: every model and the analysis use the same
-    30-day selection (their data version says so), the terminal shows one line per step, and the
-    run is in the instance the UI reads."""
+def test_run_on_a_history_too_short_for_a_period_says_how_much_more_it_needs(data_dir, capsys):
+    """40 landed days hold no monthly forecast period: `run --symbol` lands nothing new, trains nothing, runs no
+    report, and says how many more days (or how small a `--min-train-days`) a period needs. The runs are in the
+    instance the UI reads."""
     incoming = data_dir / "incoming"
     incoming.mkdir(parents=True)
     write_candles(incoming / "BTCUSDT-1h.csv", "BTCUSDT", days=40)
     assert main(["ingest"]) == 0
     capsys.readouterr()
 
-    assert main(["run", "--symbol", "btc/usdt", "--history-days", "30", "--profile", "ci"]) == 0
-    out = capsys.readouterr().out
-    assert "BTCUSDT from its 960 landed hours, the last 30 days" in out
-    assert "  ok   features" in out and "  ok   report" in out and "  ok   evaluation" in out
-    assert "STEP_START" not in out and "DEBUG" not in out  # the event stream stays in the run's log
-    assert "Summary (as in the report)" in out
-
-    checkpoints = sorted((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))
-    assert len(checkpoints) == 6 and all("-last30d-" in p.name for p in checkpoints)
-    evaluation = json.loads((data_dir / "reports" / "BTCUSDT" / "evaluation.json").read_text())
-    first_test = evaluation["folds"][0]["train_start"]
-    # training starts within the last 30 days (+ the first 48-hour window), not at the start of the 40
-    assert datetime.fromisoformat(first_test).replace(tzinfo=timezone.utc) >= datetime(
-        2025, 12, 2, tzinfo=timezone.utc
-    ) - timedelta(days=1)
-
-    instance = dg.DagsterInstance.get()
-    runs = instance.get_runs()
-    assert {r.job_name for r in runs} == {"ingest", "pipeline"}
-    pipeline = next(r for r in runs if r.job_name == "pipeline")
-    assert pipeline.tags["dagster/partition"] == "BTCUSDT"
-    assert dg.AssetKey("candles") not in (pipeline.asset_selection or set())  # the landed candles are used
+    assert main(["run", "--symbol", "btc/usdt", "--profile", "ci"]) == 1
+    captured = capsys.readouterr()
+    assert "BTCUSDT from its 960 landed hours, profile 'ci'" in captured.out
+    assert "  ok   features" in captured.out and "STEP_START" not in captured.out
+    err = captured.err
+    # 39 days of features (the first day is the features' warm-up), almost all in December 2025, whose 60 training
+    # days end 20 days before it: no shorter setting helps, only earlier history
+    assert "BTCUSDT: 39 days of history (2025-11-23 to 2025-12-31) hold no forecast period" in err
+    assert "land 75 more days of earlier history" in err and "--min-train-days" not in err
+    assert not (data_dir / "checkpoints").exists() or not list((data_dir / "checkpoints").rglob("*.pt"))
+    assert {r.job_name for r in dg.DagsterInstance.get().get_runs()} == {"ingest"}
 
 
 def test_run_without_candles_names_the_commands_that_land_them(data_dir, capsys):
@@ -125,12 +114,6 @@ def test_unknown_symbol_is_refused_with_what_was_expected(data_dir, capsys):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert "unknown symbol" in err and "trading pair such as BTCUSDT" in err
-
-
-def test_history_days_must_be_positive(capsys):
-    with pytest.raises(SystemExit):
-        main(["run", "--symbol", "BTCUSDT", "--history-days", "0"])
-    assert "--history-days must be at least 1" in capsys.readouterr().err
 
 
 # --- workflows fetch against a fake exchange ----------------------------------------------------
@@ -332,23 +315,31 @@ def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
 
 
 def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_in_ci():
+    """Each period model's profile: the demo's compared designs (and their no-attention twins) in cpu, the rest
+    in ci; the period settings given on the command line reach every period model."""
     from argparse import Namespace
 
-    from workflows.cli.commands import _model_ops
+    from workflows.cli.commands import _period_ops
     from workflows.ml.profiles import demo_profiles
 
-    args = Namespace(history_days=None, periods=None, train_days=None, min_train_days=None)
-    ops = _model_ops("ci", args, demo_profiles())
-    assert ops["attention_lstm_model"]["config"]["profile"] == "cpu"
-    assert ops["reference_lstm_model"]["config"]["profile"] == "cpu"
-    assert {ops[f"{k}_model"]["config"]["profile"] for k in ("transformer", "multitask", "ensemble")} == {"ci"}
-    assert all(o["config"]["profile"] == "ci" for o in _model_ops("ci", args).values())
-    args.history_days = 90
-    assert all(o["config"]["history_days"] == 90 for o in _model_ops("cpu", args).values())
+    args = Namespace(periods=None, train_days=None, min_train_days=None)
+    ops = _period_ops("ci", args, demo_profiles())
+    profile = {name.removesuffix("_period_model"): op["config"]["profile"] for name, op in ops.items()}
+    assert profile["attention_lstm"] == profile["no_attention_lstm"] == "cpu"
+    assert profile["reference_lstm"] == profile["no_attention_reference"] == "cpu"
+    assert {profile[k] for k in ("transformer", "multitask", "ensemble", "volatility", "no_attention_volatility")} == {
+        "ci"
+    }
+    assert all(o["config"]["profile"] == "ci" for o in _period_ops("ci", args).values())
+    args.train_days, args.min_train_days = 90, 30
+    assert all(
+        (o["config"]["train_days"], o["config"]["min_train_days"]) == (90, 30)
+        for o in _period_ops("cpu", args).values()
+    )
 
 
 def test_run_and_reproduce_without_a_symbol_use_the_only_landed_one_or_say_what_to_do(data_dir, capsys):
-    assert main(["run", "--history-days", "365"]) == 2
+    assert main(["run"]) == 2
     err = capsys.readouterr().err
     assert "no candles for any symbol" in err and "workflows fetch BTCUSDT --days 365" in err
     incoming = data_dir / "incoming"  # made by the first command

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
+from benchmarks.devserver import dagster_dev, graphql
 from workflows_tests.helpers import PROJECT_ROOT
-from workflows_tests.helpers.devserver import dagster_dev, graphql
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_dagster_dev_serves_graph_schedules_and_sensors(tmp_path):
         keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
         assert {"candles", "features", "attention_lstm_model", "report", "production_model"} <= keys
         repo = data["repositoriesOrError"]["nodes"][0]
-        assert {s["name"] for s in repo["schedules"]} == {"daily_retrain", "daily_forecasts", "hourly_exchange_ingest"}
+        assert {s["name"] for s in repo["schedules"]} == {"daily_report", "daily_forecasts", "hourly_exchange_ingest"}
         assert "incoming_files" in {s["name"] for s in repo["sensors"]}
     assert server.process.returncode is not None  # stopped by process id
     with pytest.raises(OSError):  # noqa: PT011 (refused or reset: any socket error means nothing answers)

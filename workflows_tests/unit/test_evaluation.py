@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workflows.evaluation.baselines import VOL_BASELINES, RidgeAR, ewma_variance, rolling_variance
+from workflows.evaluation.baselines import RidgeAR, ewma_variance, rolling_variance
 from workflows.evaluation.evidence import FoldSpan, ForecastSet, evaluate_forecasts, return_metrics
 from workflows.stats.losses import minimum_detectable_skill, pesaran_timmermann, qlike
 from workflows.stats.significance import diebold_mariano, direction_binomial, dm_test, holm, long_run_variance
@@ -253,58 +253,6 @@ def test_ewma_and_rolling_variance_against_direct_loops():
         direct.append(s2)
     assert ewma_variance(r, origins, train_end=100) == pytest.approx(np.array(direct)[origins], rel=1e-10)
     assert rolling_variance(r, origins) == pytest.approx([np.mean(r[o - 23 : o + 1] ** 2) for o in origins])
-
-
-def test_walk_forward_retrains_every_forecaster_per_fold_and_respects_time():
-    from dataclasses import replace as dc_replace
-
-    from workflows.data.features import compute_features
-    from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
-    from workflows.evaluation.walk_forward import WalkForwardConfig, enough_history, forecaster_recipes, walk_forward
-
-    feats = compute_features(generate_candles(SyntheticSpec(days=110, seed=3)))
-    recipes = {
-        k: dc_replace(v, train=dc_replace(v.train, epochs=1))
-        for k, v in forecaster_recipes("ci").items()
-        if k in ("attention_lstm", "no_attention_lstm", "multitask", "volatility")
-    }
-    cfg = WalkForwardConfig(folds=2, fold_days=7, train_days=40, min_train_days=30, val_days=7)
-    assert enough_history(feats, cfg)
-    assert not enough_history(feats, WalkForwardConfig())
-    seen = []
-    ev = walk_forward(feats, "ci", cfg, progress=seen.append, recipes=recipes)
-    assert sum("trained" in s for s in seen) == 2 * 4
-    assert [f.test_hours for f in ev.folds] == [7 * 24, 7 * 24] and ev.hours == 2 * 7 * 24
-    assert ev.mode == "walk_forward"
-    for f in ev.folds:  # training windows end, with the embargo and validation, before the test period
-        gap = (np.datetime64(f.test_start) - np.datetime64(f.train_end)).astype("timedelta64[h]").astype(int)
-        assert gap >= 2 * 72 + 7 * 24
-    assert ev.folds[0].test_end < ev.folds[1].test_start
-    # the volatility model forecasts no return: it is judged on variances only
-    assert set(ev.returns) == {"attention_lstm", "no_attention_lstm", "multitask", "ridge_ar48", "ridge_features"}
-    baselines = set(VOL_BASELINES)  # the seasonal ones and HAR-X included: hours and volume are in the features
-    # the volatility model recalibrated on each fold's validation slice sits beside it, never as a baseline
-    assert set(ev.volatility) == baselines | {"multitask", "volatility", "volatility_recalibrated"}
-    assert set(ev.volatility_next) == baselines | {"volatility", "volatility_recalibrated"}
-    assert not [c for c in ev.family if "volatility_recalibrated" in (c.model, c.baseline)]
-    vol = [c for c in ev.family if c.kind == "volatility"]
-    # the volatility model: every baseline, QLIKE and MSE, at 24 h and 1 h; the multi-task head: QLIKE at 24 h
-    assert len(vol) == 11 * 2 * 2 + 11
-    assert all(c.dm.variance.startswith("MAC") for c in vol)  # two periods: too few for the period test
-    assert {c.family for c in vol} == {"volatility", ""}  # QLIKE in the family, MSE descriptive
-    assert set(ev.confidence_sets) == {1, 24}
-    assert set(ev.confidence_sets[24].pvalues) == baselines | {"multitask", "volatility", "volatility_recalibrated"}
-    assert {(c.loss, c.horizon) for c in vol if c.model == "volatility"} == {
-        ("QLIKE", 24),
-        ("MSE", 24),
-        ("QLIKE", 1),
-        ("MSE", 1),
-    }
-    assert {(c.loss, c.horizon) for c in vol if c.model == "multitask"} == {("QLIKE", 24)}
-    kinds = {c.kind for c in ev.family}
-    assert kinds == {"vs zero", "attention vs twin", "volatility"}
-    assert all(0 <= c.p_holm <= 1 for c in ev.family if c.family)
-    assert all(np.isnan(c.p_holm) and not c.survives for c in ev.members(""))
 
 
 def test_return_metrics_calibrates_intervals_far_too_narrow():

@@ -11,6 +11,7 @@ from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.ml.periods import (
     ForecastPeriod,
     PeriodConfig,
+    history_shortfall,
     period_windows,
     trainable_periods,
     training_bounds,
@@ -81,3 +82,32 @@ def test_training_slice_version_ignores_new_hours_and_sees_corrections(feats):
     )
     assert training_slice_version(corrected, spec, period, CFG) != full
     assert training_slice_version(feats, spec, period.previous(), CFG) != full
+
+
+def test_a_history_too_short_for_a_period_says_how_much_more_it_needs(feats):
+    """The message's two remedies are checked by applying them: the days it asks for make a period, and so does
+    the `min_train_days` it names, while one day less history (or one day more training) does not."""
+    import re
+
+    spec = WindowSpec()
+    assert history_shortfall(feats, spec, CFG) is None and trainable_periods(feats, spec, CFG)
+    feats = compute_features(generate_candles(SyntheticSpec(days=200, seed=3)))  # from 2025-06-15
+    short = feats.filter(pl.col("ts") >= datetime(2025, 11, 1, tzinfo=UTC))  # 61 days: no 60-day window fits
+    cfg = PeriodConfig()
+    why = history_shortfall(short, spec, cfg)
+    assert why is not None and not trainable_periods(short, spec, cfg)
+    assert "hold no forecast period" in why and "2025-12" in why
+    more = int(re.search(r"land (\d+) more days", why).group(1))
+    most = int(re.search(r"--min-train-days\) to (\d+) or less", why).group(1))
+    assert 0 < most < cfg.min_train_days
+    longer = feats.filter(pl.col("ts") >= datetime(2025, 11, 1, tzinfo=UTC) - timedelta(days=more))
+    assert trainable_periods(longer, spec, cfg) and history_shortfall(longer, spec, cfg) is None
+    one_day_less = feats.filter(pl.col("ts") >= datetime(2025, 11, 1, tzinfo=UTC) - timedelta(days=more - 1))
+    assert not trainable_periods(one_day_less, spec, cfg)
+    assert trainable_periods(short, spec, PeriodConfig(min_train_days=most))
+    assert not trainable_periods(short, spec, PeriodConfig(min_train_days=most + 1))
+    # nothing at all before the newest period's validation: no setting helps, only more history
+    tail = feats.filter(pl.col("ts") >= datetime(2025, 12, 1, tzinfo=UTC))
+    only_more = history_shortfall(tail, spec, cfg)
+    assert only_more is not None and "land" in only_more and "--min-train-days" not in only_more
+    assert history_shortfall(feats.head(0), spec, cfg) == "no feature rows: land candles first"
