@@ -13,9 +13,12 @@
   latest features and refreshes evaluation, attention analysis, report, the
   promotion gate and the forecast, one run per symbol.
 * `daily_forecasts` (schedule, 01:30 UTC): one `forecast_period` run per symbol for
-  the current month only: its models train once when the month is new (warm-started
+  the current month: its models train once when the month is new (warm-started
   from the previous month's), otherwise nothing trains and the new hours' forecasts
-  are added to the forecast log; the 02:00 retrain then re-pools the evaluation.
+  are added to the forecast log; and one for the previous month while its newest
+  `forecasts` materialization says it is not complete (its last 24 origins' targets
+  land in the new month's first day), so every month closes unattended at all its
+  hours; the 02:00 retrain then re-pools the evaluation.
 * `hourly_exchange_ingest` (schedule, off by default): fetches closed candles
   from the exchange for every symbol.
 * Declarative automation (on the assets): features, evaluation, attention,
@@ -147,20 +150,40 @@ def daily_retrain(context: dg.ScheduleEvaluationContext):
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 
 
+def previous_month_open(instance: dg.DagsterInstance, symbol: str, period: str) -> bool:
+    """Whether the newest `forecasts` materialization of (symbol, period) says the month is not complete yet (some
+    origin's targets had not landed, or an older run that did not record completeness). A month never
+    materialized is not opened here: `workflows run` backfills the history."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("forecasts"), asset_partitions=[str(period_key(symbol, period))]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return False
+    complete = records[0].asset_materialization.metadata.get("complete")
+    return complete is None or complete.value is not True
+
+
 @dg.schedule(
     job=forecast_period_job,
     cron_schedule="30 1 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The current month of every symbol: its models once when the month is new, the new hours' forecasts.",
+    description="The current month of every symbol (its models once when the month is new, the new hours' "
+    "forecasts), and the previous month until its forecasts are complete (its last origins' targets land in the "
+    "first day of the new month).",
 )
 def daily_forecasts(context: dg.ScheduleEvaluationContext):
-    period = ForecastPeriod.of(context.scheduled_execution_time).key
+    current = ForecastPeriod.of(context.scheduled_execution_time)
+    previous = current.previous().key
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
-    requests = [
-        dg.RunRequest(run_key=f"{symbol}|{period}|{stamp}", partition_key=period_key(symbol, period))
-        for symbol in context.instance.get_dynamic_partitions(SYMBOLS)
-    ]
+    requests = []
+    for symbol in context.instance.get_dynamic_partitions(SYMBOLS):
+        periods = [previous] if previous_month_open(context.instance, symbol, previous) else []
+        requests += [
+            dg.RunRequest(run_key=f"{symbol}|{period}|{stamp}", partition_key=period_key(symbol, period))
+            for period in [*periods, current.key]
+        ]
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 
 
