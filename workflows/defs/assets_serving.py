@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
+from workflows.data.warehouse import load_candles, load_features, load_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import model_window_data
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
@@ -16,6 +16,13 @@ from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
 from workflows.reporting.markdown import frame_to_markdown
+from workflows.serving.freshness import (
+    DEFAULT_MAX_AGE_HOURS,
+    mark_unservable,
+    resumes_at,
+    served_forecast,
+    store_forecast,
+)
 from workflows.serving.promotion import (
     GateConfig,
     GateDecision,
@@ -26,13 +33,9 @@ from workflows.serving.promotion import (
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
-SERVING_CODE_VERSION = "2"  # 2: conformal intervals from the promoting decision
+SERVING_CODE_VERSION = "3"  # 2: conformal intervals from the promoting decision; 3: the served row has an age
 GATE_CODE_VERSION = (
     "3"  # 2: evidence on out-of-sample hours; 3: fresh hours, beat zero first, resolvable margin, calibration
-)
-FORECASTS_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecasts (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, model VARCHAR, "
-    "return_pct DOUBLE, lo80_pct DOUBLE, hi80_pct DOUBLE, p_down DOUBLE, p_stable DOUBLE, p_up DOUBLE)"
 )
 
 
@@ -273,6 +276,13 @@ def production_model(
     )
 
 
+class ServingConfig(dg.Config):
+    max_age_hours: float = Field(
+        default=DEFAULT_MAX_AGE_HOURS,
+        description="Hours after the forecast hour began past which the served forecast is flagged stale",
+    )
+
+
 @dg.asset(
     partitions_def=symbols_partitions,
     deps=[production_model, "features"],
@@ -282,36 +292,51 @@ def production_model(
     owners=OWNERS,
     code_version=SERVING_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "forecast_age",
+            asset="latest_forecast",
+            description="The served forecast is current: its hour began at most max_age_hours ago and the newest "
+            "hours could be forecast (no gap left too few consecutive hours); else it says when forecasting resumes.",
+        )
+    ],
     description="Next-hour return, direction probabilities and conformal 80%/95% intervals from the production "
-    "model (adaptive conformal on its newest out-of-sample hours).",
+    "model (adaptive conformal on its newest out-of-sample hours), with when it was made, for which hour, and "
+    "whether it is stale.",
 )
-def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def latest_forecast(
+    context: dg.AssetExecutionContext, config: ServingConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
-    folder = warehouse.paths().checkpoints / symbol
-    current = load_current(folder)
-    forecast = forecast_next_hour(current, table)
-    probs = forecast.get("direction_probabilities") or {}
-    lo, hi = forecast.get("interval_80_pct") or [None, None]
-    row = pl.DataFrame(
-        [
-            {
-                "symbol": symbol,
-                "ts": pl.Series([forecast["forecast_hour"]]).str.to_datetime(time_zone="UTC")[0],
-                "model": forecast["model"],
-                "return_pct": forecast["return_pct"],
-                "lo80_pct": lo,
-                "hi80_pct": hi,
-                "p_down": probs.get("DOWN"),
-                "p_stable": probs.get("STABLE"),
-                "p_up": probs.get("UP"),
-            }
-        ]
-    )
+        candles = load_candles(con, symbol)
+    current = load_current(warehouse.paths().checkpoints / symbol)
+    resume = resumes_at(candles, table, int(current.window_spec["window"]) if current is not None else 1)
+    forecast = forecast_next_hour(current, table) if resume is None else {}
+    now = datetime.now(timezone.utc)
     with warehouse.connect() as con:
-        replace_table_slice(con, "forecasts", symbol, row, FORECASTS_DDL)
-    context.log.info(f"{symbol} {forecast['forecast_hour']}: {forecast['return_pct']:+.4f}% ({forecast['model']})")
+        if resume is None:
+            store_forecast(con, symbol, forecast, now)
+        else:
+            mark_unservable(con, symbol, resume)
+        served = served_forecast(con, symbol, now, config.max_age_hours)
+    if served is None:  # a gap before anything was ever served
+        assert resume is not None
+        raise dg.Failure(
+            f"{symbol}: nothing can be forecast yet: forecasting starts with the hour {resume:%Y-%m-%d %H:%M} UTC"
+        )
+    age = served[1]
+    (context.log.warning if age.stale else context.log.info)(f"{symbol}: {age.describe()}")
+    shown = {k: (str(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in forecast.items()}
     return dg.MaterializeResult(
-        metadata={k: (str(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in forecast.items()}
+        metadata=shown | age.metadata(),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="forecast_age",
+                passed=not age.stale,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=age.metadata(),
+            )
+        ],
     )
