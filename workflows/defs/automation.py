@@ -18,7 +18,9 @@
   are added to the forecast log; and one for the previous month while its newest
   `forecasts` materialization says it is not complete (its last 24 origins' targets
   land in the new month's first day), so every month closes unattended at all its
-  hours; the 02:00 retrain then re-pools the evaluation.
+  hours, or a features rebuild since then started before its last targets (a
+  corrected candle: its hours from a day before it are recomputed); the 02:00
+  retrain then re-pools the evaluation.
 * `hourly_exchange_ingest` (schedule, off by default): fetches closed candles
   from the exchange for every symbol.
 * Declarative automation (on the assets): features, evaluation, attention,
@@ -30,6 +32,7 @@
 import json
 import time
 from collections import defaultdict
+from datetime import timedelta
 
 import dagster as dg
 
@@ -40,6 +43,7 @@ from workflows.defs.jobs import candles_job, forecast_period_job, retrain_job
 from workflows.defs.partitions import SYMBOLS, period_key, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.periods import ForecastPeriod
+from workflows.ml.windows import WindowSpec
 
 MAX_FILES_PER_RUN = 20
 SETTLE_SECONDS = 2.0
@@ -151,9 +155,11 @@ def daily_retrain(context: dg.ScheduleEvaluationContext):
 
 
 def previous_month_open(instance: dg.DagsterInstance, symbol: str, period: str) -> bool:
-    """Whether the newest `forecasts` materialization of (symbol, period) says the month is not complete yet (some
-    origin's targets had not landed, or an older run that did not record completeness). A month never
-    materialized is not opened here: `workflows run` backfills the history."""
+    """Whether the previous month of `symbol` needs another `forecasts` run: its newest materialization says it is
+    not complete (some origin's targets had not landed; or it was made before completeness was recorded), or a
+    `features` rebuild since then started before the month's last targets (a corrected candle inside the month
+    or in the day after it: its last hours are recomputed). A month never materialized is not opened here:
+    `workflows run` backfills the history."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("forecasts"), asset_partitions=[str(period_key(symbol, period))]),
         limit=1,
@@ -161,7 +167,21 @@ def previous_month_open(instance: dg.DagsterInstance, symbol: str, period: str) 
     if not records or records[0].asset_materialization is None:
         return False
     complete = records[0].asset_materialization.metadata.get("complete")
-    return complete is None or complete.value is not True
+    if complete is None or complete.value is not True:
+        return True
+    month = ForecastPeriod.from_key(period)
+    rebuilt = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("features"), asset_partitions=[symbol], after_timestamp=records[0].timestamp
+        ),
+        limit=1000,
+    ).records
+    last_target = (month.end + timedelta(hours=WindowSpec().vol_horizon)).isoformat()
+    for record in rebuilt:
+        start = record.asset_materialization.metadata.get("rebuilt_from") if record.asset_materialization else None
+        if start is not None and (start.value == "start" or str(start.value) < last_target):
+            return True
+    return False
 
 
 @dg.schedule(

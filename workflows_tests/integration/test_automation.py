@@ -190,6 +190,18 @@ def test_daily_forecasts_finish_the_previous_month_until_its_forecasts_are_compl
     assert requested(2) == [december, "2026-01-01|BTCUSDT"]
     forecasts_of_december(hours_stored=744, complete=True)
     assert requested(3) == ["2026-01-01|BTCUSDT"]
+
+    def features_rebuilt_from(hour: str) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("features", partition="BTCUSDT", metadata={"rebuilt_from": hour})
+        )
+
+    features_rebuilt_from("2026-01-02T00:00:00+00:00")  # a correction after December's last target: not December's
+    assert requested(3) == ["2026-01-01|BTCUSDT"]
+    features_rebuilt_from("2026-01-01T05:00:00+00:00")  # a close December's last origins' targets read: recheck it
+    assert requested(3) == [december, "2026-01-01|BTCUSDT"]
+    forecasts_of_december(hours_stored=744, complete=True)  # its last hours recomputed
+    assert requested(4) == ["2026-01-01|BTCUSDT"]
     forecasts_of_december(hours_stored=744)  # a materialization from before completeness was recorded
     assert requested(3) == [december, "2026-01-01|BTCUSDT"]
 
