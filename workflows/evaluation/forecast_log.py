@@ -522,7 +522,7 @@ def update_period(
     info["forecasters"] = sorted(names if plan.recompute else names | plan.stored_names)
     deleted, hours = write_period(con, symbol, period.key, rows, plan, span, info, digests)
     missing = missing_forecasts(con, symbol, period.key)
-    if missing and not recompute:
+    if missing and not plan.recompute:
         return update_period(con, features, symbol, period, checkpoints, cfg, code_version, recompute=True)
     if missing:
         name, origins = next(iter(missing.items()))
