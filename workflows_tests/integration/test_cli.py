@@ -80,6 +80,8 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     for line in filter(None, summary):
         assert "  " + line.replace("**", "") in out, line
     assert f"report: {data_dir / 'reports' / 'BTCUSDT' / 'attention_report.md'}" in out
+    # the served forecast says for which hour and when it was made (and, past its age, that it is stale)
+    assert "served: forecast for 2026-01-01 00:00 UTC, made " in out
 
 
 @needs_shared
