@@ -606,6 +606,9 @@ def _summary(result, paths: DataPaths, symbol: str, started: float, what: str, l
     if gate:
         verdict = "PROMOTED" if gate.get("promoted") else "REFUSED"
         print(f"\npromotion gate: {verdict} ({gate.get('reason', '')}); serving: {gate.get('serving', '?')}")
+    served = _metadata(result, "latest_forecast")
+    if served.get("freshness"):  # when it was made, for which hour; stale: when forecasting can resume
+        print(f"served: {served['freshness']}")
     print(f"\nreport: {report}")
     if gate.get("record"):
         print(f"gate decision: {gate['record']}")

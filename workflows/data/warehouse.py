@@ -289,28 +289,53 @@ def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str,
         con.unregister("staged_slice")
 
 
+@dataclass(frozen=True)
+class Replacement:
+    """One part of a `replace_together` write: delete the rows of `table` matching `where` (SQL with `?`
+    parameters; it may read this part's staged rows as `staged_rows`), then insert `frame` (a frame without
+    columns only deletes)."""
+
+    table: str
+    where: str
+    params: list
+    frame: pl.DataFrame
+    ddl: str
+
+
+def replace_together(con: duckdb.DuckDBPyConnection, parts: list[Replacement]) -> list[int]:
+    """Every part's delete and insert in ONE transaction: a crash (or kill -9) anywhere leaves all parts as
+    they were or all written, never one table ahead of another. Returns the rows each part deleted."""
+    for part in parts:
+        con.execute(part.ddl)
+    deleted = []
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for part in parts:
+            staged = _naive_utc(part.frame, *[c for c, t in part.frame.schema.items() if isinstance(t, pl.Datetime)])
+            if staged.width:
+                con.register("staged_rows", staged)
+            try:
+                deleted.append(
+                    int(con.execute(f"DELETE FROM {part.table} WHERE {part.where}", part.params).fetchall()[0][0])
+                )
+                if not staged.is_empty():
+                    con.execute(f"INSERT INTO {part.table} BY NAME SELECT * FROM staged_rows")
+            finally:
+                if staged.width:
+                    con.unregister("staged_rows")
+        con.execute("COMMIT")
+    except BaseException as error:
+        rollback(con, error)
+        raise
+    return deleted
+
+
 def replace_rows(
     con: duckdb.DuckDBPyConnection, table: str, where: str, params: list, frame: pl.DataFrame, ddl: str
 ) -> int:
     """Delete the rows of `table` matching `where` (SQL with `?` parameters; it may read the staged rows as
     `staged_rows`), then insert `frame`, in one transaction: all or nothing. Returns the rows deleted."""
-    con.execute(ddl)
-    staged = _naive_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
-    if staged.width:  # a frame without columns only deletes
-        con.register("staged_rows", staged)
-    try:
-        con.execute("BEGIN TRANSACTION")
-        deleted = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchall()[0][0]
-        if not staged.is_empty():
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_rows")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        if staged.width:
-            con.unregister("staged_rows")
-    return int(deleted)
+    return replace_together(con, [Replacement(table, where, params, frame, ddl)])[0]
 
 
 def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) -> pl.DataFrame:

@@ -134,14 +134,19 @@ def forecasts(context: dg.AssetExecutionContext, warehouse: WarehouseResource, *
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
         update = update_period(con, table, symbol, period, checkpoints, cfg)
+    state = "complete" if update.complete else f"open: waiting for targets through {update.waiting_for}"
     context.log.info(
         f"{symbol} {period}: {update.origins_added} new hours forecast ({update.reason}); "
-        f"{update.test_hours} hours stored"
+        f"{update.test_hours} of {period.hours} hours stored ({state})"
     )
     return dg.MaterializeResult(
         metadata={
             "hours_added": update.origins_added,
             "hours_stored": update.test_hours,
+            "hours_expected": update.expected_hours,  # origins whose windows and targets have landed
+            "hours_in_month": period.hours,
+            "complete": update.complete,
+            "waiting_for": update.waiting_for or "nothing",
             "recomputed": update.recomputed,
             "reason": update.reason,
             "rows_written": update.rows_written,

@@ -1,17 +1,31 @@
 """The promotion gate (`production_model`) and the served forecast (`latest_forecast`)."""
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from workflows.data.warehouse import append_served_forecast, load_features, load_served_forecasts, load_table_slice
+from workflows.data.warehouse import (
+    append_served_forecast,
+    load_candles,
+    load_features,
+    load_served_forecasts,
+    load_table_slice,
+)
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
+from workflows.serving.freshness import (
+    DEFAULT_MAX_AGE_HOURS,
+    mark_unservable,
+    resumes_at,
+    served_forecast,
+    store_forecast,
+)
 from workflows.serving.gate_record import GATE_RECORD, gate_metadata, gate_record, with_newest_tested
 from workflows.serving.promotion import (
     GateConfig,
@@ -31,7 +45,7 @@ from workflows.serving.served_record import (
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
-SERVING_CODE_VERSION = "3"  # 2: conformal intervals from the promoting decision; 3: the append-only served record
+SERVING_CODE_VERSION = "4"  # 2: conformal from the promoting decision; 3: the served record; 4: the served row's age
 GATE_CODE_VERSION = "4"  # 3: fresh hours, resolvable margin; 4: one anytime-valid test per candidate, lifetime budget
 
 
@@ -114,6 +128,13 @@ def production_model(
     )
 
 
+class ServingConfig(dg.Config):
+    max_age_hours: float = Field(
+        default=DEFAULT_MAX_AGE_HOURS,
+        description="Hours after the forecast hour began past which the served forecast is flagged stale",
+    )
+
+
 @dg.asset(
     partitions_def=symbols_partitions,
     deps=[production_model, "features"],
@@ -123,29 +144,57 @@ def production_model(
     owners=OWNERS,
     code_version=SERVING_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "forecast_age",
+            asset="latest_forecast",
+            description="The served forecast is current: its hour began at most max_age_hours ago and the newest "
+            "hours could be forecast (no gap left too few consecutive hours); else it says when forecasting resumes.",
+        )
+    ],
     description="Next-hour return, direction probabilities and conformal 80%/95% intervals from the production "
-    "model, appended to the served record (`served_forecasts`) with the record's coverage so far.",
+    "model, appended to the served record (`served_forecasts`) with the record's coverage so far, with when it "
+    "was made, for which hour, and whether it is stale.",
 )
-def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def latest_forecast(
+    context: dg.AssetExecutionContext, config: ServingConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
+        candles = load_candles(con, symbol)
     folder = warehouse.paths().checkpoints / symbol
-    forecast = forecast_next_hour(load_current(folder), table)
+    current = load_current(folder)
+    resume = resumes_at(candles, table, int(current.window_spec["window"]) if current is not None else 1)
+    forecast = forecast_next_hour(current, table) if resume is None else {}
+    now = datetime.now(timezone.utc)
     with warehouse.connect() as con:
-        appended = append_served_forecast(con, served_row(symbol, forecast))  # once per hour, never overwritten
-        record = load_served_forecasts(con, symbol)
-    context.log.info(f"{symbol} {forecast['forecast_hour']}: {forecast['return_pct']:+.4f}% ({forecast['model']})")
+        appended = resume is None and append_served_forecast(con, served_row(symbol, forecast, now))  # once an hour
+        store_forecast(con, symbol, forecast, now) if resume is None else mark_unservable(con, symbol, resume)
+        served, record = served_forecast(con, symbol, now, config.max_age_hours), load_served_forecasts(con, symbol)
+    if served is None:  # a gap before anything was ever served
+        raise dg.Failure(f"{symbol}: nothing can be forecast yet: forecasting starts with the hour {resume} UTC")
+    age = served[1]
+    (context.log.warning if age.stale else context.log.info)(f"{symbol}: {age.describe()}")
     figures = served_figures(record, table)
     path = warehouse.paths().reports / symbol / SERVED_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, served_record_markdown(symbol, figures, (read_pointer(folder) or {}).get("gate")))
     shown = {k: (str(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in forecast.items()}
     return dg.MaterializeResult(
-        metadata={
-            **shown,
+        metadata=shown
+        | age.metadata()
+        | {
             "appended_to_record": appended,
             **served_metadata(figures),
             "served_record": dg.MetadataValue.path(str(path)),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="forecast_age",
+                passed=not age.stale,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=age.metadata(),
+            )
+        ],
     )

@@ -10,9 +10,14 @@
   reason and the other files go on; symbolic links and paths resolving outside
   the folder are refused and reported. New symbols become new partitions.
 * `daily_forecasts` (schedule, 01:30 UTC): one `forecast_period` run per symbol for
-  the current month only: its models train once when the month is new (warm-started
+  the current month: its models train once when the month is new (warm-started
   from the previous month's), otherwise nothing trains and the new hours' forecasts
-  are added to the forecast log. This is the only place models train on a schedule.
+  are added to the forecast log; and one for the previous month while its newest
+  `forecasts` materialization says it is not complete (its last 24 origins' targets
+  land in the new month's first day), so every month closes unattended at all its
+  hours, or a features rebuild since then started before its last targets (a
+  corrected candle: its hours from a day before it are recomputed). This is the only
+  place models train on a schedule.
 * `daily_report` (schedule, 02:00 UTC): one `refresh_report` run per symbol: the model
   assets point at the newest period's models (nothing trains), the evaluation
   re-pools the forecast log, then attention analysis, report, promotion gate and
@@ -28,6 +33,7 @@
 import json
 import time
 from collections import defaultdict
+from datetime import timedelta
 
 import dagster as dg
 
@@ -38,6 +44,7 @@ from workflows.defs.jobs import candles_job, forecast_period_job, refresh_report
 from workflows.defs.partitions import SYMBOLS, period_key, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.periods import ForecastPeriod
+from workflows.ml.windows import WindowSpec
 
 MAX_FILES_PER_RUN = 20
 SETTLE_SECONDS = 2.0
@@ -149,20 +156,56 @@ def daily_report(context: dg.ScheduleEvaluationContext):
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 
 
+def previous_month_open(instance: dg.DagsterInstance, symbol: str, period: str) -> bool:
+    """Whether the previous month of `symbol` needs another `forecasts` run: its newest materialization says it is
+    not complete (some origin's targets had not landed; or it was made before completeness was recorded), or a
+    `features` rebuild since then started before the month's last targets (a corrected candle inside the month
+    or in the day after it: its last hours are recomputed). A month never materialized is not opened here:
+    `workflows run` backfills the history."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("forecasts"), asset_partitions=[str(period_key(symbol, period))]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return False
+    complete = records[0].asset_materialization.metadata.get("complete")
+    if complete is None or complete.value is not True:
+        return True
+    month = ForecastPeriod.from_key(period)
+    rebuilt = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("features"), asset_partitions=[symbol], after_timestamp=records[0].timestamp
+        ),
+        limit=1000,
+    ).records
+    last_target = (month.end + timedelta(hours=WindowSpec().vol_horizon)).isoformat()
+    for record in rebuilt:
+        start = record.asset_materialization.metadata.get("rebuilt_from") if record.asset_materialization else None
+        if start is not None and (start.value == "start" or str(start.value) < last_target):
+            return True
+    return False
+
+
 @dg.schedule(
     job=forecast_period_job,
     cron_schedule="30 1 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The current month of every symbol: its models once when the month is new, the new hours' forecasts.",
+    description="The current month of every symbol (its models once when the month is new, the new hours' "
+    "forecasts), and the previous month until its forecasts are complete (its last origins' targets land in the "
+    "first day of the new month).",
 )
 def daily_forecasts(context: dg.ScheduleEvaluationContext):
-    period = ForecastPeriod.of(context.scheduled_execution_time).key
+    current = ForecastPeriod.of(context.scheduled_execution_time)
+    previous = current.previous().key
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
-    requests = [
-        dg.RunRequest(run_key=f"{symbol}|{period}|{stamp}", partition_key=period_key(symbol, period))
-        for symbol in context.instance.get_dynamic_partitions(SYMBOLS)
-    ]
+    requests = []
+    for symbol in context.instance.get_dynamic_partitions(SYMBOLS):
+        periods = [previous] if previous_month_open(context.instance, symbol, previous) else []
+        requests += [
+            dg.RunRequest(run_key=f"{symbol}|{period}|{stamp}", partition_key=period_key(symbol, period))
+            for period in [*periods, current.key]
+        ]
     return requests or dg.SkipReason("no symbols yet: ingest candles first")
 
 

@@ -32,15 +32,17 @@ transaction (`warehouse.replace_rows`).
 the models' training effort, and any baseline that could not be fitted.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from workflows.data.warehouse import replace_rows, table_exists
+from workflows.data.features import FEATURE_COLUMNS
+from workflows.data.warehouse import Replacement, replace_together, table_exists
 from workflows.evaluation.evidence import VOLATILITY_MODEL, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
 from workflows.evaluation.walk_forward import forecast_set, model_forecasts, recalibrated
 from workflows.ml.checkpoints import Checkpoint
@@ -69,12 +71,27 @@ FORECAST_PERIODS_DDL = (
     "CREATE TABLE IF NOT EXISTS forecast_periods (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
     "test_start VARCHAR, test_end VARCHAR, test_hours INTEGER, train_windows INTEGER, train_start VARCHAR, "
     "train_end VARCHAR, seconds DOUBLE, epochs VARCHAR, models VARCHAR, errors VARCHAR, "
-    "code_version VARCHAR NOT NULL, data_version VARCHAR NOT NULL, written_at TIMESTAMP NOT NULL)"
+    "code_version VARCHAR NOT NULL, data_version VARCHAR NOT NULL, written_at TIMESTAMP NOT NULL, "
+    "forecasters VARCHAR)"
+)
+# Columns added to forecast_periods after it first shipped: an older table gains them on the next write.
+FORECAST_PERIODS_ADDED = ("ALTER TABLE forecast_periods ADD COLUMN IF NOT EXISTS forecasters VARCHAR",)
+# One digest per feature hour a period's stored forecasts read from its first hour on (inputs and targets, every
+# column: the models' features, the returns and segments the targets and baselines use): a correction of any
+# input, inside the period or in the hours after it that its last targets read, is found by comparing these.
+FORECAST_INPUTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS forecast_inputs (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
+    "ts TIMESTAMP NOT NULL, digest BIGINT NOT NULL)"
 )
 
 
 class StaleForecastError(RuntimeError):
     """A period model was trained on other data than the feature table holds before its period now."""
+
+
+class IncompleteForecastError(RuntimeError):
+    """A forecaster of a period lacks forecasts for origins every other forecaster of the period has, even after
+    the period was recomputed."""
 
 
 def role_of(name: str) -> str:
@@ -106,6 +123,9 @@ class PeriodPlan:
     recompute: bool
     stored: frozenset = field(default_factory=frozenset)  # origins (numpy datetime64[us]) stored and current
     reason: str = ""
+    # origins from this hour on (numpy datetime64[us]) are deleted and recomputed (an input correction); None: none
+    redo_from: np.datetime64 | None = None
+    stored_names: frozenset = field(default_factory=frozenset)  # forecasters with stored rows
 
 
 def spec_of(ckpt: Checkpoint) -> WindowSpec:
@@ -145,6 +165,17 @@ def period_data(
     return datas, "+".join(sorted(versions))
 
 
+@dataclass(frozen=True)
+class PeriodForecasts:
+    """`compute_period`'s result."""
+
+    forecasts: ForecastSet | None  # None: nothing new
+    span: FoldSpan  # the period's span (all its origins so far)
+    errors: dict[str, str]  # forecasters that could not be fitted
+    version: str  # the training slice's version
+    origins: np.ndarray  # every origin of the period whose window and targets have landed (datetime64[us])
+
+
 def period_forecasts(
     features: pl.DataFrame,
     checkpoints: dict[str, Checkpoint],
@@ -155,12 +186,25 @@ def period_forecasts(
     """Every forecaster's forecasts for the period's test origins not in `skip`: the checkpoints' outputs, the
     ridge controls and the volatility baselines (fitted on the period's training slice). Returns the forecasts
     (None: nothing new), the period's span (all its origins so far), baseline errors and the slice version."""
+    out = compute_period(features, checkpoints, period, cfg, skip)
+    return out.forecasts, out.span, out.errors, out.version
+
+
+def compute_period(
+    features: pl.DataFrame,
+    checkpoints: dict[str, Checkpoint],
+    period: ForecastPeriod,
+    cfg: PeriodConfig,
+    skip: frozenset = frozenset(),
+) -> PeriodForecasts:
+    """`period_forecasts`, with the origins the period has now."""
     datas, version = period_data(features, checkpoints, period, cfg)
     first = next(iter(datas.values()))
+    origins = first.test.end_ts.astype("datetime64[us]")
     span = FoldSpan.of(first) if len(first.test) else FoldSpan(0, "", "", len(first.train), "", "")
     keep = ~np.isin(first.test.end_ts, np.array(sorted(skip), dtype=first.test.end_ts.dtype))
     if not keep.any():
-        return None, span, {}, version
+        return PeriodForecasts(None, span, {}, version, origins)
     datas = {k: replace(d, test=_subset(d.test, keep)) for k, d in datas.items()}
     outputs, recal_errors = {}, {}
     for name, ckpt in checkpoints.items():
@@ -172,7 +216,7 @@ def period_forecasts(
             outputs[name].update(recal)
     base = datas.get(WindowSpec().features, first)
     fs, errors = forecast_set(features, base, outputs)
-    return fs, span, errors | recal_errors, version
+    return PeriodForecasts(fs, span, errors | recal_errors, version, origins)
 
 
 def forecast_rows(
@@ -239,11 +283,64 @@ def stored_versions(con: duckdb.DuckDBPyConnection, symbol: str, period: str) ->
     return out
 
 
+def recorded_forecasters(con: duckdb.DuckDBPyConnection, symbol: str, period: str) -> set[str]:
+    """The forecasters the period's last write stored (empty for a row written before they were recorded)."""
+    if not table_exists(con, "forecast_periods"):
+        return set()
+    for statement in FORECAST_PERIODS_ADDED:
+        con.execute(statement)
+    row = con.execute(
+        "SELECT forecasters FROM forecast_periods WHERE symbol = ? AND period = ?", [symbol, period]
+    ).fetchone()
+    return set(json.loads(row[0])) if row and row[0] else set()
+
+
+def missing_forecasts(con: duckdb.DuckDBPyConnection, symbol: str, period: str) -> dict[str, list]:
+    """forecaster -> the stored origins of the period (numpy datetime64[us], sorted) at which it lacks a quantity
+    it holds at another origin, or lacks every row though the period's last write stored it."""
+    if not table_exists(con, "forecast_log"):
+        return {}
+    rows = con.execute(
+        """
+        WITH log AS (SELECT name, quantity, origin_ts FROM forecast_log WHERE symbol = ? AND period = ?),
+             pairs AS (SELECT DISTINCT name, quantity FROM log),
+             origins AS (SELECT DISTINCT origin_ts FROM log)
+        SELECT DISTINCT p.name, o.origin_ts FROM pairs AS p CROSS JOIN origins AS o
+         WHERE NOT EXISTS (SELECT 1 FROM log AS l
+                            WHERE l.name = p.name AND l.quantity = p.quantity AND l.origin_ts = o.origin_ts)
+         ORDER BY 1, 2
+        """,
+        [symbol, period],
+    ).fetchall()
+    out: dict[str, list] = {}
+    for name, origin in rows:
+        out.setdefault(name, []).append(np.datetime64(origin, "us"))
+    present = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT name FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period]
+        ).fetchall()
+    }
+    if present:
+        every = sorted(
+            {
+                np.datetime64(r[0], "us")
+                for r in con.execute(
+                    "SELECT DISTINCT origin_ts FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period]
+                ).fetchall()
+            }
+        )
+        for name in sorted(recorded_forecasters(con, symbol, period) - present):
+            out[name] = every
+    return out
+
+
 def plan_period(
     con: duckdb.DuckDBPyConnection, symbol: str, period: str, versions: ForecastVersions, models: set[str]
 ) -> PeriodPlan:
-    """Which of a period's origins need forecasts: all when nothing is stored, a model of `models` has no rows,
-    or any stored row's versions differ from the current ones; else only the origins not yet stored."""
+    """Which of a period's origins need forecasts: all when nothing is stored, a model of `models` (or a forecaster
+    the last write stored) has no rows, or any stored row's versions differ from the current ones; else the
+    origins not yet stored and those at which any forecaster lacks a row (`missing_forecasts`)."""
     stored = stored_versions(con, symbol, period)
     if not stored:
         return PeriodPlan(True, reason="nothing stored")
@@ -255,11 +352,81 @@ def plan_period(
     changed = sorted({n for n in models if n not in stored} | {n for n, v in stored.items() if v != expected(n)})
     if changed:
         return PeriodPlan(True, reason=f"versions changed for {', '.join(changed)}")
+    gone = sorted(recorded_forecasters(con, symbol, period) - set(stored))
+    if gone:
+        return PeriodPlan(True, reason=f"{', '.join(gone)} stored no rows of the period any more: recomputed")
     origins = con.execute(
         "SELECT DISTINCT origin_ts FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period]
     ).fetchall()
     stored_origins = frozenset(np.datetime64(o[0], "us") for o in origins)
-    return PeriodPlan(False, stored_origins, f"{len(stored_origins)} origins stored and current")
+    missing = missing_forecasts(con, symbol, period)
+    holes = frozenset(o for origins in missing.values() for o in origins)
+    reason = f"{len(stored_origins)} origins stored and current"
+    if holes:
+        names = ", ".join(f"{n} ({len(o)})" for n, o in missing.items())
+        reason = f"{len(holes)} stored origin(s) lacked forecasts of {names}: recomputed"
+    return PeriodPlan(False, stored_origins - holes, reason, stored_names=frozenset(stored))
+
+
+def input_digests(features: pl.DataFrame, period: ForecastPeriod, spec: WindowSpec) -> pl.DataFrame:
+    """One digest (sha256's first 8 bytes, signed) per feature hour from the period's first hour through its last
+    origin's last target, over every column a forecast of the period reads (the features of every model, the
+    returns and segments of the targets and baselines): equal digests, equal inputs."""
+    end = period.end + timedelta(hours=spec.vol_horizon)
+    rows = features.filter((pl.col("ts") >= period.start) & (pl.col("ts") < end)).sort("ts")
+    columns = [
+        c for c in dict.fromkeys(["segment", "log_return", *FEATURE_COLUMNS, *spec.features]) if c in rows.columns
+    ]
+    ts = rows["ts"].dt.epoch("us").to_numpy().astype(np.int64)
+    values = (
+        np.column_stack([ts.astype(np.float64)] + [rows[c].cast(pl.Float64).to_numpy() for c in columns])
+        if rows.height
+        else np.empty((0, 1))
+    )
+    digests = [
+        int.from_bytes(hashlib.sha256(np.ascontiguousarray(v).tobytes()).digest()[:8], "big", signed=True)
+        for v in values
+    ]
+    return pl.DataFrame({"ts": ts.astype("datetime64[us]"), "digest": pl.Series(digests, dtype=pl.Int64)})
+
+
+def check_inputs(
+    con: duckdb.DuckDBPyConnection,
+    symbol: str,
+    period: ForecastPeriod,
+    digests: pl.DataFrame,
+    spec: WindowSpec,
+    plan: PeriodPlan,
+) -> PeriodPlan | None:
+    """The inputs the stored forecasts read against the feature rows landed now (`input_digests`): a corrected,
+    removed or filled-in hour h (inside the period, or in the hours after it that its last targets read) changes
+    the forecasts and outcomes of every origin from h - vol_horizon on, which are recomputed. None: the period
+    has no recorded digests (written before they were), so only its outcomes can be compared."""
+    if not plan.stored or not table_exists(con, "forecast_inputs"):
+        return None if plan.stored else plan
+    stored = con.execute(
+        "SELECT ts, digest FROM forecast_inputs WHERE symbol = ? AND period = ?", [symbol, period.key]
+    ).pl()
+    if stored.is_empty():
+        return None
+    stored = stored.with_columns(pl.col("ts").cast(pl.Datetime("us")))
+    last = stored["ts"].max()
+    now = digests.with_columns(pl.col("ts").cast(pl.Datetime("us"))).filter(pl.col("ts") <= last)
+    both = stored.join(now, on="ts", how="full", suffix="_now", coalesce=True)
+    changed = both.filter(pl.col("digest").ne_missing(pl.col("digest_now")))["ts"]
+    if changed.is_empty():
+        return plan
+    first: datetime = changed.sort()[0]
+    redo = np.datetime64(first, "us") - np.timedelta64(spec.vol_horizon, "h")
+    kept = frozenset(o for o in plan.stored if o < redo)
+    return PeriodPlan(
+        False,
+        kept,
+        f"the inputs of {changed.len()} hour(s) changed after the period was logged (first "
+        f"{first:%Y-%m-%d %H:%M} UTC): origins from {str(redo)[:16].replace('T', ' ')} UTC recomputed",
+        redo,
+        plan.stored_names,
+    )
 
 
 def check_outcomes(
@@ -311,6 +478,14 @@ class PeriodUpdate:
     rows_deleted: int
     test_hours: int  # origins of the period with stored forecasts, after the update
     errors: dict[str, str]
+    expected_hours: int = 0  # origins of the period whose windows and targets have landed
+    closed: bool = False  # the period is over and its last origin's targets have landed
+    waiting_for: str = ""  # while not closed: the last target hour the period still waits for (UTC)
+
+    @property
+    def complete(self) -> bool:
+        """Every origin of the period with a landed target is stored, and no target is still to land."""
+        return self.closed and self.test_hours == self.expected_hours
 
 
 def update_period(
@@ -321,27 +496,46 @@ def update_period(
     checkpoints: dict[str, Checkpoint],
     cfg: PeriodConfig,
     code_version: str = FORECAST_CODE_VERSION,
+    recompute: bool = False,
 ) -> PeriodUpdate:
     """Bring one period's stored forecasts up to date with its models and the hours landed so far: compute
-    only what is missing or stale (`plan_period`), write it in one transaction, record the period's span."""
+    only what is missing or stale (`plan_period`, `check_inputs`), write it with its period row and input
+    digests in one transaction. A forecaster still lacking origins afterwards gets the period recomputed once
+    (`recompute`), then an `IncompleteForecastError` naming it and the month."""
     shas = {name: ckpt.sha256 for name, ckpt in checkpoints.items()}
     data_version = "+".join(sorted({c.data_version for c in checkpoints.values()}))
     versions = ForecastVersions(shas, code_version, data_version)
-    plan = plan_period(con, symbol, period.key, versions, set(checkpoints))
+    spec = spec_of(next(iter(checkpoints.values())))
+    digests = input_digests(features, period, spec)
+    plan = PeriodPlan(True, reason="recomputed: forecasts were missing") if recompute else None
+    plan = plan or plan_period(con, symbol, period.key, versions, set(checkpoints))
     if not plan.recompute:
-        plan = check_outcomes(con, symbol, period, features, checkpoints, cfg, data_version, plan)
-    fs, span, errors, version = period_forecasts(
-        features, checkpoints, period, cfg, frozenset() if plan.recompute else plan.stored
-    )
-    assert version == data_version, (version, data_version)
+        checked = check_inputs(con, symbol, period, digests, spec, plan)
+        plan = checked or check_outcomes(con, symbol, period, features, checkpoints, cfg, data_version, plan)
+    out = compute_period(features, checkpoints, period, cfg, frozenset() if plan.recompute else plan.stored)
+    assert out.version == data_version, (out.version, data_version)
     epochs = {name: int(c.training.epochs_run) for name, c in checkpoints.items()}
-    span = replace(span, seconds=float(sum(c.training.wall_s for c in checkpoints.values())), epochs=epochs)
+    span = replace(out.span, seconds=float(sum(c.training.wall_s for c in checkpoints.values())), epochs=epochs)
+    fs = out.forecasts
     rows = None if fs is None else forecast_rows(symbol, period.key, fs, versions)
-    info = {"errors": errors, "models": shas, "code_version": code_version, "data_version": data_version}
-    deleted = write_period(con, symbol, period.key, rows, plan.recompute, span, info)
-    hours = con.execute(
-        "SELECT count(DISTINCT origin_ts) FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period.key]
-    ).fetchall()[0][0]
+    names = set() if rows is None else set(rows["name"].unique())
+    info = {"errors": out.errors, "models": shas, "code_version": code_version, "data_version": data_version}
+    info["forecasters"] = sorted(names if plan.recompute else names | plan.stored_names)
+    deleted, hours = write_period(con, symbol, period.key, rows, plan, span, info, digests)
+    missing = missing_forecasts(con, symbol, period.key)
+    if missing and not plan.recompute:
+        return update_period(con, features, symbol, period, checkpoints, cfg, code_version, recompute=True)
+    if missing:
+        name, origins = next(iter(missing.items()))
+        raise IncompleteForecastError(
+            f"{symbol} {period}: the forecaster {name} has no forecasts for {len(origins)} of the month's "
+            f"{hours} stored origins (first {str(origins[0])[:16].replace('T', ' ')} UTC) even after the month was "
+            f"recomputed{'; also ' + ', '.join(list(missing)[1:]) if len(missing) > 1 else ''}; the errors "
+            f"recorded for it: {out.errors.get(name, 'none')}. Rematerialise the forecasts of partition "
+            f"{period.key} after fixing that forecaster"
+        )
+    last_target = period.end + timedelta(hours=spec.vol_horizon - 1)
+    closed = bool(features.height) and bool((features["ts"] >= last_target).any())
     return PeriodUpdate(
         period.key,
         plan.recompute,
@@ -349,8 +543,11 @@ def update_period(
         0 if fs is None else len(fs),
         0 if rows is None else rows.height,
         deleted,
-        int(hours),
-        errors,
+        hours,
+        out.errors,
+        len(out.origins),
+        closed,
+        "" if closed else f"{last_target:%Y-%m-%d %H:%M} UTC",
     )
 
 
@@ -359,30 +556,36 @@ def write_period(
     symbol: str,
     period: str,
     rows: pl.DataFrame | None,
-    recompute: bool,
+    plan: PeriodPlan,
     span: FoldSpan,
     info: dict,
-) -> int:
-    """Store a period's new rows (all of the period's when `recompute`, else only the rows' origins are
-    replaced) and its span; returns the rows deleted. Each write is one transaction."""
-    deleted = 0
-    if rows is not None or recompute:
-        frame = rows if rows is not None else pl.DataFrame()
-        where = "symbol = ? AND period = ?"
-        if not recompute:
-            where += " AND origin_ts IN (SELECT DISTINCT origin_ts FROM staged_rows)"
-        deleted = replace_rows(con, "forecast_log", where, [symbol, period], frame, FORECAST_LOG_DDL)
-    test_hours = 0
-    if table_exists(con, "forecast_log"):
-        test_hours = con.execute(
-            "SELECT count(DISTINCT origin_ts) FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period]
-        ).fetchall()[0][0]
+    digests: pl.DataFrame | None = None,
+) -> tuple[int, int]:
+    """Store a period's new rows (all of the period's when `plan.recompute`, else the rows' origins and those from
+    `plan.redo_from` on are replaced), its period row and its input digests, in ONE transaction: a crash leaves
+    the log, `forecast_periods` and `forecast_inputs` all as they were or all written. Returns the log rows
+    deleted and the origins stored after the write."""
+    origins = set() if rows is None else {np.datetime64(o, "us") for o in rows["origin_ts"].unique().to_list()}
+    if not plan.recompute and table_exists(con, "forecast_log"):
+        kept = con.execute(
+            "SELECT DISTINCT origin_ts FROM forecast_log WHERE symbol = ? AND period = ?", [symbol, period]
+        ).fetchall()
+        redo = plan.redo_from
+        origins |= {o for o in (np.datetime64(k[0], "us") for k in kept) if redo is None or o < redo}
+    where, params = "symbol = ? AND period = ?", [symbol, period]
+    if not plan.recompute:
+        where += " AND (origin_ts IN (SELECT DISTINCT origin_ts FROM staged_rows)"
+        where += " OR origin_ts >= ?)" if plan.redo_from is not None else ")"
+        if plan.redo_from is not None:
+            params = [*params, plan.redo_from.astype(datetime)]
+        if rows is None:  # nothing staged: only the origins from `redo_from` on go
+            where = "symbol = ? AND period = ? AND " + ("origin_ts >= ?" if plan.redo_from is not None else "false")
     row = {
         "symbol": symbol,
         "period": period,
         "test_start": span.test_start,
         "test_end": span.test_end,
-        "test_hours": int(test_hours),
+        "test_hours": len(origins),
         "train_windows": span.train_windows,
         "train_start": span.train_start,
         "train_end": span.train_end,
@@ -393,16 +596,21 @@ def write_period(
         "code_version": info.get("code_version", ""),
         "data_version": info.get("data_version", ""),
         "written_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "forecasters": json.dumps(info.get("forecasters", [])),
     }
-    replace_rows(
-        con,
-        "forecast_periods",
-        "symbol = ? AND period = ?",
-        [symbol, period],
-        pl.DataFrame([row]),
-        FORECAST_PERIODS_DDL,
-    )
-    return deleted
+    con.execute(FORECAST_PERIODS_DDL)
+    for statement in FORECAST_PERIODS_ADDED:
+        con.execute(statement)
+    key = "symbol = ? AND period = ?"
+    parts = [
+        Replacement("forecast_log", where, params, rows if rows is not None else pl.DataFrame(), FORECAST_LOG_DDL),
+        Replacement("forecast_periods", key, [symbol, period], pl.DataFrame([row]), FORECAST_PERIODS_DDL),
+    ]
+    if digests is not None:
+        inputs = digests.with_columns(pl.lit(symbol).alias("symbol"), pl.lit(period).alias("period"))
+        parts.append(Replacement("forecast_inputs", key, [symbol, period], inputs, FORECAST_INPUTS_DDL))
+    deleted = replace_together(con, parts)[0]
+    return deleted, len(origins)
 
 
 def stored_periods(con: duckdb.DuckDBPyConnection, symbol: str) -> list[str]:

@@ -168,6 +168,44 @@ def test_daily_forecasts_touch_only_the_current_month_of_each_symbol(instance):
         assert isinstance(daily_forecasts(empty), dg.SkipReason)
 
 
+def test_daily_forecasts_finish_the_previous_month_until_its_forecasts_are_complete(instance):
+    """December's last origins need January's first day for their targets: the schedule asks for December again
+    each day until its newest `forecasts` materialization says it is complete (744 of 744 hours)."""
+    instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+    december = "2025-12-01|BTCUSDT"
+
+    def requested(day: int) -> list[str]:
+        at = datetime(2026, 1, day, 1, 30, tzinfo=timezone.utc)
+        requests = daily_forecasts(dg.build_schedule_context(instance=instance, scheduled_execution_time=at))
+        assert isinstance(requests, list)
+        return sorted(str(r.partition_key) for r in requests)
+
+    def forecasts_of_december(**metadata) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization("forecasts", partition=december, metadata=metadata))
+
+    assert requested(1) == ["2026-01-01|BTCUSDT"]  # December never logged: backfilling it is `workflows run`'s
+    forecasts_of_december(hours_stored=720, complete=False, waiting_for="2026-01-01 23:00 UTC")
+    assert requested(1) == [december, "2026-01-01|BTCUSDT"]
+    forecasts_of_december(hours_stored=743, complete=False)  # one target hour had not landed by the run
+    assert requested(2) == [december, "2026-01-01|BTCUSDT"]
+    forecasts_of_december(hours_stored=744, complete=True)
+    assert requested(3) == ["2026-01-01|BTCUSDT"]
+
+    def features_rebuilt_from(hour: str) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("features", partition="BTCUSDT", metadata={"rebuilt_from": hour})
+        )
+
+    features_rebuilt_from("2026-01-02T00:00:00+00:00")  # a correction after December's last target: not December's
+    assert requested(3) == ["2026-01-01|BTCUSDT"]
+    features_rebuilt_from("2026-01-01T05:00:00+00:00")  # a close December's last origins' targets read: recheck it
+    assert requested(3) == [december, "2026-01-01|BTCUSDT"]
+    forecasts_of_december(hours_stored=744, complete=True)  # its last hours recomputed
+    assert requested(4) == ["2026-01-01|BTCUSDT"]
+    forecasts_of_december(hours_stored=744)  # a materialization from before completeness was recorded
+    assert requested(3) == [december, "2026-01-01|BTCUSDT"]
+
+
 def test_definitions_carry_sensors_schedules_and_automation():
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) >= {"incoming_files", "automation"}

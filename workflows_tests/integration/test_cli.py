@@ -97,6 +97,8 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     pipeline = next(r for r in runs if r.job_name == "pipeline")
     assert pipeline.tags["dagster/partition"] == "BTCUSDT"
     assert dg.AssetKey("candles") not in (pipeline.asset_selection or set())  # the landed candles are used
+    # the served forecast says for which hour and when it was made (and, past its age, that it is stale)
+    assert "served: forecast for 2026-01-01 00:00 UTC, made " in out
 
 
 @needs_shared

@@ -93,6 +93,7 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     _land(data_dir, instance, datetime(2025, 12, 21, tzinfo=UTC))
     _, trained, added = _period(data_dir, instance, "2025-12-01")
     assert trained == 0 and added["hours_added"] == 24 and added["rows_replaced"] == 0 and not added["recomputed"]
+    assert added["complete"] is False and added["waiting_for"] == "2026-01-01 23:00 UTC"
     # the attention of the grown month is read again; its controls are not retrained
     again = added["attention"]
     assert again["windows"] == 19 * 24 and again["controls_trained"] == 0 and not again["reused"]
@@ -105,6 +106,8 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     _land(data_dir, instance, datetime(2026, 1, 2, tzinfo=UTC))
     _, trained, added = _period(data_dir, instance, "2025-12-01")
     assert trained == 0 and added["attention"]["windows"] == 744 and not added["attention"]["reused"]
+    # every December hour logged once January's first day landed: the month is complete, the schedule lets it be
+    assert added["hours_stored"] == added["hours_expected"] == 744 and added["complete"] is True
     # a rerun on the same checkpoints and hours (a resumed backfill) reuses the month's evidence untouched
     stamps = {p.name: p.stat().st_mtime_ns for p in evidence.glob("*.npz")}
     _, trained, added = _period(data_dir, instance, "2025-12-01")
@@ -143,3 +146,17 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     zero = fs.actual**2
     own = (fs.returns["attention_lstm"] - fs.actual) ** 2
     assert ev.returns["attention_lstm"].skill_vs_zero == 1 - np.mean(own) / np.mean(zero)
+
+    # a volume-only correction inside December: its forecasts from a day before the hour and the month's attention
+    # evidence (fingerprinted on the same inputs) are both recomputed, so the evaluation and the attention agree
+    hour = datetime(2025, 12, 15, 12, tzinfo=UTC)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        upsert_candles(con, CANDLES.filter(pl.col("ts") == hour).with_columns(pl.col("volume") * 3), "correction")
+    result = defs.resolve_job_def("ingest").execute_in_process(
+        instance=instance, partition_key="BTCUSDT", asset_selection=[dg.AssetKey("features")], run_config=_res(data_dir)
+    )
+    assert result.success
+    _, trained, added = _period(data_dir, instance, "2025-12-01")
+    assert trained == 0 and not added["recomputed"] and "inputs of" in str(added["reason"]), added["reason"]
+    assert added["hours_stored"] == 744 and added["complete"] is True
+    assert not added["attention"]["reused"] and added["attention"]["windows"] == 744
