@@ -334,7 +334,7 @@ def update_period(
     )
     assert version == data_version, (version, data_version)
     epochs = {name: int(c.training.epochs_run) for name, c in checkpoints.items()}
-    span = replace(span, seconds=float(sum(c.training.wall_s for c in checkpoints.values())), epochs=epochs)
+    span = replace(span, seconds=float(sum(c.training.wall_s or 0.0 for c in checkpoints.values())), epochs=epochs)
     rows = None if fs is None else forecast_rows(symbol, period.key, fs, versions)
     info = {"errors": errors, "models": shas, "code_version": code_version, "data_version": data_version}
     deleted = write_period(con, symbol, period.key, rows, plan.recompute, span, info)

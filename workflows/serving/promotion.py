@@ -548,9 +548,10 @@ def load_current(folder: Path) -> Checkpoint | None:
     path = Path(pointer["path"])
     if not path.exists():
         raise FileNotFoundError(
-            f"{folder / POINTER} names the serving checkpoint {path}, which does not exist: restore that file "
-            f"(sha256 {pointer['sha256'][:16]}...), or delete {POINTER} to serve the zero-return forecast until "
-            "the gate promotes a model"
+            f"{folder / POINTER} names the serving checkpoint {path}, which does not exist: rebuild it with "
+            f"`workflows run --symbol {folder.name}` (a checkpoint's bytes depend only on what was trained, so the "
+            f"same data and code recreate the same file, sha256 {pointer['sha256'][:16]}...), or restore it from a "
+            f"backup, or delete {POINTER} to serve the zero-return forecast until the gate promotes a model"
         )
     return load_checkpoint(path, pointer["sha256"])
 
