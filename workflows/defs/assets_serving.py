@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from workflows.data.warehouse import load_features, load_table_slice, replace_table_slice
+from workflows.data.warehouse import load_features, replace_table_slice
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.inputs import model_window_data
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
@@ -288,7 +288,7 @@ def production_model(
 def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
-        table = load_table_slice(con, "features", symbol)
+        table, _ = load_features(con, symbol)  # none: an error saying how to make them
     folder = warehouse.paths().checkpoints / symbol
     current = load_current(folder)
     forecast = forecast_next_hour(current, table)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workflows.io import sha256_file, write_bytes_atomic, write_json_atomic
+from workflows.io import StoredFileError, reading_stored, sha256_file, write_bytes_atomic, write_json_atomic
 from workflows.ml.models import ArchConfig, Ensemble
 from workflows.ml.training import trains_returns
 from workflows.ml.training_summary import TrainingSummary
@@ -156,15 +156,31 @@ def content_addressed(path: str | os.PathLike, sha256: str) -> Path:
     return path.with_name(f"{path.stem}-{sha256[:NAME_DIGITS]}{path.suffix}")
 
 
+def rebuild_hint(path: Path) -> str:
+    """What to do about a checkpoint that cannot be used (it lies in `checkpoints/<symbol>/`)."""
+    return (
+        f"delete it and rebuild it: `workflows run --symbol {path.parent.name}` retrains what is missing (the same "
+        "data and code give the same bytes, so a pointer or registry entry naming it serves again)"
+    )
+
+
 def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None) -> Checkpoint:
     """Load on CPU with `weights_only=True`; refuse a file whose hash does not match."""
     path = Path(path)
     digest = sha256_file(path)
+    remedy = rebuild_hint(path)
     if expected_sha256 and digest != expected_sha256:
-        raise ValueError(f"{path}: sha256 {digest[:12]} does not match the expected {expected_sha256[:12]}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unknown checkpoint format {payload.get('format_version')}")
+        raise StoredFileError(
+            path,
+            "the checkpoint",
+            f"sha256 {digest[:12]} does not match the expected {expected_sha256[:12]}: changed or truncated",
+            remedy,
+        )
+    with reading_stored(path, "the checkpoint", remedy):
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version") if isinstance(payload, dict) else None
+        raise StoredFileError(path, "the checkpoint", f"unknown checkpoint format {version}", remedy)
     arch_raw = payload["arch"]
     if isinstance(arch_raw, list):
         arch: ArchConfig | list[ArchConfig] = [ArchConfig.from_dict(a) for a in arch_raw]

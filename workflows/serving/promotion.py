@@ -60,9 +60,9 @@ and says so in the forecast.
 """
 
 import fcntl
-import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -75,7 +75,7 @@ import torch
 from scipy import stats
 
 from workflows.data.sources.candles import ts_bounds
-from workflows.io import write_json_atomic
+from workflows.io import StoredFileError, read_json_object, reading_stored, write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
 from workflows.ml.windows import (
@@ -519,7 +519,12 @@ def read_pointer(folder: Path) -> dict | None:
     path = folder / POINTER
     if not path.exists():
         return None
-    pointer = json.loads(path.read_text())
+    remedy = (
+        f"restore it from a backup, or delete it to serve the zero-return forecast until the gate promotes a "
+        f"model again (the newest decision, with the checkpoint it promoted, is in reports/{folder.name}/"
+        "promotion_gate.md)"
+    )
+    pointer = read_json_object(path, "the production pointer", remedy, keys=("path", "sha256"))
     pointer["path"] = str((folder / pointer["path"]).resolve())
     return pointer
 
@@ -564,11 +569,31 @@ def last_decided_hour(folder: Path) -> int | None:
     hours = []
     ledger = folder / LAST_DECISION
     if ledger.exists():
-        hours.append(json.loads(ledger.read_text())["decided_through"])
+        hours.append(_ledger_hour(ledger))
     pointer = read_pointer(folder)
     if pointer is not None and (pointer.get("gate") or {}).get("last_hour"):
-        hours.append(pointer["gate"]["last_hour"])
-    return max(parse_iso_hour(h) for h in hours) if hours else None
+        hours.append(parse_iso_hour(pointer["gate"]["last_hour"]))
+    return max(hours) if hours else None
+
+
+def _ledger_hour(ledger: Path) -> int:
+    """The hour `last_decision.json` says was judged through. A ledger that cannot be read (truncated, edited,
+    an older format) never stops the gate or the forecast refresh after it: the hour it was written in bounds
+    what its decision judged from above, so the next decision uses only hours after that (and rewrites it)."""
+    remedy = "the next decision that runs its tests rewrites it"
+    try:
+        record = read_json_object(ledger, "the decision record", remedy, keys=("decided_through",))
+        with reading_stored(ledger, "the decision record", remedy):
+            hour = parse_iso_hour(record["decided_through"])
+        return hour
+    except StoredFileError as exc:
+        written = int(ledger.stat().st_mtime // 3600)
+        when = datetime.fromtimestamp(written * 3600, tz=timezone.utc)
+        warnings.warn(
+            f"{exc}; meanwhile the hour it was written, {when:%Y-%m-%d %H:00} UTC, counts as the last hour judged",
+            stacklevel=2,
+        )
+        return written
 
 
 def record_decision(folder: Path, candidate_path: str, decision: GateDecision) -> None:

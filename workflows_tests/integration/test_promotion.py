@@ -352,7 +352,8 @@ def test_a_missing_serving_file_is_an_error_not_the_zero_forecast(setup, tmp_pat
     )
     write_pointer(tmp_path, str(path), sha, gate(good, None, feats, data.test.end_ts))
     path.unlink()
-    with pytest.raises(FileNotFoundError, match=r"names the serving checkpoint .* which does not exist: restore"):
+    rule = r"names the serving checkpoint .* which does not exist: rebuild it with `workflows run --symbol "
+    with pytest.raises(FileNotFoundError, match=rule):
         load_current(tmp_path)
 
 
