@@ -114,3 +114,30 @@ def test_a_symbol_without_features_says_how_to_make_them(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'warehouse.duckdb'}: no feature rows for SOLUSDT (table `features`)")
     assert "`workflows run --symbol SOLUSDT`" in message
+
+
+def test_a_truncated_resume_file_restarts_the_training_with_a_warning_not_a_crash(tmp_path, one_thread):
+    from dataclasses import replace
+
+    import torch
+
+    from workflows.data.features import compute_features
+    from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+    from workflows.ml.training import TrainConfig, train
+    from workflows.ml.windows import WindowSpec, build_windows
+
+    data = build_windows(compute_features(generate_candles(SyntheticSpec(days=40, seed=4))), WindowSpec(), "t")
+    arch = ArchConfig("reference_lstm", 3, {"hidden": 8})
+    config = replace(TrainConfig(epochs=2, patience=0, snapshot_every=0), seed=0)
+    resume = tmp_path / "m.resume.pt"
+    torch.manual_seed(0)
+    fresh = train(arch.build(), data, config)
+    resume.write_bytes(b"PK\x03\x04 half a resume file")
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="resume state cannot be read") as seen:
+        resumed = train(arch.build(), data, config, resume_path=resume)
+    assert str(seen[0].message).startswith(f"{resume}: the training's resume state cannot be read (")
+    assert "training starts from its first epoch" in str(seen[0].message)
+    assert resumed.epochs_run == 2 and [h["val_loss"] for h in resumed.history] == [
+        h["val_loss"] for h in fresh.history
+    ]
