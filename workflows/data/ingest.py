@@ -211,7 +211,7 @@ def price_jump(con: duckdb.DuckDBPyConnection, result: ReadResult) -> CandleSour
             continue
         stored = stored.with_columns(pl.col("ts").dt.replace_time_zone("UTC").cast(new["ts"].dtype))
         pairs = [new.join(stored, on="ts", suffix="_stored").with_columns(stored_ts=pl.col("ts"))]
-        outside = stored.join(new, on="ts", how="anti").select("ts", close_stored="close")
+        outside = stored.join(new, on="ts", how="anti").select("ts", close_stored="close").sort("ts")
         for strategy in ("backward", "forward"):
             near = new.join_asof(
                 outside.with_columns(stored_ts=pl.col("ts")), on="ts", strategy=strategy, tolerance=window
