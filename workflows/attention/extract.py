@@ -42,7 +42,8 @@ def save_attention(
     return write_with(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
-def load_attention(path: Path) -> dict[str, np.ndarray]:
+def load_attention(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
     remedy = f"delete it and rematerialise attention_tensors for {path.parent.name} (it is recomputed)"
     with reading_stored(path, "the attention tensors", remedy), np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}

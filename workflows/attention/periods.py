@@ -175,7 +175,8 @@ def save_evidence(path: Path, ev: PeriodEvidence) -> Path:
     return write_with(path, lambda tmp: np.savez_compressed(tmp, allow_pickle=False, **arrays))
 
 
-def load_evidence(path: Path) -> PeriodEvidence:
+def load_evidence(path: str | Path) -> PeriodEvidence:
+    path = Path(path)
     remedy = (
         f"delete it and rematerialise period_attention for {path.parent.parent.name}, period {path.parent.name} "
         "(a period whose evidence file is missing is recomputed)"
