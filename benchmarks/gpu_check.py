@@ -79,7 +79,7 @@ def main() -> None:
             "train_windows": len(data.train),
             "batch_size": recipe.train.batch_size,
             "epochs": args.epochs,
-            "samples_per_s": round(result.metrics.samples_per_s, 1),
+            "samples_per_s": round(result.metrics.samples_per_s or 0.0, 1),  # every fit records it
             "wall_s": round(wall, 2),
             "cpu_reload_max_abs_diff": diff,
             "reload_ok": bool(diff < 1e-3),

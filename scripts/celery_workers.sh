@@ -2,7 +2,7 @@
 # Start Celery workers for the `*_celery` jobs (workflows/defs/executors.py).
 #
 # One machine (broker, instance and data folder all local):
-#   scripts/celery_workers.sh --local 2        # redis-server on 127.0.0.1 + 2 workers, Ctrl-C stops all
+#   scripts/celery_workers.sh --local 2        # redis-server on a private unix socket + 2 workers, Ctrl-C stops all
 #
 # Across machines (docs/deploy.md): on every worker host, with the shared settings exported,
 #   export WORKFLOWS_CELERY_BROKER=redis://queue.internal:6379/0 WORKFLOWS_CELERY_BACKEND=redis://queue.internal:6379/1
@@ -36,19 +36,45 @@ trap cleanup EXIT INT TERM
 
 if (( local_mode )); then
   command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install redis-server" >&2; exit 2; }
-  port="${REDIS_PORT:-6379}"
-  # A task message names a job that a worker imports and runs: the broker must not take one from just anyone.
+  # Our own Redis, reachable only through a unix socket in the private folder (no TCP port: nobody else's
+  # Redis can be on it, and nobody else can reach ours), with a password as well: a task message names a job
+  # that a worker imports and runs, so the broker must not take one from anyone else.
   password="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-  printf 'port %s\nbind 127.0.0.1\nprotected-mode yes\nrequirepass %s\nsave ""\nappendonly no\n' "$port" "$password" \
-    > "$private/redis.conf"
-  setsid redis-server "$private/redis.conf" &
+  socket="$private/redis.sock"
+  printf 'port 0\nunixsocket %s\nunixsocketperm 700\nrequirepass %s\nsave ""\nappendonly no\ndir %s\n' \
+    "$socket" "$password" "$private" > "$private/redis.conf"
+  setsid redis-server "$private/redis.conf" > "$private/redis.log" 2>&1 &
   pids+=("$!")
-  export WORKFLOWS_CELERY_BROKER="redis://:$password@127.0.0.1:$port/0"
-  export WORKFLOWS_CELERY_BACKEND="redis://:$password@127.0.0.1:$port/1"
+  # Workers start only once this very Redis answers an authenticated PING on its socket (the password goes
+  # through the environment, never a command line).
+  if ! REDIS_SOCKET="$socket" REDIS_PASSWORD="$password" python - "${pids[-1]}" <<'PING'
+import os, sys, time
+import redis
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        os.kill(int(sys.argv[1]), 0)  # our redis-server is still running
+    except ProcessLookupError:
+        sys.exit("redis-server exited")
+    try:
+        if redis.Redis(unix_socket_path=os.environ["REDIS_SOCKET"], password=os.environ["REDIS_PASSWORD"]).ping():
+            sys.exit(0)
+    except (redis.ConnectionError, FileNotFoundError):
+        time.sleep(0.2)
+sys.exit("no answer on its socket after 60 s")
+PING
+  then
+    echo "local broker did not start; its log:" >&2
+    cat "$private/redis.log" >&2
+    exit 3
+  fi
+  export WORKFLOWS_CELERY_BROKER="redis+socket://:$password@$socket?virtual_host=0"
+  export WORKFLOWS_CELERY_BACKEND="redis+socket://:$password@$socket?virtual_host=1"
   export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/dagster_home}" WORKFLOWS_DATA_DIR="${WORKFLOWS_DATA_DIR:-$PWD/data}"
   printf 'export WORKFLOWS_CELERY_BROKER=%q WORKFLOWS_CELERY_BACKEND=%q\n' \
     "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$private/broker.env"
-  echo "broker on 127.0.0.1:$port with a password; where runs are launched: source $private/broker.env"
+  echo "broker: our redis-server on the unix socket $socket (password required; it answered an authenticated PING);" \
+    "where runs are launched: source $private/broker.env"
 fi
 : "${WORKFLOWS_CELERY_BROKER:?set WORKFLOWS_CELERY_BROKER (e.g. redis://queue.internal:6379/0) or use --local}"
 : "${WORKFLOWS_CELERY_BACKEND:?set WORKFLOWS_CELERY_BACKEND (e.g. redis://queue.internal:6379/1) or use --local}"

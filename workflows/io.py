@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -79,3 +80,37 @@ def move_atomic(source: str | os.PathLike, target: str | os.PathLike) -> Path:
 def sha256_file(path: str | os.PathLike) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class StoredFileError(ValueError):
+    """A stored file that cannot be read (truncated, edited, another format): the message names the file,
+    what is wrong with it and what to do."""
+
+    def __init__(self, path: str | os.PathLike, what: str, problem: str, remedy: str):
+        self.path = Path(path)
+        super().__init__(f"{path}: {what} cannot be read ({problem}); {remedy}")
+
+
+@contextmanager
+def reading_stored(path: str | os.PathLike, what: str, remedy: str) -> Iterator[None]:
+    """Turn whatever parsing `path` raises inside the block into a `StoredFileError` naming the file, `what` it
+    is and the `remedy` (a missing file stays `FileNotFoundError`: its callers say what to do about that)."""
+    try:
+        yield
+    except (StoredFileError, FileNotFoundError):
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, JSONDecodeError, KeyError, RuntimeError, ...
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise StoredFileError(path, what, f"{type(exc).__name__}: {detail}", remedy) from exc
+
+
+def read_json_object(path: str | os.PathLike, what: str, remedy: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A stored JSON object holding `keys`, or `StoredFileError` naming the file, what is wrong and the remedy."""
+    with reading_stored(path, what, remedy):
+        value = json.loads(Path(path).read_text())
+    if not isinstance(value, dict):
+        raise StoredFileError(path, what, f"a JSON {type(value).__name__}, not an object", remedy)
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise StoredFileError(path, what, f"it lacks {', '.join(missing)}", remedy)
+    return value

@@ -133,3 +133,30 @@ def from_record(data: Any, tp: Any, where: str = "value") -> Any:
     if tp is Path:
         return Path(data)
     return data
+
+
+DATA_ROOT_TOKEN = "${data}/"  # a stored path under the data folder, written relative to it
+
+
+def paths_relative(value: Any, root: Path) -> Any:
+    """`value` (a JSON-ready record) with every string that is a path under `root` written as
+    `${data}/<path relative to root>`: a copied or moved data folder reads its own files."""
+    prefix = str(root).rstrip("/") + "/"
+    if isinstance(value, str):
+        return DATA_ROOT_TOKEN + value[len(prefix) :] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {k: paths_relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [paths_relative(v, root) for v in value]
+    return value
+
+
+def paths_resolved(value: Any, root: Path) -> Any:
+    """The inverse of `paths_relative`, against the data folder the record is read from."""
+    if isinstance(value, str):
+        return str(root / value[len(DATA_ROOT_TOKEN) :]) if value.startswith(DATA_ROOT_TOKEN) else value
+    if isinstance(value, dict):
+        return {k: paths_resolved(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [paths_resolved(v, root) for v in value]
+    return value

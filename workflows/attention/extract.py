@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from workflows.attention import metrics as am
-from workflows.io import write_with
+from workflows.io import reading_stored, write_with
 
 ATTENTION_SUMMARY_DDL = (
     "CREATE TABLE IF NOT EXISTS attention_summary (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
@@ -42,8 +42,10 @@ def save_attention(
     return write_with(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
-def load_attention(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
+def load_attention(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    remedy = f"delete it and rematerialise attention_tensors for {path.parent.name} (it is recomputed)"
+    with reading_stored(path, "the attention tensors", remedy), np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 

@@ -40,7 +40,7 @@ from workflows.attention.analysis import (
     verdict,
 )
 from workflows.attention.volatility import volatility_attention
-from workflows.io import write_with
+from workflows.io import reading_stored, write_with
 
 TENSORS = ("attention", "attention_maps", "member_attention", "scale_attention")
 CONTROL_PREFIX = "control__"
@@ -175,9 +175,19 @@ def save_evidence(path: Path, ev: PeriodEvidence) -> Path:
     return write_with(path, lambda tmp: np.savez_compressed(tmp, allow_pickle=False, **arrays))
 
 
-def load_evidence(path: Path) -> PeriodEvidence:
-    with np.load(path, allow_pickle=False) as f:
+def load_evidence(path: str | Path) -> PeriodEvidence:
+    path = Path(path)
+    remedy = (
+        f"delete it and rematerialise period_attention for {path.parent.parent.name}, period {path.parent.name} "
+        "(a period whose evidence file is missing is recomputed)"
+    )
+    with reading_stored(path, "the period's attention evidence", remedy), np.load(path, allow_pickle=False) as f:
         a = {k: f[k] for k in f.files}
+    with reading_stored(path, "the period's attention evidence", remedy):
+        return _evidence_from(a)
+
+
+def _evidence_from(a: dict[str, np.ndarray]) -> PeriodEvidence:
     text, numbers, flags = a["reading_text"], a["reading_numbers"], a["reading_flags"]
     flag = {1: True, 0: False, -1: None}
     reading = PeriodReading(

@@ -105,15 +105,22 @@ def _failure_messages(result) -> list[str]:
     return out
 
 
+def _warehouse(paths: DataPaths):
+    """A connection to the warehouse as the assets open it (`WarehouseResource.connect`: retried with backoff
+    while a sensor or automation run holds the file's lock, closed on exit)."""
+    from workflows.defs.resources import WarehouseResource
+
+    return WarehouseResource(data_dir=str(paths.root)).connect()
+
+
 def landed_symbols(paths: DataPaths) -> dict[str, int]:
     """Symbol -> candle count in the warehouse (empty when there is none yet)."""
-    import duckdb
 
     from workflows.data.warehouse import table_exists
 
     if not paths.warehouse.exists():
         return {}
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+    with _warehouse(paths) as con:
         if not table_exists(con, "candles"):
             return {}
         return dict(con.execute("SELECT symbol, count(*) FROM candles GROUP BY symbol ORDER BY 1").fetchall())
@@ -167,6 +174,7 @@ def cmd_ingest(args) -> int:
     from workflows.data.ingest import (
         move_to_processed,
         move_to_quarantine,
+        price_jump,
         read_files,
         scan_incoming,
         unchanged_since_read,
@@ -187,6 +195,15 @@ def cmd_ingest(args) -> int:
         print(f"quarantined {path.name}: {error} -> {target}", file=sys.stderr)
     for path, error in reads.pending:
         print(f"left {path.name} in incoming/: {error}", file=sys.stderr)
+    if reads.results and paths.warehouse.exists():  # files whose prices jump from the stored candles land nothing
+        with _warehouse(paths) as con:
+            jumps = [(path, result, price_jump(con, result)) for path, result in reads.results]
+        for path, _, error in jumps:
+            if error is not None:
+                target = move_to_quarantine(path, paths, str(error))
+                reads.failures.append((path, error))
+                print(f"quarantined {path.name}: {error} -> {target}", file=sys.stderr)
+        reads.results = [(path, result) for path, result, error in jumps if error is None]
 
     files_by_symbol: dict[str, list[str]] = defaultdict(list)
     symbols_by_file: dict[str, set[str]] = defaultdict(set)
@@ -207,8 +224,11 @@ def cmd_ingest(args) -> int:
     failed_symbols = set()
     for symbol, files in sorted(files_by_symbol.items()):
         result = run_for_symbol(instance, symbol, {"source": "files", "files": files}, verbose=args.verbose)
-        status = "ok" if result.success else "FAILED"
+        rejected = sum(read_of[f].for_symbol(symbol).rejected.height for f in files)
+        status = "FAILED" if not result.success else f"landed, {rejected:,} row(s) REJECTED" if rejected else "ok"
         print(f"{symbol}: run {result.run_id} {status} ({len(files)} file(s))")
+        if result.success and rejected:
+            print(f"  {symbol}: the rejected rows and their reasons are in table candles_rejected", file=sys.stderr)
         if not result.success:
             failed_symbols.add(symbol)
 
@@ -278,7 +298,6 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
     """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
     first, so each warm-starts from the one before. Returns the periods (None: a run failed, or the history
     holds no period: then what it lacks is printed)."""
-    import duckdb
 
     from workflows.cli.terminal import console_config, execute_with_progress
     from workflows.data.warehouse import load_features
@@ -290,7 +309,7 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
     ops = _period_ops(profile, args, per_kind)
     settings = next(iter(ops.values()))["config"]
     cfg = PeriodConfig(**{k: v for k, v in settings.items() if k in ("train_days", "min_train_days")})
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+    with _warehouse(paths) as con:
         table, _ = load_features(con, symbol)
     if not args.periods:
         print(f"{symbol}: --periods 0: no period backfilled; the report reads the periods already stored")
@@ -526,9 +545,8 @@ def cmd_reproduce(args) -> int:
                 f"landing {symbol} failed (run {result.run_id}): {' '.join(_failure_messages(result))}", file=sys.stderr
             )
             return 1
-    import duckdb
 
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with _warehouse(paths) as con:
         table, version = load_features(con, symbol)
         sources = candle_sources(con, symbol)
     synthetic = any(s.startswith("synthetic") for s in sources)
@@ -561,11 +579,10 @@ def cmd_reproduce(args) -> int:
 
 
 def _sources(paths: DataPaths, symbol: str) -> set[str]:
-    import duckdb
 
     from workflows.data.warehouse import candle_sources
 
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with _warehouse(paths) as con:
         return {s.split(":")[0] for s in candle_sources(con, symbol)}
 
 
@@ -648,7 +665,6 @@ def cmd_pools(args) -> int:
 def cmd_remove_source(args) -> int:
     """Take one source file's rows out of a symbol (e.g. a file that should never have landed), then run the
     symbol's candles (checking every stored hour again) and features."""
-    import duckdb
 
     from workflows.data.warehouse import remove_source
 
@@ -657,7 +673,7 @@ def cmd_remove_source(args) -> int:
     paths = DataPaths.resolve(args.data_dir).ensure()
     if not paths.warehouse.exists():
         return _no_candles(symbol, paths, {})
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with _warehouse(paths) as con:
         sources = dict(
             con.execute("SELECT source, count(*) FROM candles WHERE symbol = ? GROUP BY 1", [symbol]).fetchall()
         )

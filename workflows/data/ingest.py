@@ -13,9 +13,10 @@ to `processed/` only if it is still the version that was read; a later, longer
 version is read again (landing is idempotent).
 """
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -23,9 +24,15 @@ import polars as pl
 
 from workflows.data.sources.candles import CandleSourceError, ReadResult
 from workflows.data.sources.files import FileChangedError, file_version, read_candle_file
-from workflows.data.warehouse import CandleSpan, UpsertStats, record_rejections, upsert_candles
+from workflows.data.warehouse import CandleSpan, UpsertStats, ensure_schema, record_rejections, upsert_candles
 from workflows.io import move_atomic, write_text_atomic
 from workflows.settings import DataPaths
+
+# A file whose close differs from a stored close of the same symbol at most JUMP_WINDOW_HOURS away by more
+# than a factor MAX_PRICE_JUMP (either way) is refused whole: another pair's prices under this name, or a unit
+# error. The largest daily move of BTC/USDT on Binance (2020-03-12) was a factor of about 1.6.
+MAX_PRICE_JUMP = 2.0
+JUMP_WINDOW_HOURS = 24
 
 
 @dataclass
@@ -184,3 +191,48 @@ def missing_hours(span: CandleSpan) -> dict:
         "missing_hours": span.missing,
         "missing_ratio": round(span.missing / span.expected, 6),
     }
+
+
+def price_jump(con: duckdb.DuckDBPyConnection, result: ReadResult) -> CandleSourceError | None:
+    """The first (earliest) implausible jump between a file's candles and the stored candles of the same symbol (None:
+    none): a close more than `MAX_PRICE_JUMP` times (or under 1 / `MAX_PRICE_JUMP` of) the stored close of the
+    same hour or of the nearest stored hour at most `JUMP_WINDOW_HOURS` away. Checked before anything lands."""
+    ensure_schema(con)
+    window = timedelta(hours=JUMP_WINDOW_HOURS)
+    for symbol in result.symbols:
+        new = result.candles.filter(pl.col("symbol") == symbol).select("ts", "close").sort("ts")
+        lo, hi = new["ts"].min(), new["ts"].max()
+        assert isinstance(lo, datetime) and isinstance(hi, datetime)
+        stored = con.execute(
+            "SELECT ts, close FROM candles WHERE symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+            [symbol, *(t.astimezone(timezone.utc).replace(tzinfo=None) - d for t, d in ((lo, window), (hi, -window)))],
+        ).pl()
+        if stored.is_empty():
+            continue
+        stored = stored.with_columns(pl.col("ts").dt.replace_time_zone("UTC").cast(new["ts"].dtype))
+        pairs = [new.join(stored, on="ts", suffix="_stored").with_columns(stored_ts=pl.col("ts"))]
+        outside = stored.join(new, on="ts", how="anti").select("ts", close_stored="close").sort("ts")
+        for strategy in ("backward", "forward"):
+            near = new.join_asof(
+                outside.with_columns(stored_ts=pl.col("ts")), on="ts", strategy=strategy, tolerance=window
+            )
+            pairs.append(near.drop_nulls("close_stored").select("ts", "close", "close_stored", "stored_ts"))
+        checked = pl.concat([p.select("ts", "close", "close_stored", "stored_ts") for p in pairs])
+        jumps = checked.with_columns(factor=(pl.col("close") / pl.col("close_stored")).log().abs().exp()).filter(
+            pl.col("factor") > MAX_PRICE_JUMP
+        )
+        if jumps.is_empty():
+            continue
+        worst = jumps.sort("ts", "stored_ts").row(0, named=True)  # the first such hour
+        return CandleSourceError(
+            result.source,
+            "implausible price jump",
+            f"{symbol} {worst['ts']:%Y-%m-%d %H:%M}: close {worst['close']:g} against the stored close "
+            f"{worst['close_stored']:g} of {worst['stored_ts']:%Y-%m-%d %H:%M} UTC, a factor of "
+            f"{worst['factor']:.2f} ({jumps.height} such hour(s)); the rule: a file's close may differ from a stored "
+            f"close at most {JUMP_WINDOW_HOURS} hours away by a factor of at most {MAX_PRICE_JUMP:g} "
+            f"(|log ratio| <= {math.log(MAX_PRICE_JUMP):.3f})",
+            "check that the file holds this pair's hourly prices (not another pair's, nor another unit); if the "
+            "stored candles are the wrong ones, take them out with `workflows remove-source`, then land the file",
+        )
+    return None

@@ -39,5 +39,6 @@ def prune_versions(
         room = max(keep - (len(paths) - len(unprotected)), 0)
         for path in unprotected[room:]:
             path.unlink(missing_ok=True)
+            path.with_name(path.name + ".timings.json").unlink(missing_ok=True)  # a checkpoint's clock readings
             deleted.append(path)
     return deleted

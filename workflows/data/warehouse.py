@@ -343,11 +343,33 @@ def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) ->
     return _aware_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
 
 
+class MissingFeaturesError(ValueError):
+    """A symbol with no feature rows: nothing can be trained, evaluated or forecast for it."""
+
+    def __init__(self, database: str, symbol: str):
+        self.symbol = symbol
+        super().__init__(
+            f"{database}: no feature rows for {symbol} (table `features`): land its candles and compute its "
+            f"features first: `workflows run --symbol {symbol}` (its landed candles, or with --exchange), "
+            f"`workflows ingest` for files in incoming/, or materialise `candles` and `features` for {symbol}"
+        )
+
+
+def database_file(con: duckdb.DuckDBPyConnection) -> str:
+    """The file `con` is open on ("an in-memory warehouse" for none), for messages."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return str(row[0]) if row and row[0] else "an in-memory warehouse"
+
+
 def load_features(
     con: duckdb.DuckDBPyConnection, symbol: str, history_days: int | None = None
 ) -> tuple[pl.DataFrame, str]:
-    """One symbol's feature rows (the last `history_days` days; None or 0: all) and their data version."""
-    table = select_history(load_table_slice(con, "features", symbol), history_days)
+    """One symbol's feature rows (the last `history_days` days; None or 0: all) and their data version.
+    Raises `MissingFeaturesError` (saying how to make them) when the symbol has none."""
+    rows = load_table_slice(con, "features", symbol) if table_exists(con, "features") else pl.DataFrame()
+    if rows.is_empty():
+        raise MissingFeaturesError(database_file(con), symbol)
+    table = select_history(rows, history_days)
     version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
     return table, history_version(version, history_days)
 

@@ -223,7 +223,8 @@ def attention_tensors(
             files[name] = str(path)
             rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
     prune_versions(folder, ".npz", warehouse.keep_versions, protect=files.values())
-    frame = pl.DataFrame(rows)
+    root = warehouse.paths().root  # the table names each file relative to the data folder, like every stored path
+    frame = pl.DataFrame([r | {"file": Path(r["file"]).relative_to(root).as_posix()} for r in rows])
     with warehouse.connect() as con:
         replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
     context.add_output_metadata(

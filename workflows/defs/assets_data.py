@@ -13,6 +13,7 @@ from workflows.data.ingest import (
     missing_hours,
     move_to_processed,
     move_to_quarantine,
+    price_jump,
     unchanged_since_read,
 )
 from workflows.data.quality import candle_findings, feature_findings
@@ -78,6 +79,24 @@ def _read_files(context: dg.AssetExecutionContext, config: CandlesConfig, paths:
     return results
 
 
+def _refuse_jumps(
+    context: dg.AssetExecutionContext, config: CandlesConfig, paths: DataPaths, con, results: list[ReadResult]
+) -> list[ReadResult]:
+    """Files whose prices jump implausibly from the stored candles (`price_jump`) land nothing: quarantined with
+    the rule from incoming/, a failed run for a file named by hand."""
+    kept = []
+    for result in results:
+        error = price_jump(con, result) if config.source == "files" else None
+        if error is None:
+            kept.append(result)
+        elif not config.archive:
+            raise dg.Failure(str(error))
+        else:
+            move_to_quarantine({Path(p).name: Path(p) for p in config.files}[result.source], paths, str(error))
+            context.log.warning(f"quarantined {result.source}: {error}")
+    return kept
+
+
 def _read_sources(
     context: dg.AssetExecutionContext, config: CandlesConfig, paths: DataPaths, symbol: str, last_ts
 ) -> list[ReadResult]:
@@ -114,6 +133,7 @@ def candles(context: dg.AssetExecutionContext, config: CandlesConfig, warehouse:
     # fetching and parsing happen outside any connection: the file's lock is held only while writing
     results = _read_sources(context, config, warehouse.paths(), symbol, last)
     with warehouse.connect() as con:
+        results = _refuse_jumps(context, config, warehouse.paths(), con, results)
         report = land(con, symbol, results)
         # Checks cover the rows written and the stored row before them (the boundary a gap would
         # open at): earlier rows were checked when they were written. First load: every row;

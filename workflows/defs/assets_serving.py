@@ -11,7 +11,6 @@ from workflows.data.warehouse import (
     load_candles,
     load_features,
     load_served_forecasts,
-    load_table_slice,
 )
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
@@ -161,7 +160,7 @@ def latest_forecast(
 ) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
-        table = load_table_slice(con, "features", symbol)
+        table, _ = load_features(con, symbol)  # none: an error saying how to make them
         candles = load_candles(con, symbol)
     folder = warehouse.paths().checkpoints / symbol
     current = load_current(folder)

@@ -13,7 +13,7 @@ from workflows.attention.analysis import AttentionAnalysis
 from workflows.data.retention import DEFAULT_KEEP
 from workflows.evaluation.evidence import Evaluation
 from workflows.io import write_json_atomic
-from workflows.records import RecordError, from_record, to_record
+from workflows.records import RecordError, from_record, paths_relative, paths_resolved, to_record
 from workflows.settings import DataPaths
 
 
@@ -82,7 +82,8 @@ class RecordsIOManager(dg.ConfigurableIOManager):
             kind = {"type": "dict", "of": names[next(iter(classes))]}
         else:
             kind = {"type": "json"}  # to_record refuses what plain JSON cannot hold
-        record = {"schema": RECORD_SCHEMA, **kind, "value": to_record(obj, context.asset_key.to_user_string())}
+        value = paths_relative(to_record(obj, context.asset_key.to_user_string()), self.warehouse.paths().root)
+        record = {"schema": RECORD_SCHEMA, **kind, "value": value}
         partition = context.partition_key if context.has_partition_key else None
         path = write_json_atomic(self._path(context.asset_key, partition), record, indent=None, allow_nan=True)
         context.add_output_metadata({"stored": dg.MetadataValue.path(str(path))})
@@ -95,10 +96,14 @@ class RecordsIOManager(dg.ConfigurableIOManager):
                 f"no stored output of {where} at {path}: materialise it first (outputs stored as pickles before "
                 "the JSON records are not read; rematerialise them)"
             )
-        record = json.loads(path.read_text())
+        remedy = f"rematerialise {where} (its stored output is rewritten)"
+        try:
+            record = json.loads(path.read_text())
+            kind, value = record["type"], paths_resolved(record["value"], self.warehouse.paths().root)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # truncated, edited or not a record
+            raise RecordError(f"{path}: not a readable stored output ({type(exc).__name__}: {exc}); {remedy}") from exc
         if record.get("schema") != RECORD_SCHEMA:
             raise RecordError(f"{path}: record schema {record.get('schema')!r}, this code reads {RECORD_SCHEMA}")
-        kind, value = record["type"], record["value"]
         if kind == "json":
             return value
         if kind == "dict":

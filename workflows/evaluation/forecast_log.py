@@ -515,7 +515,7 @@ def update_period(
     out = compute_period(features, checkpoints, period, cfg, frozenset() if plan.recompute else plan.stored)
     assert out.version == data_version, (out.version, data_version)
     epochs = {name: int(c.training.epochs_run) for name, c in checkpoints.items()}
-    span = replace(out.span, seconds=float(sum(c.training.wall_s for c in checkpoints.values())), epochs=epochs)
+    span = replace(out.span, seconds=float(sum(c.training.wall_s or 0.0 for c in checkpoints.values())), epochs=epochs)
     fs = out.forecasts
     rows = None if fs is None else forecast_rows(symbol, period.key, fs, versions)
     names = set() if rows is None else set(rows["name"].unique())

@@ -74,6 +74,25 @@ class PeriodModel:
         return load_checkpoint(self.path, self.sha256)
 
 
+def data_root(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The folder of the warehouse file `con` is open on (None: an in-memory database)."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return Path(row[0]).resolve().parent if row and row[0] else None
+
+
+def stored_path(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> str:
+    """How the registry stores a checkpoint's path: relative to the data folder (the warehouse's folder) when
+    the file lies under it, so a copied data folder reads its own checkpoints and a moved one retrains nothing."""
+    root, target = data_root(con), Path(path).resolve()
+    return target.relative_to(root).as_posix() if root is not None and target.is_relative_to(root) else str(target)
+
+
+def resolved_path(con: duckdb.DuckDBPyConnection, stored: str) -> str:
+    """The absolute path of a registry entry (an absolute one, written before paths were relative, as it is)."""
+    root = data_root(con)
+    return stored if Path(stored).is_absolute() or root is None else str(root / stored)
+
+
 def train_key(kind: str, recipe: Recipe, code_version: str, data_version: str, warm_sha: str | None) -> str:
     text = json.dumps([kind, recipe.fingerprint(), code_version, data_version, warm_sha], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -90,7 +109,7 @@ def registered(con: duckdb.DuckDBPyConnection, symbol: str, period: str, kind: s
     if not rows:
         return None
     key, path, sha, warm, data, code, profile = rows[0]
-    return PeriodModel(symbol, period, kind, key, path, sha, warm, data, code, profile, trained=False)
+    return PeriodModel(symbol, period, kind, key, resolved_path(con, path), sha, warm, data, code, profile, False)
 
 
 def registered_config(con: duckdb.DuckDBPyConnection, symbol: str, period: str, kind: str) -> PeriodConfig | None:
@@ -107,11 +126,13 @@ def registered_models(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFra
     """Every registered period model of a symbol, oldest period first."""
     if not table_exists(con, "period_models"):
         return pl.DataFrame()
-    return con.execute("SELECT * FROM period_models WHERE symbol = ? ORDER BY period, kind", [symbol]).pl()
+    rows = con.execute("SELECT * FROM period_models WHERE symbol = ? ORDER BY period, kind", [symbol]).pl()
+    return rows.with_columns(pl.Series("path", [resolved_path(con, p) for p in rows["path"]], dtype=pl.String))
 
 
 def register(con: duckdb.DuckDBPyConnection, model: PeriodModel, extra: dict) -> None:
     row = {k: v for k, v in model.__dict__.items() if k != "trained"} | extra
+    row["path"] = stored_path(con, model.path)
     row["trained_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     replace_rows(
         con,

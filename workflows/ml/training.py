@@ -16,6 +16,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -197,6 +198,30 @@ def _save_atomic(obj, path: Path) -> None:
     write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
+RESUME_KEYS = ("model", "optimizer", "torch_rng", "generator", "epoch", "history", "best_val", "best_epoch")
+
+
+def _resume_state(path: Path, device: torch.device) -> dict | None:
+    """The state a crashed training left (None: none). One that cannot be read (truncated, another format) is
+    a cache, not evidence: say so and start from the first epoch (the file is rewritten after it)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        missing = [k for k in RESUME_KEYS if k not in state]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+        return state
+    except Exception as exc:  # RuntimeError (truncated zip), UnpicklingError, KeyError, ...
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        warnings.warn(
+            f"{path}: the training's resume state cannot be read ({type(exc).__name__}: {detail}); "
+            "training starts from its first epoch (the file is rewritten after it)",
+            stacklevel=3,
+        )
+        return None
+
+
 def train(
     model: nn.Module,
     data: WindowData,
@@ -220,8 +245,8 @@ def train(
     best_val, best_epoch, bad_epochs, elapsed = math.inf, 0, 0, 0.0
     best_state = copy.deepcopy(model.state_dict())
     resume = Path(resume_path) if resume_path else None
-    if resume is not None and resume.exists():
-        state = torch.load(resume, map_location=device, weights_only=True)
+    state = _resume_state(resume, device) if resume is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

@@ -43,8 +43,6 @@ class TrainingSummary:
     best_epoch: int  # of the first member
     best_val_loss: float  # mean over members
     device: str
-    wall_s: float  # summed over members
-    samples_per_s: float  # mean over members
     # the windows (`WindowData.summary`)
     train_windows: int
     val_windows: int
@@ -65,6 +63,9 @@ class TrainingSummary:
     target_horizon_hours: int | None = None
     last_target_ts: str | None = None
     reference_parameters: int | None = None  # the Transformer: the original study's parameter count
+    # clock readings (kept beside the checkpoint, not in its hashed bytes; None: not recorded)
+    wall_s: float | None = None  # summed over members
+    samples_per_s: float | None = None  # mean over members
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form a checkpoint stores (lists, not tuples)."""

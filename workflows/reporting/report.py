@@ -611,7 +611,8 @@ def write_report(inputs: ReportInputs) -> str:
         lines.append(
             f"- {m}: {info.epochs_run} epochs, best validation loss at epoch {info.best_epoch}"
             f"{' (early stopping: no improvement for the patience window)' if info.stopped_early else ''}"
-            f"; {info.parameters:,} parameters; {info.device}; {info.wall_s:.1f} s."
+            f"; {info.parameters:,} parameters; {info.device}"
+            + (f"; {info.wall_s:.1f} s." if info.wall_s is not None else "; training time not recorded.")
         )
     lines += ["", "## Recommendations", ""] + [f"- {r}" for r in recommendations(ev, analyses)]
     lines += ["", "## Figures", ""]

@@ -50,7 +50,6 @@ and says so in the forecast.
 """
 
 import fcntl
-import json
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -65,7 +64,7 @@ import torch
 from scipy import stats
 
 from workflows.data.sources.candles import ts_bounds
-from workflows.io import write_json_atomic
+from workflows.io import StoredFileError, read_json_object, write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
 from workflows.ml.windows import (
@@ -486,7 +485,12 @@ def read_pointer(folder: Path) -> dict | None:
     path = folder / POINTER
     if not path.exists():
         return None
-    pointer = json.loads(path.read_text())
+    remedy = (
+        f"restore it from a backup, or delete it to serve the zero-return forecast until the gate promotes a "
+        f"model again (the newest decision, with the checkpoint it promoted, is in reports/{folder.name}/"
+        "promotion_gate.md)"
+    )
+    pointer = read_json_object(path, "the production pointer", remedy, keys=("path", "sha256"))
     pointer["path"] = str((folder / pointer["path"]).resolve())
     return pointer
 
@@ -515,9 +519,10 @@ def load_current(folder: Path) -> Checkpoint | None:
     path = Path(pointer["path"])
     if not path.exists():
         raise FileNotFoundError(
-            f"{folder / POINTER} names the serving checkpoint {path}, which does not exist: restore that file "
-            f"(sha256 {pointer['sha256'][:16]}...), or delete {POINTER} to serve the zero-return forecast until "
-            "the gate promotes a model"
+            f"{folder / POINTER} names the serving checkpoint {path}, which does not exist: rebuild it with "
+            f"`workflows run --symbol {folder.name}` (a checkpoint's bytes depend only on what was trained, so the "
+            f"same data and code recreate the same file, sha256 {pointer['sha256'][:16]}...), or restore it from a "
+            f"backup, or delete {POINTER} to serve the zero-return forecast until the gate promotes a model"
         )
     return load_checkpoint(path, pointer["sha256"])
 
@@ -533,7 +538,16 @@ def comparator_key(current: Checkpoint | None) -> str:
 def read_ledger(folder: Path) -> list[dict]:
     """The tests run on this symbol, in the order they first ran (k = position + 1)."""
     path = folder / LEDGER
-    return json.loads(path.read_text())["tests"] if path.exists() else []
+    if not path.exists():
+        return []
+    remedy = (
+        "it numbers the gate's tests for the lifetime error budget: restore it from a backup (deleting it restarts "
+        "the count at k = 1 and spends the budget again)"
+    )
+    tests = read_json_object(path, "the gate's ledger", remedy, keys=("tests",))["tests"]
+    if not isinstance(tests, list):
+        raise StoredFileError(path, "the gate's ledger", "its tests are not a list", remedy)
+    return tests
 
 
 def ledger_index(folder: Path, candidate_sha256: str, comparator: str) -> int:
@@ -593,7 +607,10 @@ def promote(
         if current is not None and current.sha256 == candidate_sha256:
             return self_comparison(Path(candidate_path).name), read_pointer(folder)
         comparator = comparator_key(current)
-        k = ledger_index(folder, candidate_sha256, comparator)
+        try:
+            k = ledger_index(folder, candidate_sha256, comparator)
+        except StoredFileError as exc:  # what serves keeps serving, and the forecast refresh after the gate goes on
+            return GateDecision(False, f"not decided: {exc}", 0), read_pointer(folder)
         decision = judge(current, k)
         if decision.decided:
             register_test(folder, candidate_path, candidate_sha256, comparator, k)

@@ -21,8 +21,8 @@ Same means:
   processes, and so does every figure computed from them); the JSON beside it to the same;
 - the attention tensors (files under `attention/<symbol>/`) equal;
 - the DuckDB rows of every table equal (floats to 1e-9, the evaluation table's to 0.1%;
-  the clock columns `*_at` left out, and `attention_summary.file` compared relative to the
-  data folder with its checkpoint digest masked: the digest covers the checkpoint's wall time).
+  the clock columns `*_at` left out, and `attention_summary.file` (stored relative to the
+  data folder) compared with its checkpoint digest masked).
 """
 
 import json
@@ -235,7 +235,7 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
                 found = [(*r[:at], CHECKPOINT_DIGEST.sub("<digest>.pt", r[at]), *r[at + 1 :]) for r in found]
             if table == "attention_summary":
                 at = columns.index("file")
-                found = [(*r[:at], DIGEST.sub("", str(Path(r[at]).relative_to(data_dir))), *r[at + 1 :]) for r in found]
+                found = [(*r[:at], DIGEST.sub("", str(r[at])), *r[at + 1 :]) for r in found]
             rows[table] = found
     return {"weights": weights, "metrics": metrics, "reports": reports, "tensors": tensors, "rows": rows}
 
@@ -337,26 +337,65 @@ def test_land_forecast_and_report_on_celery_matches_in_process(tmp_path, monkeyp
     redis_server_path() is None,
     reason="redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)",
 )
-def test_the_local_broker_refuses_a_task_without_its_password(tmp_path):
-    """A task message names a job the worker imports and runs: the local Redis takes none without the password,
-    which lives only in a private folder (0700, files 0600) that is gone once the cluster stops."""
+def test_the_shipped_script_starts_its_own_broker_on_a_private_socket_that_refuses_strangers(tmp_path):
+    """`scripts/celery_workers.sh --local` (no workers): its Redis listens on no TCP port, only on a unix socket
+    in its private folder (0700, files 0600), answers only with the password, and is gone with the folder when
+    the script is stopped. A task message names a job the worker imports and runs: nobody else may send one."""
+    import select
+    import shlex
+    import signal
+    import socket
     import stat
+    import subprocess
+    import time
 
     from celery import Celery
     from kombu.exceptions import OperationalError
 
-    with local_cluster(tmp_path / "cluster", workers=0) as cluster:
-        private = cluster.config_yaml.parent
-        assert stat.S_IMODE(private.stat().st_mode) == 0o700
-        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in private.iterdir()} == {
-            "redis.conf": 0o600,
-            "celery.yaml": 0o600,
-        }
-        stranger = Celery(broker=f"redis://127.0.0.1:{cluster.port}/0")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dh"), "WORKFLOWS_DATA_DIR": str(tmp_path / "data")}
+    script = subprocess.Popen(
+        ["bash", str(PROJECT_ROOT / "scripts" / "celery_workers.sh"), "--local", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 600  # generous: the line comes once Redis answers (seconds on a calm machine)
+        assert script.stdout is not None
+        while not any("source " in line for line in lines):
+            assert script.poll() is None, "".join(lines) + script.stdout.read()
+            assert time.monotonic() < deadline, "".join(lines)
+            if select.select([script.stdout], [], [], 1.0)[0]:
+                lines.append(script.stdout.readline())
+        said = next(line for line in lines if "source " in line)
+        assert "on the unix socket" in said and "answered an authenticated PING" in said
+        broker_env = Path(said.rsplit("source ", 1)[1].strip())
+        private = broker_env.parent
+        exported = dict(part.split("=", 1) for part in shlex.split(broker_env.read_text())[1:])  # as bash reads it
+        broker = exported["WORKFLOWS_CELERY_BROKER"]
+        sock = private / "redis.sock"
+        assert broker.startswith("redis+socket://:") and broker.endswith(f"@{sock}?virtual_host=0")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700 and stat.S_ISSOCK(sock.stat().st_mode)
+        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in private.iterdir() if p.name != "redis.sock"}
+        assert files == {"redis.conf": 0o600, "redis.log": 0o600, "broker.env": 0o600, "celery.yaml": 0o600}
+        assert "port 0\n" in (private / "redis.conf").read_text()  # no TCP listener at all
+
+        with socket.socket(socket.AF_UNIX) as raw:  # a stranger without the password
+            raw.connect(str(sock))
+            raw.sendall(b"PING\r\n")
+            assert raw.recv(200).startswith(b"-NOAUTH Authentication required")
+        stranger = Celery(broker=f"redis+socket://{sock}?virtual_host=0")
         with pytest.raises(OperationalError, match="Authentication required"):
             stranger.send_task("dagster_celery.tasks.execute_plan", retry=False)
-        insider = Celery(broker=cluster.broker)
+        insider = Celery(broker=broker)
         assert insider.send_task("dagster_celery.tasks.execute_plan", retry=False).id  # the password opens it
-        password = cluster.broker.split(":")[2].split("@")[0]
-        assert password not in (tmp_path / "cluster" / "redis.log").read_text()
-    assert not private.exists()
+        assert Celery(backend=exported["WORKFLOWS_CELERY_BACKEND"]).backend.client.ping()  # results: db 1, same socket
+        password = broker.split(":")[2].split("@")[0]
+        assert password not in (private / "redis.log").read_text()
+    finally:
+        os.killpg(script.pid, signal.SIGTERM)
+        script.wait(timeout=120)
+    assert not private.exists()  # the password went with the folder

@@ -3,6 +3,7 @@ message naming the file and the rule, good rows land, and the original bytes are
 (processed/ for files that were read, quarantine/ with a .reason for the rest)."""
 
 import gzip
+import re
 
 import duckdb
 import pytest
@@ -139,3 +140,33 @@ def test_issue_21_corpus_lands_every_good_row_and_accounts_for_every_bad_one(dat
         assert len(reasons) == bad and all(rule in r or "implausible price" in r for r in reasons), (name, reasons)
         assert landed.get(name, 0) + len(reasons) == len(rows), name  # rows in = landed + rejected
     assert set(landed) == set(read_files)  # nothing from the refused, pending or .part files
+
+
+def test_hostile_files_through_ingest_say_what_they_are(data_dir, capsys):
+    """What the user sees: a 30-minute file and another pair's prices are quarantined whole with the rule and
+    its threshold, nothing of theirs lands, and a file that landed with rejected rows is not reported "ok"."""
+    from workflows_tests.unit.test_hostile_files import NOW, _binance_klines
+
+    incoming = data_dir / "incoming"
+    incoming.mkdir(parents=True)
+    good = _binance_klines(incoming / "BTCUSDT-1h-2024-03.csv", 48, minutes=60)
+    stray = good.read_text().splitlines()[10].split(",")
+    stray[0] = str(int(stray[0]) + 1_800_000)  # one half-hour row: rejected, the rest lands
+    good.write_text(good.read_text() + ",".join(stray) + "\n")
+    assert NOW.year == 2025 and main(["ingest"]) == 0
+    out = capsys.readouterr()
+    assert "BTCUSDT: run" in out.out and "landed, 1 row(s) REJECTED (1 file(s))" in out.out
+    assert not re.search(r"BTCUSDT: run \S+ ok", out.out)
+
+    eth = _binance_klines(data_dir / "eth.csv", 72, minutes=60, price=3_000.0)
+    (incoming / "BTCUSDT-1h-2024-03-03.csv").write_text("\n".join(eth.read_text().splitlines()[48:]) + "\n")
+    _binance_klines(incoming / "BTCUSDT-30m-2024-03.csv", 96, minutes=30)
+    assert main(["ingest"]) == 0
+    err = capsys.readouterr().err
+    quarantine = data_dir / "quarantine"
+    jump = (quarantine / "BTCUSDT-1h-2024-03-03.csv.reason").read_text()
+    assert "implausible price jump: BTCUSDT 2024-03-03 00:00" in jump and "factor of at most 2" in jump
+    assert "sub-hourly candles" in (quarantine / "BTCUSDT-30m-2024-03.csv.reason").read_text()
+    assert "quarantined BTCUSDT-1h-2024-03-03.csv: " in err and "quarantined BTCUSDT-30m-2024-03.csv: " in err
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert con.execute("SELECT count(*), max(close) > 50000 FROM candles").fetchone() == (48, True)

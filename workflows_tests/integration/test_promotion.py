@@ -227,14 +227,14 @@ def test_a_second_save_never_overwrites_a_named_checkpoint(setup, tmp_path):
     _, data, ckpts, _, _ = setup
     good = ckpts["good"]
     args = (good.model, good.arch, data.scaler, data.spec_dict(), "v")
-    first, sha1 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"wall_s": 1.0}, {})
+    first, sha1 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"best_val_loss": 1.0}, {})
     before = first.read_bytes()
-    second, sha2 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"wall_s": 2.0}, {})  # a retrain
+    second, sha2 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"best_val_loss": 2.0}, {})  # a retrain
     assert second != first and sha2 != sha1 and first.read_bytes() == before
     assert first.name == f"multitask-v-r-{sha1[:16]}.pt"
-    assert load_checkpoint(first, sha1).metrics == {"wall_s": 1.0}  # what a pointer to it expects still loads
+    assert load_checkpoint(first, sha1).metrics == {"best_val_loss": 1.0}  # what a pointer to it expects still loads
     stamp = first.stat().st_mtime_ns
-    again, sha3 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"wall_s": 1.0}, {})  # identical bytes
+    again, sha3 = save_checkpoint(tmp_path / "multitask-v-r.pt", *args, {"best_val_loss": 1.0}, {})  # identical bytes
     assert (again, sha3) == (first, sha1) and first.stat().st_mtime_ns == stamp
 
 
@@ -263,7 +263,8 @@ def test_a_missing_serving_file_is_an_error_not_the_zero_forecast(setup, tmp_pat
     )
     write_pointer(tmp_path, str(path), sha, gate(good, None, feats, data.test.end_ts))
     path.unlink()
-    with pytest.raises(FileNotFoundError, match=r"names the serving checkpoint .* which does not exist: restore"):
+    rule = r"names the serving checkpoint .* which does not exist: rebuild it with `workflows run --symbol "
+    with pytest.raises(FileNotFoundError, match=rule):
         load_current(tmp_path)
 
 

@@ -84,3 +84,36 @@ def test_an_output_with_no_json_form_fails_its_step_naming_the_field(data_dir, i
 
     with pytest.raises(RecordError, match=r"unstorable\[.model.\]: object has no JSON record form"):
         dg.materialize([unstorable], resources=_resources(data_dir), instance=instance)
+
+
+@dg.asset
+def model_ref(warehouse: WarehouseResource) -> dict:
+    return {"path": str(warehouse.paths().checkpoints / "BTCUSDT" / "multitask-x.pt"), "sha256": "ab"}
+
+
+@dg.asset
+def uses_ref(context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_ref: dict) -> None:
+    assert model_ref["path"] == str(warehouse.paths().checkpoints / "BTCUSDT" / "multitask-x.pt")
+
+
+def test_paths_are_stored_relative_and_a_moved_data_folder_reads_its_own(data_dir, instance, tmp_path):
+    assert dg.materialize([model_ref, uses_ref], resources=_resources(data_dir), instance=instance).success
+    stored = data_dir / "outputs" / "model_ref" / "__unpartitioned__.json"
+    assert json.loads(stored.read_text())["value"]["path"] == "${data}/checkpoints/BTCUSDT/multitask-x.pt"
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    data_dir.rename(moved)
+    # the downstream asset alone, in the moved folder: it reads the path under the folder it runs in
+    result = dg.materialize([model_ref, uses_ref], selection=[uses_ref], resources=_resources(moved), instance=instance)
+    assert result.success
+
+
+def test_a_truncated_stored_output_names_the_file_and_the_remedy(data_dir, instance):
+    assert dg.materialize([model_ref, uses_ref], resources=_resources(data_dir), instance=instance).success
+    stored = data_dir / "outputs" / "model_ref" / "__unpartitioned__.json"
+    stored.write_text(stored.read_text()[:25])
+    with pytest.raises(RecordError) as caught:
+        dg.materialize([model_ref, uses_ref], selection=[uses_ref], resources=_resources(data_dir), instance=instance)
+    message = str(caught.value)
+    assert message.startswith(f"{stored}: not a readable stored output (JSONDecodeError: ")
+    assert message.endswith("rematerialise model_ref (its stored output is rewritten)")

@@ -168,7 +168,10 @@ def test_warehouse_refresh_touches_only_the_changed_hours(tmp_path):
     assert refresh_features(con, "BTCUSDT").mode == "unchanged"
     assert first_changed_hour(con, "BTCUSDT") is None
     # Candles written behind the upsert's back: the comparison still finds the changed hour.
-    con.execute("UPDATE candles SET close = close * 1.01 WHERE symbol = 'BTCUSDT' AND ts = ?", [candles["ts"][350]])
+    # `ts` is stored as naive UTC: bind it naive (an aware value would be cast through the session's time zone,
+    # which DuckDB takes from TZ, and name another hour under TZ=Pacific/Kiritimati)
+    hour = candles["ts"][350].astimezone(timezone.utc).replace(tzinfo=None)
+    con.execute("UPDATE candles SET close = close * 1.01 WHERE symbol = 'BTCUSDT' AND ts = ?", [hour])
     assert refresh_features(con, "BTCUSDT").mode == "unchanged"
     behind = refresh_features(con, "BTCUSDT", compare=True)
     assert (behind.mode, behind.rebuilt_from) == ("incremental", candles["ts"][350])

@@ -182,7 +182,7 @@ def _read_candle_file(path: Path, now: datetime | None) -> ReadResult:
             f"its size or modification time changed while it was read ({before.st_size:,} -> {after.st_size:,} bytes)",
             "write files as NAME.part and rename them when complete; it is read again once it stops changing",
         )
-    _check_hourly(valid, name)
+    _check_hourly(valid, rejected, name)
     notes = [f"{naive} timestamps had no UTC offset and were taken as UTC"] if naive else []
     return ReadResult(
         source=name,
@@ -207,20 +207,34 @@ def _with_text(rejected: pl.DataFrame, path: Path, name: str, container: str) ->
     return rejected.with_columns(raw=pl.col("line").replace_strict(text, default=None, return_dtype=pl.String))
 
 
-def _check_hourly(valid: pl.DataFrame, name: str) -> None:
-    """File-level plausibility: the file's candles are hourly (a daily or 4-hour export is refused whole,
-    before any of it lands, rather than landed as hours with gaps)."""
-    for (symbol,), part in valid.group_by("symbol"):
-        steps = part["ts"].diff().dt.total_hours().drop_nulls()
-        if len(steps) >= MIN_STEPS_FOR_SPACING:
-            median = float(steps.median())  # type: ignore[arg-type]
-            if median > 1:
-                raise CandleSourceError(
-                    name,
-                    "not hourly",
-                    f"{symbol}: the median spacing of its {len(steps) + 1} candles is {median:g} hours",
-                    "this pipeline lands hourly candles (1h klines); export the hourly series",
-                )
+def _check_hourly(valid: pl.DataFrame, rejected: pl.DataFrame, name: str) -> None:
+    """File-level plausibility: the file's candles are hourly. The spacing is the median step between the
+    distinct times of every row with a time, rejected ones included: a 30-minute export is refused whole
+    rather than landing its on-the-hour half as hourly candles (its other half rejected as off the hour),
+    and a daily or 4-hour export is refused rather than landed as hours with gaps."""
+    times = pl.concat(
+        [valid.select("symbol", "ts"), rejected.select("symbol", "ts").drop_nulls()], how="vertical"
+    ).unique()
+    for (symbol,), part in times.group_by("symbol"):
+        steps = part["ts"].sort().diff().dt.total_seconds().drop_nulls() / 3600
+        if len(steps) < MIN_STEPS_FOR_SPACING:
+            continue
+        median = float(steps.median())  # type: ignore[arg-type]
+        if median < 1:
+            raise CandleSourceError(
+                name,
+                "sub-hourly candles",
+                f"{symbol}: the median spacing of its {len(steps) + 1} distinct times is {median * 60:g} minutes, "
+                "under the hour this pipeline lands (the rule: median spacing of a file's times at least 1 hour)",
+                "export the hourly series (1h klines); sub-hourly candles are not resampled to hours here",
+            )
+        if median > 1:
+            raise CandleSourceError(
+                name,
+                "not hourly",
+                f"{symbol}: the median spacing of its {len(steps) + 1} candles is {median:g} hours",
+                "this pipeline lands hourly candles (1h klines); export the hourly series",
+            )
 
 
 # --------------------------------------------------------------------------- input
