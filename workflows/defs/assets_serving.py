@@ -9,6 +9,7 @@ from workflows.data.warehouse import append_served_forecast, load_features, load
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
+from workflows.evaluation.forecast_log import interval_history
 from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
@@ -31,7 +32,9 @@ from workflows.serving.served_record import (
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
-SERVING_CODE_VERSION = "3"  # 2: conformal intervals from the promoting decision; 3: the append-only served record
+# 2: conformal intervals from the promoting decision; 3: the append-only served record; 4: the intervals of the
+# report (one conformal state over the forecast log, evaluation/intervals.py) and the served sd in the record
+SERVING_CODE_VERSION = "4"
 GATE_CODE_VERSION = "4"  # 3: fresh hours, resolvable margin; 4: one anytime-valid test per candidate, lifetime budget
 
 
@@ -124,14 +127,16 @@ def production_model(
     code_version=SERVING_CODE_VERSION,
     automation_condition=EAGER_AFTER_CHECKS,
     description="Next-hour return, direction probabilities and conformal 80%/95% intervals from the production "
-    "model, appended to the served record (`served_forecasts`) with the record's coverage so far.",
+    "model (the report's intervals: one adaptive conformal state over the forecast log, scaled by the model's "
+    "sd), appended to the served record (`served_forecasts`) with the record's coverage so far.",
 )
 def latest_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
     with warehouse.connect() as con:
         table = load_table_slice(con, "features", symbol)
+        history = interval_history(con, symbol, SERVED_KIND)  # the rows the report's intervals come from
     folder = warehouse.paths().checkpoints / symbol
-    forecast = forecast_next_hour(load_current(folder), table)
+    forecast = forecast_next_hour(load_current(folder), table, history)
     with warehouse.connect() as con:
         appended = append_served_forecast(con, served_row(symbol, forecast))  # once per hour, never overwritten
         record = load_served_forecasts(con, symbol)
