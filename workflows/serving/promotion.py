@@ -146,7 +146,8 @@ class GateDecision:
     kupiec_p_80: float | None = None  # Monte Carlo p-values, before the family's Holm adjustment
     christoffersen_p_80: float | None = None
     raw_coverage_80: float | None = None  # the Gaussian interval on the same hours, before calibration
-    conformal_q80: float | None = None  # the quantile (in predictive sds) served after promotion
+    conformal_q80: float | None = None  # the next quantile (in predictive sds) after the evidence hours (descriptive:
+    # what is served comes from the forecast log, `served_quantiles`)
     conformal_level_80: float | None = None  # the adapted level it is taken at
     coverage_95: float | None = None
     kupiec_p_95: float | None = None
