@@ -575,9 +575,12 @@ CREATE TABLE IF NOT EXISTS served_forecasts (
     p_up DOUBLE,
     direction_threshold_pct DOUBLE,
     conformal_state VARCHAR,
+    sd_pct DOUBLE,
     PRIMARY KEY (symbol, forecast_hour)
 )
 """
+# Columns added after the table's first release, added in place to a record that lacks them (never rewritten).
+SERVED_ADDED_COLUMNS = {"sd_pct": "DOUBLE"}
 SERVED_COLUMNS = (
     "symbol",
     "forecast_hour",
@@ -595,14 +598,22 @@ SERVED_COLUMNS = (
     "p_up",
     "direction_threshold_pct",
     "conformal_state",
+    "sd_pct",
 )
+
+
+def _served_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Create `served_forecasts`, or add to an older one the columns it lacks (their old rows hold NULL)."""
+    con.execute(SERVED_FORECASTS_DDL)
+    for column, kind in SERVED_ADDED_COLUMNS.items():
+        con.execute(f"ALTER TABLE served_forecasts ADD COLUMN IF NOT EXISTS {column} {kind}")
 
 
 def append_served_forecast(con: duckdb.DuckDBPyConnection, row: dict) -> bool:
     """Append one served forecast to `served_forecasts` (keys: SERVED_COLUMNS; times aware UTC). Append-only: the
     first forecast served for a (symbol, forecast hour) stays, a rerun on the same hour adds nothing. Returns
     whether the row was new."""
-    con.execute(SERVED_FORECASTS_DDL)
+    _served_table(con)
     missing = [c for c in SERVED_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"served_forecasts: the row lacks {missing}; pass every column of SERVED_COLUMNS")
@@ -620,6 +631,6 @@ def append_served_forecast(con: duckdb.DuckDBPyConnection, row: dict) -> bool:
 
 def load_served_forecasts(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
     """Every forecast served for `symbol`, by forecast hour (times aware UTC); empty before the first."""
-    con.execute(SERVED_FORECASTS_DDL)
+    _served_table(con)
     frame = con.execute("SELECT * FROM served_forecasts WHERE symbol = ? ORDER BY forecast_hour", [symbol]).pl()
     return _aware_utc(frame, "forecast_hour", "as_of_candle", "served_at")

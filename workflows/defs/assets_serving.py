@@ -15,6 +15,7 @@ from workflows.data.warehouse import (
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
+from workflows.evaluation.forecast_log import interval_history
 from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import served_kind
@@ -44,7 +45,10 @@ from workflows.serving.served_record import (
 )
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
-SERVING_CODE_VERSION = "4"  # 2: conformal from the promoting decision; 3: the served record; 4: the served row's age
+# 2: conformal intervals from the promoting decision; 3: the append-only served record; 4: the intervals of the
+# report (one conformal state over the forecast log, evaluation/intervals.py), the served sd in the record, and the
+# served row's age
+SERVING_CODE_VERSION = "4"
 GATE_CODE_VERSION = "4"  # 3: fresh hours, resolvable margin; 4: one anytime-valid test per candidate, lifetime budget
 
 
@@ -152,8 +156,9 @@ class ServingConfig(dg.Config):
         )
     ],
     description="Next-hour return, direction probabilities and conformal 80%/95% intervals from the production "
-    "model, appended to the served record (`served_forecasts`) with the record's coverage so far, with when it "
-    "was made, for which hour, and whether it is stale.",
+    "model (the report's intervals: one adaptive conformal state over the forecast log, scaled by the model's "
+    "sd), appended to the served record (`served_forecasts`) with the record's coverage so far, with when it was "
+    "made, for which hour, and whether it is stale.",
 )
 def latest_forecast(
     context: dg.AssetExecutionContext, config: ServingConfig, warehouse: WarehouseResource
@@ -162,10 +167,11 @@ def latest_forecast(
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)  # none: an error saying how to make them
         candles = load_candles(con, symbol)
+        history = interval_history(con, symbol, SERVED_KIND)  # the rows the report's intervals come from
     folder = warehouse.paths().checkpoints / symbol
     current = load_current(folder)
     resume = resumes_at(candles, table, int(current.window_spec["window"]) if current is not None else 1)
-    forecast = forecast_next_hour(current, table) if resume is None else {}
+    forecast = forecast_next_hour(current, table, history) if resume is None else {}
     now = datetime.now(timezone.utc)
     with warehouse.connect() as con:
         appended = resume is None and append_served_forecast(con, served_row(symbol, forecast, now))  # once an hour

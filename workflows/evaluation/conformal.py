@@ -67,6 +67,38 @@ def split_conformal(
     return centre - half, centre + half
 
 
+def adaptive_conformal_state(
+    y: np.ndarray,
+    yhat: np.ndarray,
+    sigma: np.ndarray,
+    level: float,
+    start: int,
+    gamma: float = 0.005,
+    window: int = 1000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """`adaptive_conformal` with its state: the intervals, the quantile (in units of sigma) each hour used (NaN
+    before start), and the miscoverage level alpha_T reached after the last hour (the next hour's)."""
+    if start < 1:
+        raise ValueError(f"adaptive_conformal: start={start}; it needs at least one calibration hour before it")
+    y = np.asarray(y, dtype=float)
+    centre = np.asarray(yhat, dtype=float)
+    scale = np.asarray(sigma, dtype=float)
+    scores = scaled_scores(y, centre, scale)
+    lower = np.full(y.size, np.nan)
+    upper = np.full(y.size, np.nan)
+    quantile = np.full(y.size, np.nan)
+    alpha = 1.0 - level
+    alpha_t = alpha
+    for t in range(start, y.size):
+        q = clipped_quantile(scores[max(0, t - window) : t], alpha_t)
+        quantile[t] = q
+        lower[t] = centre[t] - q * scale[t]
+        upper[t] = centre[t] + q * scale[t]
+        miss = float(y[t] < lower[t] or y[t] > upper[t])
+        alpha_t += gamma * (alpha - miss)
+    return lower, upper, quantile, alpha_t
+
+
 def adaptive_conformal(
     y: np.ndarray,
     yhat: np.ndarray,
@@ -85,22 +117,7 @@ def adaptive_conformal(
     instead (`clipped_quantile`: the widest interval the recent hours support), so an interval
     is always finite and servable, and alpha_t keeps its own value to recover from.
     """
-    if start < 1:
-        raise ValueError(f"adaptive_conformal: start={start}; it needs at least one calibration hour before it")
-    y = np.asarray(y, dtype=float)
-    centre = np.asarray(yhat, dtype=float)
-    scale = np.asarray(sigma, dtype=float)
-    scores = scaled_scores(y, centre, scale)
-    lower = np.full(y.size, np.nan)
-    upper = np.full(y.size, np.nan)
-    alpha = 1.0 - level
-    alpha_t = alpha
-    for t in range(start, y.size):
-        q = clipped_quantile(scores[max(0, t - window) : t], alpha_t)
-        lower[t] = centre[t] - q * scale[t]
-        upper[t] = centre[t] + q * scale[t]
-        miss = float(y[t] < lower[t] or y[t] > upper[t])
-        alpha_t += gamma * (alpha - miss)
+    lower, upper, _, _ = adaptive_conformal_state(y, yhat, sigma, level, start, gamma, window)
     return lower, upper
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from workflows.evaluation.conformal import adaptive_conformal
+from workflows.evaluation.intervals import SCALE, WARM_UP, log_intervals, sd_of
 from workflows.ml.profiles import twins, variance_forecasters, volatility_models
 from workflows.ml.windows import DIRECTION_NAMES, WindowData
 from workflows.stats.calibration import (
@@ -96,15 +96,15 @@ MCS_SIZE = 0.10  # the set of best forecasters at 90%
 MCS_REPS = 1000
 
 
-OWN_SD = "model's own sd"  # the conformal scale when no volatility forecast is at hand
-VOLATILITY_SCALE = "volatility model's next-hour sd"
+OWN_SD = SCALE  # the conformal scale of every interval, reported and served (evaluation/intervals.py)
+VOLATILITY_SCALE = "volatility model's next-hour sd"  # the scale of reports written before the one code path
 
 
 @dataclass(frozen=True)
 class IntervalCalibration:
-    """One interval level on the evaluated hours after the calibration slice: the model's own
-    Gaussian interval (before) against the adaptive conformal one (after), scaled by `scale`: the
-    volatility model's next-hour sd where it forecast these hours, else the model's own predictive sd."""
+    """One interval level on the evaluated hours after the warm-up: the model's own Gaussian interval
+    (before) against the adaptive conformal one (after, `evaluation.intervals.conformal_intervals`: the
+    intervals `latest_forecast` serves), both scaled by the model's own predictive sd."""
 
     calibration_hours: int
     before: CoverageTest
@@ -134,44 +134,40 @@ def within_tolerance(c: CoverageTest) -> bool:
     return bool(abs(c.observed - c.nominal) <= COVERAGE_TOLERANCE + 1e-12)
 
 
-CALIBRATION_SHARE = 0.2  # first fifth of the evaluated hours (at least 200) only calibrates
-CALIBRATION_MIN = 200
+MIN_TESTED = 200  # fewer hours after the warm-up than this: no interval evaluation
 
 
 def interval_calibration(
-    predicted: np.ndarray,
-    actual: np.ndarray,
-    predicted_var: np.ndarray,
-    scale_var: np.ndarray | None = None,
+    predicted: np.ndarray, actual: np.ndarray, predicted_var: np.ndarray
 ) -> dict[int, IntervalCalibration]:
     """80% and 95% coverage before and after conformal calibration, keyed by percent level.
 
-    Before: the Gaussian interval of `predicted_var`. After: adaptive conformal intervals scaled
-    by the sd of `scale_var` (the volatility model's next-hour variance) when given, else by the
-    model's own sd. Hours must be in time order; each calibrated interval uses only earlier hours.
-    Empty when there are too few hours to leave any after the calibration slice.
+    Before: the Gaussian interval of `predicted_var`. After: `conformal_intervals` of the same rows (the
+    model's own sd, the first `WARM_UP` hours only calibrate): the intervals served for these hours. Hours
+    must be in time order. Empty when fewer than `MIN_TESTED` hours follow the warm-up.
     """
     f, r = np.asarray(predicted, float), np.asarray(actual, float)
-    sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
-    scale = sd if scale_var is None else np.sqrt(np.maximum(np.asarray(scale_var, float), 1e-18))
-    start = max(CALIBRATION_MIN, int(CALIBRATION_SHARE * len(r)))
-    if len(r) <= start + CALIBRATION_MIN:
+    if len(r) < WARM_UP + MIN_TESTED:
         return {}
+    paths = log_intervals(r, f, predicted_var)
+    assert paths is not None  # at least WARM_UP hours
+    sd = sd_of(predicted_var)
     out: dict[int, IntervalCalibration] = {}
     for pct, z in ((80, Z80), (95, Z95)):
         level = pct / 100
-        lo_c, hi_c = adaptive_conformal(r, f, scale, level, start=start)
+        path = paths[level]
+        lo_c, hi_c = path.lower, path.upper
         lo_g, hi_g = f - z * sd, f + z * sd
-        t = slice(start, None)
+        t = path.tested()
         out[pct] = IntervalCalibration(
-            calibration_hours=start,
+            calibration_hours=path.start,
             before=coverage_test(r[t], lo_g[t], hi_g[t], level),
             after=coverage_test(r[t], lo_c[t], hi_c[t], level),
             interval_score_before=interval_score(r[t], lo_g[t], hi_g[t], 1 - level),
             interval_score_after=interval_score(r[t], lo_c[t], hi_c[t], 1 - level),
-            scale=OWN_SD if scale_var is None else VOLATILITY_SCALE,
+            scale=OWN_SD,
             by_sd_before=coverage_by_sd(r[t], lo_g[t], hi_g[t], sd[t], level),
-            by_sd_after=coverage_by_sd(r[t], lo_c[t], hi_c[t], scale[t], level),
+            by_sd_after=coverage_by_sd(r[t], lo_c[t], hi_c[t], sd[t], level),
         )
     return out
 
@@ -206,11 +202,10 @@ def return_metrics(
     actual: np.ndarray,
     train_mean: np.ndarray | float,
     predicted_var: np.ndarray | None = None,
-    scale_var: np.ndarray | None = None,
 ) -> ReturnMetrics:
     """Metrics for next-hour log-return forecasts (raw log-return units). `train_mean` may vary by
-    hour (each walk-forward fold has its own training mean). `scale_var`: the conformal scale of the
-    calibrated intervals (`interval_calibration`)."""
+    hour (each walk-forward fold has its own training mean). The calibrated intervals are those
+    `interval_calibration` (and `latest_forecast`) compute from these rows."""
     f, r = np.asarray(predicted, float), np.asarray(actual, float)
     mean_fc = np.broadcast_to(np.asarray(train_mean, float), r.shape)
     e = f - r
@@ -223,7 +218,7 @@ def return_metrics(
     cov80 = cov95 = None
     calibration: dict[int, IntervalCalibration] = {}
     if predicted_var is not None:
-        calibration = interval_calibration(f, r, predicted_var, scale_var)
+        calibration = interval_calibration(f, r, predicted_var)
         sd = np.sqrt(np.maximum(np.asarray(predicted_var, float), 1e-18))
         cov80, cov95 = float(np.mean(np.abs(e) <= Z80 * sd)), float(np.mean(np.abs(e) <= Z95 * sd))
     return ReturnMetrics(
@@ -798,10 +793,8 @@ def direction_probabilities(fs: ForecastSet) -> tuple[dict[str, ProbabilityCalib
 def evaluate_forecasts(
     fs: ForecastSet, mode: str, note: str, fold_info: list[FoldSpan], config: dict, errors: dict[str, str] | None = None
 ) -> Evaluation:
-    scale = fs.next_var.get(VOLATILITY_MODEL)  # the conformal scale of every calibrated interval, where forecast
     returns = {
-        name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name), scale)
-        for name, f in fs.returns.items()
+        name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name)) for name, f in fs.returns.items()
     }
     probabilities, prob_errors = direction_probabilities(fs)
     volatility = {name: volatility_metrics(v, fs.realised_var, VOL_HORIZON) for name, v in fs.vol_var.items()}

@@ -44,6 +44,7 @@ import polars as pl
 from workflows.data.features import FEATURE_COLUMNS
 from workflows.data.warehouse import Replacement, replace_together, table_exists
 from workflows.evaluation.evidence import VOLATILITY_MODEL, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
+from workflows.evaluation.intervals import IntervalHistory
 from workflows.evaluation.walk_forward import forecast_set, model_forecasts, recalibrated
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
@@ -727,3 +728,17 @@ def pooled_evaluation(
         "outcome hours had landed, not a real-time record"
     )
     return evaluate_forecasts(fs, "walk_forward", note, spans, {"periods": periods, "profile": profile}, errors)
+
+
+def interval_history(con: duckdb.DuckDBPyConnection, symbol: str, name: str) -> IntervalHistory | None:
+    """`name`'s return forecasts, predictive variances and outcomes over the whole forecast log, pooled in time
+    order as the report pools them (`forecast_set_from_rows`): the rows the served interval is calibrated on.
+    None when the log holds no period or the kind has no variance in every period."""
+    periods = stored_periods(con, symbol)
+    rows = load_log(con, symbol, periods) if periods else pl.DataFrame()
+    if rows.is_empty():
+        return None
+    fs, _ = forecast_set_from_rows(rows.filter(pl.col("name").is_in([name, OBSERVED])))
+    if name not in fs.returns or name not in fs.variances:
+        return None
+    return IntervalHistory(name, fs.end_ts, fs.actual, fs.returns[name], fs.variances[name])

@@ -520,10 +520,10 @@ def write_report(inputs: ReportInputs) -> str:
             "### Interval calibration",
             "",
             "Coverage of the 80% and 95% intervals of every model that gives one: before, the model's own "
-            "Gaussian interval; after, adaptive conformal intervals (Gibbs-Candes) scaled by the volatility "
-            "model's next-hour sd where it forecast these hours, else by the model's own predictive sd (the "
-            "last column says which), each from earlier hours only. The first "
-            f"{hours} evaluated hours only calibrate. Kupiec: coverage equals nominal; Christoffersen: misses "
+            "Gaussian interval; after, adaptive conformal intervals (Gibbs-Candes) scaled by the model's own "
+            "predictive sd, each from earlier hours of the forecast log only: the intervals `latest_forecast` "
+            "serves (one code path, evaluation/intervals.py), so the verdict is about what is served. The first "
+            f"{hours} hours of the log only calibrate. Kupiec: coverage equals nominal; Christoffersen: misses "
             "independent. Calibrated here means within "
             f"{100 * COVERAGE_TOLERANCE:.0f} points of nominal with Christoffersen p >= {ALPHA}, and coverage "
             "that Kupiec does not reject (each at 2.5%) in the lowest and in the highest decile of the sd the "

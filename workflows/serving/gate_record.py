@@ -36,7 +36,7 @@ def _calibration_table(d: GateDecision) -> str:
             "kupiec_p_holm": _fmt(holm.get(f"kupiec_{pct}")),
             "christoffersen_p_mc": _fmt(getattr(d, f"christoffersen_p_{pct}")),
             "christoffersen_p_holm": _fmt(holm.get(f"christoffersen_{pct}")),
-            "conformal_q_served": _fmt(getattr(d, f"conformal_q{pct}")),
+            "conformal_q_next": _fmt(getattr(d, f"conformal_q{pct}")),
             "at_level": _fmt(getattr(d, f"conformal_level_{pct}"), pct=True).lstrip("+"),
         }
         for pct in (80, 95)
@@ -64,7 +64,8 @@ def gate_tests_markdown(d: GateDecision) -> str:
     )
     if d.coverage_hours is not None:
         text += (
-            f"\n\nServed intervals, adaptive conformal scaled by the predictive sd (quantiles in sds): the first "
+            f"\n\nServed intervals, adaptive conformal scaled by the predictive sd (quantiles in sds; the served ones "
+            f"come from the same procedure over the forecast log): the first "
             f"{d.calibration_hours} hours only calibrate, coverage tested on the last {d.coverage_hours}; Monte Carlo "
             f"p-values, Holm-adjusted as one family with the Brier test at {d.alpha}; before: the Gaussian interval "
             f"on the same hours.\n\n" + _calibration_table(d)

@@ -44,9 +44,9 @@ base rate, one Holm family at alpha). A failure refuses this decision, naming th
 later decision may pass. Calibration can only refuse, so it never adds to the budget.
 
 Served intervals. `forecast_next_hour` serves forecast +- q x sd with the model's
-predictive sd and the adaptive conformal quantiles q of the same procedure the gate
-tested, rerun on the served model's newest out-of-sample hours (`served_quantiles`),
-and says so in the forecast.
+predictive sd and the adaptive conformal state q of `evaluation.intervals` over the served
+kind's rows of the whole forecast log (`served_quantiles`): the procedure the gate tested
+and the report evaluates, on the report's hours, and says so in the forecast.
 """
 
 import fcntl
@@ -64,6 +64,7 @@ import torch
 from scipy import stats
 
 from workflows.data.sources.candles import ts_bounds
+from workflows.evaluation.intervals import WARM_UP, ConformalIntervals, IntervalHistory, log_intervals
 from workflows.io import StoredFileError, read_json_object, write_json_atomic
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.training import predict
@@ -76,14 +77,7 @@ from workflows.ml.windows import (
     iso_hour,
     parse_iso_hour,
 )
-from workflows.serving.served_calibration import (
-    MIN_SERVING_HOURS,
-    SERVING_HOURS,
-    calibration_family,
-    direction_check,
-    interval_checks,
-    next_quantiles,
-)
+from workflows.serving.served_calibration import calibration_family, direction_check, interval_checks
 from workflows.stats.sequential import alpha_for, sequential_test
 
 POINTER = "production.json"
@@ -151,7 +145,8 @@ class GateDecision:
     kupiec_p_80: float | None = None  # Monte Carlo p-values, before the family's Holm adjustment
     christoffersen_p_80: float | None = None
     raw_coverage_80: float | None = None  # the Gaussian interval on the same hours, before calibration
-    conformal_q80: float | None = None  # the quantile (in predictive sds) served after promotion
+    conformal_q80: float | None = None  # the next quantile (in predictive sds) after the evidence hours (descriptive:
+    # what is served comes from the forecast log, `served_quantiles`)
     conformal_level_80: float | None = None  # the adapted level it is taken at
     coverage_95: float | None = None
     kupiec_p_95: float | None = None
@@ -620,49 +615,52 @@ def promote(
 
 
 def served_quantiles(
-    ckpt: Checkpoint, features: pl.DataFrame
-) -> tuple[dict[float, tuple[float, float]], str, str | None]:
-    """The conformal quantiles (in predictive sds) and adapted levels for the next hour, how they were found, and
-    the conformal state's version (the hours it rests on: `<first hour>..<last hour>/<count>`; None: none served).
+    history: IntervalHistory | None, forecast_hour: datetime
+) -> tuple[dict[float, ConformalIntervals], str, str | None]:
+    """The conformal state for the hour `forecast_hour`, per level (`ConformalIntervals.next_interval` gives the
+    interval), how it was found, and its version (the forecast hours it rests on: `<first>..<last>/<count>`;
+    None: none served).
 
-    Adaptive conformal (`served_calibration`) over the model's newest hours with an outcome that are out of
-    sample for it (after its last training/validation target), at most `SERVING_HOURS`. Empty, with the
-    reason, when the model records no training window or has fewer than `MIN_SERVING_HOURS` such hours."""
-    last = last_target_hour(ckpt)
-    if last is None:
-        return {}, "none served: the model records no training window, so no hours can be asserted out of sample", None
-    frame, _, _, _, ts_hours = _prepare(features, _spec(ckpt))
-    end_ts = frame["ts"].to_numpy()[ts_hours + 1 > last]
-    end_ts = end_ts[has_window(ckpt, features, end_ts)][-SERVING_HOURS:]
-    if len(end_ts) < MIN_SERVING_HOURS:
+    `conformal_intervals` over the served kind's rows of the whole forecast log before the hour
+    (`forecast_log.interval_history`): the procedure the report evaluates, so the interval served for an
+    hour is the report's interval for it. Empty, with the reason, when the log holds fewer than `WARM_UP`
+    such hours."""
+    naive = forecast_hour if forecast_hour.tzinfo is None else forecast_hour.astimezone(timezone.utc)
+    hour = np.datetime64(naive.replace(tzinfo=None), "us")
+    rows = history.before(hour) if history is not None else None
+    n = 0 if rows is None else len(rows.y)
+    if rows is None or n < WARM_UP:
         return (
             {},
             (
-                f"none served: {len(end_ts)} out-of-sample hours with an outcome after the model's last target "
-                f"{iso_hour(last)}; calibration needs {MIN_SERVING_HOURS}"
+                f"none served: the forecast log holds {n} hours of the served kind before "
+                f"{forecast_hour:%Y-%m-%dT%H:%M}; its intervals start after a warm-up of {WARM_UP}"
             ),
             None,
         )
-    out = _forecast(ckpt, features, end_ts)
-    quantiles = next_quantiles(out["y"], out["ret"], out["sd"])
-    first, final = (iso_hour(int(h) + 1) for h in end_ts[[0, -1]].astype("datetime64[h]").astype(np.int64))
-    (q80, l80), (q95, l95) = quantiles[0.80], quantiles[0.95]
+    paths = log_intervals(rows.y, rows.forecast, rows.variance)
+    assert paths is not None
+    targets = rows.origin_ts[[0, -1]].astype("datetime64[h]").astype(np.int64) + 1
+    first, final = (iso_hour(int(h)) for h in targets)
+    p80, p95 = paths[0.80], paths[0.95]
     return (
-        quantiles,
+        paths,
         (
-            f"adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on its {len(end_ts)} newest "
-            f"out-of-sample hours, {first} to {final}: q80 = {q80:.3f} (level {l80:.1%}), q95 = {q95:.3f} "
-            f"(level {l95:.1%})"
+            f"adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on the forecast log's "
+            f"{n} hours of {rows.name}, {first} to {final} (the first {WARM_UP} only calibrate; the report's "
+            f"intervals): q80 = {p80.q_next:.3f} (level {p80.level_next:.1%}), q95 = {p95.q_next:.3f} "
+            f"(level {p95.level_next:.1%})"
         ),
-        f"{first}..{final}/{len(end_ts)}",
+        f"{first}..{final}/{n}",
     )
 
 
-def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
+def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame, history: IntervalHistory | None = None) -> dict:
     """Next-hour forecast from the newest complete window; the zero forecast when no model serves.
 
-    The 80% / 95% intervals are the model's predictive sd times the conformal quantiles of
-    `served_quantiles`; `interval_calibration` says how they were found (or why none is served)."""
+    The 80% / 95% intervals are forecast +- q x sd, sd the model's predictive sd and q the conformal state of
+    `served_quantiles` over `history` (the served kind's forecast-log rows); `interval_calibration` says how
+    they were found (or why none is served); `sd_pct` is the sd."""
     last = ts_bounds(features)[1]
     base = {"as_of_candle": last.isoformat(), "forecast_hour": (last + timedelta(hours=1)).isoformat()}
     if ckpt is None:
@@ -674,6 +672,7 @@ def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
             "interval_95_pct": None,
             "interval_calibration": None,
             "conformal_state": None,
+            "sd_pct": None,
             "checkpoint_sha256": None,
             "direction_threshold_pct": None,
             "direction_probabilities": None,
@@ -701,10 +700,10 @@ def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame) -> dict:
     }
     if "sd" in served:
         sd = float(served["sd"][0])
-        quantiles, note, version = served_quantiles(ckpt, features)
+        paths, note, version = served_quantiles(history, last + timedelta(hours=1))
         for level, key in ((0.80, "interval_80_pct"), (0.95, "interval_95_pct")):
-            q = quantiles[level][0] if quantiles else None
-            result[key] = [100 * (ret - q * sd), 100 * (ret + q * sd)] if q is not None else None
+            result[key] = [100 * x for x in paths[level].next_interval(ret, sd)] if paths else None
+        result["sd_pct"] = 100 * sd
         result["interval_calibration"] = note
         result["conformal_state"] = version
     if "probs" in served:

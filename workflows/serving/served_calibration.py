@@ -1,18 +1,17 @@
 """Calibration of what the gate serves besides the point forecast, judged on the gate's hours.
 
 Intervals. The served 80% and 95% intervals are adaptive conformal intervals scaled by
-the model's own predictive standard deviation (`evaluation.conformal`, Gibbs & Candes
-2021): forecast +- q x sd, q the conformal quantile of the earlier hours' scores
-|y - forecast| / sd at a level nudged after every hour towards nominal coverage. The
-gate runs exactly that procedure over its hours in time order: the first
-`CALIBRATION_SHARE` only calibrate, and on the rest the coverage is tested with Kupiec's
-unconditional and Christoffersen's independence tests, with Monte Carlo p-values
+the model's own predictive standard deviation (`evaluation.intervals.conformal_intervals`,
+Gibbs & Candes 2021): forecast +- q x sd, q the conformal quantile of the earlier hours'
+scores |y - forecast| / sd at a level nudged after every hour towards nominal coverage.
+`latest_forecast` serves the procedure's next step over the whole forecast log of the served
+kind, the same intervals the report evaluates. The gate runs the same function over the
+candidate's evidence hours in time order (its forecasts, recomputed): the first
+`CALIBRATION_SHARE` only calibrate (the forecast log's fixed warm-up of 200 hours would leave
+nothing to test on a hundred evidence hours), and on the rest the coverage is tested with
+Kupiec's unconditional and Christoffersen's independence tests, with Monte Carlo p-values
 (`stats.calibration.coverage_test_mc`: the chi-squared ones are poor at the three or four misses
-a 95% interval has in a hundred hours). The served
-interval is the procedure's next step (`next_quantiles`): the quantile of the last
-`WINDOW` scores at the level reached after the last hour. `latest_forecast` reruns it
-every hour on the served model's newest out-of-sample hours (`SERVING_HOURS` at most),
-so the served interval keeps adapting after promotion.
+a 95% interval has in a hundred hours).
 
 Why online rather than one split (calibrate on one half, test on the other): the tests
 treat the quantile as known, and a quantile estimated on as many hours as it is tested on
@@ -38,16 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflows.evaluation.conformal import adaptive_conformal, clipped_quantile, scaled_scores
+from workflows.evaluation.intervals import LEVELS, conformal_intervals
 from workflows.stats.calibration import MC_DRAWS, brier_skill, coverage_test, coverage_test_mc
 from workflows.stats.significance import dm_test, holm
 
-LEVELS = (0.80, 0.95)
 CALIBRATION_SHARE = 0.3  # the first 30% of the gate's hours only calibrate; the coverage is tested on the rest
-GAMMA = 0.005  # adaptive conformal step of the miscoverage level
-WINDOW = 1000  # scores of at most this many earlier hours enter a quantile
-SERVING_HOURS = 2 * WINDOW  # the served interval is calibrated on at most this many newest hours
-MIN_SERVING_HOURS = 50  # fewer out-of-sample hours with outcomes than this: no interval is served
 Z = {0.80: 1.2816, 0.95: 1.9600}  # Gaussian quantiles of the raw (uncalibrated) intervals
 
 
@@ -58,7 +52,7 @@ class IntervalCheck:
     level: float
     calibration_hours: int
     tested_hours: int
-    q_served: float  # the procedure's next quantile (in sds) after these hours
+    q_served: float  # the procedure's next quantile (in sds) after these hours (served: `evaluation.intervals`)
     level_served: float  # the level it is taken at (1 - the adapted miscoverage level)
     coverage: float  # of the adaptive conformal intervals on the tested hours
     kupiec_p: float  # Monte Carlo p-values (`coverage_test_mc`), before the family's adjustment
@@ -84,19 +78,16 @@ class IntervalCheck:
 
 
 def _adaptive(y: np.ndarray, f: np.ndarray, s: np.ndarray, level: float, draws: int = MC_DRAWS):
-    """Adaptive conformal over hours in time order: the intervals after the calibration hours, their coverage
-    test, and the procedure's next step (quantile, level) for the hour after the last."""
+    """`conformal_intervals` over the gate's hours in time order (the report's and the served procedure, its
+    warm-up the gate's `CALIBRATION_SHARE`): the calibration hours, the coverage test of the intervals after
+    them, and the procedure's next step (quantile, level) for the hour after the last."""
     cut = max(1, int(CALIBRATION_SHARE * len(y)))
     if cut >= len(y) - 1:
         raise ValueError(f"interval calibration needs at least 3 hours, got {len(y)}")
-    lo, hi = adaptive_conformal(y, f, s, level, start=cut, gamma=GAMMA, window=WINDOW)
-    miss = (y[cut:] < lo[cut:]) | (y[cut:] > hi[cut:])
+    path = conformal_intervals(y, f, s, level, start=cut)
+    miss = (y[cut:] < path.lower[cut:]) | (y[cut:] > path.upper[cut:])
     tested = coverage_test_mc(miss, level, draws=draws, seed=round(1000 * level))
-    # the level after the last update: alpha_T = alpha + gamma x sum(alpha - miss_t) (adaptive_conformal)
-    alpha_next = (1 - level) + GAMMA * (tested.n * (1 - level) - tested.misses)
-    scores = scaled_scores(y, f, s)[-WINDOW:]
-    q_next = clipped_quantile(scores, alpha_next)
-    return cut, tested, q_next, 1 - alpha_next
+    return cut, tested, path.q_next, path.level_next
 
 
 def _arrays(y, forecast, sd):
@@ -127,12 +118,6 @@ def interval_checks(
             raw_coverage=raw.observed,
         )
     return out
-
-
-def next_quantiles(y: np.ndarray, forecast: np.ndarray, sd: np.ndarray) -> dict[float, tuple[float, float]]:
-    """The quantile (in sds) and the adapted level for the hour after the last, per level: what is served."""
-    y, f, s = _arrays(y, forecast, sd)
-    return {level: _adaptive(y, f, s, level)[2:] for level in LEVELS}
 
 
 @dataclass(frozen=True)

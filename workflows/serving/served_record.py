@@ -10,7 +10,7 @@ Hours of the record need not be consecutive (the asset may not run every hour): 
 independence test then reads misses in the order they were served.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -18,7 +18,13 @@ import polars as pl
 
 from workflows.ml.windows import direction_classes
 from workflows.serving.served_calibration import direction_check
-from workflows.stats.calibration import coverage_test_mc, interval_score
+from workflows.stats.calibration import (
+    SdBinCoverage,
+    coverage_by_sd,
+    coverage_test_mc,
+    holds_at_low_and_high_sd,
+    interval_score,
+)
 from workflows.stats.significance import holm
 
 MIN_JUDGED = 20  # fewer served hours with an outcome than this: figures are shown, no test is run
@@ -46,6 +52,7 @@ def served_row(symbol: str, forecast: dict, served_at: datetime | None = None) -
         "p_up": probs.get("UP"),
         "direction_threshold_pct": forecast.get("direction_threshold_pct"),
         "conformal_state": forecast.get("conformal_state"),
+        "sd_pct": forecast.get("sd_pct"),
     }
 
 
@@ -57,6 +64,13 @@ class ServedIntervals:
     interval_score_pct: float  # Gneiting-Raftery, percent log-return units (lower is better)
     kupiec_p: float | None  # Monte Carlo; None below MIN_JUDGED hours
     christoffersen_p: float | None
+    # coverage and interval score by deciles of the served sd (rows that record it; bins under 20 hours left out)
+    by_sd: tuple[SdBinCoverage, ...] = ()
+
+    @property
+    def holds_at_low_and_high_sd(self) -> bool | None:
+        """Coverage holds in the lowest and the highest sd decile (None: too few hours to tell)."""
+        return holds_at_low_and_high_sd(list(self.by_sd)) if len(self.by_sd) >= 2 else None
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,14 @@ def served_figures(served: pl.DataFrame, features: pl.DataFrame) -> ServedFigure
             kupiec_p=test.kupiec_p if test else None,
             christoffersen_p=test.independence_p if test else None,
         )
+        with_sd = rows.filter(pl.col("sd_pct").is_not_null()) if "sd_pct" in rows.columns else rows.clear()
+        by_sd = ()
+        if not with_sd.is_empty():
+            r_sd, lo_sd, hi_sd, sd = (
+                with_sd[c].to_numpy() for c in ("actual_pct", f"lo{pct}_pct", f"hi{pct}_pct", "sd_pct")
+            )
+            by_sd = tuple(coverage_by_sd(r_sd, lo_sd, hi_sd, sd, pct / 100))
+        intervals[pct] = replace(intervals[pct], by_sd=by_sd)
         if test:
             raw[f"kupiec_{pct}"], raw[f"christoffersen_{pct}"] = test.kupiec_p, test.independence_p
     extra: dict = {}
@@ -188,4 +210,34 @@ def served_record_markdown(symbol: str, figures: ServedFigures, backtest: dict |
         f"{_p(f.p_base_rate_better)} | {_p(holm_p.get('brier'))} | "
         f"{back_text} |"
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _by_sd_lines(f)) + "\n"
+
+
+def _by_sd_lines(f: ServedFigures) -> list[str]:
+    """The served intervals' coverage and interval score by deciles of the served sd (`coverage_by_sd`)."""
+    rows = [(pct, b) for pct, c in f.intervals.items() for b in c.by_sd]
+    if not rows:
+        return ["", "Coverage by deciles of the served sd: none yet (no served hour with its sd and outcome)."]
+    lines = [
+        "",
+        "Coverage by deciles of the served model's predictive sd (bins of at least 20 hours; Kupiec p, "
+        "asymptotic, per bin): an interval at nominal coverage on average can still miss too often where the "
+        "sd is low or high.",
+        "",
+        "| level | decile | sd (pct) | hours | coverage | Kupiec p | interval score (pct) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {pct}% | {b.bin} | {b.sd_low:.3g} .. {b.sd_high:.3g} | {b.n} | {b.observed:.1%} | {_p(b.kupiec_p)} | "
+        f"{b.interval_score:.4g} |"
+        for pct, b in rows
+    ]
+    for pct, c in f.intervals.items():
+        holds = c.holds_at_low_and_high_sd
+        verdict = (
+            "too few hours to tell"
+            if holds is None
+            else ("holds" if holds else "does not hold (Kupiec rejects in the lowest or the highest decile)")
+        )
+        lines.append(f"\n{pct}%: coverage in the lowest and the highest sd decile {verdict}.")
+    return lines

@@ -15,6 +15,8 @@ import torch
 from workflows.data.features import compute_features
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.data.warehouse import append_served_forecast, load_served_forecasts
+from workflows.evaluation.evidence import interval_calibration
+from workflows.evaluation.intervals import WARM_UP, IntervalHistory, log_intervals
 from workflows.io import sha256_file
 from workflows.ml.checkpoints import load_checkpoint, save_checkpoint
 from workflows.ml.models import ArchConfig
@@ -36,11 +38,22 @@ from workflows.serving.promotion import (
     read_pointer,
     write_pointer,
 )
+from workflows.serving.promotion import _forecast as model_forecast
 from workflows.serving.served_record import served_figures, served_metadata, served_record_markdown, served_row
 
 
 def _hours(end_ts: np.ndarray) -> np.ndarray:
     return end_ts.astype("datetime64[h]").astype(np.int64)
+
+
+def _log_history(ckpt, feats) -> IntervalHistory:
+    """The forecast log's rows of the served kind as `forecast_log.interval_history` returns them: here the
+    checkpoint's own forecasts, predictive variances and outcomes at every hour it has a window for (the test
+    is about which intervals are served, not about which model wrote the log)."""
+    ends = evidence_ends(feats)
+    ends = ends[has_window(ckpt, feats, ends)]
+    out = model_forecast(ckpt, feats, ends)
+    return IntervalHistory("multitask", ends, out["y"], out["ret"], out["sd"] ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -203,23 +216,56 @@ def test_pointer_and_forecast(setup):
     stored = read_pointer(folder)["gate"]
     assert stored == decision.to_dict() and stored["promoted"] is True and stored["margin"] == 0.001
     current = load_current(folder)
-    forecast = forecast_next_hour(current, feats)
+    assert current is not None
+    history = _log_history(current, feats)
+    assert forecast_next_hour(current, feats)["interval_80_pct"] is None  # no forecast log: no interval
+    forecast = forecast_next_hour(current, feats, history)
     lo, hi = forecast["interval_80_pct"]
     assert lo < forecast["return_pct"] < hi
-    # calibrated on the model's out-of-sample hours (every hour after its last target, the test hours among them)
-    assert current is not None
+    # calibrated on the forecast log's rows before the hour: here every one of them
     note = forecast["interval_calibration"]
-    assert note.startswith("adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on its ")
-    assert int(note.split(" on its ")[1].split()[0]) >= len(data.test)
-    last = last_target_hour(current)
-    assert last is not None and parse_iso_hour(note.split(" out-of-sample hours, ")[1].split(" to ")[0]) > last
+    n = len(history.y)
+    assert note.startswith(
+        f"adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on the forecast log's {n} "
+        "hours of multitask"
+    )
     assert forecast["interval_95_pct"][0] < lo
     assert sum(forecast["direction_probabilities"].values()) == pytest.approx(1.0)
     assert forecast["forecast_hour"] > forecast["as_of_candle"]
     assert np.isfinite(forecast["return_pct"])
-    assert forecast["checkpoint_sha256"] == sha and forecast["conformal_state"].endswith(
-        f"/{int(note.split(' on its ')[1].split()[0])}"
-    )
+    assert forecast["checkpoint_sha256"] == sha and forecast["conformal_state"].endswith(f"/{n}")
+    assert forecast["sd_pct"] > 0
+
+
+def test_latest_forecasts_interval_for_an_hour_is_the_reports_interval_for_it(setup):
+    """The served model forecasts hours whose rows are in the log (as the newest period's model does): what
+    `forecast_next_hour` serves for each is the report's interval for it, and the report's coverage is that of
+    the intervals served (`interval_calibration` over the same rows)."""
+    feats, _, ckpts, _, _ = setup
+    history = _log_history(ckpts["good"], feats)
+    report = log_intervals(history.y, history.forecast, history.variance)
+    assert report is not None
+    ts = feats["ts"].to_numpy()
+    n = len(history.y)
+    for t in (WARM_UP, n // 2, n - 1):  # the warm-up's end, the middle, the newest row of the log
+        end = int(np.searchsorted(ts, history.origin_ts[t])) + 1  # feature rows 0..end-1: the newest is the origin
+        forecast = forecast_next_hour(ckpts["good"], feats.head(end), history)
+        # one window at serving against a batch in the log: the model's float32 arithmetic moves its forecast and
+        # sd by about 1e-7 of themselves; the conformal quantile is the report's to 1e-12, and the interval differs
+        # from the report's by no more than that round-off moves forecast +- q x sd
+        ret, sd = forecast["return_pct"] / 100, forecast["sd_pct"] / 100
+        d_ret, d_sd = abs(ret - history.forecast[t]), abs(sd - np.sqrt(history.variance[t]))
+        assert d_ret < 1e-6 * abs(ret) + 1e-12 and d_sd < 1e-6 * sd
+        for pct in (80, 95):
+            lo, hi = (x / 100 for x in forecast[f"interval_{pct}_pct"])
+            q = report[pct / 100].quantile[t]
+            assert (hi - lo) / (2 * sd) == pytest.approx(q, abs=1e-9)
+            assert abs(lo - report[pct / 100].lower[t]) <= d_ret + q * d_sd + 1e-12
+            assert abs(hi - report[pct / 100].upper[t]) <= d_ret + q * d_sd + 1e-12
+    cal = interval_calibration(history.forecast, history.y, history.variance)
+    t = slice(WARM_UP, None)
+    inside = (history.y[t] >= report[0.80].lower[t]) & (history.y[t] <= report[0.80].upper[t])
+    assert cal[80].after.observed == pytest.approx(inside.mean(), abs=1e-12)
 
 
 def test_a_second_save_never_overwrites_a_named_checkpoint(setup, tmp_path):
@@ -494,8 +540,9 @@ def test_every_served_forecast_lands_once_across_a_restart_and_a_rerun(setup, tm
     ends = [n - 30 + i for i in range(24)]
     ends.insert(5, ends[4])  # the fifth hour served again
     appended, first_served = [], {}
+    history = _log_history(ckpts["good"], feats)  # each hour's interval rests on the rows before it only
     for end in ends:
-        forecast = forecast_next_hour(ckpts["good"], feats.head(end))
+        forecast = forecast_next_hour(ckpts["good"], feats.head(end), history)
         with duckdb.connect(str(db)) as con:
             appended.append(append_served_forecast(con, served_row("BTCUSDT", forecast)))
             if forecast["forecast_hour"] not in first_served:

@@ -264,8 +264,9 @@ def test_return_metrics_calibrates_intervals_far_too_narrow():
     m = return_metrics(np.zeros_like(r), r, train_mean=0.0, predicted_var=(0.1 * sd) ** 2)
     assert set(m.calibration) == {80, 95}
     for pct, c in m.calibration.items():
-        assert c.calibration_hours == 600 and c.after.n == 2400
+        assert c.calibration_hours == 200 and c.after.n == 2800  # the served intervals' fixed warm-up, not a share
         assert c.before.observed < 0.3 and c.before.kupiec_p < 1e-6
         assert c.after.observed == pytest.approx(pct / 100, abs=0.02)
         assert c.interval_score_after < c.interval_score_before
-    assert return_metrics(np.zeros(300), r[:300], 0.0, np.full(300, 1e-4)).calibration == {}
+    assert return_metrics(np.zeros(399), r[:399], 0.0, np.full(399, 1e-4)).calibration == {}  # < 200 tested hours
+    assert set(return_metrics(np.zeros(400), r[:400], 0.0, np.full(400, 1e-4)).calibration) == {80, 95}

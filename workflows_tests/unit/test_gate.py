@@ -288,3 +288,97 @@ def test_the_served_record_is_append_only_across_connections(tmp_path):
             append_served_forecast(con, {k: v for k, v in row.items() if k != "conformal_state"})
     assert record["return_pct"].to_list() == [0.01, 0.01] and record["forecast_hour"][0] == hour
     assert record["hi95_pct"][0] == 1.0 and record["forecast_hour"].dtype.time_zone == "UTC"  # type: ignore[union-attr]
+
+
+def test_an_older_served_record_gains_the_sd_column_and_keeps_its_rows(tmp_path):
+    """A `served_forecasts` table written before the served sd was recorded: the next append adds the column in
+    place, the old row keeps NULL there, the new row holds its sd."""
+    from datetime import datetime, timedelta, timezone
+
+    import duckdb
+
+    from workflows.data.warehouse import (
+        SERVED_COLUMNS,
+        SERVED_FORECASTS_DDL,
+        append_served_forecast,
+        load_served_forecasts,
+    )
+
+    hour = datetime(2026, 1, 1, 5, tzinfo=timezone.utc)
+    db = str(tmp_path / "w.duckdb")
+    with duckdb.connect(db) as con:
+        con.execute(SERVED_FORECASTS_DDL.replace("    sd_pct DOUBLE,\n", ""))
+        old = "symbol, forecast_hour, as_of_candle, served_at, model, return_pct"
+        con.execute(
+            f"INSERT INTO served_forecasts ({old}) VALUES ('BTCUSDT', '2026-01-01 04:00', "
+            "'2026-01-01 03:00', '2026-01-01 03:10', 'm.pt', 0.01)"
+        )
+        row = dict.fromkeys(SERVED_COLUMNS) | {
+            "symbol": "BTCUSDT",
+            "forecast_hour": hour,
+            "as_of_candle": hour - timedelta(hours=1),
+            "served_at": hour - timedelta(minutes=50),
+            "model": "m.pt",
+            "return_pct": 0.02,
+            "sd_pct": 0.5,
+        }
+        assert append_served_forecast(con, row)
+        record = load_served_forecasts(con, "BTCUSDT")
+    assert record["sd_pct"].to_list() == [None, 0.5] and record["return_pct"].to_list() == [0.01, 0.02]
+
+
+def _served_record(n: int, calibrated: bool, seed: int = 0):
+    """A served record of n hours and the features holding their outcomes: the sd varies over a factor of 8;
+    the intervals are forecast +- z x sd (calibrated) or of one width, z x the mean sd (too wide where the sd
+    is low, too narrow where it is high: about nominal coverage on average)."""
+    from datetime import datetime, timedelta, timezone
+
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    sd = 0.2 * np.exp(rng.uniform(0, np.log(8), n))
+    actual = sd * rng.standard_normal(n)
+    hours = [datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(hours=i) for i in range(n)]
+    width = {80: 1.2816, 95: 1.96}
+    half = {pct: z * (sd if calibrated else np.full(n, np.sqrt(np.mean(sd**2)))) for pct, z in width.items()}
+    record = pl.DataFrame(
+        {
+            "forecast_hour": hours,
+            "return_pct": np.zeros(n),
+            **{f"lo{p}_pct": -half[p] for p in width},
+            **{f"hi{p}_pct": half[p] for p in width},
+            "p_down": np.full(n, None, dtype=object),
+            "direction_threshold_pct": np.full(n, 0.1),
+            "sd_pct": sd,
+        },
+        schema_overrides={"p_down": pl.Float64},
+    )
+    features = pl.DataFrame({"ts": hours, "log_return": actual / 100})
+    return record, features
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_the_served_record_shows_coverage_by_decile_of_the_served_sd(calibrated):
+    """An interval that scales with the served sd holds its coverage in the lowest and the highest decile; one of
+    fixed width covers about as often on average but not there, and the served record says so."""
+    from workflows.serving.served_record import served_figures, served_record_markdown
+
+    record, features = _served_record(2000, calibrated)
+    figures = served_figures(record, features)
+    for pct in (80, 95):
+        c = figures.intervals[pct]
+        assert len(c.by_sd) == 10 and sum(b.n for b in c.by_sd) == 2000
+        assert c.by_sd[0].sd_high < c.by_sd[-1].sd_low
+        assert c.holds_at_low_and_high_sd is calibrated
+        if not calibrated:
+            assert c.by_sd[0].observed > pct / 100 > c.by_sd[-1].observed
+    text = served_record_markdown("BTCUSDT", figures, None)
+    assert "| level | decile | sd (pct) | hours | coverage | Kupiec p | interval score (pct) |" in text
+    b = figures.intervals[80].by_sd[0]
+    assert f"| 80% | 1 | {b.sd_low:.3g} .. {b.sd_high:.3g} | {b.n} | {b.observed:.1%} |" in text
+    verdict = "holds" if calibrated else "does not hold"
+    assert f"80%: coverage in the lowest and the highest sd decile {verdict}" in text
+    # a record whose rows carry no sd (served before it was recorded) shows no deciles and says so
+    bare = served_figures(record.with_columns(sd_pct=None), features)
+    assert bare.intervals[80].by_sd == () and bare.intervals[80].holds_at_low_and_high_sd is None
+    assert "Coverage by deciles of the served sd: none yet" in served_record_markdown("BTCUSDT", bare, None)

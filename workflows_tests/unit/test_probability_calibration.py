@@ -1,5 +1,5 @@
 """Known answers for the calibration evidence of the evaluation: direction probabilities against the base
-rate (`probability_calibration`) and intervals calibrated on the volatility model's scale."""
+rate (`probability_calibration`) and intervals calibrated on the model's own sd (the served intervals)."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ from workflows.evaluation.evidence import (
     OWN_SD,
     TRAINING_RATE,
     VOLATILITY_MODEL,
-    VOLATILITY_SCALE,
     ForecastSet,
     evaluate_forecasts,
     interval_calibration,
@@ -91,21 +90,21 @@ def _garch_with_break(rng, n: int = N, brk: int = N // 2) -> tuple[np.ndarray, n
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_a_spread_interval_calibrated_on_the_volatility_scale_covers_across_a_regime_break(seed):
-    """The ensemble's case: an interval from a tiny, constant member spread. Calibrated on the volatility
-    forecast (here the GARCH variance), it covers within 2 points of nominal after a regime break."""
+def test_an_interval_twice_too_wide_calibrated_on_the_models_own_sd_covers_across_a_regime_break(seed):
+    """Scaled by the model's own sd (the served scale), twice the true one: before calibration the Gaussian
+    interval covers far too much; after, within 2 points of nominal across a regime break."""
     rng = np.random.default_rng(seed)
     r, var = _garch_with_break(rng)
-    spread = np.full(N, 1e-8)
-    cal = interval_calibration(np.zeros(N), r, spread, scale_var=var)
+    cal = interval_calibration(np.zeros(N), r, 4 * var)
     for pct, c in cal.items():
-        assert c.scale == VOLATILITY_SCALE
-        assert c.before.observed < 0.05 and c.before.kupiec_p < 1e-6
+        assert c.scale == OWN_SD
+        assert c.before.observed > pct / 100 + 0.04 and c.before.kupiec_p < 1e-6
         assert c.after.observed == pytest.approx(pct / 100, abs=0.02)
-    assert all(c.scale == OWN_SD for c in interval_calibration(np.zeros(N), r, spread).values())
 
 
-def test_the_evaluation_scores_probabilities_and_calibrates_every_interval_on_the_volatility_scale():
+def test_the_evaluation_scores_probabilities_and_calibrates_every_interval_on_the_models_own_sd():
+    """The volatility model's forecasts do not change any model's intervals: they are the served ones, scaled by
+    the model's own sd (the volatility model's sd of the hour being served is not in the forecast log)."""
     rng = np.random.default_rng(6)
     r, var = _garch_with_break(rng, 3000, 1500)
     probs, outcome = _calibrated(rng, 3000)
@@ -115,11 +114,12 @@ def test_the_evaluation_scores_probabilities_and_calibrates_every_interval_on_th
     fs.returns = {"multitask": np.zeros(3000), "ensemble": np.zeros(3000), "ridge_ar48": np.zeros(3000)}
     fs.variances = {"multitask": var * 4, "ensemble": np.full(3000, 1e-8)}
     fs.probabilities["multitask"] = probs
+    without = evaluate_forecasts(fs, "walk_forward", "test", [], {})
     fs.next_var[VOLATILITY_MODEL] = var
     ev = evaluate_forecasts(fs, "walk_forward", "test", [], {})
     assert set(ev.probabilities) == {"multitask"} and ev.probabilities["multitask"].beats_base_rate
     assert {n for n, m in ev.returns.items() if m.calibration} == {"multitask", "ensemble"}
-    assert all(
-        c.scale == VOLATILITY_SCALE for n in ("multitask", "ensemble") for c in ev.returns[n].calibration.values()
-    )
+    for name in ("multitask", "ensemble"):
+        assert ev.returns[name].calibration == without.returns[name].calibration
+        assert all(c.scale == OWN_SD for c in ev.returns[name].calibration.values())
     assert ("multitask", "probabilities.skill", ev.probabilities["multitask"].skill) in ev.rows()

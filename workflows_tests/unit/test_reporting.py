@@ -242,7 +242,7 @@ def _calibration_evaluation(seed: int = 0, informative: bool = True):
 
 
 def test_calibration_sentences_say_when_intervals_pass_and_when_they_fail():
-    from workflows.evaluation.evidence import VOLATILITY_SCALE, IntervalCalibration
+    from workflows.evaluation.evidence import OWN_SD, IntervalCalibration
     from workflows.reporting.report import calibration_sentence
     from workflows.stats.calibration import coverage_test
 
@@ -251,7 +251,7 @@ def test_calibration_sentences_say_when_intervals_pass_and_when_they_fail():
     text = calibration_sentence("multitask", 80, c80)
     assert text.startswith(f"The 80% intervals of multitask covered {100 * c80.before.observed:.1f}% ")
     assert c80.before.observed < 0.3 and abs(c80.after.observed - 0.8) <= 0.02 and c80.calibrated
-    assert f"and {100 * c80.after.observed:.1f}% after, scaled by the {VOLATILITY_SCALE} (Kupiec p = " in text
+    assert f"and {100 * c80.after.observed:.1f}% after, scaled by the {OWN_SD} (Kupiec p = " in text
     low, high = c80.by_sd_after[0], c80.by_sd_after[-1]
     assert low.sd_high < high.sd_low  # the calm half and the turbulent half of the hours
     assert (
