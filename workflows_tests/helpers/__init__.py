@@ -11,6 +11,11 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 BTC_FILE = SHARED_DATA / "Binance_BTCUSDT_1h.csv"
 ETH_FILE = SHARED_DATA / "Binance_ETHUSDT_1h.csv"
 
+# How long a test waits on a subprocess, a thread or a server before calling it hung. A guard against a
+# hang, never a speed limit: on a busy 2-core machine loading the definitions in a fresh interpreter took
+# over 120 s. Tests wait on events (a line printed, a file written) and use this only as the last resort.
+HANG_GUARD_S = 1800
+
 needs_shared = pytest.mark.skipif(
     not BTC_FILE.exists(), reason="../shared/data is absent (a user's fresh clone has no ../shared)"
 )

@@ -13,6 +13,7 @@ from PIL import Image
 
 from benchmarks.devserver import dagster_dev
 from workflows.cli.commands import main
+from workflows_tests.helpers import HANG_GUARD_S
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -37,7 +38,7 @@ def screenshot(url: str, path: Path, profile: Path) -> None:
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
 
 

@@ -10,7 +10,7 @@ import duckdb
 from workflows.cli.commands import main
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.ml.profiles import control_kinds, model_kinds
-from workflows_tests.helpers import BTC_FILE, PROJECT_ROOT, needs_shared
+from workflows_tests.helpers import BTC_FILE, HANG_GUARD_S, PROJECT_ROOT, needs_shared
 
 
 def write_candles(path: Path, symbol: str, days: int = 3, seed: int = 0):
@@ -186,7 +186,7 @@ def test_a_command_started_with_sigterm_ignored_leaves_no_log_tails(data_dir):
         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "BTCUSDT" in done.stdout + done.stderr  # the run happened

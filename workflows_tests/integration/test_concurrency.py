@@ -7,7 +7,7 @@ import sys
 
 import duckdb
 
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 SCRIPT = """
 import sys
@@ -33,7 +33,7 @@ def test_two_simultaneous_runs_both_succeed(data_dir):
     outputs = []
     try:
         for p in procs:
-            out, _ = p.communicate(timeout=240)
+            out, _ = p.communicate(timeout=HANG_GUARD_S)
             outputs.append(out)
     finally:
         for p in procs:

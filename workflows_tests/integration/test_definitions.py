@@ -8,7 +8,7 @@ import pytest
 
 from workflows.definitions import defs
 from workflows.ml.profiles import control_kinds, model_kinds
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 
 def test_asset_keys_and_checks():
@@ -63,7 +63,7 @@ def test_dagster_definitions_validate(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful" in done.stderr + done.stdout
@@ -76,7 +76,9 @@ def test_dg_loads_the_defs_folder(tmp_path):
     env = {"DAGSTER_HOME": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([dg_cli, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [dg_cli, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+        )
 
     checked = run("check", "defs", "--use-active-venv")
     assert checked.returncode == 0, checked.stderr[-2000:]

@@ -14,7 +14,7 @@ import yaml
 
 from workflows.defs.assets_data import candles, features
 from workflows.defs.resources import WarehouseResource
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 INITDB = shutil.which("initdb")
 PG_CTL = shutil.which("pg_ctl")
@@ -61,7 +61,7 @@ def postgres():
         [*prefix, INITDB, "-D", str(data), "-U", "dagster", "--auth=trust"],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
     subprocess.run(
         [
@@ -80,7 +80,7 @@ def postgres():
         ],
         check=True,
         capture_output=True,
-        timeout=90,
+        timeout=HANG_GUARD_S,
     )
     try:
         subprocess.run(
@@ -99,11 +99,13 @@ def postgres():
             ],
             check=True,
             capture_output=True,
-            timeout=30,
+            timeout=HANG_GUARD_S,
         )
         yield port
     finally:
-        subprocess.run([*prefix, PG_CTL, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*prefix, PG_CTL, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=HANG_GUARD_S
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -150,6 +152,6 @@ def test_postgres_storage_from_deploy_yaml(postgres, tmp_path, monkeypatch, data
         check=True,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=HANG_GUARD_S,
     )
     assert int(count.stdout.strip()) == 1

@@ -53,7 +53,7 @@ from workflows.defs.partitions import period_key
 from workflows.evaluation.evidence import MCS_REPS
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import model_kinds
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
 DAYS = 70  # the synthetic candles end 2026-01-01: December 2025 is the period, 20 training days before it
@@ -397,5 +397,5 @@ def test_the_shipped_script_starts_its_own_broker_on_a_private_socket_that_refus
         assert password not in (private / "redis.log").read_text()
     finally:
         os.killpg(script.pid, signal.SIGTERM)
-        script.wait(timeout=120)
+        script.wait(timeout=HANG_GUARD_S)
     assert not private.exists()  # the password went with the folder

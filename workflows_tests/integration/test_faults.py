@@ -13,7 +13,7 @@ import duckdb
 import pytest
 import torch
 
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ print("done", flush=True)
 """
 
 
-def run(args, timeout=120, **kw):
+def run(args, timeout=HANG_GUARD_S, **kw):
     return subprocess.run(
         [sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, **kw
     )
@@ -67,7 +67,7 @@ def test_kill_9_during_ingest_leaves_all_or_nothing(big_file, tmp_path):
         )
         time.sleep(rng.uniform(0.1, 0.85) * duration)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=HANG_GUARD_S)
         killed += proc.returncode == -signal.SIGKILL
         with duckdb.connect(str(db)) as con:  # the file opens after the crash
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}

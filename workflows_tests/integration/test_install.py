@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
 # (uv's --python-platform, MACOSX_DEPLOYMENT_TARGET or None)
@@ -28,7 +28,7 @@ def _compile(platform: str, macos: str | None, out: Path) -> subprocess.Complete
         env["MACOSX_DEPLOYMENT_TARGET"] = macos
     cmd = [sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "--extra", "dev", "-c", str(CONSTRAINTS)]
     cmd += ["--python-version", "3.11", "--python-platform", platform, "--no-config", "--no-header", "-o", str(out)]
-    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     if done.returncode and any(h in done.stderr.lower() for h in OFFLINE_HINTS) and "no solution" not in done.stderr:
         pytest.skip(f"the package registry cannot be reached from here: {done.stderr.strip()[-300:]}")
     return done

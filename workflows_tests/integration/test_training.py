@@ -12,7 +12,7 @@ from workflows.ml.pipeline import fit
 from workflows.ml.profiles import model_kinds, recipe_for
 from workflows.ml.training import TrainConfig, predict, select_device, train
 from workflows.ml.windows import WindowSpec, build_windows
-from workflows_tests.helpers import PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_cuda_checkpoint_loads_on_cpu(data, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     expected = predict(result.model, x, device="cpu")["ret"]  # the trained weights, moved to CPU here
