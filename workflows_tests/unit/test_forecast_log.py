@@ -112,7 +112,9 @@ def test_a_candle_corrected_inside_a_logged_period_recomputes_its_hours_from_a_d
     assert not again.recomputed and again.origins_added == 0
 
 
-def test_a_code_version_bump_retrains_and_recomputes_the_period(feats, tmp_path, one_thread):
+def test_a_code_version_bump_retrains_to_the_same_files_and_a_forecast_code_bump_recomputes(
+    feats, tmp_path, one_thread
+):
     con = duckdb.connect()
     upto = feats.filter(pl.col("ts") < datetime(2025, 11, 20, tzinfo=UTC))
     first, _ = _forecast(con, upto, NOV, tmp_path)
@@ -121,9 +123,16 @@ def test_a_code_version_bump_retrains_and_recomputes_the_period(feats, tmp_path,
     assert not any(m.trained for m in again.values()) and not update.recomputed and update.origins_added == 0
     bumped, update = _forecast(con, upto, NOV, tmp_path, code="2")
     assert all(m.trained for m in bumped.values())
+    # seeded training on the same hours gives the same weights, and a checkpoint's bytes depend only on what was
+    # trained (its clock readings lie beside it): the same files, so the stored forecasts stand
+    assert {k: m.sha256 for k, m in bumped.items()} == {k: m.sha256 for k, m in first.items()}
+    assert not update.recomputed and update.rows_deleted == 0
+    # a bump of the forecasting code recomputes the period from the same checkpoints
+    ckpts = {k: m.load() for k, m in bumped.items()}
+    update = fl.update_period(con, upto, "BTC", NOV, ckpts, CFG, code_version=fl.FORECAST_CODE_VERSION + "-next")
     assert update.recomputed and "versions changed" in update.reason and update.rows_deleted > 0
-    stored = con.execute("SELECT DISTINCT model_version FROM forecast_log WHERE name = 'attention_lstm'").fetchall()
-    assert stored == [(bumped["attention_lstm"].sha256,)]
+    stored = con.execute("SELECT DISTINCT code_version FROM forecast_log WHERE name = 'attention_lstm'").fetchall()
+    assert stored == [(fl.FORECAST_CODE_VERSION + "-next",)]
 
 
 def test_stored_forecasts_reproduce_the_evaluation_exactly(feats, tmp_path, one_thread):
