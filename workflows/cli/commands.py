@@ -53,7 +53,8 @@ def _write_instance_config(home: Path) -> None:
 
 
 def _interrupted(run_id: str | None, argv: list[str]) -> int:
-    """Ctrl-C: cancel the run in the instance (so the UI does not show it running forever), say what was kept
+    """Ctrl-C: cancel the run in the instance (so the UI does not show it running forever) and free the pool
+    slots its steps held, say what was kept
     and the command that resumes, and end the process at once with 130 (128 + SIGINT). The run's worker thread
     is not joined: `os._exit` ends it with the process, before the interpreter's shutdown could abort inside
     torch ("terminate called without an active exception")."""
@@ -67,6 +68,9 @@ def _interrupted(run_id: str | None, argv: list[str]) -> int:
         run = instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             instance.report_run_canceled(run, message="interrupted in the terminal (Ctrl-C)")
+        # the pools' slots its steps held (the `gpu` pool is 1 on 2 cores): else the resumed run waits for them
+        # forever, as Dagster frees them only for runs it ends itself
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
         ).records

@@ -65,6 +65,10 @@ def test_ctrl_c_cancels_the_run_says_how_to_resume_and_the_resumed_run_trains_no
     instance = dg.DagsterInstance.get()
     (run,) = instance.get_runs(dg.RunsFilter(job_name="forecast_period"))
     assert run.status == dg.DagsterRunStatus.CANCELED
+    # no pool slot is left claimed by the canceled run (the `gpu` pool admits one step: the resume would wait)
+    storage = instance.event_log_storage
+    held = [s for key in storage.get_concurrency_keys() for s in storage.get_concurrency_info(key).claimed_slots]
+    assert not [s for s in held if s.run_id == run.run_id], held
 
     again = _cli(["demo", *QUICK])
     out, err = again.communicate(timeout=3000)
