@@ -29,6 +29,7 @@ def _instance():
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_instance_config(home)
         instance = dg.DagsterInstance.get()
         # touch every storage so that its tables exist before the lock is released
         instance.get_runs(limit=1)
@@ -38,6 +39,58 @@ def _instance():
         if instance.schedule_storage is not None:
             instance.schedule_storage.all_instigator_state()
     return instance
+
+
+def _write_instance_config(home: Path) -> None:
+    """A fresh instance folder gets the project's dagster.yaml (SQLite storage under it, telemetry off, the pools'
+    default limit), so Dagster never warns that there is none; an existing file is the user's and is kept."""
+    from workflows.io import write_text_atomic
+    from workflows.settings import PROJECT_ROOT
+
+    target, ours = home / "dagster.yaml", PROJECT_ROOT / "dagster_home" / "dagster.yaml"
+    if not target.exists() and ours.exists() and ours.resolve() != target.resolve():
+        write_text_atomic(target, ours.read_text())
+
+
+def _interrupted(run_id: str | None, argv: list[str]) -> int:
+    """Ctrl-C: cancel the run in the instance (so the UI does not show it running forever) and free the pool
+    slots its steps held, say what was kept
+    and the command that resumes, and end the process at once with 130 (128 + SIGINT). The run's worker thread
+    is not joined: `os._exit` ends it with the process, before the interpreter's shutdown could abort inside
+    torch ("terminate called without an active exception")."""
+    import shlex
+
+    import dagster as dg
+
+    print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+    if run_id is not None:
+        instance = dg.DagsterInstance.get()
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, message="interrupted in the terminal (Ctrl-C)")
+        # the pools' slots its steps held (the `gpu` pool is 1 on 2 cores): else the resumed run waits for them
+        # forever, as Dagster frees them only for runs it ends itself
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+        ).records
+        kept = []
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            if event is None or event.asset_key is None:
+                continue
+            partition = f" [{event.partition}]" if event.partition else ""
+            kept.append(f"{event.asset_key.to_user_string()}{partition}")
+        print(f"run {run_id} marked CANCELED in the Dagster instance ({dagster_home()})", file=sys.stderr)
+        print(
+            f"kept: {', '.join(kept) if kept else 'nothing from this run'}; every earlier run's results stand, and "
+            "trained period models are reused (nothing already trained is trained again)",
+            file=sys.stderr,
+        )
+    print(f"resume with: workflows {shlex.join(argv)}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 # Everything of the `pipeline` job after the candles: what `workflows run --symbol S` runs on landed candles.
@@ -817,10 +870,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from workflows.cli.terminal import RunInterrupted
+
+    command = list(sys.argv[1:] if argv is None else argv)
     try:
         return handlers[args.command](args)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except RunInterrupted as stop:
+        return _interrupted(stop.run_id, command)
+    except KeyboardInterrupt:
+        return _interrupted(None, command)
 
 
 if __name__ == "__main__":

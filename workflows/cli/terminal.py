@@ -99,8 +99,18 @@ class StepRenderer:
             self._bar((step, member), progress.epochs, desc, progress.epoch, progress.detail[:60])
 
 
+class RunInterrupted(Exception):
+    """Ctrl-C (SIGINT) while the run `run_id` executed in its worker thread: the caller cancels it in the
+    instance and ends the process (the worker thread is left to the exit, never joined)."""
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, poll_s: float = 0.3, stream=None) -> T:
-    """Run `execute(run_id)` (an `execute_in_process` call) in a worker thread and render its events."""
+    """Run `execute(run_id)` (an `execute_in_process` call) in a worker thread and render its events.
+    Ctrl-C while it runs raises `RunInterrupted(run_id)`."""
     run_id = str(uuid.uuid4())
     box: dict = {}
 
@@ -114,19 +124,24 @@ def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, 
     worker.start()
     renderer = None if verbose else StepRenderer(stream)
     cursor = None
-    while True:
-        alive = worker.is_alive()
-        if renderer is not None and instance.get_run_by_id(run_id) is not None:
-            conn = instance.get_records_for_run(run_id, cursor=cursor)
-            for record in conn.records:
-                renderer.handle(record.event_log_entry)
-            cursor = conn.cursor
-            if conn.has_more:
-                continue
-        if not alive:
-            break
-        time.sleep(poll_s)
-    worker.join()
+    try:
+        while True:
+            alive = worker.is_alive()
+            if renderer is not None and instance.get_run_by_id(run_id) is not None:
+                conn = instance.get_records_for_run(run_id, cursor=cursor)
+                for record in conn.records:
+                    renderer.handle(record.event_log_entry)
+                cursor = conn.cursor
+                if conn.has_more:
+                    continue
+            if not alive:
+                break
+            time.sleep(poll_s)
+        worker.join()
+    except KeyboardInterrupt:
+        if renderer is not None:
+            renderer._close_bar()
+        raise RunInterrupted(run_id) from None
     if renderer is not None:
         renderer._close_bar()
     if "error" in box:
