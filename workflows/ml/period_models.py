@@ -177,7 +177,7 @@ def train_period_model(
     shared = None
     if first_member_kind and recipe.members > 1:
         with connect() as con:
-            shared = shared_first_member(con, symbol, period, first_member_kind, recipe, data, cfg, warm)
+            shared = shared_first_member(con, symbol, period, first_member_kind, recipe, data, cfg, warm, code_version)
         if shared is not None:
             say(f"{kind} {period}: member 0 is the {first_member_kind} model {shared.path.name} (same training)")
     say(
@@ -239,14 +239,18 @@ def shared_first_member(
     data: WindowData,
     cfg: PeriodConfig,
     warm: Checkpoint | None,
+    code_version: str,
 ) -> Checkpoint | None:
     """The `source_kind` model registered for `period` when training it was exactly the training of the
     ensemble `recipe`'s member 0 (so its weights are what that training would give, bit for bit): the same
     architecture, training config with member 0's seed, training windows and scaler, period settings, and a
     warm start from the same weights (`warm` is the ensemble's previous model; its member 0 must equal the
-    weights `source_kind` started from) or from scratch for both. None otherwise: member 0 is trained."""
+    weights `source_kind` started from) or from scratch for both, by the same model code version. None
+    otherwise: member 0 is trained."""
     source = registered(con, symbol, period.key, source_kind)
-    if source is None or not _still_there(source) or registered_config(con, symbol, period.key, source_kind) != cfg:
+    if source is None or source.code_version != code_version or not _still_there(source):
+        return None
+    if registered_config(con, symbol, period.key, source_kind) != cfg:
         return None
     ckpt = source.load()
     member0 = ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads))

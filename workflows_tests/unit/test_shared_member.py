@@ -29,7 +29,7 @@ def _recipes(members: int = 3):
     return {k: replace(r, train=replace(r.train, epochs=1)) for k, r in one_epoch.items()}
 
 
-def _period(con, feats, period, folder, recipes, share: bool, trained: list):
+def _period(con, feats, period, folder, recipes, share: bool, trained: list, codes=None):
     def counted(member, _report):
         trained.append((period.key, member))
 
@@ -44,7 +44,7 @@ def _period(con, feats, period, folder, recipes, share: bool, trained: list):
             period,
             CFG,
             folder,
-            "1",
+            (codes or {}).get(kind, "1"),
             "ci",
             callback=counted if kind == "ensemble" else None,
             first_member_kind="attention_lstm" if share and kind == "ensemble" else None,
@@ -86,3 +86,6 @@ def test_a_first_member_trained_otherwise_is_not_shared(feats, tmp_path, one_thr
     trained: list = []
     _period(con, feats, NOV, tmp_path, {"attention_lstm": other, "ensemble": recipes["ensemble"]}, True, trained)
     assert {m for _, m in trained} == {0, 1, 2}  # another seed: member 0 is trained, not taken
+    trained.clear()
+    _period(duckdb.connect(), feats, NOV, tmp_path / "code", recipes, True, trained, codes={"ensemble": "2"})
+    assert {m for _, m in trained} == {0, 1, 2}  # another model code version: not the same training
