@@ -369,8 +369,7 @@ def execute_parallel(instance, key, run_config: dict, workers: int, ref: str):
     job = dg.reconstructable(forecast_period_parallel)
     tags = {**symbol_periods.get_tags_for_partition_key(key), PROGRESS_TAG: ref}
     config = run_config | {"execution": {"config": {"max_concurrent": workers}}}
-    with dg.execute_job(job, instance, run_config=config, tags=tags) as result:
-        result.all_events  # noqa: B018 (read while the result's instance is open)
+    with dg.execute_job(job, instance, run_config=config, tags=tags) as result:  # its events are read by now
         return result
 
 
