@@ -238,9 +238,10 @@ DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
 # 120 days hold two monthly forecast periods when a period's models need 45 days of training history.
 DEMO_MIN_TRAIN_DAYS = 45
 # The demo's attention protocol: fewer deletion draws, windows and bootstrap resamples than a run's (200 matched
-# and 100 random draws on up to 1,000 windows, 1,000 resamples). Its finding sits far from every threshold (the
-# learning design's deletion beats each of its draws; its peak lift is 30-40x uniform), so the Monte Carlo error
-# these sizes leave cannot move it: docs/evaluation.md, "The attention protocol's sizes".
+# and 100 random draws on up to 1,000 windows, 1,000 resamples). Its bottom line (the learning design's peak
+# lift of 30-40x uniform against controls up to about 1.07x; the skill test, which these sizes do not touch) sits
+# far from its thresholds; a deletion p-value can still reach 1/51 = 0.02: docs/evaluation.md, "The attention
+# protocol's sizes". Not yet re-checked end to end with these sizes (docs/benchmarks.md, issue 28 section).
 DEMO_PROTOCOL = {"deletion_draws": 50, "random_draws": 50, "deletion_windows": 250, "resamples": 500}
 
 
