@@ -183,6 +183,27 @@ class AttentionAnalysis:
         return _json_safe(self)
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How many draws, windows and resamples an attention analysis spends (docs/evaluation.md, "The attention
+    protocol's sizes"): the deletion test's position-matched null draws and random-hours draws, the most test
+    windows it reads, and the block-bootstrap resamples of every interval."""
+
+    deletion_draws: int = 200
+    random_draws: int = 100
+    deletion_windows: int = 1_000
+    resamples: int = am.DEFAULT_RESAMPLES
+
+    def analyse_kwargs(self) -> dict:
+        return dict(self.__dict__)
+
+    def label(self) -> str:
+        return (
+            f"{self.deletion_draws} matched and {self.random_draws} random deletion draws on at most "
+            f"{self.deletion_windows:,} windows, {self.resamples:,} bootstrap resamples"
+        )
+
+
 def train_config_from(ckpt: Checkpoint) -> TrainConfig:
     cfg = dict(ckpt.train_config)
     cfg["loss_weights"] = tuple(cfg.get("loss_weights", (1.0, 0.3, 0.5)))
@@ -412,6 +433,7 @@ def analyse(
     evidence: dict | None = None,
     deletion_draws: int = 200,
     deletion_windows: int = 1_000,
+    random_draws: int = 100,
     resamples: int = am.DEFAULT_RESAMPLES,
 ) -> AttentionAnalysis:
     """The full analysis of one model's test-window attention.
@@ -448,7 +470,13 @@ def analyse(
     )
     every = max(1, -(-len(attention) // deletion_windows))  # ceil: evenly spaced windows
     deletion_ev = sanity.deletion_evidence(
-        ckpt.model, data.test.x[::every], attention[::every], draws=deletion_draws, seed=seed, output=output
+        ckpt.model,
+        data.test.x[::every],
+        attention[::every],
+        draws=deletion_draws,
+        random_draws=random_draws,
+        seed=seed,
+        output=output,
     )
     deletion = sanity.deletion_from_evidence(deletion_ev, resamples=resamples, seed=seed)
     attr_ev = sanity.attribution_evidence(ckpt.model, data.test.x, attention, output=output) if attribution else None
@@ -504,12 +532,15 @@ def analyse_all(
     store: sanity.ControlStore | None = None,
     cache: dict | None = None,
     evidence: dict[str, dict] | None = None,
+    protocol: Protocol | None = None,
 ) -> dict[str, AttentionAnalysis]:
     """Every model of a run: `loaded` maps a name to (checkpoint, windows), `tensors` to its saved attention
     tensors. Controls are shared between models with one `control_key` (`cache`: pass a dict to read the
     controls' outputs afterwards, by `control_setup.key`), and kept in `store` when given; a single model whose
-    recipe is the ensemble's (same key) gets the ensemble members' seed spread."""
+    recipe is the ensemble's (same key) gets the ensemble members' seed spread. `protocol`: the numbers of draws,
+    windows and resamples (default: `Protocol()`)."""
     say = log or (lambda _msg: None)
+    sizes = (protocol or Protocol()).analyse_kwargs()
     cache = {} if cache is None else cache
     members = tensors.get("ensemble", {}).get("member_attention")
     ens_key = control_key(*loaded["ensemble"]) if "ensemble" in loaded and members is not None else None
@@ -535,6 +566,7 @@ def analyse_all(
             control_store=store,
             evidence=None if evidence is None else evidence.setdefault(name, {}),
             seed=seed,
+            **sizes,
             **extra,
         )
         setup = out[name].control_setup

@@ -322,7 +322,9 @@ def pool(
     )
 
 
-def pool_all(by_model: dict[str, list[PeriodEvidence]], log=None) -> dict[str, AttentionAnalysis]:
+def pool_all(
+    by_model: dict[str, list[PeriodEvidence]], log=None, resamples: int = am.DEFAULT_RESAMPLES
+) -> dict[str, AttentionAnalysis]:
     """Every model's periods pooled; a single model whose recipe is the ensemble's gets the ensemble members'
     pooled seed spread when both cover the same windows (as `analysis.analyse_all` does for one period)."""
     say = log or (lambda _msg: None)
@@ -343,6 +345,6 @@ def pool_all(by_model: dict[str, list[PeriodEvidence]], log=None) -> dict[str, A
                 "seed_source": f"the ensemble's {members.shape[1]} members, which are this recipe with "
                 f"{members.shape[1]} seeds",
             }
-        out[name] = pool(parts, **extra)
+        out[name] = pool(parts, resamples=resamples, **extra)
         say(f"{name}: pooled over {len(parts)} period(s): {out[name].verdict.to_dict()}")
     return out

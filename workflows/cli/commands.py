@@ -12,7 +12,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from workflows.ml.placement import CPU_SLOTS_ENV
 from workflows.settings import DAGSTER_HOME_ENV, DataPaths, dagster_home, default_sigterm
+
+WORKERS_ENV = "WORKFLOWS_WORKERS"
 
 
 def _instance():
@@ -307,6 +310,12 @@ DEMO_OTHERS = "ci"
 DEMO_DAYS, DEMO_STRENGTH, DEMO_SEED = 120, 0.5, 2
 # 120 days hold two monthly forecast periods when a period's models need 45 days of training history.
 DEMO_MIN_TRAIN_DAYS = 45
+# The demo's attention protocol: fewer deletion draws, windows and bootstrap resamples than a run's (200 matched
+# and 100 random draws on up to 1,000 windows, 1,000 resamples). Its bottom line (the learning design's peak
+# lift of 30-40x uniform against controls up to about 1.07x; the skill test, which these sizes do not touch) sits
+# far from its thresholds; a deletion p-value can still reach 1/51 = 0.02: docs/evaluation.md, "The attention
+# protocol's sizes". Not yet re-checked end to end with these sizes (docs/benchmarks.md, issue 28 section).
+DEMO_PROTOCOL = {"deletion_draws": 50, "random_draws": 50, "deletion_windows": 250, "resamples": 500}
 
 
 def _analysis_ops(args) -> dict:
@@ -347,7 +356,9 @@ def _min_train_days(args) -> int | None:
     return getattr(args, "min_train_days", None) or getattr(args, "default_min_train_days", None)
 
 
-def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args, per_kind=None) -> list[str] | None:
+def backfill_periods(
+    instance, symbol: str, paths: DataPaths, profile: str, args, per_kind=None, protocol: dict | None = None
+) -> list[str] | None:
     """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
     first, so each warm-starts from the one before. Returns the periods (None: a run failed, or the history
     holds no period: then what it lacks is printed)."""
@@ -360,6 +371,7 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
     from workflows.ml.windows import WindowSpec
 
     ops = _period_ops(profile, args, per_kind)
+    workers = _workers(args)
     settings = next(iter(ops.values()))["config"]
     cfg = PeriodConfig(**{k: v for k, v in settings.items() if k in ("train_days", "min_train_days")})
     with _warehouse(paths) as con:
@@ -371,17 +383,23 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
     if not periods:
         print(f"{symbol}: {history_shortfall(table, WindowSpec(), cfg)}", file=sys.stderr)
         return None
-    print(f"{symbol}: backfilling {len(periods)} monthly forecast periods, {periods[0]} to {periods[-1]}")
+    print(
+        f"{symbol}: backfilling {len(periods)} monthly forecast periods, {periods[0]} to {periods[-1]}"
+        + (f"; up to {workers} steps side by side" if workers > 1 else "")
+    )
     job = defs.resolve_job_def("forecast_period")
+    if workers > 1:  # each training claims one of `workers` CPU slots, with its share of the cores
+        os.environ.setdefault(CPU_SLOTS_ENV, str(workers))
+    attention = {"period_attention": {"config": protocol}} if protocol else {}
+    run_config = {"ops": ops | attention, "loggers": console_config(args.verbose)}
     for i, period in enumerate(periods, start=1):
         print(f"period {period} ({i}/{len(periods)}): models (trained once, warm-started) and forecasts")
+        key = period_key(symbol, period.key)
         result = execute_with_progress(
-            lambda run_id, period=period: job.execute_in_process(
-                run_config={"ops": ops, "loggers": console_config(args.verbose)},
-                instance=instance,
-                partition_key=period_key(symbol, period.key),
-                raise_on_error=False,
-                run_id=run_id,
+            (lambda ref, key=key: execute_parallel(instance, key, run_config, workers, ref))
+            if workers > 1
+            else lambda ref, key=key: job.execute_in_process(
+                run_config=run_config, instance=instance, partition_key=key, raise_on_error=False, run_id=ref
             ),
             instance,
             args.verbose,
@@ -395,6 +413,36 @@ def backfill_periods(instance, symbol: str, paths: DataPaths, profile: str, args
         added = _metadata(result, "forecasts").get("hours_added", 0)
         print(f"period {period}: {len(trained)} model(s) trained, {added} hours forecast")
     return [p.key for p in periods]
+
+
+def _workers(args) -> int:
+    """`--workers`, else `$WORKFLOWS_WORKERS`, else 1 (every step in this process)."""
+    chosen = getattr(args, "workers", None) or os.environ.get(WORKERS_ENV, "").strip() or "1"
+    if not str(chosen).isdigit() or int(chosen) < 1:
+        raise SystemExit(f"{WORKERS_ENV}={chosen!r}: give a whole number of worker processes, at least 1")
+    return int(chosen)
+
+
+def forecast_period_parallel():
+    """The `forecast_period_parallel` job, rebuilt by each step's process (`dg.reconstructable`)."""
+    from workflows.definitions import defs
+
+    return defs.resolve_job_def("forecast_period_parallel")
+
+
+def execute_parallel(instance, key, run_config: dict, workers: int, ref: str):
+    """One `forecast_period` partition with its independent steps in up to `workers` processes at once; the run is
+    tagged with `ref` so that `execute_with_progress` finds its events."""
+    import dagster as dg
+
+    from workflows.cli.terminal import PROGRESS_TAG
+    from workflows.defs.partitions import symbol_periods
+
+    job = dg.reconstructable(forecast_period_parallel)
+    tags = {**symbol_periods.get_tags_for_partition_key(key), PROGRESS_TAG: ref}
+    config = run_config | {"execution": {"config": {"max_concurrent": workers}}}
+    with dg.execute_job(job, instance, run_config=config, tags=tags) as result:  # its events are read by now
+        return result
 
 
 def cmd_demo(args) -> int:
@@ -435,9 +483,11 @@ def cmd_demo(args) -> int:
     if not landed.success:
         return _summary(landed, paths, args.symbol, started, "demo")
     args.default_min_train_days = DEMO_MIN_TRAIN_DAYS
-    if backfill_periods(instance, args.symbol, paths, profile, args, per_kind) is None:
+    if backfill_periods(instance, args.symbol, paths, profile, args, per_kind, DEMO_PROTOCOL) is None:
         return 1
-    result = run_for_symbol(instance, args.symbol, None, "pipeline", _analysis_ops(args), args.verbose)
+    ops = _analysis_ops(args)
+    ops.setdefault("attention_analysis", {"config": {}})["config"]["resamples"] = DEMO_PROTOCOL["resamples"]
+    result = run_for_symbol(instance, args.symbol, None, "pipeline", ops, args.verbose)
     return _summary(result, paths, args.symbol, started, "demo", landed)
 
 
@@ -831,6 +881,13 @@ def main(argv: list[str] | None = None) -> int:
             type=int,
             default=None,
             help="cap every period training's epochs (default: the profile's); for quick looks, not for evidence",
+        )
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help=f"a period's independent steps (its models and twins) in up to N processes at once, each training "
+            f"with its share of the cores (default ${WORKERS_ENV}, else 1: every step in this process)",
         )
         p.add_argument(
             "--min-train-days",

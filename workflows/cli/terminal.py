@@ -108,15 +108,29 @@ class RunInterrupted(Exception):
         self.run_id = run_id
 
 
+# `dg.execute_job` (a run whose steps run in other processes) picks its own run id: such a run carries this tag
+# with the id `execute_with_progress` handed it, by which its events are found.
+PROGRESS_TAG = "workflows/progress"
+
+
+def _run_of(instance, ref: str) -> str | None:
+    if instance.get_run_by_id(ref) is not None:
+        return ref
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PROGRESS_TAG: ref}), limit=1)
+    return runs[0].run_id if runs else None
+
+
 def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, poll_s: float = 0.3, stream=None) -> T:
-    """Run `execute(run_id)` (an `execute_in_process` call) in a worker thread and render its events.
-    Ctrl-C while it runs raises `RunInterrupted(run_id)`."""
-    run_id = str(uuid.uuid4())
+    """Run `execute(ref)` (an `execute_in_process` call with run_id=ref, or a `dg.execute_job` whose run is tagged
+    `PROGRESS_TAG` = ref) in a worker thread and render its events. Ctrl-C while it runs raises
+    `RunInterrupted(run_id)`."""
+    ref = str(uuid.uuid4())
+    run_id = None
     box: dict = {}
 
     def work():
         try:
-            box["result"] = execute(run_id)
+            box["result"] = execute(ref)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
@@ -127,7 +141,8 @@ def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, 
     try:
         while True:
             alive = worker.is_alive()
-            if renderer is not None and instance.get_run_by_id(run_id) is not None:
+            run_id = run_id or _run_of(instance, ref)
+            if renderer is not None and run_id is not None:
                 conn = instance.get_records_for_run(run_id, cursor=cursor)
                 for record in conn.records:
                     renderer.handle(record.event_log_entry)
@@ -141,7 +156,7 @@ def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, 
     except KeyboardInterrupt:
         if renderer is not None:
             renderer._close_bar()
-        raise RunInterrupted(run_id) from None
+        raise RunInterrupted(run_id or _run_of(instance, ref) or ref) from None
     if renderer is not None:
         renderer._close_bar()
     if "error" in box:

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from workflows.attention.analysis import analyse_all
+from workflows.attention.analysis import Protocol, analyse_all
 from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
 from workflows.attention.periods import (
     evidence_fingerprint,
@@ -44,11 +44,13 @@ from workflows.evaluation.run import period_window_data, predictions
 from workflows.io import write_json_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.periods import PeriodConfig
+from workflows.ml.placement import place_training
 from workflows.ml.profiles import model_kinds
 from workflows.reporting.markdown import frame_to_markdown
 
 # A period with fewer logged hours is not analysed (the block bootstrap's blocks are 48 windows long).
 MIN_PERIOD_WINDOWS = 96
+PROTOCOL = Protocol()
 
 
 class AttentionConfig(dg.Config):
@@ -56,6 +58,20 @@ class AttentionConfig(dg.Config):
     periods: int = Field(
         default=0, description="Pool the newest N analysed forecast periods (0: every one), as the evaluation does"
     )
+    resamples: int = Field(default=PROTOCOL.resamples, ge=100, description="Block-bootstrap resamples per interval")
+
+
+class PeriodAttentionConfig(dg.Config):
+    """The month's attention protocol (docs/evaluation.md, "The attention protocol's sizes"); `make demo` spends
+    less (`workflows/cli/commands.py`, DEMO_PROTOCOL)."""
+
+    deletion_draws: int = Field(default=PROTOCOL.deletion_draws, ge=19, description="Position-matched null draws")
+    random_draws: int = Field(default=PROTOCOL.random_draws, ge=19, description="Random-hours deletion draws")
+    deletion_windows: int = Field(default=PROTOCOL.deletion_windows, ge=1, description="Most windows deleted from")
+    resamples: int = Field(default=PROTOCOL.resamples, ge=100, description="Block-bootstrap resamples per interval")
+
+    def protocol(self) -> Protocol:
+        return Protocol(self.deletion_draws, self.random_draws, self.deletion_windows, self.resamples)
 
 
 def evidence_folder(warehouse: WarehouseResource, symbol: str) -> Path:
@@ -86,8 +102,11 @@ def period_evidence(warehouse: WarehouseResource, symbol: str, newest: int = 0) 
     description="The attention analysis of one symbol and month: that month's models on that month's logged hours "
     "(the hours whose forecasts are tested), with controls trained once per month and architecture.",
 )
-def period_attention(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dg.MaterializeResult:
+def period_attention(
+    context: dg.AssetExecutionContext, config: PeriodAttentionConfig, warehouse: WarehouseResource, **models
+) -> dg.MaterializeResult:
     symbol, period = partition_symbol_period(context)
+    protocol = config.protocol()
     cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
@@ -103,8 +122,9 @@ def period_attention(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             stale.unlink()
         context.log.info(f"{symbol} {period}: {windows} logged hours (< {MIN_PERIOD_WINDOWS}): not analysed yet")
         return dg.MaterializeResult(metadata={"windows": windows, "analysed": False})
+    version = ANALYSIS_CODE_VERSION + ("" if protocol == PROTOCOL else f"|{protocol.label()}")
     fingerprints = {
-        kind: evidence_fingerprint(ANALYSIS_CODE_VERSION, models[f"{kind}_period_model"]["sha256"], data)
+        kind: evidence_fingerprint(version, models[f"{kind}_period_model"]["sha256"], data)
         for kind, (_, data) in loaded.items()
     }
     if all(stored_fingerprint(folder / f"{kind}.npz") == fp for kind, fp in fingerprints.items()):
@@ -138,7 +158,8 @@ def period_attention(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     )
     before = set(store.trained())
     raw: dict[str, dict] = {}
-    results = analyse_all(loaded, tensors, log=context.log.info, store=store, evidence=raw)
+    with place_training("cpu", log=context.log.info):  # a training slot and its share of the cores, as a training
+        results = analyse_all(loaded, tensors, log=context.log.info, store=store, evidence=raw, protocol=protocol)
     for name, an in results.items():
         ckpt = loaded[name][0]
         arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
@@ -263,11 +284,11 @@ def attention_analysis(
     pooled = period_evidence(warehouse, symbol, config.periods)
     if pooled:
         evidence = {name: [load_evidence(p) for p in paths] for name, paths in pooled.items()}
-        results = pool_all(evidence, context.log.info)
+        results = pool_all(evidence, context.log.info, resamples=config.resamples)
     else:
         _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
         tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
-        results = analyse_all(loaded, tensors, log=context.log.info)
+        results = analyse_all(loaded, tensors, log=context.log.info, protocol=Protocol(resamples=config.resamples))
     rows = [
         {"symbol": symbol, "model": name, "metric": metric, "median": q.median, "p25": q.p25, "p75": q.p75}
         for name, an in results.items()

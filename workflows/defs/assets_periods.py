@@ -29,7 +29,14 @@ from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.period_models import train_period_model
 from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
-from workflows.ml.profiles import control_kinds, control_recipe, model_kinds, recipe_for, resolve_profile
+from workflows.ml.profiles import (
+    control_kinds,
+    control_recipe,
+    model_kind,
+    model_kinds,
+    recipe_for,
+    resolve_profile,
+)
 
 PERIOD_KINDS = (*model_kinds(), *control_kinds())
 DEFAULTS = PeriodConfig()
@@ -50,11 +57,13 @@ class PeriodTrainingConfig(dg.Config):
 
 def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
     name = f"{kind}_period_model"
+    first_member = model_kind(kind).first_member if kind in model_kinds() else None
+    shares = [dg.AssetDep(f"{first_member}_period_model")] if first_member else []
 
     @dg.asset(
         name=name,
         partitions_def=symbol_periods,
-        deps=[features, dg.AssetDep(name, partition_mapping=PREVIOUS_PERIOD)],
+        deps=[features, dg.AssetDep(name, partition_mapping=PREVIOUS_PERIOD), *shares],
         pool="gpu",
         group_name="forecast_log",
         kinds={"pytorch"},
@@ -88,6 +97,7 @@ def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
                 MODEL_CODE_VERSION,
                 profile,
                 log=context.log.info,
+                first_member_kind=first_member,
             )
         training = model.load().training
         value = model.ref() | {"period_config": cfg.__dict__}

@@ -69,12 +69,33 @@ forecast_period_job = dg.define_asset_job(
     "unit of work.",
 )
 
+# The same unit of work with its independent steps side by side: the period models and twins train in separate
+# processes, at most `max_concurrent` at once (run config `execution.config.max_concurrent`; `workflows run` and
+# `demo` set it from `--workers`), each claiming a CPU training slot with one share of the cores
+# (`ml/placement.py`); the forecasts and the attention analysis follow. Each step starts its own process (a few
+# seconds each): worth it when a month's trainings take minutes.
+forecast_period_parallel_job = dg.define_asset_job(
+    "forecast_period_parallel",
+    selection=forecast_period_job.selection,
+    partitions_def=symbol_periods,
+    executor_def=dg.multiprocess_executor,
+    description="forecast_period with its independent steps (the period models and twins) in parallel processes.",
+)
+
 
 @dg.definitions
 def jobs() -> dg.Definitions:
     # A module with a @dg.definitions function contributes only what that function returns.
     # One process per run: the DuckDB file and the training loop are not shared across processes.
     return dg.Definitions(
-        jobs=[candles_job, ingest_job, analysis_job, refresh_report_job, pipeline_job, forecast_period_job],
+        jobs=[
+            candles_job,
+            ingest_job,
+            analysis_job,
+            refresh_report_job,
+            pipeline_job,
+            forecast_period_job,
+            forecast_period_parallel_job,
+        ],
         executor=dg.in_process_executor,
     )

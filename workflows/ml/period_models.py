@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import torch
 
 from workflows.data.warehouse import replace_rows, table_exists
 from workflows.io import sha256_file
@@ -33,6 +34,7 @@ from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, t
 from workflows.ml.pipeline import fit, warm_start_compatible
 from workflows.ml.profiles import Recipe
 from workflows.ml.training import EpochReport
+from workflows.ml.windows import WindowData
 
 PERIOD_MODELS_DDL = (
     "CREATE TABLE IF NOT EXISTS period_models (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
@@ -162,12 +164,17 @@ def train_period_model(
     profile: str | None = None,
     callback: Callable[[int, EpochReport], None] | None = None,
     log: Callable[[str], None] | None = None,
+    first_member_kind: str | None = None,
 ) -> PeriodModel:
     """The model of `kind` for `period`: the registered one when its training key is current, else trained
     (warm-started from the previous period's registered model of the same kind when there is one and its
     architecture matches) and registered. Registering happens after the checkpoint is written, in one
     transaction, so a crash leaves the previous registration. `connect` opens the warehouse: it is held
-    only to read and write the registry, never while training."""
+    only to read and write the registry, never while training.
+
+    `first_member_kind`: for an ensemble, the single-model kind whose recipe is its member 0's
+    (`ModelKind.first_member`); when that kind's model of this period was trained exactly as member 0 would be
+    (`shared_first_member`), it is member 0 and one training fewer runs."""
     say = log or (lambda _msg: None)
     spec = recipe.window_spec
     data_version = training_slice_version(features, spec, period, cfg)
@@ -188,6 +195,12 @@ def train_period_model(
         say(f"{kind} {period}: registered model {Path(current.path).name} is current; nothing to train")
         return current
     data = period_windows(features, spec, period, cfg, data_version)
+    shared = None
+    if first_member_kind and recipe.members > 1:
+        with connect() as con:
+            shared = shared_first_member(con, symbol, period, first_member_kind, recipe, data, cfg, warm, code_version)
+        if shared is not None:
+            say(f"{kind} {period}: member 0 is the {first_member_kind} model {shared.path.name} (same training)")
     say(
         f"{kind} {period}: training on {len(data.train):,} windows ({len(data.val):,} validation), "
         + (f"warm-started from {Path(warm.path).name}" if warm else "from scratch")
@@ -201,6 +214,7 @@ def train_period_model(
         warm=warm,
         warm_epochs=cfg.warm_epochs,
         warm_patience=cfg.warm_patience,
+        first_member=shared,
     )
     model = PeriodModel(
         symbol,
@@ -230,3 +244,52 @@ def train_period_model(
             },
         )
     return replace(model, trained=True)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def shared_first_member(
+    con: duckdb.DuckDBPyConnection,
+    symbol: str,
+    period: ForecastPeriod,
+    source_kind: str,
+    recipe: Recipe,
+    data: WindowData,
+    cfg: PeriodConfig,
+    warm: Checkpoint | None,
+    code_version: str,
+) -> Checkpoint | None:
+    """The `source_kind` model registered for `period` when training it was exactly the training of the
+    ensemble `recipe`'s member 0 (so its weights are what that training would give, bit for bit): the same
+    architecture, training config with member 0's seed, training windows and scaler, period settings, and a
+    warm start from the same weights (`warm` is the ensemble's previous model; its member 0 must equal the
+    weights `source_kind` started from) or from scratch for both, by the same model code version. None
+    otherwise: member 0 is trained."""
+    source = registered(con, symbol, period.key, source_kind)
+    if source is None or source.code_version != code_version or not _still_there(source):
+        return None
+    if registered_config(con, symbol, period.key, source_kind) != cfg:
+        return None
+    ckpt = source.load()
+    member0 = ArchConfig(recipe.arch, len(recipe.features), dict(recipe.kwargs), dict(recipe.heads))
+    same = (
+        not isinstance(ckpt.arch, list)
+        and json.dumps(ckpt.arch.to_dict(), sort_keys=True) == json.dumps(member0.to_dict(), sort_keys=True)
+        and json.dumps(ckpt.train_config, sort_keys=True, default=str)
+        == json.dumps(recipe.train.to_dict(), sort_keys=True, default=str)
+        and ckpt.data_version == data.data_version
+        and ckpt.window_spec == data.spec_dict()
+        and ckpt.scaler.to_dict() == data.scaler.to_dict()
+    )
+    if not same:
+        return None
+    if warm is None or source.warm_from is None:
+        return ckpt if warm is None and source.warm_from is None else None
+    before = registered(con, symbol, period.previous().key, source_kind)
+    if before is None or before.sha256 != source.warm_from or not _still_there(before):
+        return None
+    members = getattr(warm.model, "members", None)
+    return ckpt if members is not None and _same_weights(before.load().model, members[0]) else None

@@ -43,6 +43,7 @@ def fit(
     warm: Checkpoint | None = None,
     warm_epochs: int = 5,
     warm_patience: int = 2,
+    first_member: Checkpoint | None = None,
 ) -> FitResult:
     """Train the recipe's model (every member of an ensemble), save the checkpoint.
 
@@ -52,6 +53,11 @@ def fit(
     `warm`: start every member from that checkpoint's weights (the previous forecast
     period's model of the same recipe) and train at most `warm_epochs` epochs; it must
     have the same architecture (`warm_start_compatible`).
+
+    `first_member`: for an ensemble, a single model already trained exactly as member 0 would be (its
+    architecture, seed, training config, windows and warm start: the `attention_lstm` period model, which
+    `period_models.shared_first_member` checks); it becomes member 0 instead of being trained again, and its
+    recorded training figures stand for that member's.
     """
     checkpoint_dir = Path(checkpoint_dir)
     n_features = len(recipe.features)
@@ -63,6 +69,9 @@ def fit(
     runs: list[TrainResult] = []
     resume_files = []
     for member, arch in enumerate(archs):
+        if member == 0 and first_member is not None and len(archs) > 1:
+            runs.append(recorded_run(first_member))
+            continue
         torch.manual_seed(_member_seed(recipe, member))
         model = arch.build()
         config = replace(recipe.train, seed=_member_seed(recipe, member))
@@ -100,6 +109,24 @@ def fit(
     for resume in resume_files:
         resume.unlink(missing_ok=True)
     return FitResult(model, arch_out, runs, metrics, path, digest)
+
+
+def recorded_run(ckpt: Checkpoint) -> TrainResult:
+    """A trained single model's checkpoint as the `TrainResult` its training returned (weights, history, best
+    epoch, snapshots; the timings are the ones it recorded)."""
+    m = ckpt.metrics
+    return TrainResult(
+        model=ckpt.model,
+        history=[dict(h) for h in m.get("history", [])],
+        best_epoch=int(m.get("best_epoch", 0)),
+        best_val_loss=float(m.get("best_val_loss", float("nan"))),
+        epochs_run=int(m.get("epochs_run", 0)),
+        wall_s=float(m.get("wall_s", 0.0)),
+        samples_per_s=float(m.get("samples_per_s", 0.0)),
+        device=str(m.get("device", "cpu")),
+        stopped_early=bool(m.get("stopped_early", False)),
+        snapshots=list(ckpt.snapshots),
+    )
 
 
 def warm_start_compatible(warm: Checkpoint, archs: list[ArchConfig]) -> bool:

@@ -131,6 +131,9 @@ class ModelKind:
     forecasts_variance: bool = False  # its 24 h variance forecasts join the volatility comparisons
     label: str | None = None  # its name in the report's volatility sentences
     demo_profile: str | None = None  # `make demo` trains it in this profile (None: the demo's default)
+    # an ensemble: the single-model kind whose recipe is its member 0's; that kind's period model is reused as
+    # member 0 when it was trained exactly as member 0 would be (`period_models.shared_first_member`)
+    first_member: str | None = None
 
 
 _REGISTRY: dict[str, ModelKind] = {}
@@ -242,6 +245,7 @@ register(
         "ensemble",
         "Five attention LSTMs differing by seed: mean forecast, member spread as uncertainty.",
         lambda s: Recipe("ensemble", "query_attention_lstm", s.query, train=s.base, members=5),
+        first_member="attention_lstm",  # member 0 is the attention LSTM's recipe and seed: trained once
     )
 )
 
