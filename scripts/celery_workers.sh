@@ -73,8 +73,7 @@ PING
   export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/dagster_home}" WORKFLOWS_DATA_DIR="${WORKFLOWS_DATA_DIR:-$PWD/data}"
   printf 'export WORKFLOWS_CELERY_BROKER=%q WORKFLOWS_CELERY_BACKEND=%q\n' \
     "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$private/broker.env"
-  echo "broker: our redis-server on the unix socket $socket (password required; it answered an authenticated PING);" \
-    "where runs are launched: source $private/broker.env"
+  announce="broker: our redis-server on the unix socket $socket (password required; it answered an authenticated PING); where runs are launched: source $private/broker.env"
 fi
 : "${WORKFLOWS_CELERY_BROKER:?set WORKFLOWS_CELERY_BROKER (e.g. redis://queue.internal:6379/0) or use --local}"
 : "${WORKFLOWS_CELERY_BACKEND:?set WORKFLOWS_CELERY_BACKEND (e.g. redis://queue.internal:6379/1) or use --local}"
@@ -82,6 +81,8 @@ fi
 
 config="$private/celery.yaml"
 printf 'execution:\n  config:\n    broker: %s\n    backend: %s\n' "$WORKFLOWS_CELERY_BROKER" "$WORKFLOWS_CELERY_BACKEND" > "$config"
+# said once every file in the private folder is written (a reader may look at them as soon as it reads this)
+if [[ -n "${announce:-}" ]]; then echo "$announce"; fi
 for i in $(seq 0 $((workers - 1))); do
   setsid dagster-celery worker start -A dagster_celery.app -y "$config" -n "w$i@%h" -- --pool solo &
   sleep 5  # one at a time: workers on a fresh SQLite instance would race to create its tables

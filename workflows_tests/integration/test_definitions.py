@@ -87,11 +87,12 @@ def test_dg_loads_the_defs_folder(tmp_path):
     assert listed.returncode == 0, listed.stderr[-2000:]
     found = json.loads(listed.stdout)
     # 10 assets besides the models (candles .. latest_forecast, forecasts, period_attention), the model assets, the
-    # period models (every kind and control); 6 in-process jobs and 4 Celery twins; 3 schedules
+    # period models (every kind and control); 7 in-process jobs (forecast_period_parallel: forecast_period on the
+    # multiprocess executor) and 4 Celery twins; 3 schedules
     assets = 10 + len(model_kinds()) + len(model_kinds()) + len(control_kinds())
     assert (len(found["assets"]), len(found["jobs"]), len(found["schedules"]), len(found["sensors"])) == (
         assets,
-        10,
+        11,
         3,
         2,
     )

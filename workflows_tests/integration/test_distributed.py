@@ -212,7 +212,7 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
             elif file.name == "served_record.md":  # the served record beside the promoting decision's figures
                 reports[(symbol, file.name)] = words_and_numbers(file.read_text())
             elif file.suffix == ".json":
-                reports[(symbol, file.name)] = json.loads(file.read_text())
+                reports[(symbol, file.name)] = untimed(json.loads(file.read_text()))  # a period's training seconds
             else:
                 reports[(symbol, file.name)] = file.read_bytes()
         for file in sorted((data_dir / "attention" / symbol).glob("*.npz")):
@@ -226,7 +226,9 @@ def outputs(instance: dg.DagsterInstance, data_dir: Path) -> dict:
                     "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
                     [table],
                 ).fetchall()
-                if not c.endswith("_at") and c != "checkpoint_sha256"  # a digest of differently timed files
+                # clock readings (`*_at`, `forecast_periods.seconds`, `period_models.wall_s`), and a digest of
+                # differently timed files
+                if not c.endswith("_at") and c not in TIMING_KEYS and c != "checkpoint_sha256"
             ]
             quoted = ", ".join(f'"{c}"' for c in columns)
             found = con.execute(f"SELECT {quoted} FROM {table} ORDER BY ALL").fetchall()

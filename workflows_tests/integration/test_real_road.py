@@ -289,7 +289,7 @@ def test_claims_follow_the_numbers():
 # --- the terminal ----------------------------------------------------------------------------------
 
 
-def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
+def test_terminal_shows_bars_for_epochs_and_members_and_warnings_in_full():
     import io
     from types import SimpleNamespace
 
@@ -305,8 +305,6 @@ def test_terminal_shows_bars_for_epochs_and_folds_and_warnings_in_full():
     assert r.bar is not None and r.bar.total == 20 and r.bar.n == 3
     log("ensemble_model", "member 2/5 epoch 1/20: train 1.0 val 0.9 (best 0.9) 100 samples/s")
     assert r.bar_key == ("ensemble_model", 2) and r.bar.n == 1
-    log("evaluation", "fold 2/4 done in 100 s: 2400 test hours from 2021-01-01")
-    assert r.bar.total == 4 and r.bar.n == 2
     warning = "missing-hour ratio 2.1% on BTCUSDT: " + "x" * 300
     log("features", warning, level=30)
     log("evaluation", "an ordinary info line")  # not shown
