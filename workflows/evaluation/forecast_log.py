@@ -177,20 +177,6 @@ class PeriodForecasts:
     origins: np.ndarray  # every origin of the period whose window and targets have landed (datetime64[us])
 
 
-def period_forecasts(
-    features: pl.DataFrame,
-    checkpoints: dict[str, Checkpoint],
-    period: ForecastPeriod,
-    cfg: PeriodConfig,
-    skip: frozenset = frozenset(),
-) -> tuple[ForecastSet | None, FoldSpan, dict[str, str], str]:
-    """Every forecaster's forecasts for the period's test origins not in `skip`: the checkpoints' outputs, the
-    ridge controls and the volatility baselines (fitted on the period's training slice). Returns the forecasts
-    (None: nothing new), the period's span (all its origins so far), baseline errors and the slice version."""
-    out = compute_period(features, checkpoints, period, cfg, skip)
-    return out.forecasts, out.span, out.errors, out.version
-
-
 def compute_period(
     features: pl.DataFrame,
     checkpoints: dict[str, Checkpoint],
@@ -198,7 +184,9 @@ def compute_period(
     cfg: PeriodConfig,
     skip: frozenset = frozenset(),
 ) -> PeriodForecasts:
-    """`period_forecasts`, with the origins the period has now."""
+    """Every forecaster's forecasts for the period's test origins not in `skip`: the checkpoints' outputs, the
+    ridge controls and the volatility baselines (fitted on the period's training slice), with the period's span
+    (all its origins so far), the baselines' errors, the slice version and the origins the period has now."""
     datas, version = period_data(features, checkpoints, period, cfg)
     first = next(iter(datas.values()))
     origins = first.test.end_ts.astype("datetime64[us]")

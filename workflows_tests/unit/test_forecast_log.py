@@ -141,7 +141,7 @@ def test_stored_forecasts_reproduce_the_evaluation_exactly(feats, tmp_path, one_
     for period in (NOV, DEC):
         models, _ = _forecast(con, feats, period, tmp_path)
         # recomputed from the checkpoints, independently of what was stored
-        fs, _, _, _ = fl.period_forecasts(feats, {k: m.load() for k, m in models.items()}, period, CFG)
+        fs = fl.compute_period(feats, {k: m.load() for k, m in models.items()}, period, CFG).forecasts
         assert fs is not None
         parts.append(replace(fs, fold=np.full(len(fs), len(parts) + 1)))
     direct = ForecastSet.concat(parts)
@@ -313,7 +313,7 @@ def _corrected(column: str, hour: datetime, factor: float, until: datetime) -> p
 
 def _stored_equals_fresh(con, feats, nov_models, attr: str, name: str) -> None:
     """The stored forecasts of November are what its models and baselines give on `feats` now."""
-    fresh, _, _, _ = fl.period_forecasts(feats, nov_models, NOV, CFG)
+    fresh = fl.compute_period(feats, nov_models, NOV, CFG).forecasts
     stored, _ = fl.forecast_set_from_rows(fl.load_log(con, "BTC", [NOV.key]))
     assert fresh is not None
     np.testing.assert_array_equal(stored.end_ts, fresh.end_ts)
