@@ -53,7 +53,7 @@ from workflows.defs.partitions import period_key
 from workflows.evaluation.evidence import MCS_REPS
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.profiles import model_kinds
-from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
+from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT, SMALL_PROTOCOL_OPS
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
 DAYS = 70  # the synthetic candles end 2026-01-01: December 2025 is the period, 20 training days before it
@@ -86,6 +86,7 @@ def make_instance(home: Path) -> dg.DagsterInstance:
 def land_and_report(instance: dg.DagsterInstance, data_dir: Path, ingest, forecast_period, refresh) -> None:
     """The same run configs whatever the executor."""
     period_ops = {f"{k}_period_model": {"config": {**PERIOD_SETTINGS, "max_epochs": 1}} for k in PERIOD_KINDS}
+    period_ops |= SMALL_PROTOCOL_OPS  # the executor is under test, not the evidence's precision
     for i, symbol in enumerate(SYMBOLS):
         key = period_key(symbol, PERIOD)
         period_tags = {"dagster/partition": str(key)} | {
@@ -98,7 +99,7 @@ def land_and_report(instance: dg.DagsterInstance, data_dir: Path, ingest, foreca
                 {"dagster/partition": symbol},
             ),
             (forecast_period, {"ops": period_ops}, period_tags),
-            (refresh, {}, {"dagster/partition": symbol}),
+            (refresh, {"ops": {"attention_analysis": {"config": {"resamples": 100}}}}, {"dagster/partition": symbol}),
         ):
             config["resources"] = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
             result = dg.execute_job(dg.reconstructable(target), instance=instance, run_config=config, tags=tags)
@@ -117,10 +118,12 @@ def untimed(value):
     return value
 
 
-# The report's only clock readings (workflows/reporting/report.py): when it was written, and
-# each model's training wall time at the end of its line under "## Training".
+# The report's only clock readings (workflows/reporting/report.py): when it was written, each model's
+# training wall time at the end of its line under "## Training" ...
 GENERATED = re.compile(r"^Generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC;", re.MULTILINE)
 TRAINING_WALL = re.compile(r"^(- \w+: \d+ epochs, best validation loss at epoch \d+.*; )\d+\.\d s\.$", re.MULTILINE)
+# ... and each period row of the per-period table, whose last cell is the period's training seconds.
+PERIOD_SECONDS = re.compile(r"^(\| \d+ \| [\d,]+ \| \d{4}-\d{2}-\d{2}T.*\| )\d+ \|$", re.MULTILINE)
 
 
 CHECKPOINT_DIGEST = re.compile(r"[0-9a-f]{16}\.pt\b")
@@ -129,7 +132,8 @@ CHECKPOINT_DIGEST = re.compile(r"[0-9a-f]{16}\.pt\b")
 def masked_report(text: str) -> str:
     text, generated = GENERATED.subn("Generated <clock> UTC;", text)
     text, walls = TRAINING_WALL.subn(r"\1<wall> s.", text)
-    assert (generated, walls) == (1, len(model_kinds())), "the report's clock readings moved: update the masks"
+    text, periods = PERIOD_SECONDS.subn(r"\1<seconds> |", text)
+    assert (generated, walls, periods) == (1, len(model_kinds()), 1), "the report's clock readings moved: update masks"
     # the period models' checkpoint files are named by their content, which holds their training wall time
     return CHECKPOINT_DIGEST.sub("<digest>.pt", text)
 
@@ -257,6 +261,43 @@ def assert_same_rows(a: list[tuple], b: list[tuple], table: str) -> None:
                 assert va == vb, (table, ra, rb)
 
 
+def assert_same_outputs(expected: dict, got: dict) -> None:
+    """What `outputs` read from the in-process run (`expected`) and the Celery run (`got`) is the same."""
+    assert expected["weights"].keys() == got["weights"].keys() and len(got["weights"]) == 3 * len(model_kinds())
+    for key, state in expected["weights"].items():
+        assert state.keys() == got["weights"][key].keys()
+        for name, tensor in state.items():
+            assert torch.allclose(tensor, got["weights"][key][name], rtol=0, atol=1e-6), (key, name)
+    assert expected["metrics"] == got["metrics"]
+
+    assert expected["reports"].keys() == got["reports"].keys()
+    for symbol in SYMBOLS:
+        names = {name for s, name in got["reports"] if s == symbol}
+        assert {"attention_report.md", "evaluation.json", "attention_analysis.json", "training.png"} <= names
+    for key, content in expected["reports"].items():
+        if key[1] in ("attention_report.md", "promotion_gate.md", "served_record.md"):
+            (words, numbers), (got_words, got_numbers) = content, got["reports"][key]
+            assert words == got_words, key
+            assert got_numbers == pytest.approx(numbers, rel=EVAL_REL, abs=0.011), key  # 2-decimal rounding
+        elif key[1].endswith(".json"):
+            assert_close(content, got["reports"][key], key)
+        else:
+            assert content == got["reports"][key], key
+
+    assert expected["tensors"].keys() == got["tensors"].keys() and len(got["tensors"]) == 3 * len(model_kinds())
+    for key, arrays in expected["tensors"].items():
+        assert arrays.keys() == got["tensors"][key].keys(), key
+        for name, array in arrays.items():
+            np.testing.assert_allclose(got["tensors"][key][name], array, rtol=0, atol=1e-6, err_msg=str((key, name)))
+
+    assert expected["rows"].keys() == got["rows"].keys()
+    assert {"candles", "features", "feature_state", "evaluation", "attention_metrics", "served_forecasts"} <= got[
+        "rows"
+    ].keys()
+    for table in expected["rows"]:
+        assert_same_rows(expected["rows"][table], got["rows"][table], table)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     redis_server_path() is None,
@@ -301,39 +342,7 @@ def test_land_forecast_and_report_on_celery_matches_in_process(tmp_path, monkeyp
     tasks = [log.count("succeeded in") for log in logs.values()]
     assert sum(tasks) == 3 * steps and min(tasks) > 0, logs
 
-    assert expected["weights"].keys() == got["weights"].keys() and len(got["weights"]) == 3 * len(model_kinds())
-    for key, state in expected["weights"].items():
-        assert state.keys() == got["weights"][key].keys()
-        for name, tensor in state.items():
-            assert torch.allclose(tensor, got["weights"][key][name], rtol=0, atol=1e-6), (key, name)
-    assert expected["metrics"] == got["metrics"]
-
-    assert expected["reports"].keys() == got["reports"].keys()
-    for symbol in SYMBOLS:
-        names = {name for s, name in got["reports"] if s == symbol}
-        assert {"attention_report.md", "evaluation.json", "attention_analysis.json", "training.png"} <= names
-    for key, content in expected["reports"].items():
-        if key[1] in ("attention_report.md", "promotion_gate.md", "served_record.md"):
-            (words, numbers), (got_words, got_numbers) = content, got["reports"][key]
-            assert words == got_words, key
-            assert got_numbers == pytest.approx(numbers, rel=EVAL_REL, abs=0.011), key  # 2-decimal rounding
-        elif key[1].endswith(".json"):
-            assert_close(content, got["reports"][key], key)
-        else:
-            assert content == got["reports"][key], key
-
-    assert expected["tensors"].keys() == got["tensors"].keys() and len(got["tensors"]) == 3 * len(model_kinds())
-    for key, arrays in expected["tensors"].items():
-        assert arrays.keys() == got["tensors"][key].keys(), key
-        for name, array in arrays.items():
-            np.testing.assert_allclose(got["tensors"][key][name], array, rtol=0, atol=1e-6, err_msg=str((key, name)))
-
-    assert expected["rows"].keys() == got["rows"].keys()
-    assert {"candles", "features", "feature_state", "evaluation", "attention_metrics", "served_forecasts"} <= got[
-        "rows"
-    ].keys()
-    for table in expected["rows"]:
-        assert_same_rows(expected["rows"][table], got["rows"][table], table)
+    assert_same_outputs(expected, got)
     shutil.rmtree(tmp_path / "cluster", ignore_errors=True)
 
 

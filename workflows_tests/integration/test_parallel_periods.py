@@ -21,6 +21,7 @@ from workflows.definitions import defs
 from workflows.defs.assets_periods import PERIOD_KINDS
 from workflows.defs.partitions import period_key
 from workflows.ml.placement import CPU_SLOTS_ENV
+from workflows_tests.helpers import SMALL_PROTOCOL_OPS
 
 UTC = timezone.utc
 SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 25, "min_train_days": 20, "val_days": 5, "max_epochs": 1}
@@ -29,7 +30,7 @@ KEY = period_key("BTCUSDT", "2025-12-01")
 
 
 def _config(data_dir) -> dict:
-    ops = {f"{k}_period_model": {"config": SETTINGS} for k in PERIOD_KINDS}
+    ops = {f"{k}_period_model": {"config": SETTINGS} for k in PERIOD_KINDS} | SMALL_PROTOCOL_OPS
     return {"ops": ops, "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}}}
 
 
