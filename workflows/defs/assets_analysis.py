@@ -62,7 +62,7 @@ def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
 ) -> Evaluation:
     symbol = partition_symbol(context)
-    profile = models["attention_lstm_model"].get("profile")
+    profile = models["attention_lstm_model"].profile
     with warehouse.connect() as con:
         ev = pooled_evaluation(con, symbol, config.periods or None, profile)
     if ev is None:  # the model assets read a stored period, so the log holds one unless it was deleted since

@@ -42,8 +42,6 @@ from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import stored_periods
 from workflows.evaluation.run import period_window_data, predictions
 from workflows.io import write_json_atomic
-from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
 from workflows.ml.profiles import model_kinds
 from workflows.reporting.markdown import frame_to_markdown
@@ -107,13 +105,13 @@ def period_attention(
 ) -> dg.MaterializeResult:
     symbol, period = partition_symbol_period(context)
     protocol = config.protocol()
-    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
+    cfg = next(iter(models.values())).period_config
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
     loaded = {}
     for kind in model_kinds():
         ref = models[f"{kind}_period_model"]
-        ckpt = load_checkpoint(ref["path"], ref["sha256"])
+        ckpt = ref.load()
         loaded[kind] = (ckpt, period_window_data(ckpt, table, period.key, cfg))
     folder = evidence_folder(warehouse, symbol) / period.key
     windows = len(loaded["attention_lstm"][1].test)
@@ -124,7 +122,7 @@ def period_attention(
         return dg.MaterializeResult(metadata={"windows": windows, "analysed": False})
     version = ANALYSIS_CODE_VERSION + ("" if protocol == PROTOCOL else f"|{protocol.label()}")
     fingerprints = {
-        kind: evidence_fingerprint(version, models[f"{kind}_period_model"]["sha256"], data)
+        kind: evidence_fingerprint(version, models[f"{kind}_period_model"].sha256, data)
         for kind, (_, data) in loaded.items()
     }
     if all(stored_fingerprint(folder / f"{kind}.npz") == fp for kind, fp in fingerprints.items()):

@@ -25,7 +25,7 @@ from workflows.defs.assets_models import MODEL_CODE_VERSION
 from workflows.defs.partitions import PREVIOUS_PERIOD, partition_symbol_period, symbol_periods
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import FORECAST_CODE_VERSION, update_period
-from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.period_models import train_period_model
 from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
@@ -100,9 +100,8 @@ def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
                 first_member_kind=first_member,
             )
         training = model.load().training
-        value = model.ref() | {"period_config": cfg.__dict__}
         return dg.Output(
-            value,
+            model.ref(cfg),
             metadata={
                 "trained": model.trained,
                 "warm_started_from": model.warm_from or "scratch",
@@ -134,13 +133,15 @@ period_model_assets = [build_period_model_asset(kind) for kind in PERIOD_KINDS]
     description="Every model's, control's and baseline's forecasts for one symbol and month, stored once in "
     "the forecast_log table with the model, code and data versions that made them.",
 )
-def forecasts(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dg.MaterializeResult:
+def forecasts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models: ModelRef
+) -> dg.MaterializeResult:
     symbol, period = partition_symbol_period(context)
-    configs = {tuple(sorted(ref["period_config"].items())) for ref in models.values()}
+    configs = {ref.period_config for ref in models.values()}
     if len(configs) != 1:
         raise dg.Failure(f"the period models of {symbol} {period} were trained with different period settings")
-    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
-    checkpoints = {ref["kind"]: load_checkpoint(ref["path"], ref["sha256"]) for ref in models.values()}
+    cfg = configs.pop()
+    checkpoints = {ref.kind: ref.load() for ref in models.values()}
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
         update = update_period(con, table, symbol, period, checkpoints, cfg)

@@ -1,7 +1,6 @@
 """The promotion gate (`production_model`) and the served forecast (`latest_forecast`)."""
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -17,7 +16,7 @@ from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symb
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import interval_history
 from workflows.io import write_text_atomic
-from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.profiles import served_kind
 from workflows.serving.freshness import (
     DEFAULT_MAX_AGE_HOURS,
@@ -96,23 +95,23 @@ class PromotionGateConfig(dg.Config):
     description=f"Pointer to the {SERVED_KIND} checkpoint that serves forecasts, moved only through the gate.",
 )
 def production_model(
-    context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: dict
+    context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: ModelRef
 ):
     symbol = partition_symbol(context)
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
-        table, _ = load_features(con, symbol, candidate.get("history_days"))
-    ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
+        table, _ = load_features(con, symbol)
+    ckpt = candidate.load()
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours, t_opt=config.t_opt)
     ends = evidence_ends(table)  # every hour since the candidate's last target: its period and all later ones
     # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
     decision, pointer = promote(
-        folder, candidate["path"], candidate["sha256"], lambda current, k: gate(ckpt, current, table, ends, rule, k)
+        folder, candidate.path, candidate.sha256, lambda current, k: gate(ckpt, current, table, ends, rule, k)
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
     serving = (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")
-    record = gate_record(symbol, Path(candidate["path"]).name, decision, serving)
+    record = gate_record(symbol, candidate.file_name, decision, serving)
     path = warehouse.paths().reports / symbol / GATE_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, with_newest_tested(record, decision, path.read_text() if path.exists() else ""))

@@ -13,13 +13,15 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 from workflows.data.features import FEATURE_COLUMNS, REFERENCE_FEATURES
 from workflows.ml.training import TrainConfig, trains_returns
 from workflows.ml.windows import WindowSpec
 
 PROFILE_ENV = "WORKFLOWS_PROFILE"
-PROFILES = ("ci", "cpu", "full")
+Profile = Literal["ci", "cpu", "full"]  # a resolved profile: every reader past `resolve_profile` holds one of these
+PROFILES: tuple[Profile, ...] = get_args(Profile)
 # The volatility model's inputs: the signed return, its size and the volume of each hour.
 VOLATILITY_FEATURES = ("log_return", "abs_log_return", "log_volume")
 # Optional inputs of the volatility recipe (`VolatilityDesign`): realised-variance summaries over the last
@@ -67,11 +69,13 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def resolve_profile(requested: str | None = None) -> str:
+def resolve_profile(requested: str | None = None) -> Profile:
+    """The one place a profile is chosen: `requested`, else `$WORKFLOWS_PROFILE`, else `cpu`."""
     profile = requested or os.environ.get(PROFILE_ENV) or "cpu"
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    return profile
+    for known in PROFILES:
+        if profile == known:
+            return known
+    raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
 
 
 @dataclass(frozen=True)

@@ -48,17 +48,6 @@ def test_select_history_keeps_the_last_n_days_and_names_them_in_the_version():
     assert history_version("v1", 90) == "v1-last90d" and history_version("v1", None) == "v1"
 
 
-def test_analysis_follows_the_models_history_window_and_refuses_a_mix():
-    from workflows.defs.inputs import models_history_days
-
-    same = {"a_model": {"history_days": 90}, "b_model": {"history_days": 90}}
-    assert models_history_days(same) == 90
-    assert models_history_days(same, 0) is None  # explicit: all history
-    assert models_history_days({"a_model": {}, "b_model": {"history_days": None}}) is None
-    with pytest.raises(dg.Failure, match="different history windows"):
-        models_history_days({"a_model": {"history_days": 90}, "b_model": {}})
-
-
 # --- instances that agree ----------------------------------------------------------------------
 
 
