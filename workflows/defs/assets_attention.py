@@ -155,17 +155,16 @@ def period_attention(
         warm_patience=cfg.warm_patience,
     )
     before = set(store.trained())
-    raw: dict[str, dict] = {}
     with place_training("cpu", log=context.log.info):  # a training slot and its share of the cores, as a training
-        results = analyse_all(loaded, tensors, log=context.log.info, store=store, evidence=raw, protocol=protocol)
-    for name, an in results.items():
+        results = analyse_all(loaded, tensors, log=context.log.info, store=store, protocol=protocol)
+    for name, analysed in results.items():
         ckpt = loaded[name][0]
         arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
-        ev = evidence_of(str(period), ckpt.path.name, an, tensors[name], raw[name], arch.kwargs.get("scales"))
+        ev = evidence_of(str(period), ckpt.path.name, analysed, tensors[name], arch.kwargs.get("scales"))
         save_evidence(folder / f"{name}.npz", replace(ev, fingerprint=fingerprints[name]))
     trained = sorted(p.name for p in set(store.trained()) - before)
     verdicts = pl.DataFrame(
-        [{"model": m, **{k: str(v) for k, v in an.verdict.to_dict().items()}} for m, an in results.items()]
+        [{"model": m, **{k: str(v) for k, v in a.analysis.verdict.to_dict().items()}} for m, a in results.items()]
     )
     return dg.MaterializeResult(
         metadata={
@@ -286,7 +285,8 @@ def attention_analysis(
     else:
         _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
         tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
-        results = analyse_all(loaded, tensors, log=context.log.info, protocol=Protocol(resamples=config.resamples))
+        analysed = analyse_all(loaded, tensors, log=context.log.info, protocol=Protocol(resamples=config.resamples))
+        results = {name: a.analysis for name, a in analysed.items()}
     rows = [
         {"symbol": symbol, "model": name, "metric": metric, "median": q.median, "p25": q.p25, "p75": q.p75}
         for name, an in results.items()
