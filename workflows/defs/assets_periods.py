@@ -30,20 +30,21 @@ from workflows.ml.period_models import train_period_model
 from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
 from workflows.ml.profiles import (
-    control_kinds,
+    ProfileChoice,
     control_recipe,
     model_kind,
     model_kinds,
+    period_kinds,
     recipe_for,
     resolve_profile,
 )
 
-PERIOD_KINDS = (*model_kinds(), *control_kinds())
+PERIOD_KINDS = period_kinds()
 DEFAULTS = PeriodConfig()
 
 
 class PeriodTrainingConfig(dg.Config):
-    profile: str = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
+    profile: ProfileChoice = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
     device: str = Field(default="auto", description="auto (CUDA, MPS, CPU) or a torch device such as cpu / cuda")
     train_days: int = Field(default=DEFAULTS.train_days, description="Most days of history a period trains on")
     min_train_days: int = Field(default=DEFAULTS.min_train_days, description="Fewest training days a period needs")
