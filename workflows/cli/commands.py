@@ -10,12 +10,29 @@ import argparse
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workflows.ml.placement import CPU_SLOTS_ENV
-from workflows.settings import DAGSTER_HOME_ENV, DataPaths, dagster_home, default_sigterm
+from workflows.settings import (
+    WORKERS_ENV,
+    DataPaths,
+    dagster_home,
+    default_env,
+    default_sigterm,
+    exchange_url,
+    requested_profile,
+    requested_workers,
+    use_dagster_home,
+)
 
-WORKERS_ENV = "WORKFLOWS_WORKERS"
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from workflows.defs.assets_data import CandlesConfig
+    from workflows.defs.assets_periods import PeriodTrainingConfig
+    from workflows.ml.profiles import Profile
 
 
 def _instance():
@@ -23,15 +40,11 @@ def _instance():
 
     Two commands started at once on a fresh home would both create the SQLite tables
     and one would fail ("table ... already exists"): creation is serialised by a lock."""
-    import fcntl
-
     import dagster as dg
+    from filelock import FileLock
 
-    home = dagster_home()
-    os.environ[DAGSTER_HOME_ENV] = str(home)  # the user's value when set (dagster_home() read it), else ours
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".instance.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    home = use_dagster_home()  # the user's $DAGSTER_HOME when set, else ours, exported for Dagster
+    with FileLock(home / ".instance.lock"):
         _write_instance_config(home)
         instance = dg.DagsterInstance.get()
         # touch every storage so that its tables exist before the lock is released
@@ -110,14 +123,15 @@ def _after_candles() -> list:
 def run_for_symbol(
     instance,
     symbol: str,
-    candles_config: dict | None,
+    candles_config: "CandlesConfig | None",
     job_name: str = "ingest",
-    ops: dict | None = None,
+    ops: "Mapping[str, dg.Config] | None" = None,
     verbose: bool = True,
 ):
     """Run one of the Definitions' jobs for one symbol; returns the Dagster result.
 
-    `candles_config` None: the candles already landed are used (the job's assets after `candles`).
+    `candles_config` None: the candles already landed are used (the job's assets after `candles`). `ops`: asset
+    name -> its Config (`dg.RunConfig` turns them into the run's config).
     Unless `verbose`, the terminal shows one line per step and progress bars (`workflows.cli.terminal`);
     the full event stream is in the run's event log either way."""
     import dagster as dg
@@ -133,8 +147,8 @@ def run_for_symbol(
     if candles_config is None:
         selection = _after_candles() if job_name != "ingest" else [dg.AssetKey("features")]
     else:
-        ops["candles"] = {"config": candles_config}
-    run_config = {"ops": ops, "loggers": console_config(verbose)}
+        ops["candles"] = candles_config
+    run_config = dg.RunConfig(ops=ops, loggers=console_config(verbose))
     return execute_with_progress(
         lambda run_id: job.execute_in_process(
             run_config=run_config,
@@ -276,10 +290,12 @@ def cmd_ingest(args) -> int:
             files_by_symbol[symbol].append(str(path))
             symbols_by_file[str(path)].add(symbol)
 
+    from workflows.defs.assets_data import CandlesConfig
+
     instance = _instance()
     failed_symbols = set()
     for symbol, files in sorted(files_by_symbol.items()):
-        result = run_for_symbol(instance, symbol, {"source": "files", "files": files}, verbose=args.verbose)
+        result = run_for_symbol(instance, symbol, CandlesConfig(source="files", files=files), verbose=args.verbose)
         rejected = sum(read_of[f].for_symbol(symbol).rejected.height for f in files)
         status = "FAILED" if not result.success else f"landed, {rejected:,} row(s) REJECTED" if rejected else "ok"
         print(f"{symbol}: run {result.run_id} {status} ({len(files)} file(s))")
@@ -318,37 +334,37 @@ DEMO_MIN_TRAIN_DAYS = 45
 DEMO_PROTOCOL = {"deletion_draws": 50, "random_draws": 50, "deletion_windows": 250, "resamples": 500}
 
 
-def _analysis_ops(args) -> dict:
-    """Run config of the analysis: the evaluation and the attention assets pool the periods this command
-    backfilled."""
-    periods = getattr(args, "periods", None)
-    if not periods:
-        return {}
+def _analysis_ops(args, resamples: int | None = None) -> "dict[str, dg.Config]":
+    """Config of the analysis: the evaluation and the attention assets pool the periods this command backfilled
+    (`resamples`: the attention analysis's bootstrap resamples; None: its default)."""
+    from workflows.defs.assets_analysis import EvaluationConfig
+    from workflows.defs.assets_attention import AttentionConfig
+
+    periods = getattr(args, "periods", None) or 0
+    sizes = {} if resamples is None else {"resamples": resamples}
+    ops: dict[str, dg.Config] = {"attention_analysis": AttentionConfig(periods=periods, **sizes)}
+    if periods:
+        ops |= {"evaluation": EvaluationConfig(periods=periods), "attention_tensors": AttentionConfig(periods=periods)}
+    return ops
+
+
+def _period_ops(profiles: "Mapping[str, Profile]", args) -> "dict[str, PeriodTrainingConfig]":
+    """Config of the period models: each kind's profile (`ml.profiles.kind_profiles`) and the period settings."""
+    from workflows.defs.assets_periods import PeriodTrainingConfig
+
+    default = PeriodTrainingConfig()
+
+    def given(value: int | None, otherwise: int) -> int:
+        return otherwise if value is None else value
+
+    train_days = given(getattr(args, "train_days", None), default.train_days)
+    min_train_days = given(_min_train_days(args), default.min_train_days)
+    max_epochs = given(getattr(args, "max_epochs", None), default.max_epochs)
     return {
-        name: {"config": {"periods": periods}} for name in ("evaluation", "attention_tensors", "attention_analysis")
-    }
-
-
-def _period_ops(profile: str, args, per_kind: dict[str, str] | None = None) -> dict:
-    """Run config of the period models: each kind's profile and the period settings."""
-    from workflows.defs.assets_periods import PERIOD_KINDS
-    from workflows.ml.profiles import twins
-
-    design_of = {twin: design for design, twin in twins().items()}  # a twin trains with its design's profile
-
-    settings = {
-        k: v
-        for k, v in (
-            ("train_days", getattr(args, "train_days", None)),
-            ("min_train_days", _min_train_days(args)),
-            ("max_epochs", getattr(args, "max_epochs", None)),
+        f"{kind}_period_model": PeriodTrainingConfig(
+            profile=profile, train_days=train_days, min_train_days=min_train_days, max_epochs=max_epochs
         )
-        if v is not None
-    }
-    chosen = per_kind or {}
-    return {
-        f"{kind}_period_model": {"config": {"profile": chosen.get(design_of.get(kind, kind), profile)} | settings}
-        for kind in PERIOD_KINDS
+        for kind, profile in profiles.items()
     }
 
 
@@ -357,23 +373,25 @@ def _min_train_days(args) -> int | None:
 
 
 def backfill_periods(
-    instance, symbol: str, paths: DataPaths, profile: str, args, per_kind=None, protocol: dict | None = None
+    instance, symbol: str, paths: DataPaths, profiles: "Mapping[str, Profile]", args, protocol: dict | None = None
 ) -> list[str] | None:
     """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
     first, so each warm-starts from the one before. Returns the periods (None: a run failed, or the history
     holds no period: then what it lacks is printed)."""
 
+    import dagster as dg
+
     from workflows.cli.terminal import console_config, execute_with_progress
     from workflows.data.warehouse import load_features
     from workflows.definitions import defs
+    from workflows.defs.assets_attention import PeriodAttentionConfig
     from workflows.defs.partitions import period_key
-    from workflows.ml.periods import PeriodConfig, history_shortfall, trainable_periods
+    from workflows.ml.periods import history_shortfall, trainable_periods
     from workflows.ml.windows import WindowSpec
 
-    ops = _period_ops(profile, args, per_kind)
+    ops = _period_ops(profiles, args)
     workers = _workers(args)
-    settings = next(iter(ops.values()))["config"]
-    cfg = PeriodConfig(**{k: v for k, v in settings.items() if k in ("train_days", "min_train_days")})
+    cfg = next(iter(ops.values())).period_config()
     with _warehouse(paths) as con:
         table, _ = load_features(con, symbol)
     if not args.periods:
@@ -389,9 +407,9 @@ def backfill_periods(
     )
     job = defs.resolve_job_def("forecast_period")
     if workers > 1:  # each training claims one of `workers` CPU slots, with its share of the cores
-        os.environ.setdefault(CPU_SLOTS_ENV, str(workers))
-    attention = {"period_attention": {"config": protocol}} if protocol else {}
-    run_config = {"ops": ops | attention, "loggers": console_config(args.verbose)}
+        default_env(CPU_SLOTS_ENV, str(workers))
+    attention = {"period_attention": PeriodAttentionConfig(**protocol)} if protocol else {}
+    run_config = dg.RunConfig(ops={**ops, **attention}, loggers=console_config(args.verbose))
     for i, period in enumerate(periods, start=1):
         print(f"period {period} ({i}/{len(periods)}): models (trained once, warm-started) and forecasts")
         key = period_key(symbol, period.key)
@@ -417,7 +435,7 @@ def backfill_periods(
 
 def _workers(args) -> int:
     """`--workers`, else `$WORKFLOWS_WORKERS`, else 1 (every step in this process)."""
-    chosen = getattr(args, "workers", None) or os.environ.get(WORKERS_ENV, "").strip() or "1"
+    chosen = getattr(args, "workers", None) or requested_workers() or "1"
     if not str(chosen).isdigit() or int(chosen) < 1:
         raise SystemExit(f"{WORKERS_ENV}={chosen!r}: give a whole number of worker processes, at least 1")
     return int(chosen)
@@ -430,7 +448,7 @@ def forecast_period_parallel():
     return defs.resolve_job_def("forecast_period_parallel")
 
 
-def execute_parallel(instance, key, run_config: dict, workers: int, ref: str):
+def execute_parallel(instance, key, run_config: "dg.RunConfig", workers: int, ref: str):
     """One `forecast_period` partition with its independent steps in up to `workers` processes at once; the run is
     tagged with `ref` so that `execute_with_progress` finds its events."""
     import dagster as dg
@@ -440,53 +458,43 @@ def execute_parallel(instance, key, run_config: dict, workers: int, ref: str):
 
     job = dg.reconstructable(forecast_period_parallel)
     tags = {**symbol_periods.get_tags_for_partition_key(key), PROGRESS_TAG: ref}
-    config = run_config | {"execution": {"config": {"max_concurrent": workers}}}
-    with dg.execute_job(job, instance, run_config=config, tags=tags) as result:  # its events are read by now
+    config = dg.RunConfig(
+        ops=run_config.ops,
+        resources=run_config.resources,
+        loggers=run_config.loggers,
+        execution={"config": {"max_concurrent": workers}},
+    )
+    # execute_job takes the plain mapping (execute_in_process takes RunConfig itself); its events are read by the end
+    with dg.execute_job(job, instance, run_config=config.to_config_dict(), tags=tags) as result:
         return result
 
 
 def cmd_demo(args) -> int:
     import time
 
-    from workflows.ml.profiles import PROFILE_ENV, demo_profiles, resolve_profile
+    from workflows.defs.assets_data import CandlesConfig
+    from workflows.ml.profiles import demo_profiles, kind_profiles
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
-    chosen = args.profile or os.environ.get(PROFILE_ENV)
-    profile = resolve_profile(chosen or DEMO_OTHERS)
-    per_kind = None if chosen else demo_profiles()
+    chosen = args.profile or requested_profile()
+    profiles = kind_profiles(chosen) if chosen else kind_profiles(DEMO_OTHERS, demo_profiles())
     instance = _instance()
     print(f"data folder: {paths.root}")
-    profiles = (
-        f"profile '{profile}'"
-        if per_kind is None
-        else f"profile 'cpu' for {' and '.join(per_kind)} (the designs compared), '{DEMO_OTHERS}' for the rest"
-    )
     print(
         f"SYNTHETIC demo: {args.days} days of hourly {args.symbol} candles (seed {args.seed}, planted lag "
-        f"{args.lag} h, strength {args.strength}), {profiles}"
+        f"{args.lag} h, strength {args.strength}), {_profiles_line(profiles)}"
     )
-    landed = run_for_symbol(
-        instance,
-        args.symbol,
-        {
-            "source": "synthetic",
-            "days": args.days,
-            "seed": args.seed,
-            "planted_lag": args.lag,
-            "planted_strength": args.strength,
-        },
-        "ingest",
-        None,
-        args.verbose,
+    synthetic = CandlesConfig(
+        source="synthetic", days=args.days, seed=args.seed, planted_lag=args.lag, planted_strength=args.strength
     )
+    landed = run_for_symbol(instance, args.symbol, synthetic, "ingest", None, args.verbose)
     if not landed.success:
         return _summary(landed, paths, args.symbol, started, "demo")
     args.default_min_train_days = DEMO_MIN_TRAIN_DAYS
-    if backfill_periods(instance, args.symbol, paths, profile, args, per_kind, DEMO_PROTOCOL) is None:
+    if backfill_periods(instance, args.symbol, paths, profiles, args, DEMO_PROTOCOL) is None:
         return 1
-    ops = _analysis_ops(args)
-    ops.setdefault("attention_analysis", {"config": {}})["config"]["resamples"] = DEMO_PROTOCOL["resamples"]
+    ops = _analysis_ops(args, resamples=DEMO_PROTOCOL["resamples"])
     result = run_for_symbol(instance, args.symbol, None, "pipeline", ops, args.verbose)
     return _summary(result, paths, args.symbol, started, "demo", landed)
 
@@ -516,17 +524,19 @@ def cmd_run(args) -> int:
     report."""
     import time
 
-    from workflows.ml.profiles import resolve_profile
+    from workflows.defs.assets_data import CandlesConfig
+    from workflows.ml.profiles import kind_profiles
 
     started = time.perf_counter()
     paths = DataPaths.resolve(args.data_dir).ensure()
-    profile = resolve_profile(args.profile)
+    profiles = kind_profiles(args.profile)
+    source: CandlesConfig | None
     if args.file:
         found = _file_symbol(args)
         if found is None:
             return 2
         file, symbol = found
-        source = {"source": "files", "files": [str(file)]}
+        source = CandlesConfig(source="files", files=[str(file)])
         origin = f"from {file.name}"
     elif args.symbol or not args.exchange:
         symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
@@ -546,29 +556,40 @@ def cmd_run(args) -> int:
     instance = _instance()
     print(f"data folder: {paths.root}; Dagster instance: {dagster_home()}")
     print(
-        f"{symbol} {origin}, profile '{profile}': "
+        f"{symbol} {origin}, {_profiles_line(profiles)}: "
         + ("" if source is None else "land, ")
         + "features, the monthly forecast periods' models and forecasts, evaluate the pooled log, analyse attention, "
         "report"
     )
     landed = run_for_symbol(instance, symbol, source, "ingest", None, args.verbose)
-    if not landed.success and source is not None and source["source"] == "exchange":
+    if not landed.success and source is not None and source.source == "exchange":
         return _exchange_failure(landed, symbol, args)
     if not landed.success:
         return _summary(landed, paths, symbol, started, "run")
-    if backfill_periods(instance, symbol, paths, profile, args) is None:
+    if backfill_periods(instance, symbol, paths, profiles, args) is None:
         return 1
     result = run_for_symbol(instance, symbol, None, "pipeline", _analysis_ops(args), args.verbose)
     return _summary(result, paths, symbol, started, "run", landed)
 
 
-def _exchange_config(args) -> dict:
-    return {
-        "source": "exchange",
-        "days": args.days,
-        "exchange_url": args.exchange_url,
-        "exchange_retries": args.retries,
-    }
+def _exchange_config(args) -> "CandlesConfig":
+    from workflows.defs.assets_data import CandlesConfig
+
+    return CandlesConfig(
+        source="exchange", days=args.days, exchange_url=args.exchange_url, exchange_retries=args.retries
+    )
+
+
+def _profiles_line(profiles: "Mapping[str, Profile]") -> str:
+    """The profiles a command trains in: profile 'cpu', or each with its kinds (a twin follows its design)."""
+    from workflows.ml.profiles import model_kinds
+
+    kinds_of: dict[str, list[str]] = {}
+    for kind in model_kinds():
+        kinds_of.setdefault(profiles[kind], []).append(kind)
+    if len(kinds_of) == 1:
+        return f"profile '{next(iter(kinds_of))}'"
+    return "profiles " + ", ".join(f"'{p}' for {' and '.join(kinds)}" for p, kinds in kinds_of.items()) + " (and twins)"
 
 
 def _exchange_failure(result, symbol: str, args) -> int:
@@ -609,6 +630,7 @@ def cmd_reproduce(args) -> int:
 
     from workflows.cli.terminal import epoch_bar
     from workflows.data.warehouse import candle_sources, load_features
+    from workflows.defs.assets_data import CandlesConfig
     from workflows.ml.profiles import resolve_profile
     from workflows.reporting.reproduce import REPRODUCE_PROFILE, reproduce
 
@@ -616,13 +638,13 @@ def cmd_reproduce(args) -> int:
     paths = DataPaths.resolve(args.data_dir).ensure()
     profile = resolve_profile(args.profile or REPRODUCE_PROFILE)
     landed = landed_symbols(paths)
-    source = None
+    source: CandlesConfig | None = None
     if args.file:
         found = _file_symbol(args)
         if found is None:
             return 2
         file, symbol = found
-        source = {"source": "files", "files": [str(file)]}
+        source = CandlesConfig(source="files", files=[str(file)])
     elif args.synthetic:
         symbol = _symbol(args.symbol or "BTCUSDT")
         if landed.get(symbol) and _sources(paths, symbol) - {"synthetic"}:
@@ -632,7 +654,7 @@ def cmd_reproduce(args) -> int:
                 file=sys.stderr,
             )
             return 2
-        source = {"source": "synthetic", "days": args.days + 3, "seed": args.seed}  # + the features' warm-up
+        source = CandlesConfig(source="synthetic", days=args.days + 3, seed=args.seed)  # + the features' warm-up
     else:
         symbol = _symbol(args.symbol) if args.symbol else _only_landed(paths)
         if symbol is None:
@@ -748,10 +770,10 @@ def cmd_pools(args) -> int:
 
     from workflows.ml.placement import machine_plan
 
-    os.environ.setdefault(DAGSTER_HOME_ENV, str(dagster_home()))
+    home = use_dagster_home()  # `dagster instance concurrency` (a subprocess) reads it
     plan = machine_plan(cpu_slots=args.cpu_trainings)
     limits = {"gpu": plan.training_slots, "duckdb": 1}
-    print(f"{plan.describe()}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+    print(f"{plan.describe()}; DAGSTER_HOME={home}")
     for pool, limit in limits.items():
         done = subprocess.run(
             [sys.executable, "-m", "dagster", "instance", "concurrency", "set", pool, str(limit)],
@@ -786,8 +808,10 @@ def cmd_remove_source(args) -> int:
             return 2
         removed, first = remove_source(con, symbol, source)
     print(f"removed {removed:,} rows of {source} from {symbol} (from {first:%Y-%m-%d %H:%M} UTC on)")
+    from workflows.defs.assets_data import CandlesConfig
+
     result = run_for_symbol(
-        _instance(), symbol, {"source": "files", "files": [], "full_validation": True}, verbose=args.verbose
+        _instance(), symbol, CandlesConfig(source="files", files=[], full_validation=True), verbose=args.verbose
     )
     print(
         f"{symbol}: candles re-checked and features rebuilt: run {result.run_id} {'ok' if result.success else 'FAILED'}"
@@ -812,7 +836,7 @@ def cmd_doctor(args) -> int:
     print(build.describe())
     print(f"training plan: {machine_plan().describe()}")
     print(f"dagster {dagster.__version__}, duckdb {duckdb.__version__}, polars {polars.__version__}")
-    print(f"DAGSTER_HOME={os.environ.get(DAGSTER_HOME_ENV) or dagster_home()}")
+    print(f"DAGSTER_HOME={dagster_home()}")
     print(f"data folder: {DataPaths.resolve(args.data_dir).root}")
     return 0
 
@@ -827,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
 
     default_sigterm()  # else each step's log capture waits a minute (`settings.default_sigterm`)
 
-    exchange_url = os.environ.get("WORKFLOWS_EXCHANGE_URL") or DEFAULT_BASE_URL
+    exchange = exchange_url(DEFAULT_BASE_URL)
     parser = argparse.ArgumentParser(prog="workflows", description=__doc__)
     parser.add_argument("--data-dir", default=None, help="runtime data root (default: $WORKFLOWS_DATA_DIR or ./data)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -857,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("symbol")
     for p in (run, fetch):
         p.add_argument("--days", type=int, default=365, help="exchange: days to fetch when nothing is stored yet")
-        p.add_argument("--exchange-url", default=exchange_url, help="default: $WORKFLOWS_EXCHANGE_URL or Binance")
+        p.add_argument("--exchange-url", default=exchange, help="default: $WORKFLOWS_EXCHANGE_URL or Binance")
         p.add_argument("--retries", type=int, default=4, help="exchange: retries per request (backoff)")
     repro = sub.add_parser("reproduce", help="the original 90-day study, side by side with its published figures")
     repro.add_argument("file", nargs="?", help="a candle file to land first")

@@ -18,7 +18,7 @@ from workflows.cli.commands import execute_parallel
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.data.warehouse import ensure_schema, upsert_candles
 from workflows.definitions import defs
-from workflows.defs.assets_periods import PERIOD_KINDS
+from workflows.defs.assets_periods import PERIOD_KINDS, PeriodTrainingConfig
 from workflows.defs.partitions import period_key
 from workflows.ml.placement import CPU_SLOTS_ENV
 
@@ -28,9 +28,13 @@ CANDLES = generate_candles(SyntheticSpec(days=50, seed=3, end=datetime(2025, 12,
 KEY = period_key("BTCUSDT", "2025-12-01")
 
 
-def _config(data_dir) -> dict:
-    ops = {f"{k}_period_model": {"config": SETTINGS} for k in PERIOD_KINDS}
-    return {"ops": ops, "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}}}
+def _resources(data_dir) -> dict:
+    return {"warehouse": {"config": {"data_dir": str(data_dir)}}}
+
+
+def _config(data_dir) -> dg.RunConfig:
+    ops = {f"{k}_period_model": PeriodTrainingConfig(**SETTINGS) for k in PERIOD_KINDS}
+    return dg.RunConfig(ops=ops, resources=_resources(data_dir))
 
 
 def _land(data_dir, instance) -> None:
@@ -42,7 +46,7 @@ def _land(data_dir, instance) -> None:
         instance=instance,
         partition_key="BTCUSDT",
         asset_selection=[dg.AssetKey("features")],
-        run_config={"resources": _config(data_dir)["resources"]},
+        run_config={"resources": _resources(data_dir)},
     )
     assert result.success
 
