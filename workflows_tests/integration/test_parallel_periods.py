@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from workflows.cli.commands import execute_parallel
+from workflows.cli.periods import execute_parallel
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.data.warehouse import ensure_schema, upsert_candles
 from workflows.definitions import defs

@@ -307,12 +307,12 @@ def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_
     model's Config."""
     from argparse import Namespace
 
-    from workflows.cli.commands import _period_ops
+    from workflows.cli.periods import period_ops
     from workflows.defs.assets_periods import PERIOD_KINDS, PeriodTrainingConfig
     from workflows.ml.profiles import demo_profiles, kind_profiles
 
     args = Namespace(periods=None, train_days=None, min_train_days=None)
-    ops = _period_ops(kind_profiles("ci", demo_profiles()), args)
+    ops = period_ops(kind_profiles("ci", demo_profiles()), args)
     assert set(ops) == {f"{k}_period_model" for k in PERIOD_KINDS}
     assert all(isinstance(o, PeriodTrainingConfig) for o in ops.values())
     profile = {name.removesuffix("_period_model"): op.profile for name, op in ops.items()}
@@ -321,9 +321,9 @@ def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_
     assert {profile[k] for k in ("transformer", "multitask", "ensemble", "volatility", "no_attention_volatility")} == {
         "ci"
     }
-    assert all(o.profile == "ci" for o in _period_ops(kind_profiles("ci"), args).values())
+    assert all(o.profile == "ci" for o in period_ops(kind_profiles("ci"), args).values())
     args.train_days, args.min_train_days = 90, 30
-    assert all((o.train_days, o.min_train_days) == (90, 30) for o in _period_ops(kind_profiles("cpu"), args).values())
+    assert all((o.train_days, o.min_train_days) == (90, 30) for o in period_ops(kind_profiles("cpu"), args).values())
     with pytest.raises(ValueError, match="unknown profile 'gpu': choose one of ci, cpu, full"):
         kind_profiles("gpu")
 
