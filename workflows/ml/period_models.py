@@ -71,6 +71,21 @@ class PeriodModel:
     def load(self) -> Checkpoint:
         return load_checkpoint(self.path, self.sha256)
 
+    def metadata(self) -> dict[str, str | int | bool]:
+        """What the UI shows of it: trained or reused, its warm start, training slice, last training and target
+        hours, epochs, profile and checkpoint hash."""
+        training = self.load().training
+        return {
+            "trained": self.trained,
+            "warm_started_from": self.warm_from or "scratch",
+            "training_slice": self.data_version,
+            "train_end_ts": training.train_end_ts or "",
+            "last_target_ts": training.last_target_ts or "",
+            "epochs_run": training.epochs_run,
+            "profile": self.profile or "?",
+            "sha256": self.sha256,
+        }
+
 
 def data_root(con: duckdb.DuckDBPyConnection) -> Path | None:
     """The folder of the warehouse file `con` is open on (None: an in-memory database)."""

@@ -211,6 +211,20 @@ def period_kinds() -> tuple[str, ...]:
     return (*model_kinds(), *control_kinds())
 
 
+def first_member_of(kind: str) -> str | None:
+    """For an ensemble kind, the single-model kind whose recipe is its member 0's (`ModelKind.first_member`);
+    None for every other kind and for the twins."""
+    return model_kind(kind).first_member if kind in model_kinds() else None
+
+
+def period_recipe(kind: str, profile: str | None, max_epochs: int = 0, device: str | None = None) -> Recipe:
+    """The recipe a period model of `kind` (a model kind or a no-attention twin) trains with: its profile's, its
+    epochs capped at `max_epochs` (0: the profile's), on `device` (None: the recipe's)."""
+    recipe = recipe_for(kind, profile) if kind in model_kinds() else control_recipe(kind, profile)
+    epochs = min(max_epochs, recipe.train.epochs) if max_epochs else recipe.train.epochs
+    return replace(recipe, train=replace(recipe.train, epochs=epochs, device=device or recipe.train.device))
+
+
 def kind_profiles(requested: str | None = None, per_design: Mapping[str, str] | None = None) -> dict[str, Profile]:
     """The profile each period-model kind trains in, resolved once for a run: `per_design`'s for the designs it
     names (a twin follows its design), `resolve_profile(requested)` for the rest."""
