@@ -13,7 +13,9 @@ SCRIPT = """
 import sys
 from workflows.cli.instance import open_instance
 from workflows.cli.runs import run_for_symbol
-result = run_for_symbol(open_instance(), sys.argv[1], {"source": "synthetic", "days": 200, "seed": int(sys.argv[2])})
+from workflows.defs.assets_data import CandlesConfig
+candles = CandlesConfig(source="synthetic", days=200, seed=int(sys.argv[2]))
+result = run_for_symbol(open_instance(), sys.argv[1], candles)
 sys.exit(0 if result.success else 1)
 """
 
