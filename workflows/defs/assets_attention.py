@@ -61,7 +61,7 @@ class AttentionConfig(dg.Config):
 
 class PeriodAttentionConfig(dg.Config):
     """The month's attention protocol (docs/evaluation.md, "The attention protocol's sizes"); `make demo` spends
-    less (`workflows/cli/commands.py`, DEMO_PROTOCOL)."""
+    less (`workflows/cli/demo.py`, DEMO_PROTOCOL)."""
 
     deletion_draws: int = Field(default=PROTOCOL.deletion_draws, ge=19, description="Position-matched null draws")
     random_draws: int = Field(default=PROTOCOL.random_draws, ge=19, description="Random-hours deletion draws")

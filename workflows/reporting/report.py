@@ -21,6 +21,7 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
 * never "converged", never "detects a cycle".
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -411,12 +412,12 @@ class ReportInputs:
     analyses: dict[str, AttentionAnalysis]  # model name -> its attention analysis
     figures: dict[str, str] = field(default_factory=dict)  # caption -> file name beside the report
     profile: str = "?"  # the training profile of the models (when `profiles` is empty)
-    profiles: dict[str, str | None] = field(default_factory=dict)  # model name -> the profile it trained in
+    profiles: Mapping[str, str | None] = field(default_factory=dict)  # model name -> the profile it trained in
     training: dict[str, TrainingSummary] = field(default_factory=dict)  # model name -> its checkpoint's figures
     attention_source: str = ""  # which models and hours the attention sections read (`attention_source`)
 
 
-def profiles_note(by_kind: dict[str, str | None]) -> str:
+def profiles_note(by_kind: Mapping[str, str | None]) -> str:
     """The profiles the models trained in, as the header says them: profile `cpu` when they share one, else each
     with its models (profiles `cpu` for attention_lstm, reference_lstm; `ci` for transformer, ...)."""
     kinds_of: dict[str, list[str]] = {}
