@@ -2,7 +2,7 @@
 
 A pickle names a result's module and class, so moving `Evaluation` to another module breaks
 every output stored before the move. Here a dataclass is stored as its fields, recursively
-(nested dataclasses, dicts, lists, tuples, numpy arrays and scalars, None), and rebuilt from the
+(nested dataclasses, dicts, lists, tuples, numpy arrays and scalars, datetimes as ISO 8601, None), and rebuilt from the
 type hints of the class the reader asks for: a field added later with a default reads old
 records; a renamed module changes nothing.
 """
@@ -10,6 +10,7 @@ records; a renamed module changes nothing.
 import dataclasses
 import types
 import typing
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ def to_record(value: Any, where: str = "value") -> Any:
         return [to_record(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, datetime):  # ISO 8601, its offset kept (a naive one stays naive)
+        return value.isoformat()
     raise RecordError(f"{where}: {type(value).__name__} has no JSON record form")
 
 
@@ -132,6 +135,13 @@ def from_record(data: Any, tp: Any, where: str = "value") -> Any:
         return data
     if tp is Path:
         return Path(data)
+    if tp is datetime:
+        if not isinstance(data, str):
+            raise RecordError(f"{where}: an ISO 8601 time is required, got {data!r}")
+        try:
+            return datetime.fromisoformat(data)
+        except ValueError as exc:
+            raise RecordError(f"{where}: {data!r} is not an ISO 8601 time") from exc
     return data
 
 

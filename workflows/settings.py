@@ -9,6 +9,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "WORKFLOWS_DATA_DIR"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
+PROFILE_ENV = "WORKFLOWS_PROFILE"  # the training profile when a command or run config names none
+WORKERS_ENV = "WORKFLOWS_WORKERS"  # `workflows run/demo --workers` when not given
+EXCHANGE_URL_ENV = "WORKFLOWS_EXCHANGE_URL"  # the exchange's base URL for `fetch` and `run --exchange`
 
 
 def dagster_home() -> Path:
@@ -16,6 +19,35 @@ def dagster_home() -> Path:
     project's `dagster_home/`. The CLI, the Makefile (`?=`) and `make ui` all resolve it this way, so
     `workflows run`, `make ingest` and the UI see one instance."""
     return Path(os.environ.get(DAGSTER_HOME_ENV) or PROJECT_ROOT / "dagster_home").expanduser().resolve()
+
+
+def use_dagster_home() -> Path:
+    """`dagster_home()`, exported as `$DAGSTER_HOME` for Dagster (the user's value when set, else the project's),
+    and created."""
+    home = dagster_home()
+    os.environ[DAGSTER_HOME_ENV] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def requested_profile() -> str | None:
+    """`$WORKFLOWS_PROFILE` when set (`ml.profiles.resolve_profile` checks it names a profile)."""
+    return os.environ.get(PROFILE_ENV) or None
+
+
+def requested_workers() -> str:
+    """`$WORKFLOWS_WORKERS`, stripped ("" when unset)."""
+    return os.environ.get(WORKERS_ENV, "").strip()
+
+
+def exchange_url(default: str) -> str:
+    """`$WORKFLOWS_EXCHANGE_URL` when set, else `default`."""
+    return os.environ.get(EXCHANGE_URL_ENV) or default
+
+
+def default_env(name: str, value: str) -> str:
+    """Set `$name` for this process and those it starts unless the user set it; returns its value."""
+    return os.environ.setdefault(name, value)
 
 
 @dataclass(frozen=True)

@@ -415,6 +415,31 @@ def control_outputs(
     return outputs, setup
 
 
+@dataclass(frozen=True)
+class RawEvidence:
+    """What one model's analysis rests on, per test window, for pooling over forecast periods: the controls'
+    outputs, the ablation's paired losses, the deletion and attribution evidence, and the hours."""
+
+    output: str  # "ret" or "vol_next": what the model forecasts
+    controls: dict[str, dict[str, np.ndarray]]  # control name -> its outputs
+    ablation: tuple[np.ndarray, np.ndarray] | None  # losses with the model's attention and with uniform weights
+    deletion: sanity.DeletionEvidence
+    attribution: tuple[np.ndarray, np.ndarray] | None  # None: attribution not run
+    size_24h: np.ndarray | None  # the |log return| input 24 hours before each predicted hour (volatility only)
+    trailing_vol: np.ndarray
+    end_ts: np.ndarray  # window ends
+    train_end_ts: np.ndarray | None  # volatility only: the training windows' ends and raw returns
+    train_raw_ret: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """`analyse`'s result: the analysis and the raw evidence it rests on."""
+
+    analysis: AttentionAnalysis
+    evidence: RawEvidence
+
+
 def analyse(
     ckpt: Checkpoint,
     data: WindowData,
@@ -430,13 +455,13 @@ def analyse(
     seed: int = 0,
     control_cache: dict | None = None,
     control_store: sanity.ControlStore | None = None,
-    evidence: dict | None = None,
     deletion_draws: int = 200,
     deletion_windows: int = 1_000,
     random_draws: int = 100,
     resamples: int = am.DEFAULT_RESAMPLES,
-) -> AttentionAnalysis:
-    """The full analysis of one model's test-window attention.
+) -> Analysed:
+    """The full analysis of one model's test-window attention, with the raw evidence it rests on (what a
+    pooled analysis over forecast periods needs: `attention.periods.evidence_of`).
 
     `member_attention` (N, members, T): an ensemble's own members, analysed per seed.
     `seed_attention` / `seed_source`: the same for a single model whose recipe was trained
@@ -499,20 +524,19 @@ def analyse(
             seed=seed,
             size_24h=size_24h,
         )
-    if evidence is not None:  # the raw material a pooled analysis over forecast periods needs
-        evidence.update(
-            output=output,
-            controls=outputs,
-            ablation=losses,
-            deletion=deletion_ev,
-            attribution=attr_ev,
-            size_24h=size_24h,
-            trailing_vol=trailing_volatility(data),
-            end_ts=data.test.end_ts,
-            train_end_ts=data.train.end_ts if output == "vol_next" else None,
-            train_raw_ret=data.train.raw_ret if output == "vol_next" else None,
-        )
-    return replace(
+    evidence = RawEvidence(
+        output=output,
+        controls=outputs,
+        ablation=losses,
+        deletion=deletion_ev,
+        attribution=attr_ev,
+        size_24h=size_24h,
+        trailing_vol=trailing_volatility(data),
+        end_ts=data.test.end_ts,
+        train_end_ts=data.train.end_ts if output == "vol_next" else None,
+        train_raw_ret=data.train.raw_ret if output == "vol_next" else None,
+    )
+    analysis = replace(
         an,
         output=output,
         volatility=vol,
@@ -522,6 +546,7 @@ def analyse(
         control_setup=setup,
         verdict=verdict(an.bootstrap, an.control_bootstrap, ablation, deletion),
     )
+    return Analysed(analysis, evidence)
 
 
 def analyse_all(
@@ -531,9 +556,8 @@ def analyse_all(
     seed: int = 0,
     store: sanity.ControlStore | None = None,
     cache: dict | None = None,
-    evidence: dict[str, dict] | None = None,
     protocol: Protocol | None = None,
-) -> dict[str, AttentionAnalysis]:
+) -> dict[str, Analysed]:
     """Every model of a run: `loaded` maps a name to (checkpoint, windows), `tensors` to its saved attention
     tensors. Controls are shared between models with one `control_key` (`cache`: pass a dict to read the
     controls' outputs afterwards, by `control_setup.key`), and kept in `store` when given; a single model whose
@@ -564,14 +588,13 @@ def analyse_all(
             scale_attention=t.get("scale_attention"),
             control_cache=cache,
             control_store=store,
-            evidence=None if evidence is None else evidence.setdefault(name, {}),
             seed=seed,
             **sizes,
             **extra,
         )
-        setup = out[name].control_setup
+        setup = out[name].analysis.control_setup
         say(
-            f"{name}: {out[name].verdict.to_dict()} ({time.perf_counter() - started:.0f} s; controls "
+            f"{name}: {out[name].analysis.verdict.to_dict()} ({time.perf_counter() - started:.0f} s; controls "
             f"{'reused' if setup and setup.reused else 'trained'})"
         )
     return out

@@ -33,6 +33,7 @@ import numpy as np
 from workflows.attention import metrics as am
 from workflows.attention import sanity
 from workflows.attention.analysis import (
+    Analysed,
     AttentionAnalysis,
     PeriodReading,
     describe,
@@ -87,23 +88,24 @@ def reading_of(period: str, checkpoint: str, an: AttentionAnalysis, end_ts: np.n
 
 
 def evidence_of(
-    period: str, checkpoint: str, an: AttentionAnalysis, tensors: dict, raw: dict, scales: list[int] | None = None
+    period: str, checkpoint: str, analysed: Analysed, tensors: dict, scales: list[int] | None = None
 ) -> PeriodEvidence:
-    """From `analyse(..., evidence=raw)` and the model's tensors."""
-    end_ts = np.asarray(raw["end_ts"]).astype("datetime64[s]")
+    """From `analyse`'s result and the model's tensors."""
+    an, raw = analysed.analysis, analysed.evidence
+    end_ts = np.asarray(raw.end_ts).astype("datetime64[s]")
     return PeriodEvidence(
         reading=reading_of(period, checkpoint, an, end_ts),
         tensors={k: np.asarray(tensors[k]) for k in TENSORS if tensors.get(k) is not None},
-        controls={c: {k: np.asarray(v) for k, v in o.items()} for c, o in raw.get("controls", {}).items()},
+        controls={c: {k: np.asarray(v) for k, v in o.items()} for c, o in raw.controls.items()},
         end_ts=end_ts,
-        trailing_vol=np.asarray(raw["trailing_vol"]),
-        output=raw.get("output", "ret"),
-        ablation=raw.get("ablation"),
-        deletion=raw.get("deletion"),
-        attribution=raw.get("attribution"),
-        size_24h=raw.get("size_24h"),
-        train_end_ts=raw.get("train_end_ts"),
-        train_raw_ret=raw.get("train_raw_ret"),
+        trailing_vol=np.asarray(raw.trailing_vol),
+        output=raw.output,
+        ablation=raw.ablation,
+        deletion=raw.deletion,
+        attribution=raw.attribution,
+        size_24h=raw.size_24h,
+        train_end_ts=raw.train_end_ts,
+        train_raw_ret=raw.train_raw_ret,
         scales=scales,
         control_key=an.control_setup.key.rsplit("-", 1)[0] if an.control_setup else "",
     )

@@ -62,7 +62,7 @@ def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource, **models
 ) -> Evaluation:
     symbol = partition_symbol(context)
-    profile = models["attention_lstm_model"].get("profile")
+    profile = models["attention_lstm_model"].profile
     with warehouse.connect() as con:
         ev = pooled_evaluation(con, symbol, config.periods or None, profile)
     if ev is None:  # the model assets read a stored period, so the log holds one unless it was deleted since
@@ -160,11 +160,11 @@ def report(
             evaluation=evaluation,
             analyses=attention_analysis,
             figures=figs,
-            profile=models["attention_lstm_model"].get("profile", "?"),
+            profiles={m: models[f"{m}_model"].profile for m in loaded},
             training={m: c.training for m, (c, _) in loaded.items()},
             attention_source=period_attention_source(attention_analysis)
             or attention_source(
-                {m: (models[f"{m}_model"].get("period"), c.path.name) for m, (c, _) in loaded.items()},
+                {m: (models[f"{m}_model"].period, c.path.name) for m, (c, _) in loaded.items()},
                 loaded["attention_lstm"][1].test.end_ts,
             ),
         )

@@ -42,8 +42,6 @@ from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import stored_periods
 from workflows.evaluation.run import period_window_data, predictions
 from workflows.io import write_json_atomic
-from workflows.ml.checkpoints import load_checkpoint
-from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
 from workflows.ml.profiles import model_kinds
 from workflows.reporting.markdown import frame_to_markdown
@@ -63,7 +61,7 @@ class AttentionConfig(dg.Config):
 
 class PeriodAttentionConfig(dg.Config):
     """The month's attention protocol (docs/evaluation.md, "The attention protocol's sizes"); `make demo` spends
-    less (`workflows/cli/commands.py`, DEMO_PROTOCOL)."""
+    less (`workflows/cli/demo.py`, DEMO_PROTOCOL)."""
 
     deletion_draws: int = Field(default=PROTOCOL.deletion_draws, ge=19, description="Position-matched null draws")
     random_draws: int = Field(default=PROTOCOL.random_draws, ge=19, description="Random-hours deletion draws")
@@ -107,13 +105,13 @@ def period_attention(
 ) -> dg.MaterializeResult:
     symbol, period = partition_symbol_period(context)
     protocol = config.protocol()
-    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
+    cfg = next(iter(models.values())).period_config
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
     loaded = {}
     for kind in model_kinds():
         ref = models[f"{kind}_period_model"]
-        ckpt = load_checkpoint(ref["path"], ref["sha256"])
+        ckpt = ref.load()
         loaded[kind] = (ckpt, period_window_data(ckpt, table, period.key, cfg))
     folder = evidence_folder(warehouse, symbol) / period.key
     windows = len(loaded["attention_lstm"][1].test)
@@ -124,7 +122,7 @@ def period_attention(
         return dg.MaterializeResult(metadata={"windows": windows, "analysed": False})
     version = ANALYSIS_CODE_VERSION + ("" if protocol == PROTOCOL else f"|{protocol.label()}")
     fingerprints = {
-        kind: evidence_fingerprint(version, models[f"{kind}_period_model"]["sha256"], data)
+        kind: evidence_fingerprint(version, models[f"{kind}_period_model"].sha256, data)
         for kind, (_, data) in loaded.items()
     }
     if all(stored_fingerprint(folder / f"{kind}.npz") == fp for kind, fp in fingerprints.items()):
@@ -157,17 +155,16 @@ def period_attention(
         warm_patience=cfg.warm_patience,
     )
     before = set(store.trained())
-    raw: dict[str, dict] = {}
     with place_training("cpu", log=context.log.info):  # a training slot and its share of the cores, as a training
-        results = analyse_all(loaded, tensors, log=context.log.info, store=store, evidence=raw, protocol=protocol)
-    for name, an in results.items():
+        results = analyse_all(loaded, tensors, log=context.log.info, store=store, protocol=protocol)
+    for name, analysed in results.items():
         ckpt = loaded[name][0]
         arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
-        ev = evidence_of(str(period), ckpt.path.name, an, tensors[name], raw[name], arch.kwargs.get("scales"))
+        ev = evidence_of(str(period), ckpt.path.name, analysed, tensors[name], arch.kwargs.get("scales"))
         save_evidence(folder / f"{name}.npz", replace(ev, fingerprint=fingerprints[name]))
     trained = sorted(p.name for p in set(store.trained()) - before)
     verdicts = pl.DataFrame(
-        [{"model": m, **{k: str(v) for k, v in an.verdict.to_dict().items()}} for m, an in results.items()]
+        [{"model": m, **{k: str(v) for k, v in a.analysis.verdict.to_dict().items()}} for m, a in results.items()]
     )
     return dg.MaterializeResult(
         metadata={
@@ -288,7 +285,8 @@ def attention_analysis(
     else:
         _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
         tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
-        results = analyse_all(loaded, tensors, log=context.log.info, protocol=Protocol(resamples=config.resamples))
+        analysed = analyse_all(loaded, tensors, log=context.log.info, protocol=Protocol(resamples=config.resamples))
+        results = {name: a.analysis for name, a in analysed.items()}
     rows = [
         {"symbol": symbol, "model": name, "metric": metric, "median": q.median, "p25": q.p25, "p75": q.p75}
         for name, an in results.items()

@@ -6,8 +6,6 @@ the newest period's, whose forecasts the log holds. With no period stored it fai
 history a period needs.
 """
 
-from pathlib import Path
-
 import dagster as dg
 
 from workflows.data.warehouse import load_features
@@ -15,7 +13,7 @@ from workflows.defs.assets_data import OWNERS, features
 from workflows.defs.inputs import newest_period_model
 from workflows.defs.partitions import EVERY_PERIOD_OF_SYMBOL, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.periods import PeriodConfig, history_shortfall
 from workflows.ml.profiles import model_kind, model_kinds
 from workflows.ml.windows import WindowSpec
@@ -57,23 +55,22 @@ def build_model_asset(kind: str) -> dg.AssetsDefinition:
     return _model
 
 
-def period_output(context: dg.AssetExecutionContext, ref: dict) -> dg.Output:
-    ckpt = load_checkpoint(ref["path"], ref["sha256"])
-    metrics = ckpt.training.to_dict()
+def period_output(context: dg.AssetExecutionContext, ref: ModelRef) -> dg.Output:
+    metrics = ref.load().training.to_dict()
     context.log.info(
-        f"{ref['kind']}: the model of period {ref['period'][:7]} ({Path(ref['path']).name}), whose forecasts the "
-        "forecast log holds; nothing trained"
+        f"{ref.kind}: the model of period {ref.month} ({ref.file_name}), whose forecasts the forecast log holds; "
+        "nothing trained"
     )
     return dg.Output(
         ref,
         metadata={
             **{k: v for k, v in metrics.items() if k != "history" and v is not None},
-            "period": ref["period"][:7],
+            "period": ref.month,
             "trained": False,
-            "profile": ref.get("profile") or "?",
-            "history_window": f"period {ref['period'][:7]}: trained on hours before it",
-            "checkpoint": dg.MetadataValue.path(ref["path"]),
-            "sha256": ref["sha256"],
+            "profile": ref.profile or "?",
+            "history_window": f"period {ref.month}: trained on hours before it",
+            "checkpoint": dg.MetadataValue.path(ref.path),
+            "sha256": ref.sha256,
         },
     )
 

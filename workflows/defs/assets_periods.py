@@ -14,8 +14,6 @@ a backfill of the periods rebuilds them (`workflows run` backfills what the hist
 allows).
 """
 
-from dataclasses import replace
-
 import dagster as dg
 from pydantic import Field
 
@@ -25,25 +23,18 @@ from workflows.defs.assets_models import MODEL_CODE_VERSION
 from workflows.defs.partitions import PREVIOUS_PERIOD, partition_symbol_period, symbol_periods
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import FORECAST_CODE_VERSION, update_period
-from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.period_models import train_period_model
 from workflows.ml.periods import PeriodConfig
 from workflows.ml.placement import place_training
-from workflows.ml.profiles import (
-    control_kinds,
-    control_recipe,
-    model_kind,
-    model_kinds,
-    recipe_for,
-    resolve_profile,
-)
+from workflows.ml.profiles import ProfileChoice, first_member_of, period_kinds, period_recipe, resolve_profile
 
-PERIOD_KINDS = (*model_kinds(), *control_kinds())
+PERIOD_KINDS = period_kinds()
 DEFAULTS = PeriodConfig()
 
 
 class PeriodTrainingConfig(dg.Config):
-    profile: str = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
+    profile: ProfileChoice = Field(default="", description="ci | cpu | full; empty: $WORKFLOWS_PROFILE, else cpu")
     device: str = Field(default="auto", description="auto (CUDA, MPS, CPU) or a torch device such as cpu / cuda")
     train_days: int = Field(default=DEFAULTS.train_days, description="Most days of history a period trains on")
     min_train_days: int = Field(default=DEFAULTS.min_train_days, description="Fewest training days a period needs")
@@ -57,7 +48,7 @@ class PeriodTrainingConfig(dg.Config):
 
 def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
     name = f"{kind}_period_model"
-    first_member = model_kind(kind).first_member if kind in model_kinds() else None
+    first_member = first_member_of(kind)
     shares = [dg.AssetDep(f"{first_member}_period_model")] if first_member else []
 
     @dg.asset(
@@ -76,45 +67,18 @@ def build_period_model_asset(kind: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: PeriodTrainingConfig, warehouse: WarehouseResource
     ) -> dg.Output:
         symbol, period = partition_symbol_period(context)
-        profile = resolve_profile(config.profile or None)
-        recipe = recipe_for(kind, profile) if kind in model_kinds() else control_recipe(kind, profile)
-        if config.max_epochs:
-            recipe = replace(recipe, train=replace(recipe.train, epochs=min(config.max_epochs, recipe.train.epochs)))
-        cfg = config.period_config()
+        profile, cfg = resolve_profile(config.profile or None), config.period_config()
         with warehouse.connect() as con:
             table, _ = load_features(con, symbol)
         with place_training(config.device, log=context.log.info) as placement:
-            recipe = replace(recipe, train=replace(recipe.train, device=placement.device))
+            recipe = period_recipe(kind, profile, config.max_epochs, placement.device)
+            folder = warehouse.paths().checkpoints / symbol / "periods" / period.key
             model = train_period_model(
-                warehouse.connect,
-                table,
-                symbol,
-                kind,
-                recipe,
-                period,
-                cfg,
-                warehouse.paths().checkpoints / symbol / "periods" / period.key,
-                MODEL_CODE_VERSION,
-                profile,
-                log=context.log.info,
-                first_member_kind=first_member,
-            )
-        training = model.load().training
-        value = model.ref() | {"period_config": cfg.__dict__}
-        return dg.Output(
-            value,
-            metadata={
-                "trained": model.trained,
-                "warm_started_from": model.warm_from or "scratch",
-                "training_slice": model.data_version,
-                "train_end_ts": training.train_end_ts or "",
-                "last_target_ts": training.last_target_ts or "",
-                "epochs_run": training.epochs_run,
-                "profile": profile,
-                "checkpoint": dg.MetadataValue.path(model.path),
-                "sha256": model.sha256,
-            },
-        )
+                warehouse.connect, table, symbol, kind, recipe, period, cfg, folder, MODEL_CODE_VERSION, profile,
+                log=context.log.info, first_member_kind=first_member,
+            )  # fmt: skip
+        meta = model.metadata() | {"checkpoint": dg.MetadataValue.path(model.path)}
+        return dg.Output(model.ref(cfg), metadata=meta)
 
     return _model
 
@@ -134,13 +98,15 @@ period_model_assets = [build_period_model_asset(kind) for kind in PERIOD_KINDS]
     description="Every model's, control's and baseline's forecasts for one symbol and month, stored once in "
     "the forecast_log table with the model, code and data versions that made them.",
 )
-def forecasts(context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models) -> dg.MaterializeResult:
+def forecasts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, **models: ModelRef
+) -> dg.MaterializeResult:
     symbol, period = partition_symbol_period(context)
-    configs = {tuple(sorted(ref["period_config"].items())) for ref in models.values()}
+    configs = {ref.period_config for ref in models.values()}
     if len(configs) != 1:
         raise dg.Failure(f"the period models of {symbol} {period} were trained with different period settings")
-    cfg = PeriodConfig(**next(iter(models.values()))["period_config"])
-    checkpoints = {ref["kind"]: load_checkpoint(ref["path"], ref["sha256"]) for ref in models.values()}
+    cfg = configs.pop()
+    checkpoints = {ref.kind: ref.load() for ref in models.values()}
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
         update = update_period(con, table, symbol, period, checkpoints, cfg)

@@ -1,48 +1,27 @@
 """The promotion gate (`production_model`) and the served forecast (`latest_forecast`)."""
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from workflows.data.warehouse import (
-    append_served_forecast,
-    load_candles,
-    load_features,
-    load_served_forecasts,
-)
+from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
-from workflows.evaluation.forecast_log import interval_history
 from workflows.io import write_text_atomic
-from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.profiles import served_kind
-from workflows.serving.freshness import (
-    DEFAULT_MAX_AGE_HOURS,
-    mark_unservable,
-    resumes_at,
-    served_forecast,
-    store_forecast,
-)
+from workflows.serving.freshness import DEFAULT_MAX_AGE_HOURS
 from workflows.serving.gate_record import GATE_RECORD, gate_metadata, gate_record, with_newest_tested
 from workflows.serving.promotion import (
     GateConfig,
     evidence_ends,
-    forecast_next_hour,
     gate,
-    load_current,
     promote,
-    read_pointer,
 )
-from workflows.serving.served_record import (
-    SERVED_RECORD,
-    served_figures,
-    served_metadata,
-    served_record_markdown,
-    served_row,
-)
+from workflows.serving.serve import NothingServedYet, serve_next_hour
+from workflows.serving.served_record import served_metadata
 
 SERVED_KIND = served_kind()  # the registry says which kind serves (ml/profiles.py)
 # 2: conformal intervals from the promoting decision; 3: the append-only served record; 4: the intervals of the
@@ -96,23 +75,23 @@ class PromotionGateConfig(dg.Config):
     description=f"Pointer to the {SERVED_KIND} checkpoint that serves forecasts, moved only through the gate.",
 )
 def production_model(
-    context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: dict
+    context: dg.AssetExecutionContext, config: PromotionGateConfig, warehouse: WarehouseResource, candidate: ModelRef
 ):
     symbol = partition_symbol(context)
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
-        table, _ = load_features(con, symbol, candidate.get("history_days"))
-    ckpt = load_checkpoint(candidate["path"], candidate["sha256"])
+        table, _ = load_features(con, symbol)
+    ckpt = candidate.load()
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours, t_opt=config.t_opt)
     ends = evidence_ends(table)  # every hour since the candidate's last target: its period and all later ones
     # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
     decision, pointer = promote(
-        folder, candidate["path"], candidate["sha256"], lambda current, k: gate(ckpt, current, table, ends, rule, k)
+        folder, candidate.path, candidate.sha256, lambda current, k: gate(ckpt, current, table, ends, rule, k)
     )
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
     serving = (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")
-    record = gate_record(symbol, Path(candidate["path"]).name, decision, serving)
+    record = gate_record(symbol, candidate.file_name, decision, serving)
     path = warehouse.paths().reports / symbol / GATE_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, with_newest_tested(record, decision, path.read_text() if path.exists() else ""))
@@ -164,35 +143,29 @@ def latest_forecast(
     context: dg.AssetExecutionContext, config: ServingConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     symbol = partition_symbol(context)
-    with warehouse.connect() as con:
-        table, _ = load_features(con, symbol)  # none: an error saying how to make them
-        candles = load_candles(con, symbol)
-        history = interval_history(con, symbol, SERVED_KIND)  # the rows the report's intervals come from
-    folder = warehouse.paths().checkpoints / symbol
-    current = load_current(folder)
-    resume = resumes_at(candles, table, int(current.window_spec["window"]) if current is not None else 1)
-    forecast = forecast_next_hour(current, table, history) if resume is None else {}
-    now = datetime.now(timezone.utc)
-    with warehouse.connect() as con:
-        appended = resume is None and append_served_forecast(con, served_row(symbol, forecast, now))  # once an hour
-        store_forecast(con, symbol, forecast, now) if resume is None else mark_unservable(con, symbol, resume)
-        served, record = served_forecast(con, symbol, now, config.max_age_hours), load_served_forecasts(con, symbol)
-    if served is None:  # a gap before anything was ever served
-        raise dg.Failure(f"{symbol}: nothing can be forecast yet: forecasting starts with the hour {resume} UTC")
-    age = served[1]
+    paths = warehouse.paths()
+    try:
+        served = serve_next_hour(
+            warehouse.connect,
+            symbol,
+            SERVED_KIND,
+            paths.checkpoints / symbol,
+            paths.reports / symbol,
+            datetime.now(timezone.utc),
+            config.max_age_hours,
+        )
+    except NothingServedYet as exc:
+        raise dg.Failure(str(exc)) from exc
+    age = served.age
     (context.log.warning if age.stale else context.log.info)(f"{symbol}: {age.describe()}")
-    figures = served_figures(record, table)
-    path = warehouse.paths().reports / symbol / SERVED_RECORD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, served_record_markdown(symbol, figures, (read_pointer(folder) or {}).get("gate")))
-    shown = {k: (str(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in forecast.items()}
+    shown = served.forecast.metadata() if served.forecast is not None else {}
     return dg.MaterializeResult(
         metadata=shown
         | age.metadata()
         | {
-            "appended_to_record": appended,
-            **served_metadata(figures),
-            "served_record": dg.MetadataValue.path(str(path)),
+            "appended_to_record": served.appended,
+            **served_metadata(served.figures),
+            "served_record": dg.MetadataValue.path(str(served.record)),
         },
         check_results=[
             dg.AssetCheckResult(

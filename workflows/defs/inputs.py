@@ -7,9 +7,8 @@ from workflows.data.warehouse import candle_sources, load_features
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import stored_periods
 from workflows.evaluation.run import period_window_data
-from workflows.ml.checkpoints import load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.period_models import registered, registered_config
-from workflows.ml.periods import PeriodConfig
 from workflows.ml.profiles import model_kinds
 
 ANALYSIS_CODE_VERSION = "3"
@@ -18,7 +17,7 @@ MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in model_kind
 
 HISTORY_DAYS_FIELD = Field(
     default=None,
-    description="The last N days of features (as the models were trained: empty follows the model assets; 0: all)",
+    description="The last N days of features to analyse (empty or 0: all)",
 )
 
 
@@ -26,47 +25,33 @@ class HistoryConfig(dg.Config):
     history_days: int | None = HISTORY_DAYS_FIELD
 
 
-def models_history_days(models: dict, requested: int | None = None) -> int | None:
-    """The history window the analysis uses: `requested` when given, else the one every model asset was
-    trained on (they must agree)."""
-    if requested is not None:
-        return requested or None
-    windows = {ref.get("history_days") or None for ref in models.values()}
-    if len(windows) > 1:
-        raise dg.Failure(
-            f"the model assets were trained on different history windows ({sorted(map(str, windows))} days): "
-            "rematerialise them with one `history_days` (workflows run --history-days N)"
-        )
-    return windows.pop() if windows else None
-
-
-def load_inputs(warehouse: WarehouseResource, symbol: str, models: dict, history_days: int | None = None):
-    """Features (the models' history window, or `history_days`), and each model's checkpoint with its
-    test windows."""
-    days = models_history_days(models, history_days)
+def load_inputs(
+    warehouse: WarehouseResource, symbol: str, models: dict[str, ModelRef], history_days: int | None = None
+):
+    """Features (the last `history_days` days, else all), and each model's checkpoint with its test windows."""
     with warehouse.connect() as con:
-        table, version = load_features(con, symbol, days)
+        table, version = load_features(con, symbol, history_days)
         sources = candle_sources(con, symbol)
     loaded = {}
     for kind in model_kinds():  # reference first, in a fixed order
         ref = models[f"{kind}_model"]
-        ckpt = load_checkpoint(ref["path"], ref["sha256"])  # the checkpoint the upstream run produced
+        ckpt = ref.load()  # the checkpoint the upstream run produced
         loaded[kind] = (ckpt, model_window_data(ref, ckpt, table, version))
     return table, sources, loaded
 
 
-def model_window_data(ref: dict, ckpt, table, version: str):
+def model_window_data(ref: ModelRef, ckpt, table, version: str):
     """A model asset's windows: its period's (test = the period's logged hours). `version` is unused: the
     period's training slice is hashed from `table` itself."""
-    return period_window_data(ckpt, table, ref["period"], PeriodConfig(**ref["period_config"]))
+    return period_window_data(ckpt, table, ref.period, ref.period_config)
 
 
-def newest_period_model(con, symbol: str, kind: str) -> dict | None:
+def newest_period_model(con, symbol: str, kind: str) -> ModelRef | None:
     """The ref of `kind`'s model of the newest period with stored forecasts (None: no such period): the model
     whose forecasts the log holds, analysed on the same hours, and the serving candidate."""
     for period in reversed(stored_periods(con, symbol)):
         model = registered(con, symbol, period, kind)
         cfg = registered_config(con, symbol, period, kind)
         if model is not None and cfg is not None:
-            return model.ref() | {"period_config": cfg.__dict__, "history_days": None}
+            return model.ref(cfg)
     return None

@@ -13,6 +13,7 @@ from workflows.attention.analysis import AttentionAnalysis
 from workflows.data.retention import DEFAULT_KEEP
 from workflows.evaluation.evidence import Evaluation
 from workflows.io import write_json_atomic
+from workflows.ml.model_ref import ModelRef, looks_like_ref
 from workflows.records import RecordError, from_record, paths_relative, paths_resolved, to_record
 from workflows.settings import DataPaths
 
@@ -53,7 +54,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 # Results stored by a name of their own, not by their module: moving a class keeps every stored output readable.
-STORED_TYPES: dict[str, type] = {"Evaluation": Evaluation, "AttentionAnalysis": AttentionAnalysis}
+STORED_TYPES: dict[str, type] = {
+    "Evaluation": Evaluation,
+    "AttentionAnalysis": AttentionAnalysis,
+    "ModelRef": ModelRef,
+}
 RECORD_SCHEMA = 1
 
 
@@ -61,9 +66,10 @@ class RecordsIOManager(dg.ConfigurableIOManager):
     """Asset outputs as JSON records with a schema version and a stable type name
     (`<data>/outputs/<asset>/<partition>.json`), never pickles.
 
-    An output is one of: a registered result (`STORED_TYPES`), a dict of name -> one registered
-    result, or plain JSON (the model assets' references, paths). Anything else is refused when
-    it is stored, with the field that cannot be written."""
+    An output is one of: a registered result (`STORED_TYPES`: a model asset's `ModelRef` among them), a
+    dict of name -> one registered result, or plain JSON (paths). Anything else is refused when it is
+    stored, with the field that cannot be written. A model reference stored as plain JSON before
+    `ModelRef` existed reads as one (or fails naming the file and the remedy)."""
 
     warehouse: dg.ResourceDependency[WarehouseResource]
 
@@ -104,6 +110,8 @@ class RecordsIOManager(dg.ConfigurableIOManager):
             raise RecordError(f"{path}: not a readable stored output ({type(exc).__name__}: {exc}); {remedy}") from exc
         if record.get("schema") != RECORD_SCHEMA:
             raise RecordError(f"{path}: record schema {record.get('schema')!r}, this code reads {RECORD_SCHEMA}")
+        if kind == "ModelRef" or (kind == "json" and looks_like_ref(value)):  # the plain dicts written before ModelRef
+            return ModelRef.from_json(value, path, remedy)
         if kind == "json":
             return value
         if kind == "dict":

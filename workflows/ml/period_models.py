@@ -29,12 +29,14 @@ import torch
 from workflows.data.warehouse import replace_rows, table_exists
 from workflows.io import sha256_file
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
+from workflows.ml.model_ref import ModelRef
 from workflows.ml.models import ArchConfig
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_bounds, training_slice_version
 from workflows.ml.pipeline import fit, warm_start_compatible
-from workflows.ml.profiles import Recipe
+from workflows.ml.profiles import Profile, Recipe
 from workflows.ml.training import EpochReport
 from workflows.ml.windows import WindowData
+from workflows.records import from_record, to_record
 
 PERIOD_MODELS_DDL = (
     "CREATE TABLE IF NOT EXISTS period_models (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
@@ -58,22 +60,31 @@ class PeriodModel:
     warm_from: str | None  # sha256 of the previous period's checkpoint it started from; None: from scratch
     data_version: str  # the training slice's content hash
     code_version: str
-    profile: str | None
+    profile: Profile | None
     trained: bool = True  # False: an existing checkpoint with the same key was returned
 
-    def ref(self) -> dict:
-        """What a Dagster asset returns for it (and downstream assets load by)."""
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "kind": self.kind,
-            "period": self.period,
-            "train_key": self.train_key,
-            "profile": self.profile,
-        }
+    def ref(self, cfg: PeriodConfig) -> ModelRef:
+        """What a Dagster asset returns for it (and downstream assets load by), with the period settings it was
+        trained with."""
+        return ModelRef(self.path, self.sha256, self.kind, self.profile, self.period, cfg, self.train_key)
 
     def load(self) -> Checkpoint:
         return load_checkpoint(self.path, self.sha256)
+
+    def metadata(self) -> dict[str, str | int | bool]:
+        """What the UI shows of it: trained or reused, its warm start, training slice, last training and target
+        hours, epochs, profile and checkpoint hash."""
+        training = self.load().training
+        return {
+            "trained": self.trained,
+            "warm_started_from": self.warm_from or "scratch",
+            "training_slice": self.data_version,
+            "train_end_ts": training.train_end_ts or "",
+            "last_target_ts": training.last_target_ts or "",
+            "epochs_run": training.epochs_run,
+            "profile": self.profile or "?",
+            "sha256": self.sha256,
+        }
 
 
 def data_root(con: duckdb.DuckDBPyConnection) -> Path | None:
@@ -121,7 +132,7 @@ def registered_config(con: duckdb.DuckDBPyConnection, symbol: str, period: str, 
     rows = con.execute(
         "SELECT period_config FROM period_models WHERE symbol = ? AND period = ? AND kind = ?", [symbol, period, kind]
     ).fetchall()
-    return PeriodConfig(**json.loads(rows[0][0])) if rows and rows[0][0] else None
+    return from_record(json.loads(rows[0][0]), PeriodConfig, "period_config") if rows and rows[0][0] else None
 
 
 def registered_models(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
@@ -161,7 +172,7 @@ def train_period_model(
     cfg: PeriodConfig,
     folder: str | os.PathLike,
     code_version: str,
-    profile: str | None = None,
+    profile: Profile | None = None,
     callback: Callable[[int, EpochReport], None] | None = None,
     log: Callable[[str], None] | None = None,
     first_member_kind: str | None = None,
@@ -239,7 +250,7 @@ def train_period_model(
                 "train_hi": naive[1],
                 "val_hi": datetime.fromtimestamp(b.val_hi * 3600, tz=timezone.utc).replace(tzinfo=None),
                 "epochs_run": result.metrics.epochs_run,
-                "period_config": json.dumps(cfg.__dict__, sort_keys=True),
+                "period_config": json.dumps(to_record(cfg), sort_keys=True),
                 "wall_s": result.metrics.wall_s,
             },
         )

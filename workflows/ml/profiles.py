@@ -11,15 +11,18 @@ volatility. Everything else (assets, evaluation, report, serving, the demo) deri
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 from workflows.data.features import FEATURE_COLUMNS, REFERENCE_FEATURES
 from workflows.ml.training import TrainConfig, trains_returns
 from workflows.ml.windows import WindowSpec
+from workflows.settings import PROFILE_ENV
 
-PROFILE_ENV = "WORKFLOWS_PROFILE"
-PROFILES = ("ci", "cpu", "full")
+Profile = Literal["ci", "cpu", "full"]  # a resolved profile: every reader past `resolve_profile` holds one of these
+PROFILES: tuple[Profile, ...] = get_args(Profile)
+ProfileChoice = Literal["", "ci", "cpu", "full"]  # a run-config field: a profile, or "" (resolve_profile's default)
 # The volatility model's inputs: the signed return, its size and the volume of each hour.
 VOLATILITY_FEATURES = ("log_return", "abs_log_return", "log_volume")
 # Optional inputs of the volatility recipe (`VolatilityDesign`): realised-variance summaries over the last
@@ -67,11 +70,13 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def resolve_profile(requested: str | None = None) -> str:
+def resolve_profile(requested: str | None = None) -> Profile:
+    """The one place a profile is chosen: `requested`, else `$WORKFLOWS_PROFILE`, else `cpu`."""
     profile = requested or os.environ.get(PROFILE_ENV) or "cpu"
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    return profile
+    for known in PROFILES:
+        if profile == known:
+            return known
+    raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,39 @@ def served_kind() -> str:
 
 def demo_profiles() -> dict[str, str]:
     return {k.name: k.demo_profile for k in _REGISTRY.values() if k.demo_profile}
+
+
+def design_of(kind: str) -> str:
+    """The kind whose recipe and profile `kind` trains with: a no-attention twin's attention design, else itself
+    (the one inversion of `twins()`)."""
+    return {twin: design for design, twin in twins().items()}.get(kind, kind)
+
+
+def period_kinds() -> tuple[str, ...]:
+    """Every kind with a period model: the model kinds, then the trained no-attention twins."""
+    return (*model_kinds(), *control_kinds())
+
+
+def first_member_of(kind: str) -> str | None:
+    """For an ensemble kind, the single-model kind whose recipe is its member 0's (`ModelKind.first_member`);
+    None for every other kind and for the twins."""
+    return model_kind(kind).first_member if kind in model_kinds() else None
+
+
+def period_recipe(kind: str, profile: str | None, max_epochs: int = 0, device: str | None = None) -> Recipe:
+    """The recipe a period model of `kind` (a model kind or a no-attention twin) trains with: its profile's, its
+    epochs capped at `max_epochs` (0: the profile's), on `device` (None: the recipe's)."""
+    recipe = recipe_for(kind, profile) if kind in model_kinds() else control_recipe(kind, profile)
+    epochs = min(max_epochs, recipe.train.epochs) if max_epochs else recipe.train.epochs
+    return replace(recipe, train=replace(recipe.train, epochs=epochs, device=device or recipe.train.device))
+
+
+def kind_profiles(requested: str | None = None, per_design: Mapping[str, str] | None = None) -> dict[str, Profile]:
+    """The profile each period-model kind trains in, resolved once for a run: `per_design`'s for the designs it
+    names (a twin follows its design), `resolve_profile(requested)` for the rest."""
+    default = resolve_profile(requested)
+    chosen: dict[str, Profile] = {design: resolve_profile(p) for design, p in (per_design or {}).items()}
+    return {kind: chosen.get(design_of(kind), default) for kind in period_kinds()}
 
 
 _MULTITASK_HEADS = {"gaussian": True, "volatility": True, "direction": True}
@@ -338,10 +376,9 @@ def recipe_for(kind: str, profile: str | None = None) -> Recipe:
 def control_recipe(name: str, profile: str | None = None) -> Recipe:
     """The no-attention twin `name` of an attention design: LastStateLSTM with its hidden size,
     features, heads and training config."""
-    design_of = {twin: design for design, twin in twins().items()}
-    if name not in design_of:
-        raise ValueError(f"unknown control {name!r}: choose one of {', '.join(design_of)}")
-    design = recipe_for(design_of[name], profile)
+    if name not in control_kinds():
+        raise ValueError(f"unknown control {name!r}: choose one of {', '.join(control_kinds())}")
+    design = recipe_for(design_of(name), profile)
     hidden = design.kwargs["hidden"]
     kwargs = {"hidden": hidden}
     if design.arch == "query_attention_lstm":  # its head is an MLP on [last state, context], with dropout

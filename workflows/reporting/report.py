@@ -21,6 +21,7 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
 * never "converged", never "detects a cycle".
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -410,9 +411,21 @@ class ReportInputs:
     evaluation: Evaluation
     analyses: dict[str, AttentionAnalysis]  # model name -> its attention analysis
     figures: dict[str, str] = field(default_factory=dict)  # caption -> file name beside the report
-    profile: str = "?"  # the training profile of the models
+    profile: str = "?"  # the training profile of the models (when `profiles` is empty)
+    profiles: Mapping[str, str | None] = field(default_factory=dict)  # model name -> the profile it trained in
     training: dict[str, TrainingSummary] = field(default_factory=dict)  # model name -> its checkpoint's figures
     attention_source: str = ""  # which models and hours the attention sections read (`attention_source`)
+
+
+def profiles_note(by_kind: Mapping[str, str | None]) -> str:
+    """The profiles the models trained in, as the header says them: profile `cpu` when they share one, else each
+    with its models (profiles `cpu` for attention_lstm, reference_lstm; `ci` for transformer, ...)."""
+    kinds_of: dict[str, list[str]] = {}
+    for kind, profile in by_kind.items():
+        kinds_of.setdefault(profile or "?", []).append(kind)
+    if len(kinds_of) == 1:
+        return f"profile `{next(iter(kinds_of))}`"
+    return "profiles " + "; ".join(f"`{p}` for {', '.join(kinds)}" for p, kinds in kinds_of.items())
 
 
 def attention_source(models: dict[str, tuple[str | None, str]], test_end_ts) -> str:
@@ -487,7 +500,8 @@ def write_report(inputs: ReportInputs) -> str:
         f"skill below about {100 * ev.min_detectable_skill:.1f}% cannot be told apart from luck."
     )
     lines += [
-        f"Generated {now}; profile `{inputs.profile}`; test hours {ev.test_start} .. {ev.test_end}.",
+        f"Generated {now}; {profiles_note(inputs.profiles or {'': inputs.profile})}; test hours {ev.test_start} .. "
+        f"{ev.test_end}.",
         "",
         evidence,
         "",

@@ -108,7 +108,7 @@ def reproduce(
     ckpt = load_checkpoint(result.checkpoint, result.sha256)
     pred = predictions(ckpt, data)
     say("analysing attention against the untrained and shuffled-target controls")
-    an = analyse(ckpt, data, pred.attention, attribution=False, resamples=resamples)
+    an = analyse(ckpt, data, pred.attention, attribution=False, resamples=resamples).analysis
     actual = data.test.raw_ret
     train_mean = float(np.mean(data.train.raw_ret))
     rep = Reproduction(

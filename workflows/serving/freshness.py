@@ -21,6 +21,7 @@ import polars as pl
 
 from workflows.data.features import WARMUP_HOURS
 from workflows.data.warehouse import replace_table_slice, table_exists
+from workflows.serving.served_record import ServedForecast
 
 DEFAULT_MAX_AGE_HOURS = 3.0  # two missed hourly runs are tolerated; a third makes the forecast stale
 FORECASTS_DDL = (
@@ -126,25 +127,24 @@ def resumes_at(candles: pl.DataFrame, features: pl.DataFrame, window: int) -> da
     return resume if resume > newest + HOUR else newest + HOUR
 
 
-def store_forecast(con: duckdb.DuckDBPyConnection, symbol: str, forecast: dict, made_at: datetime) -> None:
-    """Serve `forecast` (`promotion.forecast_next_hour`'s dict): replace the symbol's row, with its hour, its
-    last input hour and when it was made."""
-    probs = forecast.get("direction_probabilities") or {}
-    lo, hi = forecast.get("interval_80_pct") or [None, None]
-    hour = datetime.fromisoformat(forecast["forecast_hour"])
+def store_forecast(con: duckdb.DuckDBPyConnection, symbol: str, forecast: ServedForecast, made_at: datetime) -> None:
+    """Serve `forecast` (`promotion.forecast_next_hour`'s): replace the symbol's row, with its hour, its last input
+    hour and when it was made."""
+    probs = forecast.direction_probabilities or {}
+    lo, hi = forecast.interval_80_pct or (None, None)
     row = pl.DataFrame(
         [
             {
                 "symbol": symbol,
-                "ts": _utc(hour),
-                "model": forecast["model"],
-                "return_pct": forecast["return_pct"],
+                "ts": _utc(forecast.forecast_hour),
+                "model": forecast.model,
+                "return_pct": forecast.return_pct,
                 "lo80_pct": lo,
                 "hi80_pct": hi,
                 "p_down": probs.get("DOWN"),
                 "p_stable": probs.get("STABLE"),
                 "p_up": probs.get("UP"),
-                "origin_ts": _utc(datetime.fromisoformat(forecast["as_of_candle"])),
+                "origin_ts": _utc(forecast.as_of_candle),
                 "made_at": _utc(made_at),
                 "resumes_at": None,
             }

@@ -54,7 +54,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,6 +78,7 @@ from workflows.ml.windows import (
     parse_iso_hour,
 )
 from workflows.serving.served_calibration import calibration_family, direction_check, interval_checks
+from workflows.serving.served_record import ServedForecast
 from workflows.stats.sequential import alpha_for, sequential_test
 
 POINTER = "production.json"
@@ -655,28 +656,22 @@ def served_quantiles(
     )
 
 
-def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame, history: IntervalHistory | None = None) -> dict:
+def _pct(interval: tuple[float, float]) -> tuple[float, float]:
+    return 100 * interval[0], 100 * interval[1]
+
+
+def forecast_next_hour(
+    ckpt: Checkpoint | None, features: pl.DataFrame, history: IntervalHistory | None = None
+) -> ServedForecast:
     """Next-hour forecast from the newest complete window; the zero forecast when no model serves.
 
     The 80% / 95% intervals are forecast +- q x sd, sd the model's predictive sd and q the conformal state of
     `served_quantiles` over `history` (the served kind's forecast-log rows); `interval_calibration` says how
     they were found (or why none is served); `sd_pct` is the sd."""
     last = ts_bounds(features)[1]
-    base = {"as_of_candle": last.isoformat(), "forecast_hour": (last + timedelta(hours=1)).isoformat()}
+    hour = last + timedelta(hours=1)
     if ckpt is None:
-        return {
-            **base,
-            "model": "zero-return forecast (no model has passed the promotion gate)",
-            "return_pct": 0.0,
-            "interval_80_pct": None,
-            "interval_95_pct": None,
-            "interval_calibration": None,
-            "conformal_state": None,
-            "sd_pct": None,
-            "checkpoint_sha256": None,
-            "direction_threshold_pct": None,
-            "direction_probabilities": None,
-        }
+        return ServedForecast(last, hour, "zero-return forecast (no model has passed the promotion gate)", 0.0)
     spec = _spec(ckpt)
     frame, values, _, _, ts_hours = _prepare(features, spec)
     t = frame.height - 1
@@ -691,21 +686,25 @@ def forecast_next_hour(ckpt: Checkpoint | None, features: pl.DataFrame, history:
     with torch.no_grad():
         served = _served(predict(ckpt.model, window), ckpt.scaler.target_scale)
     ret = float(served["ret"][0])
-    result = {
-        **base,
-        "model": ckpt.path.name,
-        "checkpoint_sha256": ckpt.sha256,
-        "return_pct": 100 * ret,
-        "direction_threshold_pct": 100 * spec.direction_threshold,
-    }
+    forecast = ServedForecast(
+        last,
+        hour,
+        ckpt.path.name,
+        100 * ret,
+        checkpoint_sha256=ckpt.sha256,
+        direction_threshold_pct=100 * spec.direction_threshold,
+    )
     if "sd" in served:
         sd = float(served["sd"][0])
-        paths, note, version = served_quantiles(history, last + timedelta(hours=1))
-        for level, key in ((0.80, "interval_80_pct"), (0.95, "interval_95_pct")):
-            result[key] = [100 * x for x in paths[level].next_interval(ret, sd)] if paths else None
-        result["sd_pct"] = 100 * sd
-        result["interval_calibration"] = note
-        result["conformal_state"] = version
+        paths, note, version = served_quantiles(history, hour)
+        forecast = replace(
+            forecast,
+            interval_80_pct=_pct(paths[0.80].next_interval(ret, sd)) if paths else None,
+            interval_95_pct=_pct(paths[0.95].next_interval(ret, sd)) if paths else None,
+            sd_pct=100 * sd,
+            interval_calibration=note,
+            conformal_state=version,
+        )
     if "probs" in served:
-        result["direction_probabilities"] = dict(zip(DIRECTION_NAMES, served["probs"][0].tolist()))
-    return result
+        forecast = replace(forecast, direction_probabilities=dict(zip(DIRECTION_NAMES, served["probs"][0].tolist())))
+    return forecast

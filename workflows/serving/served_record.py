@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from workflows.ml.windows import direction_classes
+from workflows.records import to_record
 from workflows.serving.served_calibration import direction_check
 from workflows.stats.calibration import (
     SdBinCoverage,
@@ -30,19 +31,43 @@ from workflows.stats.significance import holm
 MIN_JUDGED = 20  # fewer served hours with an outcome than this: figures are shown, no test is run
 
 
-def served_row(symbol: str, forecast: dict, served_at: datetime | None = None) -> dict:
+@dataclass(frozen=True)
+class ServedForecast:
+    """One next-hour forecast as `promotion.forecast_next_hour` makes it: for which hour, from which candle and
+    model, the return, and (when the model gives them) its sd, 80% / 95% conformal intervals and direction
+    probabilities, all in percent. Stored through `workflows.records` (`to_record`: times as ISO 8601)."""
+
+    as_of_candle: datetime  # the newest candle the window ends with (UTC)
+    forecast_hour: datetime  # the hour forecast: the one after `as_of_candle`
+    model: str  # the checkpoint's file name, or the zero-return forecast's description
+    return_pct: float
+    checkpoint_sha256: str | None = None
+    direction_threshold_pct: float | None = None
+    interval_80_pct: tuple[float, float] | None = None
+    interval_95_pct: tuple[float, float] | None = None
+    sd_pct: float | None = None
+    interval_calibration: str | None = None  # how the intervals were found, or why none is served
+    conformal_state: str | None = None  # the forecast-log hours the conformal state rests on
+    direction_probabilities: dict[str, float] | None = None  # DOWN / STABLE / UP
+
+    def metadata(self) -> dict[str, str | float]:
+        """Its fields as Dagster metadata values: numbers and strings as they are, the rest as text."""
+        return {k: v if isinstance(v, str | int | float) else str(v) for k, v in to_record(self).items()}
+
+
+def served_row(symbol: str, forecast: ServedForecast, served_at: datetime | None = None) -> dict:
     """One `served_forecasts` row from a `forecast_next_hour` result."""
-    lo80, hi80 = forecast.get("interval_80_pct") or [None, None]
-    lo95, hi95 = forecast.get("interval_95_pct") or [None, None]
-    probs = forecast.get("direction_probabilities") or {}
+    lo80, hi80 = forecast.interval_80_pct or (None, None)
+    lo95, hi95 = forecast.interval_95_pct or (None, None)
+    probs = forecast.direction_probabilities or {}
     return {
         "symbol": symbol,
-        "forecast_hour": datetime.fromisoformat(forecast["forecast_hour"]),
-        "as_of_candle": datetime.fromisoformat(forecast["as_of_candle"]),
+        "forecast_hour": forecast.forecast_hour,
+        "as_of_candle": forecast.as_of_candle,
         "served_at": served_at or datetime.now(timezone.utc),
-        "model": forecast["model"],
-        "checkpoint_sha256": forecast.get("checkpoint_sha256"),
-        "return_pct": forecast["return_pct"],
+        "model": forecast.model,
+        "checkpoint_sha256": forecast.checkpoint_sha256,
+        "return_pct": forecast.return_pct,
         "lo80_pct": lo80,
         "hi80_pct": hi80,
         "lo95_pct": lo95,
@@ -50,9 +75,9 @@ def served_row(symbol: str, forecast: dict, served_at: datetime | None = None) -
         "p_down": probs.get("DOWN"),
         "p_stable": probs.get("STABLE"),
         "p_up": probs.get("UP"),
-        "direction_threshold_pct": forecast.get("direction_threshold_pct"),
-        "conformal_state": forecast.get("conformal_state"),
-        "sd_pct": forecast.get("sd_pct"),
+        "direction_threshold_pct": forecast.direction_threshold_pct,
+        "conformal_state": forecast.conformal_state,
+        "sd_pct": forecast.sd_pct,
     }
 
 

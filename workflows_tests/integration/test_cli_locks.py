@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import duckdb
 import polars as pl
 
-from workflows.cli.commands import landed_symbols
+from workflows.cli.symbols import landed_symbols
 from workflows.data.warehouse import upsert_candles
 from workflows.settings import DataPaths
 

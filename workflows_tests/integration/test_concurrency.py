@@ -11,8 +11,11 @@ from workflows_tests.helpers import HANG_GUARD_S, PROJECT_ROOT
 
 SCRIPT = """
 import sys
-from workflows.cli.commands import _instance, run_for_symbol
-result = run_for_symbol(_instance(), sys.argv[1], {"source": "synthetic", "days": 200, "seed": int(sys.argv[2])})
+from workflows.cli.instance import open_instance
+from workflows.cli.runs import run_for_symbol
+from workflows.defs.assets_data import CandlesConfig
+candles = CandlesConfig(source="synthetic", days=200, seed=int(sys.argv[2]))
+result = run_for_symbol(open_instance(), sys.argv[1], candles)
 sys.exit(0 if result.success else 1)
 """
 

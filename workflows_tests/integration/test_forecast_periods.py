@@ -19,7 +19,6 @@ from workflows.defs.assets_models import MODEL_CODE_VERSION
 from workflows.defs.assets_periods import PERIOD_KINDS
 from workflows.defs.partitions import period_key
 from workflows.evaluation import forecast_log as fl
-from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, training_bounds
 from workflows.ml.profiles import model_kinds
 from workflows.ml.windows import WindowSpec
@@ -120,7 +119,7 @@ def test_a_day_trains_nothing_a_new_month_trains_once_and_the_evaluation_pools_t
     meta = jan.asset_materializations_for_node("multitask_period_model")[-1].metadata
     assert meta["warm_started_from"].value != "scratch"
     # the newest period's model has seen every hour before January, less validation and embargo
-    ckpt = load_checkpoint(jan.output_for_node("multitask_period_model")["path"])
+    ckpt = jan.output_for_node("multitask_period_model").load()
     b = training_bounds(ForecastPeriod.from_key("2026-01-01"), WindowSpec(), CFG)
     assert ckpt.training.train_end_ts == b.iso(b.train_hi - 1) == "2025-12-20T23:00:00+00:00"
     # its last validation target: 24 hours after the last validation window, before January's embargo ends

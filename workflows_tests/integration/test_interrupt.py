@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from workflows.cli.commands import _write_instance_config
+from workflows.cli.instance import write_instance_config
 from workflows_tests.helpers import PROJECT_ROOT
 
 QUICK = ["--days", "72", "--profile", "ci", "--periods", "1", "--min-train-days", "15", "--max-epochs", "1"]
@@ -32,10 +32,10 @@ def _cli(args: list[str]) -> subprocess.Popen:
 def test_a_fresh_dagster_home_gets_the_projects_dagster_yaml_and_a_users_file_is_kept(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    _write_instance_config(home)
+    write_instance_config(home)
     assert (home / "dagster.yaml").read_text() == (PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    _write_instance_config(home)
+    write_instance_config(home)
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
 
 

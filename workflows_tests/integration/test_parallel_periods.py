@@ -14,14 +14,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from workflows.cli.commands import execute_parallel
+from workflows.cli.periods import execute_parallel
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.data.warehouse import ensure_schema, upsert_candles
 from workflows.definitions import defs
-from workflows.defs.assets_periods import PERIOD_KINDS
+from workflows.defs.assets_attention import PeriodAttentionConfig
+from workflows.defs.assets_periods import PERIOD_KINDS, PeriodTrainingConfig
 from workflows.defs.partitions import period_key
 from workflows.ml.placement import CPU_SLOTS_ENV
-from workflows_tests.helpers import SMALL_PROTOCOL_OPS
+from workflows_tests.helpers import SMALL_PROTOCOL
 
 UTC = timezone.utc
 SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 25, "min_train_days": 20, "val_days": 5, "max_epochs": 1}
@@ -29,9 +30,14 @@ CANDLES = generate_candles(SyntheticSpec(days=50, seed=3, end=datetime(2025, 12,
 KEY = period_key("BTCUSDT", "2025-12-01")
 
 
-def _config(data_dir) -> dict:
-    ops = {f"{k}_period_model": {"config": SETTINGS} for k in PERIOD_KINDS} | SMALL_PROTOCOL_OPS
-    return {"ops": ops, "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}}}
+def _resources(data_dir) -> dict:
+    return {"warehouse": {"config": {"data_dir": str(data_dir)}}}
+
+
+def _config(data_dir) -> dg.RunConfig:
+    ops: dict = {f"{k}_period_model": PeriodTrainingConfig(**SETTINGS) for k in PERIOD_KINDS}
+    ops["period_attention"] = PeriodAttentionConfig(**SMALL_PROTOCOL)  # the executor is under test, not the evidence
+    return dg.RunConfig(ops=ops, resources=_resources(data_dir))
 
 
 def _land(data_dir, instance) -> None:
@@ -43,7 +49,7 @@ def _land(data_dir, instance) -> None:
         instance=instance,
         partition_key="BTCUSDT",
         asset_selection=[dg.AssetKey("features")],
-        run_config={"resources": _config(data_dir)["resources"]},
+        run_config={"resources": _resources(data_dir)},
     )
     assert result.success
 

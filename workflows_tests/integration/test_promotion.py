@@ -3,6 +3,7 @@ import shutil
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from workflows.ml.pipeline import fit
 from workflows.ml.profiles import recipe_for
 from workflows.ml.training import train
 from workflows.ml.windows import build_windows, parse_iso_hour, training_window
+from workflows.records import from_record, to_record
 from workflows.serving.promotion import (
     GateConfig,
     GateDecision,
@@ -39,7 +41,13 @@ from workflows.serving.promotion import (
     write_pointer,
 )
 from workflows.serving.promotion import _forecast as model_forecast
-from workflows.serving.served_record import served_figures, served_metadata, served_record_markdown, served_row
+from workflows.serving.served_record import (
+    ServedForecast,
+    served_figures,
+    served_metadata,
+    served_record_markdown,
+    served_row,
+)
 
 
 def _hours(end_ts: np.ndarray) -> np.ndarray:
@@ -209,7 +217,7 @@ def test_pointer_and_forecast(setup):
     feats, data, ckpts, paths, folder = setup
     assert load_current(folder) is None
     zero = forecast_next_hour(None, feats)
-    assert zero["return_pct"] == 0.0 and "zero-return" in zero["model"]
+    assert zero.return_pct == 0.0 and "zero-return" in zero.model and zero.interval_80_pct is None
     decision = gate(ckpts["good"], None, feats, data.test.end_ts)
     path, sha = paths["good"]
     write_pointer(folder, str(path), sha, decision)
@@ -218,23 +226,26 @@ def test_pointer_and_forecast(setup):
     current = load_current(folder)
     assert current is not None
     history = _log_history(current, feats)
-    assert forecast_next_hour(current, feats)["interval_80_pct"] is None  # no forecast log: no interval
+    assert forecast_next_hour(current, feats).interval_80_pct is None  # no forecast log: no interval
     forecast = forecast_next_hour(current, feats, history)
-    lo, hi = forecast["interval_80_pct"]
-    assert lo < forecast["return_pct"] < hi
+    assert forecast.interval_80_pct is not None and forecast.interval_95_pct is not None
+    lo, hi = forecast.interval_80_pct
+    assert lo < forecast.return_pct < hi
     # calibrated on the forecast log's rows before the hour: here every one of them
-    note = forecast["interval_calibration"]
+    note = forecast.interval_calibration or ""
     n = len(history.y)
     assert note.startswith(
         f"adaptive conformal scaled by the model's predictive sd (forecast +- q x sd) on the forecast log's {n} "
         "hours of multitask"
     )
-    assert forecast["interval_95_pct"][0] < lo
-    assert sum(forecast["direction_probabilities"].values()) == pytest.approx(1.0)
-    assert forecast["forecast_hour"] > forecast["as_of_candle"]
-    assert np.isfinite(forecast["return_pct"])
-    assert forecast["checkpoint_sha256"] == sha and forecast["conformal_state"].endswith(f"/{n}")
-    assert forecast["sd_pct"] > 0
+    assert forecast.interval_95_pct[0] < lo
+    assert sum((forecast.direction_probabilities or {}).values()) == pytest.approx(1.0)
+    assert forecast.forecast_hour - forecast.as_of_candle == timedelta(hours=1)
+    assert np.isfinite(forecast.return_pct)
+    assert forecast.checkpoint_sha256 == sha and (forecast.conformal_state or "").endswith(f"/{n}")
+    assert forecast.sd_pct is not None and forecast.sd_pct > 0
+    # stored through the records module: the typed forecast survives a JSON round trip
+    assert from_record(json.loads(json.dumps(to_record(forecast))), ServedForecast) == forecast
 
 
 def test_latest_forecasts_interval_for_an_hour_is_the_reports_interval_for_it(setup):
@@ -253,11 +264,14 @@ def test_latest_forecasts_interval_for_an_hour_is_the_reports_interval_for_it(se
         # one window at serving against a batch in the log: the model's float32 arithmetic moves its forecast and
         # sd by about 1e-7 of themselves; the conformal quantile is the report's to 1e-12, and the interval differs
         # from the report's by no more than that round-off moves forecast +- q x sd
-        ret, sd = forecast["return_pct"] / 100, forecast["sd_pct"] / 100
+        assert forecast.sd_pct is not None
+        ret, sd = forecast.return_pct / 100, forecast.sd_pct / 100
         d_ret, d_sd = abs(ret - history.forecast[t]), abs(sd - np.sqrt(history.variance[t]))
         assert d_ret < 1e-6 * abs(ret) + 1e-12 and d_sd < 1e-6 * sd
         for pct in (80, 95):
-            lo, hi = (x / 100 for x in forecast[f"interval_{pct}_pct"])
+            interval = forecast.interval_80_pct if pct == 80 else forecast.interval_95_pct
+            assert interval is not None
+            lo, hi = (x / 100 for x in interval)
             q = report[pct / 100].quantile[t]
             assert (hi - lo) / (2 * sd) == pytest.approx(q, abs=1e-9)
             assert abs(lo - report[pct / 100].lower[t]) <= d_ret + q * d_sd + 1e-12
@@ -298,7 +312,7 @@ def test_the_pointer_is_relative_and_survives_a_moved_data_folder(setup, tmp_pat
     shutil.move(tmp_path / "data", moved)
     current = load_current(moved / "checkpoints" / "BTCUSDT")
     assert current is not None and current.sha256 == sha and current.path.parent == moved / "checkpoints" / "BTCUSDT"
-    assert np.isfinite(forecast_next_hour(current, feats)["return_pct"])
+    assert np.isfinite(forecast_next_hour(current, feats).return_pct)
 
 
 def test_a_missing_serving_file_is_an_error_not_the_zero_forecast(setup, tmp_path):
@@ -545,16 +559,16 @@ def test_every_served_forecast_lands_once_across_a_restart_and_a_rerun(setup, tm
         forecast = forecast_next_hour(ckpts["good"], feats.head(end), history)
         with duckdb.connect(str(db)) as con:
             appended.append(append_served_forecast(con, served_row("BTCUSDT", forecast)))
-            if forecast["forecast_hour"] not in first_served:
-                first_served[forecast["forecast_hour"]] = forecast
+            if forecast.forecast_hour not in first_served:
+                first_served[forecast.forecast_hour] = forecast
     assert appended == [True] * 5 + [False] + [True] * 19
     with duckdb.connect(str(db)) as con:
         record = load_served_forecasts(con, "BTCUSDT")
     assert record.height == record["forecast_hour"].n_unique() == 24 and record["forecast_hour"].is_sorted()
     row = record.row(4, named=True)
-    forecast = first_served[row["forecast_hour"].isoformat()]
-    assert [row["lo95_pct"], row["hi95_pct"]] == forecast["interval_95_pct"]
-    assert row["checkpoint_sha256"] == ckpts["good"].sha256 and row["conformal_state"] == forecast["conformal_state"]
+    forecast = first_served[row["forecast_hour"]]
+    assert (row["lo95_pct"], row["hi95_pct"]) == forecast.interval_95_pct
+    assert row["checkpoint_sha256"] == ckpts["good"].sha256 and row["conformal_state"] == forecast.conformal_state
     assert row["p_down"] + row["p_stable"] + row["p_up"] == pytest.approx(1.0)
     # outcomes: every served hour but the last has landed in the full features
     figures = served_figures(record, feats)

@@ -48,17 +48,6 @@ def test_select_history_keeps_the_last_n_days_and_names_them_in_the_version():
     assert history_version("v1", 90) == "v1-last90d" and history_version("v1", None) == "v1"
 
 
-def test_analysis_follows_the_models_history_window_and_refuses_a_mix():
-    from workflows.defs.inputs import models_history_days
-
-    same = {"a_model": {"history_days": 90}, "b_model": {"history_days": 90}}
-    assert models_history_days(same) == 90
-    assert models_history_days(same, 0) is None  # explicit: all history
-    assert models_history_days({"a_model": {}, "b_model": {"history_days": None}}) is None
-    with pytest.raises(dg.Failure, match="different history windows"):
-        models_history_days({"a_model": {"history_days": 90}, "b_model": {}})
-
-
 # --- instances that agree ----------------------------------------------------------------------
 
 
@@ -313,27 +302,30 @@ def test_terminal_shows_bars_for_epochs_and_members_and_warnings_in_full():
 
 
 def test_demo_without_a_profile_trains_the_compared_designs_in_cpu_and_the_rest_in_ci():
-    """Each period model's profile: the demo's compared designs (and their no-attention twins) in cpu, the rest
-    in ci; the period settings given on the command line reach every period model."""
+    """Each period model's profile, resolved once (`kind_profiles`): the demo's compared designs (and their
+    no-attention twins) in cpu, the rest in ci; the period settings given on the command line reach every period
+    model's Config."""
     from argparse import Namespace
 
-    from workflows.cli.commands import _period_ops
-    from workflows.ml.profiles import demo_profiles
+    from workflows.cli.periods import period_ops
+    from workflows.defs.assets_periods import PERIOD_KINDS, PeriodTrainingConfig
+    from workflows.ml.profiles import demo_profiles, kind_profiles
 
     args = Namespace(periods=None, train_days=None, min_train_days=None)
-    ops = _period_ops("ci", args, demo_profiles())
-    profile = {name.removesuffix("_period_model"): op["config"]["profile"] for name, op in ops.items()}
+    ops = period_ops(kind_profiles("ci", demo_profiles()), args)
+    assert set(ops) == {f"{k}_period_model" for k in PERIOD_KINDS}
+    assert all(isinstance(o, PeriodTrainingConfig) for o in ops.values())
+    profile = {name.removesuffix("_period_model"): op.profile for name, op in ops.items()}
     assert profile["attention_lstm"] == profile["no_attention_lstm"] == "cpu"
     assert profile["reference_lstm"] == profile["no_attention_reference"] == "cpu"
     assert {profile[k] for k in ("transformer", "multitask", "ensemble", "volatility", "no_attention_volatility")} == {
         "ci"
     }
-    assert all(o["config"]["profile"] == "ci" for o in _period_ops("ci", args).values())
+    assert all(o.profile == "ci" for o in period_ops(kind_profiles("ci"), args).values())
     args.train_days, args.min_train_days = 90, 30
-    assert all(
-        (o["config"]["train_days"], o["config"]["min_train_days"]) == (90, 30)
-        for o in _period_ops("cpu", args).values()
-    )
+    assert all((o.train_days, o.min_train_days) == (90, 30) for o in period_ops(kind_profiles("cpu"), args).values())
+    with pytest.raises(ValueError, match="unknown profile 'gpu': choose one of ci, cpu, full"):
+        kind_profiles("gpu")
 
 
 def test_run_and_reproduce_without_a_symbol_use_the_only_landed_one_or_say_what_to_do(data_dir, capsys):

@@ -2,6 +2,7 @@
 and hands them back typed to downstream assets."""
 
 import json
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -9,6 +10,9 @@ import pytest
 
 from workflows.defs.resources import RecordsIOManager, WarehouseResource
 from workflows.evaluation.evidence import Comparison, Evaluation, return_metrics
+from workflows.io import StoredFileError
+from workflows.ml.model_ref import ModelRef
+from workflows.ml.periods import PeriodConfig
 from workflows.records import RecordError
 from workflows.stats.significance import dm_test
 
@@ -117,3 +121,83 @@ def test_a_truncated_stored_output_names_the_file_and_the_remedy(data_dir, insta
     message = str(caught.value)
     assert message.startswith(f"{stored}: not a readable stored output (JSONDecodeError: ")
     assert message.endswith("rematerialise model_ref (its stored output is rewritten)")
+
+
+# --- model references: typed, and yesterday's plain dicts still read ------------------------------------------
+
+REF = ModelRef(
+    path="/tmp/not-used",  # replaced below by a path under the data folder
+    sha256="ab" * 32,
+    kind="multitask",
+    profile="ci",
+    period="2026-01-01",
+    period_config=PeriodConfig(train_days=90, min_train_days=30),
+    train_key="k",
+)
+
+
+@dg.asset
+def typed_ref(warehouse: WarehouseResource) -> ModelRef:
+    return replace(REF, path=str(warehouse.paths().checkpoints / "BTCUSDT" / "multitask-x.pt"))
+
+
+@dg.asset
+def reads_typed_ref(warehouse: WarehouseResource, typed_ref: ModelRef) -> None:
+    assert typed_ref == replace(REF, path=str(warehouse.paths().checkpoints / "BTCUSDT" / "multitask-x.pt"))
+    assert typed_ref.month == "2026-01" and typed_ref.file_name == "multitask-x.pt"
+
+
+def test_a_model_ref_is_stored_under_its_type_name_and_read_back_typed(data_dir, instance):
+    assert dg.materialize([typed_ref, reads_typed_ref], resources=_resources(data_dir), instance=instance).success
+    record = json.loads((data_dir / "outputs" / "typed_ref" / "__unpartitioned__.json").read_text())
+    assert record["type"] == "ModelRef"
+    assert record["value"]["path"] == "${data}/checkpoints/BTCUSDT/multitask-x.pt"
+    assert record["value"]["period_config"] == {
+        "train_days": 90,
+        "min_train_days": 30,
+        "val_days": 14,
+        "warm_epochs": 5,
+        "warm_patience": 2,
+    }
+
+
+def _write_yesterdays_ref(data_dir, value: dict):
+    """A `typed_ref` output as the previous version stored it: plain JSON of the reference dict."""
+    stored = data_dir / "outputs" / "typed_ref" / "__unpartitioned__.json"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps({"schema": 1, "type": "json", "value": value}))
+    return stored
+
+
+def test_a_model_ref_stored_as_a_plain_dict_by_the_previous_version_reads_typed(data_dir, instance):
+    _write_yesterdays_ref(
+        data_dir,
+        {
+            "path": "${data}/checkpoints/BTCUSDT/multitask-x.pt",
+            "sha256": "ab" * 32,
+            "kind": "multitask",
+            "period": "2026-01-01",
+            "train_key": "k",
+            "profile": "ci",
+            "period_config": {"train_days": 90, "min_train_days": 30, "val_days": 14, "warm_epochs": 5},
+            "history_days": None,  # a key the previous version wrote and this one ignores
+        },
+    )
+    result = dg.materialize(
+        [typed_ref, reads_typed_ref], selection=[reads_typed_ref], resources=_resources(data_dir), instance=instance
+    )
+    assert result.success
+
+
+def test_a_previous_ref_without_its_period_settings_names_the_file_and_the_remedy(data_dir, instance):
+    stored = _write_yesterdays_ref(
+        data_dir, {"path": "x.pt", "sha256": "ab", "kind": "multitask", "period": "2026-01-01", "profile": None}
+    )
+    with pytest.raises(StoredFileError) as caught:
+        dg.materialize(
+            [typed_ref, reads_typed_ref], selection=[reads_typed_ref], resources=_resources(data_dir), instance=instance
+        )
+    message = str(caught.value)
+    assert message.startswith(f"{stored}: a model reference cannot be read (")
+    assert "period_config is missing" in message
+    assert message.endswith("rematerialise typed_ref (its stored output is rewritten)")

@@ -143,7 +143,7 @@ def test_analyse_all_shares_controls_and_seed_spread_and_writes_json(monkeypatch
         tensors[name] = {k: out[k] for k in ("attention", "scale_attention", "member_attention") if k in out}
     results = analyse_all({"attention_lstm": (single, data), "ensemble": (ensemble, data)}, tensors)
     assert len(trained) == 1  # one shuffled-target control for the shared architecture and config
-    lstm, ens = results["attention_lstm"], results["ensemble"]
+    lstm, ens = results["attention_lstm"].analysis, results["ensemble"].analysis
     assert isinstance(lstm, AttentionAnalysis)
     assert not lstm.control_setup.reused and ens.control_setup.reused
     assert lstm.control_setup.key == ens.control_setup.key
@@ -181,9 +181,13 @@ def test_analyse_keeps_its_positional_interface_and_skips_controls_on_request():
     torch.manual_seed(1)
     ckpt = checkpoint(arch.build(), arch, data)
     attention = predict(ckpt.model, data.test.x)["attention"]
-    result = analyse(
+    analysed = analyse(
         ckpt, data, attention, None, None, controls=False, attribution=False, seed=0, deletion_draws=30, resamples=200
     )
+    result = analysed.analysis
+    # the raw evidence comes back with it: no controls, no attribution, one reading per test window
+    assert analysed.evidence.controls == {} and analysed.evidence.attribution is None
+    assert len(analysed.evidence.end_ts) == len(data.test) and analysed.evidence.output == "ret"
     assert result.controls == {} and result.control_setup is None and result.attribution is None
     assert result.verdict.control_lift == 1.0 and result.seed_spread is None and result.heads == []
     assert result.verdict.faithful == result.deletion.faithful

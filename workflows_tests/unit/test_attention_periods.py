@@ -71,19 +71,17 @@ def _analysed_period(tmp_path, seed: int, period: str, start: int) -> tuple:
     ckpt = checkpoint(ARCH.build(), ARCH, data)
     out = predict(ckpt.model, data.test.x)
     tensors = {k: out[k] for k in ("attention", "scale_attention") if k in out}
-    raw: dict = {}
-    an = analyse(
+    analysed = analyse(
         ckpt,
         data,
         tensors["attention"],
         scale_attention=tensors["scale_attention"],
-        evidence=raw,
         deletion_draws=40,
         resamples=200,
         control_store=sanity.ControlStore(tmp_path / period / "controls"),
     )
-    ev = evidence_of(period, f"model-{seed}.pt", an, tensors, raw, ARCH.kwargs["scales"])
-    return an, load_evidence(save_evidence(tmp_path / period / "attention_lstm.npz", ev))
+    ev = evidence_of(period, f"model-{seed}.pt", analysed, tensors, ARCH.kwargs["scales"])
+    return analysed.analysis, load_evidence(save_evidence(tmp_path / period / "attention_lstm.npz", ev))
 
 
 def test_one_period_pooled_is_that_period_s_analysis_exactly(tmp_path):

@@ -8,21 +8,22 @@ import polars as pl
 from workflows.data.features import WARMUP_HOURS, compute_features
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.serving import freshness as fr
+from workflows.serving.served_record import ServedForecast
 
 UTC = timezone.utc
 END = datetime(2026, 1, 1, tzinfo=UTC)  # the last candle opens at 2025-12-31 23:00
 CANDLES = generate_candles(SyntheticSpec(days=20, seed=1, end=END))
 
 
-def _forecast(last: datetime) -> dict:
-    return {
-        "as_of_candle": last.isoformat(),
-        "forecast_hour": (last + timedelta(hours=1)).isoformat(),
-        "model": "multitask.pt",
-        "return_pct": 0.01,
-        "interval_80_pct": [-0.5, 0.5],
-        "direction_probabilities": {"DOWN": 0.3, "STABLE": 0.4, "UP": 0.3},
-    }
+def _forecast(last: datetime) -> ServedForecast:
+    return ServedForecast(
+        as_of_candle=last,
+        forecast_hour=last + timedelta(hours=1),
+        model="multitask.pt",
+        return_pct=0.01,
+        interval_80_pct=(-0.5, 0.5),
+        direction_probabilities={"DOWN": 0.3, "STABLE": 0.4, "UP": 0.3},
+    )
 
 
 def test_the_newest_hours_forecastable_or_the_hour_forecasting_resumes_after_a_gap():

@@ -166,7 +166,7 @@ def test_attention_analysis_agrees(learned, tmp_path):
     )
     analysis = analyse(
         load_checkpoint(path), f.data, f.attention, controls=False, attribution=True, deletion_draws=50, resamples=200
-    )
+    ).analysis
     assert analysis.verdict.concentrated, analysis.verdict
     assert abs(analysis.verdict.peak_hour - LAG) <= 1, analysis.verdict
     assert analysis.attribution is not None

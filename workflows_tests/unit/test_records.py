@@ -3,6 +3,7 @@
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -147,3 +148,21 @@ def test_direction_probabilities_survive_the_round_trip_and_old_records_still_lo
     old = from_record(record, Evaluation)
     assert old.probabilities == {}
     assert all(c.scale == IntervalCalibration.scale for c in old.returns["multitask"].calibration.values())
+
+
+@dataclass
+class Stamped:
+    at: datetime
+    naive: datetime | None = None
+
+
+def test_datetimes_round_trip_with_their_offset_and_a_bad_one_names_the_field():
+    aware = datetime(2026, 1, 2, 3, tzinfo=timezone.utc)
+    value = Stamped(aware, datetime(2026, 1, 2, 3))
+    back = _json_round_trip(value, Stamped)
+    assert back == value and back.at.tzinfo == timezone.utc and back.naive is not None and back.naive.tzinfo is None
+    assert to_record(value) == {"at": "2026-01-02T03:00:00+00:00", "naive": "2026-01-02T03:00:00"}
+    with pytest.raises(RecordError, match=r"value\.at: 'yesterday' is not an ISO 8601 time"):
+        from_record({"at": "yesterday"}, Stamped)
+    with pytest.raises(RecordError, match=r"value\.at: an ISO 8601 time is required, got 5"):
+        from_record({"at": 5}, Stamped)

@@ -1,9 +1,11 @@
 from dataclasses import replace
+from typing import get_args
 
 import numpy as np
 from PIL import Image
 
 from workflows.attention import metrics as am
+from workflows.ml.profiles import PROFILES, ProfileChoice
 from workflows.reporting import figures
 from workflows.reporting.attention_text import (
     attention_recommendations,
@@ -11,7 +13,13 @@ from workflows.reporting.attention_text import (
     attention_sentence,
     bucket_sentence,
 )
-from workflows.reporting.report import ReportInputs, calibration_table, forecast_sentence, write_report
+from workflows.reporting.report import (
+    ReportInputs,
+    calibration_table,
+    forecast_sentence,
+    profiles_note,
+    write_report,
+)
 
 T = 48
 
@@ -349,3 +357,20 @@ def test_calibration_figures_draw_coverage_and_reliability(tmp_path):
     assert coverage_figure(plain, ["reference_lstm"], tmp_path / "c.png") is None
     assert reliability_figure(plain, ["reference_lstm"], tmp_path / "r.png") is None
     assert not (tmp_path / "c.png").exists()
+
+
+def test_the_header_says_the_profile_each_model_trained_in():
+    flat = analysis_for(fake_attention(None, seed=2), fake_attention(None, seed=3))
+    ev = evaluation(0.0, n=300)
+    mixed = {"attention_lstm": "cpu", "reference_lstm": "cpu", "multitask": "ci", "volatility": "ci"}
+    text = write_report(ReportInputs("BTCUSDT", "SYNTHETIC data", ev, {"reference_lstm": flat}, profiles=mixed))
+    assert "; profiles `cpu` for attention_lstm, reference_lstm; `ci` for multitask, volatility; test hours" in text
+    same = write_report(
+        ReportInputs("BTCUSDT", "SYNTHETIC data", ev, {"reference_lstm": flat}, profiles=dict.fromkeys(mixed, "ci"))
+    )
+    assert "; profile `ci`; test hours" in same and "profiles" not in same.split("test hours")[0]
+    assert profiles_note({"multitask": None}) == "profile `?`"  # a model registered without its profile
+
+
+def test_the_run_config_profile_field_offers_exactly_the_profiles():
+    assert get_args(ProfileChoice) == ("", *PROFILES)

@@ -21,6 +21,9 @@ from workflows.ml.profiles import (
     VolatilityDesign,
     control_kinds,
     control_recipe,
+    design_of,
+    kind_profiles,
+    period_recipe,
     profile_sizes,
     recipe_for,
     twins,
@@ -202,3 +205,17 @@ def test_the_volatility_model_meets_its_twin_by_qlike_in_the_attention_family(at
     assert not [c for c in family if c.family == VOLATILITY and VOLATILITY_TWIN in (c.model, c.baseline)]
     assert [c for c in family if c.family == VOLATILITY and c.baseline == "log_har"]
     assert not [c for c in family if c.model == VOLATILITY_TWIN]
+
+
+def test_a_period_recipe_follows_its_design_caps_epochs_and_names_the_device():
+    """`period_recipe`: what a `<kind>_period_model` trains with (the asset passes the profile, --max-epochs and
+    the placed device); a twin trains with its design's profile (`design_of`)."""
+    full = recipe_for("multitask", "ci")
+    assert period_recipe("multitask", "ci") == full
+    capped = period_recipe("multitask", "ci", max_epochs=1, device="cpu")
+    assert capped.train.epochs == 1 < full.train.epochs and capped.train.device == "cpu"
+    assert period_recipe("multitask", "ci", max_epochs=10_000).train.epochs == full.train.epochs  # a cap, not a floor
+    assert period_recipe(VOLATILITY_TWIN, "ci") == control_recipe(VOLATILITY_TWIN, "ci")
+    assert design_of(VOLATILITY_TWIN) == VOLATILITY_MODEL and design_of("multitask") == "multitask"
+    profiles = kind_profiles("ci", {VOLATILITY_MODEL: "cpu"})
+    assert profiles[VOLATILITY_TWIN] == profiles[VOLATILITY_MODEL] == "cpu" and profiles["multitask"] == "ci"

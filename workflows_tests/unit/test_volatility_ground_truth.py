@@ -37,7 +37,9 @@ def _one_seed(seed: int, tmp_path):
     ckpt = load_checkpoint(fit(recipe, data, tmp_path / str(seed), "volatility").checkpoint)
     attention = predictions(ckpt, data).attention
     cache: dict = {}
-    an = analyse(ckpt, data, attention, attribution=False, deletion_draws=20, resamples=200, control_cache=cache)
+    an = analyse(
+        ckpt, data, attention, attribution=False, deletion_draws=20, resamples=200, control_cache=cache
+    ).analysis
     (controls,) = cache.values()
     shuffled = volatility_attention(
         controls["shuffled_targets"]["attention"],

@@ -1,0 +1,162 @@
+"""The monthly forecast periods a command backfills: each period model's Config (its profile, resolved
+once, and the period settings), one `forecast_period` run per month, in one process or several."""
+
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from workflows.cli.runs import failure_messages, metadata_of
+from workflows.cli.symbols import warehouse
+from workflows.ml.placement import CPU_SLOTS_ENV
+from workflows.settings import WORKERS_ENV, DataPaths, default_env, requested_workers
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from workflows.defs.assets_periods import PeriodTrainingConfig
+    from workflows.ml.profiles import Profile
+
+
+def analysis_ops(args, resamples: int | None = None) -> "dict[str, dg.Config]":
+    """Config of the analysis: the evaluation and the attention assets pool the periods this command backfilled
+    (`resamples`: the attention analysis's bootstrap resamples; None: its default)."""
+    from workflows.defs.assets_analysis import EvaluationConfig
+    from workflows.defs.assets_attention import AttentionConfig
+
+    periods = getattr(args, "periods", None) or 0
+    sizes = {} if resamples is None else {"resamples": resamples}
+    ops: dict[str, dg.Config] = {"attention_analysis": AttentionConfig(periods=periods, **sizes)}
+    if periods:
+        ops |= {"evaluation": EvaluationConfig(periods=periods), "attention_tensors": AttentionConfig(periods=periods)}
+    return ops
+
+
+def period_ops(profiles: "Mapping[str, Profile]", args) -> "dict[str, PeriodTrainingConfig]":
+    """Config of the period models: each kind's profile (`ml.profiles.kind_profiles`) and the period settings."""
+    from workflows.defs.assets_periods import PeriodTrainingConfig
+
+    default = PeriodTrainingConfig()
+
+    def given(value: int | None, otherwise: int) -> int:
+        return otherwise if value is None else value
+
+    train_days = given(getattr(args, "train_days", None), default.train_days)
+    min_train_days = given(min_train_days_of(args), default.min_train_days)
+    max_epochs = given(getattr(args, "max_epochs", None), default.max_epochs)
+    return {
+        f"{kind}_period_model": PeriodTrainingConfig(
+            profile=profile, train_days=train_days, min_train_days=min_train_days, max_epochs=max_epochs
+        )
+        for kind, profile in profiles.items()
+    }
+
+
+def min_train_days_of(args) -> int | None:
+    return getattr(args, "min_train_days", None) or getattr(args, "default_min_train_days", None)
+
+
+def backfill_periods(
+    instance, symbol: str, paths: DataPaths, profiles: "Mapping[str, Profile]", args, protocol: dict | None = None
+) -> list[str] | None:
+    """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
+    first, so each warm-starts from the one before. Returns the periods (None: a run failed, or the history
+    holds no period: then what it lacks is printed)."""
+
+    import dagster as dg
+
+    from workflows.cli.terminal import console_config, execute_with_progress
+    from workflows.data.warehouse import load_features
+    from workflows.definitions import defs
+    from workflows.defs.assets_attention import PeriodAttentionConfig
+    from workflows.defs.partitions import period_key
+    from workflows.ml.periods import history_shortfall, trainable_periods
+    from workflows.ml.windows import WindowSpec
+
+    ops = period_ops(profiles, args)
+    workers = worker_count(args)
+    cfg = next(iter(ops.values())).period_config()
+    with warehouse(paths) as con:
+        table, _ = load_features(con, symbol)
+    if not args.periods:
+        print(f"{symbol}: --periods 0: no period backfilled; the report reads the periods already stored")
+        return []
+    periods = trainable_periods(table, WindowSpec(), cfg, max_periods=args.periods)
+    if not periods:
+        print(f"{symbol}: {history_shortfall(table, WindowSpec(), cfg)}", file=sys.stderr)
+        return None
+    print(
+        f"{symbol}: backfilling {len(periods)} monthly forecast periods, {periods[0]} to {periods[-1]}"
+        + (f"; up to {workers} steps side by side" if workers > 1 else "")
+    )
+    job = defs.resolve_job_def("forecast_period")
+    if workers > 1:  # each training claims one of `workers` CPU slots, with its share of the cores
+        default_env(CPU_SLOTS_ENV, str(workers))
+    attention = {"period_attention": PeriodAttentionConfig(**protocol)} if protocol else {}
+    run_config = dg.RunConfig(ops={**ops, **attention}, loggers=console_config(args.verbose))
+    for i, period in enumerate(periods, start=1):
+        print(f"period {period} ({i}/{len(periods)}): models (trained once, warm-started) and forecasts")
+        key = period_key(symbol, period.key)
+        result = execute_with_progress(
+            (lambda ref, key=key: execute_parallel(instance, key, run_config, workers, ref))
+            if workers > 1
+            else lambda ref, key=key: job.execute_in_process(
+                run_config=run_config, instance=instance, partition_key=key, raise_on_error=False, run_id=ref
+            ),
+            instance,
+            args.verbose,
+        )
+        if not result.success:
+            print(f"period {period}: run {result.run_id} failed: {' '.join(failure_messages(result))}", file=sys.stderr)
+            return None
+        trained = [n for n in ops if metadata_of(result, n).get("trained") is True]
+        added = metadata_of(result, "forecasts").get("hours_added", 0)
+        print(f"period {period}: {len(trained)} model(s) trained, {added} hours forecast")
+    return [p.key for p in periods]
+
+
+def worker_count(args) -> int:
+    """`--workers`, else `$WORKFLOWS_WORKERS`, else 1 (every step in this process)."""
+    chosen = getattr(args, "workers", None) or requested_workers() or "1"
+    if not str(chosen).isdigit() or int(chosen) < 1:
+        raise SystemExit(f"{WORKERS_ENV}={chosen!r}: give a whole number of worker processes, at least 1")
+    return int(chosen)
+
+
+def forecast_period_parallel():
+    """The `forecast_period_parallel` job, rebuilt by each step's process (`dg.reconstructable`)."""
+    from workflows.definitions import defs
+
+    return defs.resolve_job_def("forecast_period_parallel")
+
+
+def execute_parallel(instance, key, run_config: "dg.RunConfig", workers: int, ref: str):
+    """One `forecast_period` partition with its independent steps in up to `workers` processes at once; the run is
+    tagged with `ref` so that `execute_with_progress` finds its events."""
+    import dagster as dg
+
+    from workflows.cli.terminal import PROGRESS_TAG
+    from workflows.defs.partitions import symbol_periods
+
+    job = dg.reconstructable(forecast_period_parallel)
+    tags = {**symbol_periods.get_tags_for_partition_key(key), PROGRESS_TAG: ref}
+    config = dg.RunConfig(
+        ops=run_config.ops,
+        resources=run_config.resources,
+        loggers=run_config.loggers,
+        execution={"config": {"max_concurrent": workers}},
+    )
+    # execute_job takes the plain mapping (execute_in_process takes RunConfig itself); its events are read by the end
+    with dg.execute_job(job, instance, run_config=config.to_config_dict(), tags=tags) as result:
+        return result
+
+
+def profiles_line(profiles: "Mapping[str, Profile]") -> str:
+    """The profiles a command trains in: profile 'cpu', or each with its kinds (a twin follows its design)."""
+    from workflows.ml.profiles import model_kinds
+
+    kinds_of: dict[str, list[str]] = {}
+    for kind in model_kinds():
+        kinds_of.setdefault(profiles[kind], []).append(kind)
+    if len(kinds_of) == 1:
+        return f"profile '{next(iter(kinds_of))}'"
+    return "profiles " + ", ".join(f"'{p}' for {' and '.join(kinds)}" for p, kinds in kinds_of.items()) + " (and twins)"
