@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -85,14 +86,16 @@ def make_instance(home: Path) -> dg.DagsterInstance:
 
 def land_and_report(instance: dg.DagsterInstance, data_dir: Path, ingest, forecast_period, refresh) -> None:
     """The same run configs whatever the executor."""
-    period_ops = {f"{k}_period_model": {"config": {**PERIOD_SETTINGS, "max_epochs": 1}} for k in PERIOD_KINDS}
+    period_ops: dict[str, Any] = {
+        f"{k}_period_model": {"config": {**PERIOD_SETTINGS, "max_epochs": 1}} for k in PERIOD_KINDS
+    }
     period_ops |= SMALL_PROTOCOL_OPS  # the executor is under test, not the evidence's precision
     for i, symbol in enumerate(SYMBOLS):
         key = period_key(symbol, PERIOD)
         period_tags = {"dagster/partition": str(key)} | {
             f"dagster/partition/{dim}": k for dim, k in key.keys_by_dimension.items()
         }
-        for target, config, tags in (
+        runs: tuple[tuple[Any, dict[str, Any], dict[str, str]], ...] = (
             (
                 ingest,
                 {"ops": {"candles": {"config": {"source": "synthetic", "days": DAYS, "seed": 11 + i}}}},
@@ -100,7 +103,8 @@ def land_and_report(instance: dg.DagsterInstance, data_dir: Path, ingest, foreca
             ),
             (forecast_period, {"ops": period_ops}, period_tags),
             (refresh, {"ops": {"attention_analysis": {"config": {"resamples": 100}}}}, {"dagster/partition": symbol}),
-        ):
+        )
+        for target, config, tags in runs:
             config["resources"] = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
             result = dg.execute_job(dg.reconstructable(target), instance=instance, run_config=config, tags=tags)
             assert result.success, (target.__name__, symbol)
