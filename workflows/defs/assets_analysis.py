@@ -33,11 +33,6 @@ from workflows.reporting.report import (
 )
 from workflows.reporting.volatility_figures import volatility_figure
 
-EVALUATION_DDL = (
-    "CREATE TABLE IF NOT EXISTS evaluation (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
-    "metric VARCHAR NOT NULL, value DOUBLE, evaluated_at TIMESTAMP NOT NULL)"
-)
-
 
 class EvaluationConfig(dg.Config):
     periods: int = Field(
@@ -74,7 +69,7 @@ def evaluation(
         [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]
     )
     with warehouse.connect() as con:
-        replace_table_slice(con, "evaluation", symbol, rows, EVALUATION_DDL)
+        replace_table_slice(con, "evaluation", symbol, rows)
     out_dir = warehouse.paths().reports / symbol
     write_json_atomic(out_dir / "evaluation.json", ev.to_dict())
     context.log.info(bottom_line(ev).replace("**", ""))

@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from workflows.data.features import FEATURE_COLUMNS
+from workflows.data.tables import add_missing_columns
 from workflows.data.warehouse import Replacement, replace_together, table_exists
 from workflows.evaluation.evidence import VOLATILITY_MODEL, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
 from workflows.evaluation.intervals import IntervalHistory
@@ -61,29 +62,6 @@ OBSERVED_ATTRIBUTES = {"actual": "actual", "train_mean": "train_mean", "realised
 PROBABILITY_QUANTITIES = ("p_down", "p_stable", "p_up")  # columns of ForecastSet.probabilities[name]
 BASE_RATE_QUANTITIES = ("base_down", "base_stable", "base_up")  # columns of ForecastSet.base_rates
 DIRECTION = "direction"
-
-FORECAST_LOG_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecast_log (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "name VARCHAR NOT NULL, role VARCHAR NOT NULL, origin_ts TIMESTAMP NOT NULL, target_ts TIMESTAMP NOT NULL, "
-    "quantity VARCHAR NOT NULL, value DOUBLE, model_version VARCHAR NOT NULL, code_version VARCHAR NOT NULL, "
-    "data_version VARCHAR NOT NULL, written_at TIMESTAMP NOT NULL)"
-)
-FORECAST_PERIODS_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecast_periods (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "test_start VARCHAR, test_end VARCHAR, test_hours INTEGER, train_windows INTEGER, train_start VARCHAR, "
-    "train_end VARCHAR, seconds DOUBLE, epochs VARCHAR, models VARCHAR, errors VARCHAR, "
-    "code_version VARCHAR NOT NULL, data_version VARCHAR NOT NULL, written_at TIMESTAMP NOT NULL, "
-    "forecasters VARCHAR)"
-)
-# Columns added to forecast_periods after it first shipped: an older table gains them on the next write.
-FORECAST_PERIODS_ADDED = ("ALTER TABLE forecast_periods ADD COLUMN IF NOT EXISTS forecasters VARCHAR",)
-# One digest per feature hour a period's stored forecasts read from its first hour on (inputs and targets, every
-# column: the models' features, the returns and segments the targets and baselines use): a correction of any
-# input, inside the period or in the hours after it that its last targets read, is found by comparing these.
-FORECAST_INPUTS_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecast_inputs (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "ts TIMESTAMP NOT NULL, digest BIGINT NOT NULL)"
-)
 
 
 class StaleForecastError(RuntimeError):
@@ -276,8 +254,7 @@ def recorded_forecasters(con: duckdb.DuckDBPyConnection, symbol: str, period: st
     """The forecasters the period's last write stored (empty for a row written before they were recorded)."""
     if not table_exists(con, "forecast_periods"):
         return set()
-    for statement in FORECAST_PERIODS_ADDED:
-        con.execute(statement)
+    add_missing_columns(con, "forecast_periods")
     row = con.execute(
         "SELECT forecasters FROM forecast_periods WHERE symbol = ? AND period = ?", [symbol, period]
     ).fetchone()
@@ -587,17 +564,14 @@ def write_period(
         "written_at": datetime.now(timezone.utc).replace(tzinfo=None),
         "forecasters": json.dumps(info.get("forecasters", [])),
     }
-    con.execute(FORECAST_PERIODS_DDL)
-    for statement in FORECAST_PERIODS_ADDED:
-        con.execute(statement)
     key = "symbol = ? AND period = ?"
     parts = [
-        Replacement("forecast_log", where, params, rows if rows is not None else pl.DataFrame(), FORECAST_LOG_DDL),
-        Replacement("forecast_periods", key, [symbol, period], pl.DataFrame([row]), FORECAST_PERIODS_DDL),
+        Replacement("forecast_log", where, params, rows if rows is not None else pl.DataFrame()),
+        Replacement("forecast_periods", key, [symbol, period], pl.DataFrame([row])),
     ]
     if digests is not None:
         inputs = digests.with_columns(pl.lit(symbol).alias("symbol"), pl.lit(period).alias("period"))
-        parts.append(Replacement("forecast_inputs", key, [symbol, period], inputs, FORECAST_INPUTS_DDL))
+        parts.append(Replacement("forecast_inputs", key, [symbol, period], inputs))
     deleted = replace_together(con, parts)[0]
     return deleted, len(origins)
 
