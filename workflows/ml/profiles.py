@@ -10,15 +10,15 @@ volatility. Everything else (assets, evaluation, report, serving, the demo) deri
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from workflows.data.features import FEATURE_COLUMNS, REFERENCE_FEATURES
 from workflows.ml.training import TrainConfig, trains_returns
 from workflows.ml.windows import WindowSpec
+from workflows.settings import PROFILE_ENV as PROFILE_ENV  # where the CLI reads it from
+from workflows.settings import requested_profile
 
-PROFILE_ENV = "WORKFLOWS_PROFILE"
 PROFILES = ("ci", "cpu", "full")
 # The volatility model's inputs: the signed return, its size and the volume of each hour.
 VOLATILITY_FEATURES = ("log_return", "abs_log_return", "log_volume")
@@ -68,7 +68,7 @@ class Recipe:
 
 
 def resolve_profile(requested: str | None = None) -> str:
-    profile = requested or os.environ.get(PROFILE_ENV) or "cpu"
+    profile = requested or requested_profile() or "cpu"
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     return profile
