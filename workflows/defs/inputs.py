@@ -22,10 +22,6 @@ HISTORY_DAYS_FIELD = Field(
 )
 
 
-class HistoryConfig(dg.Config):
-    history_days: int | None = HISTORY_DAYS_FIELD
-
-
 def models_history_days(models: dict, requested: int | None = None) -> int | None:
     """The history window the analysis uses: `requested` when given, else the one every model asset was
     trained on (they must agree)."""

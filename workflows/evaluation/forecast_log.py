@@ -43,10 +43,10 @@ import polars as pl
 
 from workflows.data.features import FEATURE_COLUMNS
 from workflows.data.tables import add_missing_columns
-from workflows.data.warehouse import Replacement, replace_together, table_exists
+from workflows.data.warehouse import Replacement, replace_table_slice, replace_together, table_exists
 from workflows.evaluation.evidence import VOLATILITY_MODEL, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
+from workflows.evaluation.forecast_set import forecast_set, model_forecasts, recalibrated
 from workflows.evaluation.intervals import IntervalHistory
-from workflows.evaluation.walk_forward import forecast_set, model_forecasts, recalibrated
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
 from workflows.ml.profiles import control_kinds, model_kinds
@@ -674,7 +674,7 @@ def period_spans(con: duckdb.DuckDBPyConnection, symbol: str, periods: list[str]
 def pooled_evaluation(
     con: duckdb.DuckDBPyConnection, symbol: str, newest: int | None = None, profile: str | None = None
 ) -> Evaluation | None:
-    """The walk-forward evidence: the stored forecasts of the newest `newest` periods (None: all), pooled and
+    """The evaluation's evidence: the stored forecasts of the newest `newest` periods (None: all), pooled and
     tested; trains and forecasts nothing. None when no period is stored."""
     periods = stored_periods(con, symbol)
     if newest:
@@ -684,12 +684,12 @@ def pooled_evaluation(
     fs, periods = forecast_set_from_rows(load_log(con, symbol, periods))
     spans, errors = period_spans(con, symbol, periods)
     note = (
-        f"walk-forward: the forecast log, {len(periods)} monthly periods ({periods[0][:7]} to {periods[-1][:7]}), "
+        f"the forecast log, {len(periods)} monthly periods ({periods[0][:7]} to {periods[-1][:7]}), "
         f"{len(fs):,} pooled test hours; every model and control trained once per period on hours before it "
         "(warm-started from the previous period's); a pseudo-out-of-sample reconstruction, its rows written once the "
         "outcome hours had landed, not a real-time record"
     )
-    return evaluate_forecasts(fs, "walk_forward", note, spans, {"periods": periods, "profile": profile}, errors)
+    return evaluate_forecasts(fs, note, spans, {"periods": periods, "profile": profile}, errors)
 
 
 def interval_history(con: duckdb.DuckDBPyConnection, symbol: str, name: str) -> IntervalHistory | None:
@@ -704,3 +704,22 @@ def interval_history(con: duckdb.DuckDBPyConnection, symbol: str, name: str) -> 
     if name not in fs.returns or name not in fs.variances:
         return None
     return IntervalHistory(name, fs.end_ts, fs.actual, fs.returns[name], fs.variances[name])
+
+
+def store_evaluation(con: duckdb.DuckDBPyConnection, symbol: str, ev: Evaluation) -> None:
+    """Replace the symbol's rows of the `evaluation` table by every figure of `ev` (`Evaluation.rows`)."""
+    stamp = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = pl.DataFrame(
+        [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]
+    )
+    replace_table_slice(con, "evaluation", symbol, rows)
+
+
+def comparisons_frame(ev: Evaluation) -> pl.DataFrame:
+    """The family of comparisons as a table, by Holm-adjusted p (the evaluation asset's metadata)."""
+    rows = [
+        {"comparison": f"{c.model} vs {c.baseline}", "loss": c.loss, "skill": c.skill, "p": c.dm.p_better}
+        | {"p_holm": c.p_holm}
+        for c in ev.family
+    ]
+    return pl.DataFrame(rows).sort("p_holm")
