@@ -118,7 +118,7 @@ class ModelKind:
     """One model kind: everything the assets, the evaluation, the report and serving need to know.
 
     Adding a kind is one `register(ModelKind(...))` here and, for a new architecture, its class in
-    `ml/models.py`: its asset (`{name}_model`), its walk-forward forecasts, its report row and (with a
+    `ml/models.py`: its asset (`{name}_model`), its forecast-log rows, its report row and (with a
     `twin`) its no-attention control all follow from this entry.
     """
 
