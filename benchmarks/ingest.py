@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmarks.common import machine, write_section  # noqa: E402
-from workflows.data.features import FEATURES_DDL, compute_features  # noqa: E402
+from workflows.data.features import compute_features  # noqa: E402
 from workflows.data.ingest import missing_hours  # noqa: E402
 from workflows.data.quality import candle_findings  # noqa: E402
 from workflows.data.sources.candles import CANDLE_COLUMNS, from_candles  # noqa: E402
@@ -112,16 +112,12 @@ def incremental(repeats: int, days: int = 3650) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             con = duckdb.connect(str(Path(tmp) / "old.duckdb"))
             upsert_candles(con, frame.head(frame.height - 1), "bench")
-            replace_table_slice(
-                con, "features", "BTCUSDT", compute_features(frame.head(frame.height - 1)), FEATURES_DDL
-            )
+            replace_table_slice(con, "features", "BTCUSDT", compute_features(frame.head(frame.height - 1)))
             times["old_hour"].append(
                 _timed(
                     lambda con=con: (
                         upsert_candles(con, frame.tail(1), "bench"),
-                        replace_table_slice(
-                            con, "features", "BTCUSDT", compute_features(load_candles(con, "BTCUSDT")), FEATURES_DDL
-                        ),
+                        replace_table_slice(con, "features", "BTCUSDT", compute_features(load_candles(con, "BTCUSDT"))),
                     )
                 )
             )

@@ -1,8 +1,10 @@
-"""Where runtime data lives (read from the environment when asked, never at import), and the process
-setup every entry point shares."""
+"""Where runtime data lives and the other settings the environment gives (read when asked, never at import;
+no other module outside cli/ reads the environment: test_layers.py), and the process setup every entry point
+shares."""
 
 import os
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,39 @@ DAGSTER_HOME_ENV = "DAGSTER_HOME"
 PROFILE_ENV = "WORKFLOWS_PROFILE"  # the training profile when a command or run config names none
 WORKERS_ENV = "WORKFLOWS_WORKERS"  # `workflows run/demo --workers` when not given
 EXCHANGE_URL_ENV = "WORKFLOWS_EXCHANGE_URL"  # the exchange's base URL for `fetch` and `run --exchange`
+CPU_SLOTS_ENV = "WORKFLOWS_CPU_TRAINING_SLOTS"
+LOCK_DIR_ENV = "WORKFLOWS_DEVICE_LOCK_DIR"
+MAX_FILE_BYTES_ENV = "WORKFLOWS_MAX_FILE_BYTES"
+
+
+def _whole_number(name: str, what: str, example: str) -> int | None:
+    """`$name` as a whole number; None when unset or blank."""
+    raw = os.environ.get(name, "").strip()
+    if raw and not raw.isdigit():
+        raise ValueError(f"{name}={raw!r}: give a whole number of {what}, e.g. {example}")
+    return int(raw) if raw else None
+
+
+def requested_profile() -> str | None:
+    """The training profile `$WORKFLOWS_PROFILE` names; None when unset or blank."""
+    return os.environ.get(PROFILE_ENV, "").strip() or None
+
+
+def cpu_training_slots() -> int | None:
+    """`$WORKFLOWS_CPU_TRAINING_SLOTS`: how many CPU trainings run side by side; None when unset."""
+    return _whole_number(CPU_SLOTS_ENV, "trainings", "4")
+
+
+def max_file_bytes(default: int) -> int:
+    """`$WORKFLOWS_MAX_FILE_BYTES`, the size cap on one input file; `default` when unset."""
+    configured = _whole_number(MAX_FILE_BYTES_ENV, "bytes", "1073741824")
+    return default if configured is None else configured
+
+
+def device_lock_dir() -> Path:
+    """Where the training device slots' locks live: `$WORKFLOWS_DEVICE_LOCK_DIR`, else a folder per user in the
+    system temp directory (one per host)."""
+    return Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"workflows-devices-{os.getuid()}")
 
 
 def dagster_home() -> Path:
@@ -28,11 +63,6 @@ def use_dagster_home() -> Path:
     os.environ[DAGSTER_HOME_ENV] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     return home
-
-
-def requested_profile() -> str | None:
-    """`$WORKFLOWS_PROFILE` when set (`ml.profiles.resolve_profile` checks it names a profile)."""
-    return os.environ.get(PROFILE_ENV) or None
 
 
 def requested_workers() -> str:

@@ -9,12 +9,6 @@ import polars as pl
 from workflows.attention import metrics as am
 from workflows.io import reading_stored, write_with
 
-ATTENTION_SUMMARY_DDL = (
-    "CREATE TABLE IF NOT EXISTS attention_summary (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
-    "windows BIGINT, first_window TIMESTAMP, last_window TIMESTAMP, file VARCHAR, "
-    "normalised_entropy_median DOUBLE, max_weight_median DOUBLE, top_hour BIGINT, profile_max_lift DOUBLE)"
-)
-
 
 def save_attention(
     path: Path,

@@ -68,12 +68,6 @@ STATE_SCHEMA = pl.Schema(
     }
 )
 NULLABLE_STATE = ("log_return", "signal", "avg_gain", "avg_loss")
-STATE_DDL = (
-    "CREATE TABLE IF NOT EXISTS feature_state (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, "
-    "segment BIGINT NOT NULL, position BIGINT NOT NULL, "
-    + ", ".join(f"{c} DOUBLE{'' if c in NULLABLE_STATE else ' NOT NULL'}" for c in list(STATE_SCHEMA)[4:])
-    + ", PRIMARY KEY (symbol, ts))"
-)
 
 
 @dataclass(frozen=True)

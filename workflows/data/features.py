@@ -56,13 +56,6 @@ BB_WINDOW, BB_K = 20, 2.0
 # the slow EMA (26 closes) and then 9 MACD values.
 WARMUP_HOURS = MACD_SLOW + MACD_SIGNAL - 1
 
-FEATURES_DDL = (
-    "CREATE TABLE IF NOT EXISTS features ("
-    "symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, segment BIGINT NOT NULL, close DOUBLE NOT NULL, "
-    + ", ".join(f"{c} DOUBLE NOT NULL" for c in FEATURE_COLUMNS)
-    + ", PRIMARY KEY (symbol, ts))"
-)
-
 
 def _ema(expr: pl.Expr, span: int) -> pl.Expr:
     return expr.ewm_mean(span=span, adjust=False, min_samples=span)

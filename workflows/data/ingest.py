@@ -65,6 +65,89 @@ def scan_incoming(paths: DataPaths) -> IncomingScan:
     return scan
 
 
+MAX_FILES_PER_RUN = 20  # files one ingest run lands at most (the `incoming_files` sensor batches by it)
+SETTLE_SECONDS = 2.0  # a file modified more recently than this is still being written: left for the next pass
+
+
+@dataclass(frozen=True)
+class IncomingBatch:
+    """Files of one symbol that one ingest run lands, with the version (size:mtime) each was read at."""
+
+    symbol: str
+    files: list[tuple[Path, str]]
+
+    @property
+    def run_key(self) -> str:
+        """One run per symbol and file versions: a changed file is a new run, the same one is not."""
+        return f"{self.symbol}|" + "|".join(f"{p.name}:{v}" for p, v in self.files)
+
+
+@dataclass
+class IncomingPlan:
+    """What a pass over `incoming/` found: the batches to land, the file versions read (the sensor's cursor),
+    and what to tell the user as (level, message): "info", "warning" or "error"."""
+
+    batches: list[IncomingBatch] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def symbols(self) -> set[str]:
+        return {b.symbol for b in self.batches}
+
+
+def plan_incoming(
+    paths: DataPaths, seen: dict[str, str], now: float, max_files: int = MAX_FILES_PER_RUN
+) -> IncomingPlan:
+    """Which files of `incoming/` to land, oldest first, in batches of at most `max_files` per symbol. A file
+    whose version is in `seen` (read before), modified in the last `SETTLE_SECONDS` before `now` (epoch
+    seconds) or changed while it was read waits for the next pass; one that cannot be read goes to quarantine
+    with the reason, and the other files go on. Symlinks and paths outside the folder are refused."""
+    scan = scan_incoming(paths)
+    plan = IncomingPlan(messages=[("warning", f"refused {path.name}: {why}") for path, why in scan.refused])
+    present = {p.name for p in scan.files}
+    plan.seen = {name: v for name, v in seen.items() if name in present}  # forget files that were filed away
+    by_symbol: dict[str, list[tuple[Path, str]]] = {}
+    for path in scan.files:  # oldest first
+        version = file_version(path.stat())
+        if plan.seen.get(path.name) == version:
+            continue
+        if now - path.stat().st_mtime < SETTLE_SECONDS:
+            plan.messages.append(("info", f"{path.name} is still being written; next tick"))
+            continue
+        symbols = _symbols_or_quarantine(path, paths, plan.messages)
+        for symbol in symbols or []:
+            by_symbol.setdefault(symbol, []).append((path, version))
+        if symbols:
+            plan.seen[path.name] = version
+    for symbol, files in sorted(by_symbol.items()):
+        plan.batches += [IncomingBatch(symbol, files[i : i + max_files]) for i in range(0, len(files), max_files)]
+    if not plan.batches and scan.refused:
+        plan.messages.append(("info", f"{len(scan.refused)} path(s) refused, nothing new"))
+    return plan
+
+
+def _symbols_or_quarantine(path: Path, paths: DataPaths, messages: list[tuple[str, str]]) -> list[str] | None:
+    """The symbols of one incoming file; None when it must wait (it changed while read) or went to quarantine
+    (unreadable, or every row rejected). Each file on its own: one that cannot be read never stops the others."""
+    try:
+        symbols = read_candle_file(path).symbols
+    except FileChangedError as exc:
+        messages.append(("info", f"{path.name}: {exc}; next tick"))
+        return None
+    except CandleSourceError as exc:
+        try:
+            move_to_quarantine(path, paths, str(exc))
+            messages.append(("warning", f"quarantined {path.name}: {exc}"))
+        except OSError as move_error:
+            messages.append(("error", f"{path.name}: {exc}; could not quarantine it: {move_error}"))
+        return None
+    if not symbols:
+        move_to_quarantine(path, paths, f"{path.name}: no valid rows: every row was rejected")
+        return None
+    return list(symbols)
+
+
 def _free_name(folder: Path, name: str) -> Path:
     target = folder / name
     if not target.exists():

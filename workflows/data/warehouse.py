@@ -5,6 +5,8 @@ them) and come back as polars `Datetime("us", "UTC")`. Every write of a symbol's
 slice happens inside one transaction, so a crash leaves either all or none of it.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -14,37 +16,9 @@ import polars as pl
 from workflows.data.features import FEATURE_COLUMNS
 from workflows.data.history import history_version, select_history
 from workflows.data.sources.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, VALUE_COLUMNS
+from workflows.data.tables import ensure
 
-DDL = """
-CREATE TABLE IF NOT EXISTS candles (
-    symbol      VARCHAR   NOT NULL,
-    ts          TIMESTAMP NOT NULL,
-    open        DOUBLE    NOT NULL,
-    high        DOUBLE    NOT NULL,
-    low         DOUBLE    NOT NULL,
-    close       DOUBLE    NOT NULL,
-    volume      DOUBLE    NOT NULL,
-    source      VARCHAR   NOT NULL,
-    ingested_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (symbol, ts)
-);
-CREATE TABLE IF NOT EXISTS candles_rejected (
-    file        VARCHAR   NOT NULL,
-    line        BIGINT,
-    symbol      VARCHAR,
-    ts          TIMESTAMP,
-    reason      VARCHAR   NOT NULL,
-    raw         VARCHAR,
-    rejected_at TIMESTAMP NOT NULL
-);
--- The first hour per symbol whose candle was inserted or changed since its features were
--- last refreshed: written with the candles, in the same transaction, so the features
--- asset knows where to start without comparing every hour.
-CREATE TABLE IF NOT EXISTS candles_changed (
-    symbol      VARCHAR   PRIMARY KEY,
-    first_ts    TIMESTAMP NOT NULL
-);
-"""
+CANDLE_TABLES = ("candles", "candles_rejected", "candles_changed")
 
 
 @dataclass(frozen=True)
@@ -67,8 +41,21 @@ def rollback(con: duckdb.DuckDBPyConnection, error: BaseException) -> None:
         error.add_note(f"(the ROLLBACK after it failed too: {again})")
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN a transaction, COMMIT it when the block ends, ROLLBACK when anything raises (KeyboardInterrupt
+    included): the block's writes land all or none, and the error that ended it is the one raised."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException as error:
+        rollback(con, error)
+        raise
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(DDL)
+    ensure(con, *CANDLE_TABLES)
 
 
 def _naive_utc(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
@@ -104,43 +91,39 @@ def upsert_candles(
     differs = " OR ".join(f"c.{c} IS DISTINCT FROM s.{c}" for c in VALUE_COLUMNS)
     con.register("staged_candles", staged)
     try:
-        con.execute("BEGIN TRANSACTION")
-        changed = con.execute(
-            f"""
-            SELECT s.symbol, min(s.ts)
-              FROM staged_candles AS s
-              LEFT JOIN candles AS c ON c.symbol = s.symbol AND c.ts = s.ts
-             WHERE c.ts IS NULL OR ({differs})
-             GROUP BY s.symbol
-            """
-        ).fetchall()
-        for symbol, first_ts in changed:
-            con.execute(
-                "INSERT INTO candles_changed VALUES (?, ?) "
-                "ON CONFLICT (symbol) DO UPDATE SET first_ts = least(candles_changed.first_ts, excluded.first_ts)",
-                [symbol, first_ts],
-            )
-        updated = con.execute(
-            f"""
-            UPDATE candles AS c
-               SET open = s.open, high = s.high, low = s.low, close = s.close,
-                   volume = s.volume, source = s.source, ingested_at = s.ingested_at
-              FROM staged_candles AS s
-             WHERE c.symbol = s.symbol AND c.ts = s.ts AND ({differs})
-            """
-        ).fetchall()[0][0]
-        inserted = con.execute(
-            """
-            INSERT INTO candles
-            SELECT s.symbol, s.ts, s.open, s.high, s.low, s.close, s.volume, s.source, s.ingested_at
-              FROM staged_candles AS s
-             WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.symbol = s.symbol AND c.ts = s.ts)
-            """
-        ).fetchall()[0][0]
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback(con, error)
-        raise
+        with transaction(con):
+            changed = con.execute(
+                f"""
+                SELECT s.symbol, min(s.ts)
+                  FROM staged_candles AS s
+                  LEFT JOIN candles AS c ON c.symbol = s.symbol AND c.ts = s.ts
+                 WHERE c.ts IS NULL OR ({differs})
+                 GROUP BY s.symbol
+                """
+            ).fetchall()
+            for symbol, first_ts in changed:
+                con.execute(
+                    "INSERT INTO candles_changed VALUES (?, ?) "
+                    "ON CONFLICT (symbol) DO UPDATE SET first_ts = least(candles_changed.first_ts, excluded.first_ts)",
+                    [symbol, first_ts],
+                )
+            updated = con.execute(
+                f"""
+                UPDATE candles AS c
+                   SET open = s.open, high = s.high, low = s.low, close = s.close,
+                       volume = s.volume, source = s.source, ingested_at = s.ingested_at
+                  FROM staged_candles AS s
+                 WHERE c.symbol = s.symbol AND c.ts = s.ts AND ({differs})
+                """
+            ).fetchall()[0][0]
+            inserted = con.execute(
+                """
+                INSERT INTO candles
+                SELECT s.symbol, s.ts, s.open, s.high, s.low, s.close, s.volume, s.source, s.ingested_at
+                  FROM staged_candles AS s
+                 WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.symbol = s.symbol AND c.ts = s.ts)
+                """
+            ).fetchall()[0][0]
     finally:
         con.unregister("staged_candles")
     first = min((ts for _, ts in changed), default=None)
@@ -161,18 +144,14 @@ def record_rejections(
     staged = staged.select("file", "line", "symbol", "ts", "reason", "raw", "rejected_at")
     con.register("staged_rejected", staged)
     try:
-        con.execute("BEGIN TRANSACTION")
-        if symbol is None:
-            con.execute("DELETE FROM candles_rejected WHERE file = ?", [file])
-        else:
-            con.execute(
-                "DELETE FROM candles_rejected WHERE file = ? AND (symbol = ? OR symbol IS NULL)", [file, symbol]
-            )
-        con.execute("INSERT INTO candles_rejected SELECT * FROM staged_rejected")
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback(con, error)
-        raise
+        with transaction(con):
+            if symbol is None:
+                con.execute("DELETE FROM candles_rejected WHERE file = ?", [file])
+            else:
+                con.execute(
+                    "DELETE FROM candles_rejected WHERE file = ? AND (symbol = ? OR symbol IS NULL)", [file, symbol]
+                )
+            con.execute("INSERT INTO candles_rejected SELECT * FROM staged_rejected")
     finally:
         con.unregister("staged_rejected")
     return rejected.height
@@ -188,8 +167,7 @@ def remove_source(con: duckdb.DuckDBPyConnection, symbol: str, source: str) -> t
     count, first = con.execute(
         "SELECT count(*), min(ts) FROM candles WHERE symbol = ? AND source = ?", [symbol, source]
     ).fetchone() or (0, None)
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(con):
         if count:
             con.execute("DELETE FROM candles WHERE symbol = ? AND source = ?", [symbol, source])
             con.execute(
@@ -198,10 +176,6 @@ def remove_source(con: duckdb.DuckDBPyConnection, symbol: str, source: str) -> t
                 [symbol, first],
             )
         con.execute("DELETE FROM candles_rejected WHERE file = ? AND symbol = ?", [source, symbol])
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback(con, error)
-        raise
     return int(count), None if first is None else first.replace(tzinfo=timezone.utc)
 
 
@@ -272,19 +246,16 @@ def load_rejected(con: duckdb.DuckDBPyConnection, symbol: str | None = None) -> 
     return _aware_utc(frame, "ts", "rejected_at")
 
 
-def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str, frame: pl.DataFrame, ddl: str) -> None:
-    """Replace one symbol's rows of `table` by `frame`, atomically (delete + insert)."""
-    con.execute(ddl)
+def replace_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str, frame: pl.DataFrame) -> None:
+    """Replace one symbol's rows of `table` (created first where missing) by `frame`, atomically (delete +
+    insert)."""
+    ensure(con, table)
     staged = _naive_utc(frame, *[c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)])
     con.register("staged_slice", staged)
     try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"DELETE FROM {table} WHERE symbol = ?", [symbol])
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_slice")
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback(con, error)
-        raise
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} WHERE symbol = ?", [symbol])
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_slice")
     finally:
         con.unregister("staged_slice")
 
@@ -299,17 +270,14 @@ class Replacement:
     where: str
     params: list
     frame: pl.DataFrame
-    ddl: str
 
 
 def replace_together(con: duckdb.DuckDBPyConnection, parts: list[Replacement]) -> list[int]:
     """Every part's delete and insert in ONE transaction: a crash (or kill -9) anywhere leaves all parts as
     they were or all written, never one table ahead of another. Returns the rows each part deleted."""
-    for part in parts:
-        con.execute(part.ddl)
+    ensure(con, *[part.table for part in parts])
     deleted = []
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(con):
         for part in parts:
             staged = _naive_utc(part.frame, *[c for c, t in part.frame.schema.items() if isinstance(t, pl.Datetime)])
             if staged.width:
@@ -323,19 +291,13 @@ def replace_together(con: duckdb.DuckDBPyConnection, parts: list[Replacement]) -
             finally:
                 if staged.width:
                     con.unregister("staged_rows")
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback(con, error)
-        raise
     return deleted
 
 
-def replace_rows(
-    con: duckdb.DuckDBPyConnection, table: str, where: str, params: list, frame: pl.DataFrame, ddl: str
-) -> int:
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: str, params: list, frame: pl.DataFrame) -> int:
     """Delete the rows of `table` matching `where` (SQL with `?` parameters; it may read the staged rows as
     `staged_rows`), then insert `frame`, in one transaction: all or nothing. Returns the rows deleted."""
-    return replace_together(con, [Replacement(table, where, params, frame, ddl)])[0]
+    return replace_together(con, [Replacement(table, where, params, frame)])[0]
 
 
 def load_table_slice(con: duckdb.DuckDBPyConnection, table: str, symbol: str) -> pl.DataFrame:
@@ -408,20 +370,8 @@ class FeatureRefresh:
     rows_written: int
 
 
-FEATURE_BUILDS_DDL = (
-    "CREATE TABLE IF NOT EXISTS feature_builds (symbol VARCHAR PRIMARY KEY, state_version INTEGER NOT NULL, "
-    "built_at TIMESTAMP NOT NULL)"
-)
-
-
 def ensure_feature_tables(con: duckdb.DuckDBPyConnection) -> None:
-    from workflows.data.feature_state import STATE_DDL
-    from workflows.data.features import FEATURES_DDL
-
-    ensure_schema(con)
-    con.execute(FEATURES_DDL)
-    con.execute(STATE_DDL)
-    con.execute(FEATURE_BUILDS_DDL)
+    ensure(con, *CANDLE_TABLES, "features", "feature_state", "feature_builds")
 
 
 def first_changed_hour(con: duckdb.DuckDBPyConnection, symbol: str) -> datetime | None:
@@ -497,17 +447,13 @@ def refresh_features(
     con.register("staged_features", _naive_utc(result.features, "ts"))
     con.register("staged_state", _naive_utc(result.state, "ts"))
     try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"DELETE FROM features WHERE {where}", params)
-        con.execute(f"DELETE FROM feature_state WHERE {where}", params)
-        con.execute("DELETE FROM candles_changed WHERE symbol = ?", [symbol])
-        con.execute("INSERT INTO features BY NAME SELECT * FROM staged_features")
-        con.execute("INSERT INTO feature_state BY NAME SELECT * FROM staged_state")
-        con.execute("INSERT OR REPLACE INTO feature_builds VALUES (?, ?, ?)", [symbol, STATE_VERSION, _now()])
-        con.execute("COMMIT")
-    except BaseException as error:
-        rollback(con, error)
-        raise
+        with transaction(con):
+            con.execute(f"DELETE FROM features WHERE {where}", params)
+            con.execute(f"DELETE FROM feature_state WHERE {where}", params)
+            con.execute("DELETE FROM candles_changed WHERE symbol = ?", [symbol])
+            con.execute("INSERT INTO features BY NAME SELECT * FROM staged_features")
+            con.execute("INSERT INTO feature_state BY NAME SELECT * FROM staged_state")
+            con.execute("INSERT OR REPLACE INTO feature_builds VALUES (?, ?, ?)", [symbol, STATE_VERSION, _now()])
     finally:
         con.unregister("staged_features")
         con.unregister("staged_state")
@@ -557,30 +503,6 @@ def feature_counts(con: duckdb.DuckDBPyConnection, symbol: str) -> dict:
     }
 
 
-SERVED_FORECASTS_DDL = """
-CREATE TABLE IF NOT EXISTS served_forecasts (
-    symbol VARCHAR NOT NULL,
-    forecast_hour TIMESTAMP NOT NULL,
-    as_of_candle TIMESTAMP NOT NULL,
-    served_at TIMESTAMP NOT NULL,
-    model VARCHAR NOT NULL,
-    checkpoint_sha256 VARCHAR,
-    return_pct DOUBLE NOT NULL,
-    lo80_pct DOUBLE,
-    hi80_pct DOUBLE,
-    lo95_pct DOUBLE,
-    hi95_pct DOUBLE,
-    p_down DOUBLE,
-    p_stable DOUBLE,
-    p_up DOUBLE,
-    direction_threshold_pct DOUBLE,
-    conformal_state VARCHAR,
-    sd_pct DOUBLE,
-    PRIMARY KEY (symbol, forecast_hour)
-)
-"""
-# Columns added after the table's first release, added in place to a record that lacks them (never rewritten).
-SERVED_ADDED_COLUMNS = {"sd_pct": "DOUBLE"}
 SERVED_COLUMNS = (
     "symbol",
     "forecast_hour",
@@ -602,18 +524,11 @@ SERVED_COLUMNS = (
 )
 
 
-def _served_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Create `served_forecasts`, or add to an older one the columns it lacks (their old rows hold NULL)."""
-    con.execute(SERVED_FORECASTS_DDL)
-    for column, kind in SERVED_ADDED_COLUMNS.items():
-        con.execute(f"ALTER TABLE served_forecasts ADD COLUMN IF NOT EXISTS {column} {kind}")
-
-
 def append_served_forecast(con: duckdb.DuckDBPyConnection, row: dict) -> bool:
     """Append one served forecast to `served_forecasts` (keys: SERVED_COLUMNS; times aware UTC). Append-only: the
     first forecast served for a (symbol, forecast hour) stays, a rerun on the same hour adds nothing. Returns
     whether the row was new."""
-    _served_table(con)
+    ensure(con, "served_forecasts")
     missing = [c for c in SERVED_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"served_forecasts: the row lacks {missing}; pass every column of SERVED_COLUMNS")
@@ -631,6 +546,6 @@ def append_served_forecast(con: duckdb.DuckDBPyConnection, row: dict) -> bool:
 
 def load_served_forecasts(con: duckdb.DuckDBPyConnection, symbol: str) -> pl.DataFrame:
     """Every forecast served for `symbol`, by forecast hour (times aware UTC); empty before the first."""
-    _served_table(con)
+    ensure(con, "served_forecasts")
     frame = con.execute("SELECT * FROM served_forecasts WHERE symbol = ? ORDER BY forecast_hour", [symbol]).pl()
     return _aware_utc(frame, "forecast_hour", "as_of_candle", "served_at")

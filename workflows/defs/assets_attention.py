@@ -16,7 +16,7 @@ import polars as pl
 from pydantic import Field
 
 from workflows.attention.analysis import Protocol, analyse_all
-from workflows.attention.extract import ATTENTION_SUMMARY_DDL, load_attention, save_attention, summary_row
+from workflows.attention.extract import load_attention, save_attention, summary_row
 from workflows.attention.periods import (
     evidence_fingerprint,
     evidence_of,
@@ -179,12 +179,6 @@ def period_attention(
     )
 
 
-ATTENTION_METRICS_DDL = (
-    "CREATE TABLE IF NOT EXISTS attention_metrics (symbol VARCHAR NOT NULL, model VARCHAR NOT NULL, "
-    "metric VARCHAR NOT NULL, median DOUBLE, p25 DOUBLE, p75 DOUBLE)"
-)
-
-
 @dg.asset(
     partitions_def=symbols_partitions,
     ins=MODEL_INS,
@@ -244,7 +238,7 @@ def attention_tensors(
     root = warehouse.paths().root  # the table names each file relative to the data folder, like every stored path
     frame = pl.DataFrame([r | {"file": Path(r["file"]).relative_to(root).as_posix()} for r in rows])
     with warehouse.connect() as con:
-        replace_table_slice(con, "attention_summary", symbol, frame, ATTENTION_SUMMARY_DDL)
+        replace_table_slice(con, "attention_summary", symbol, frame)
     context.add_output_metadata(
         {
             "summary": dg.MetadataValue.md(frame_to_markdown(frame.drop("symbol", "file"))),
@@ -293,7 +287,7 @@ def attention_analysis(
         for metric, q in an.summary.quartiles().items()
     ]
     with warehouse.connect() as con:
-        replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows), ATTENTION_METRICS_DDL)
+        replace_table_slice(con, "attention_metrics", symbol, pl.DataFrame(rows))
     out_dir = warehouse.paths().reports / symbol
     payload = {name: an.to_dict() for name, an in results.items()}
     write_json_atomic(out_dir / "attention_analysis.json", payload, allow_nan=False, default=None)

@@ -32,27 +32,17 @@
 
 import json
 import time
-from collections import defaultdict
 from datetime import timedelta
 
 import dagster as dg
 
-from workflows.data.ingest import move_to_quarantine, scan_incoming
-from workflows.data.sources.candles import CandleSourceError
-from workflows.data.sources.files import FileChangedError, read_candle_file
+from workflows.data.ingest import MAX_FILES_PER_RUN as MAX_FILES_PER_RUN  # the tests read it here
+from workflows.data.ingest import plan_incoming
 from workflows.defs.jobs import candles_job, forecast_period_job, refresh_report_job
 from workflows.defs.partitions import SYMBOLS, period_key, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.ml.periods import ForecastPeriod
 from workflows.ml.windows import WindowSpec
-
-MAX_FILES_PER_RUN = 20
-SETTLE_SECONDS = 2.0
-
-
-def _file_version(path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 @dg.sensor(
@@ -62,67 +52,30 @@ def _file_version(path) -> str:
     description="Lands new candle files from <data>/incoming, one run per symbol and batch of files.",
 )
 def incoming_files(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
-    paths = warehouse.paths()
-    scan = scan_incoming(paths)
-    for path, why in scan.refused:
-        context.log.warning(f"refused {path.name}: {why}")
-    seen: dict = json.loads(context.cursor)["seen"] if context.cursor else {}
-    present = {p.name for p in scan.files}
-    seen = {name: v for name, v in seen.items() if name in present}  # forget files that were filed away
-    now = time.time()
-    by_symbol: dict[str, list] = defaultdict(list)
-    for path in scan.files:  # oldest first
-        version = _file_version(path)
-        if seen.get(path.name) == version:
-            continue
-        if now - path.stat().st_mtime < SETTLE_SECONDS:
-            context.log.info(f"{path.name} is still being written; next tick")
-            continue
-        try:  # each file on its own: one that cannot be read never stops the others
-            symbols = read_candle_file(path).symbols
-        except FileChangedError as exc:
-            context.log.info(f"{path.name}: {exc}; next tick")
-            continue
-        except CandleSourceError as exc:
-            try:
-                move_to_quarantine(path, paths, str(exc))
-                context.log.warning(f"quarantined {path.name}: {exc}")
-            except OSError as move_error:
-                context.log.error(f"{path.name}: {exc}; could not quarantine it: {move_error}")
-            continue
-        if not symbols:
-            move_to_quarantine(path, paths, f"{path.name}: no valid rows: every row was rejected")
-            continue
-        for symbol in symbols:
-            by_symbol[symbol].append((path, version))
-        seen[path.name] = version
-
-    run_requests = []
-    for symbol, files in sorted(by_symbol.items()):
-        for start in range(0, len(files), MAX_FILES_PER_RUN):
-            batch = files[start : start + MAX_FILES_PER_RUN]
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=f"{symbol}|" + "|".join(f"{p.name}:{v}" for p, v in batch),
-                    partition_key=symbol,
-                    run_config={
-                        "ops": {
-                            "candles": {
-                                "config": {"source": "files", "files": [str(p) for p, _ in batch], "archive": True}
-                            }
-                        }
-                    },
-                    tags={"incoming_files": str(len(batch))},
-                )
-            )
-    known = set(context.instance.get_dynamic_partitions(SYMBOLS))
-    new_symbols = sorted(set(by_symbol) - known)
-    if not run_requests and scan.refused:
-        context.log.info(f"{len(scan.refused)} path(s) refused, nothing new")
+    seen = json.loads(context.cursor)["seen"] if context.cursor else {}
+    plan = plan_incoming(warehouse.paths(), seen, time.time())
+    for level, message in plan.messages:
+        getattr(context.log, level)(message)
+    run_requests = [
+        dg.RunRequest(
+            run_key=batch.run_key,
+            partition_key=batch.symbol,
+            run_config={
+                "ops": {
+                    "candles": {
+                        "config": {"source": "files", "files": [str(p) for p, _ in batch.files], "archive": True}
+                    }
+                }
+            },
+            tags={"incoming_files": str(len(batch.files))},
+        )
+        for batch in plan.batches
+    ]
+    new_symbols = sorted(plan.symbols - set(context.instance.get_dynamic_partitions(SYMBOLS)))
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[symbols_partitions.build_add_request(new_symbols)] if new_symbols else [],
-        cursor=json.dumps({"seen": seen}),
+        cursor=json.dumps({"seen": plan.seen}),
     )
 
 

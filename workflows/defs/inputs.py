@@ -21,10 +21,6 @@ HISTORY_DAYS_FIELD = Field(
 )
 
 
-class HistoryConfig(dg.Config):
-    history_days: int | None = HISTORY_DAYS_FIELD
-
-
 def load_inputs(
     warehouse: WarehouseResource, symbol: str, models: dict[str, ModelRef], history_days: int | None = None
 ):

@@ -59,7 +59,7 @@ pipeline_job = dg.define_asset_job(
 
 # One symbol x month: its period models (trained once, warm-started; reused when current), its forecasts
 # (only the hours not yet stored) and its attention analysis (controls trained once per month, then reused).
-# A backfill of these partitions, oldest first, is the walk-forward.
+# A backfill of these partitions, oldest first, fills the forecast log month by month.
 forecast_period_job = dg.define_asset_job(
     "forecast_period",
     selection=dg.AssetSelection.assets(*period_model_assets, forecasts, period_attention),

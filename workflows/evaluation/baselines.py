@@ -378,7 +378,7 @@ def volatility_baselines(
     log_volume: np.ndarray | None = None,
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:
     """Every variance baseline at `origins` for each horizon (the mean variance of the next h hours),
-    fitted on returns[train_lo:train_hi] (re-fitted per walk-forward fold); with the errors of any fit
+    fitted on returns[train_lo:train_hi] (re-fitted per forecast period); with the errors of any fit
     that failed (named, never silently dropped). Constant, rolling and EWMA forecasts are flat in the
     horizon; the HAR family is fitted per horizon; the GARCH family is fitted once and averaged over it.
     `hours` (integer UTC hours since the epoch, one per return) enables the seasonal baselines,
@@ -435,7 +435,7 @@ def volatility_baselines(
 @dataclass(frozen=True)
 class LogRecalibration:
     """A recalibration of a variance forecast in logs, fitted on hours the forecaster was not trained on
-    (each walk-forward fold's validation slice), then applied to the fold's test hours:
+    (each forecast period's validation slice), then applied to the fold's test hours:
 
         ln RV = a + b ln f + u   ->   f' = exp(a + b ln f) * mean(exp(u))
 

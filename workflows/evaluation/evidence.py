@@ -204,7 +204,7 @@ def return_metrics(
     predicted_var: np.ndarray | None = None,
 ) -> ReturnMetrics:
     """Metrics for next-hour log-return forecasts (raw log-return units). `train_mean` may vary by
-    hour (each walk-forward fold has its own training mean). The calibrated intervals are those
+    hour (each forecast period has its own training mean). The calibrated intervals are those
     `interval_calibration` (and `latest_forecast`) compute from these rows."""
     f, r = np.asarray(predicted, float), np.asarray(actual, float)
     mean_fc = np.broadcast_to(np.asarray(train_mean, float), r.shape)
@@ -480,8 +480,7 @@ class FoldResult:
 class Evaluation:
     """Everything the report says about forecasts, with the evidence it rests on."""
 
-    mode: str  # "walk_forward" or "single_split"
-    note: str  # why this mode, in words
+    note: str  # what the evidence is (the forecast log's monthly periods), in words
     hours: int
     test_start: str
     test_end: str
@@ -491,7 +490,6 @@ class Evaluation:
     folds: list[FoldResult]
     config: dict
     errors: dict[str, str] = field(default_factory=dict)  # baselines that could not be fitted
-    single_split: dict[str, ReturnMetrics] = field(default_factory=dict)  # the model assets' own split
     volatility_next: dict[str, VolatilityMetrics] = field(default_factory=dict)  # the next hour's variance
     # horizon -> Hansen's model confidence set over every volatility forecaster (QLIKE; descriptive)
     confidence_sets: dict[int, ConfidenceSet] = field(default_factory=dict)
@@ -791,7 +789,7 @@ def direction_probabilities(fs: ForecastSet) -> tuple[dict[str, ProbabilityCalib
 
 
 def evaluate_forecasts(
-    fs: ForecastSet, mode: str, note: str, fold_info: list[FoldSpan], config: dict, errors: dict[str, str] | None = None
+    fs: ForecastSet, note: str, fold_info: list[FoldSpan], config: dict, errors: dict[str, str] | None = None
 ) -> Evaluation:
     returns = {
         name: return_metrics(f, fs.actual, fs.train_mean, fs.variances.get(name)) for name, f in fs.returns.items()
@@ -801,7 +799,6 @@ def evaluate_forecasts(
     volatility_next = {name: volatility_metrics(v, fs.realised_next, 1) for name, v in fs.next_var.items()}
     sets, best, set_errors = confidence_sets(fs)
     return Evaluation(
-        mode=mode,
         note=note,
         hours=len(fs),
         test_start=str(fs.end_ts.min())[:16],

@@ -42,10 +42,11 @@ import numpy as np
 import polars as pl
 
 from workflows.data.features import FEATURE_COLUMNS
-from workflows.data.warehouse import Replacement, replace_together, table_exists
+from workflows.data.tables import add_missing_columns
+from workflows.data.warehouse import Replacement, replace_table_slice, replace_together, table_exists
 from workflows.evaluation.evidence import VOLATILITY_MODEL, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
+from workflows.evaluation.forecast_set import forecast_set, model_forecasts, recalibrated
 from workflows.evaluation.intervals import IntervalHistory
-from workflows.evaluation.walk_forward import forecast_set, model_forecasts, recalibrated
 from workflows.ml.checkpoints import Checkpoint
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, period_windows, training_slice_version
 from workflows.ml.profiles import control_kinds, model_kinds
@@ -61,29 +62,6 @@ OBSERVED_ATTRIBUTES = {"actual": "actual", "train_mean": "train_mean", "realised
 PROBABILITY_QUANTITIES = ("p_down", "p_stable", "p_up")  # columns of ForecastSet.probabilities[name]
 BASE_RATE_QUANTITIES = ("base_down", "base_stable", "base_up")  # columns of ForecastSet.base_rates
 DIRECTION = "direction"
-
-FORECAST_LOG_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecast_log (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "name VARCHAR NOT NULL, role VARCHAR NOT NULL, origin_ts TIMESTAMP NOT NULL, target_ts TIMESTAMP NOT NULL, "
-    "quantity VARCHAR NOT NULL, value DOUBLE, model_version VARCHAR NOT NULL, code_version VARCHAR NOT NULL, "
-    "data_version VARCHAR NOT NULL, written_at TIMESTAMP NOT NULL)"
-)
-FORECAST_PERIODS_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecast_periods (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "test_start VARCHAR, test_end VARCHAR, test_hours INTEGER, train_windows INTEGER, train_start VARCHAR, "
-    "train_end VARCHAR, seconds DOUBLE, epochs VARCHAR, models VARCHAR, errors VARCHAR, "
-    "code_version VARCHAR NOT NULL, data_version VARCHAR NOT NULL, written_at TIMESTAMP NOT NULL, "
-    "forecasters VARCHAR)"
-)
-# Columns added to forecast_periods after it first shipped: an older table gains them on the next write.
-FORECAST_PERIODS_ADDED = ("ALTER TABLE forecast_periods ADD COLUMN IF NOT EXISTS forecasters VARCHAR",)
-# One digest per feature hour a period's stored forecasts read from its first hour on (inputs and targets, every
-# column: the models' features, the returns and segments the targets and baselines use): a correction of any
-# input, inside the period or in the hours after it that its last targets read, is found by comparing these.
-FORECAST_INPUTS_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecast_inputs (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "ts TIMESTAMP NOT NULL, digest BIGINT NOT NULL)"
-)
 
 
 class StaleForecastError(RuntimeError):
@@ -276,8 +254,7 @@ def recorded_forecasters(con: duckdb.DuckDBPyConnection, symbol: str, period: st
     """The forecasters the period's last write stored (empty for a row written before they were recorded)."""
     if not table_exists(con, "forecast_periods"):
         return set()
-    for statement in FORECAST_PERIODS_ADDED:
-        con.execute(statement)
+    add_missing_columns(con, "forecast_periods")
     row = con.execute(
         "SELECT forecasters FROM forecast_periods WHERE symbol = ? AND period = ?", [symbol, period]
     ).fetchone()
@@ -587,17 +564,14 @@ def write_period(
         "written_at": datetime.now(timezone.utc).replace(tzinfo=None),
         "forecasters": json.dumps(info.get("forecasters", [])),
     }
-    con.execute(FORECAST_PERIODS_DDL)
-    for statement in FORECAST_PERIODS_ADDED:
-        con.execute(statement)
     key = "symbol = ? AND period = ?"
     parts = [
-        Replacement("forecast_log", where, params, rows if rows is not None else pl.DataFrame(), FORECAST_LOG_DDL),
-        Replacement("forecast_periods", key, [symbol, period], pl.DataFrame([row]), FORECAST_PERIODS_DDL),
+        Replacement("forecast_log", where, params, rows if rows is not None else pl.DataFrame()),
+        Replacement("forecast_periods", key, [symbol, period], pl.DataFrame([row])),
     ]
     if digests is not None:
         inputs = digests.with_columns(pl.lit(symbol).alias("symbol"), pl.lit(period).alias("period"))
-        parts.append(Replacement("forecast_inputs", key, [symbol, period], inputs, FORECAST_INPUTS_DDL))
+        parts.append(Replacement("forecast_inputs", key, [symbol, period], inputs))
     deleted = replace_together(con, parts)[0]
     return deleted, len(origins)
 
@@ -700,7 +674,7 @@ def period_spans(con: duckdb.DuckDBPyConnection, symbol: str, periods: list[str]
 def pooled_evaluation(
     con: duckdb.DuckDBPyConnection, symbol: str, newest: int | None = None, profile: str | None = None
 ) -> Evaluation | None:
-    """The walk-forward evidence: the stored forecasts of the newest `newest` periods (None: all), pooled and
+    """The evaluation's evidence: the stored forecasts of the newest `newest` periods (None: all), pooled and
     tested; trains and forecasts nothing. None when no period is stored."""
     periods = stored_periods(con, symbol)
     if newest:
@@ -710,12 +684,12 @@ def pooled_evaluation(
     fs, periods = forecast_set_from_rows(load_log(con, symbol, periods))
     spans, errors = period_spans(con, symbol, periods)
     note = (
-        f"walk-forward: the forecast log, {len(periods)} monthly periods ({periods[0][:7]} to {periods[-1][:7]}), "
+        f"the forecast log, {len(periods)} monthly periods ({periods[0][:7]} to {periods[-1][:7]}), "
         f"{len(fs):,} pooled test hours; every model and control trained once per period on hours before it "
         "(warm-started from the previous period's); a pseudo-out-of-sample reconstruction, its rows written once the "
         "outcome hours had landed, not a real-time record"
     )
-    return evaluate_forecasts(fs, "walk_forward", note, spans, {"periods": periods, "profile": profile}, errors)
+    return evaluate_forecasts(fs, note, spans, {"periods": periods, "profile": profile}, errors)
 
 
 def interval_history(con: duckdb.DuckDBPyConnection, symbol: str, name: str) -> IntervalHistory | None:
@@ -730,3 +704,22 @@ def interval_history(con: duckdb.DuckDBPyConnection, symbol: str, name: str) -> 
     if name not in fs.returns or name not in fs.variances:
         return None
     return IntervalHistory(name, fs.end_ts, fs.actual, fs.returns[name], fs.variances[name])
+
+
+def store_evaluation(con: duckdb.DuckDBPyConnection, symbol: str, ev: Evaluation) -> None:
+    """Replace the symbol's rows of the `evaluation` table by every figure of `ev` (`Evaluation.rows`)."""
+    stamp = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = pl.DataFrame(
+        [{"symbol": symbol, "model": m, "metric": k, "value": float(v), "evaluated_at": stamp} for m, k, v in ev.rows()]
+    )
+    replace_table_slice(con, "evaluation", symbol, rows)
+
+
+def comparisons_frame(ev: Evaluation) -> pl.DataFrame:
+    """The family of comparisons as a table, by Holm-adjusted p (the evaluation asset's metadata)."""
+    rows = [
+        {"comparison": f"{c.model} vs {c.baseline}", "loss": c.loss, "skill": c.skill, "p": c.dm.p_better}
+        | {"p_holm": c.p_holm}
+        for c in ev.family
+    ]
+    return pl.DataFrame(rows).sort("p_holm")

@@ -38,14 +38,6 @@ from workflows.ml.training import EpochReport
 from workflows.ml.windows import WindowData
 from workflows.records import from_record, to_record
 
-PERIOD_MODELS_DDL = (
-    "CREATE TABLE IF NOT EXISTS period_models (symbol VARCHAR NOT NULL, period VARCHAR NOT NULL, "
-    "kind VARCHAR NOT NULL, train_key VARCHAR NOT NULL, path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, "
-    "warm_from VARCHAR, data_version VARCHAR NOT NULL, code_version VARCHAR NOT NULL, profile VARCHAR, "
-    "train_lo TIMESTAMP, train_hi TIMESTAMP, val_hi TIMESTAMP, epochs_run INTEGER, wall_s DOUBLE, "
-    "period_config VARCHAR, trained_at TIMESTAMP NOT NULL)"
-)
-
 
 @dataclass(frozen=True)
 class PeriodModel:
@@ -153,7 +145,6 @@ def register(con: duckdb.DuckDBPyConnection, model: PeriodModel, extra: dict) ->
         "symbol = ? AND period = ? AND kind = ?",
         [model.symbol, model.period, model.kind],
         pl.DataFrame([row]),
-        PERIOD_MODELS_DDL,
     )
 
 

@@ -1,8 +1,8 @@
 """Forecast periods: the unit in which models are trained and their forecasts stored.
 
 A forecast period is one calendar month (UTC). Its models train once, on hours
-strictly before it, and forecast every hour of it; the walk-forward evidence is
-these forecasts pooled over periods.
+strictly before it, and forecast every hour of it; the evaluation's evidence is
+these forecasts (the forecast log) pooled over the monthly periods.
 
 Why a month, not a week: a month holds about 720 test hours, enough for a
 per-period skill interval and an attention bootstrap of 15 blocks of 48 hours (a

@@ -4,7 +4,7 @@ side up to a configured number, with the cores divided between them.
 `machine_plan()` sizes the `gpu` concurrency pool (`workflows pools` writes it into
 the Dagster instance): the number of GPUs, else `WORKFLOWS_CPU_TRAINING_SLOTS`
 (default: a quarter of the cores, at least 1). `place_training()` claims one device
-slot for the duration of a training with an exclusive file lock per slot, so two
+slot for the duration of a training with an exclusive file lock per slot (`filelock`), so two
 trainings on one host never share a GPU, and sets torch's intra-op threads to the
 cores divided by the slots: torch with all cores per process, two processes on the
 same cores, slowed tenfold and more on this project's machines.
@@ -13,17 +13,18 @@ The locks live in `WORKFLOWS_DEVICE_LOCK_DIR` (default: a folder in the system t
 directory), one per host: a worker on a GPU host claims that host's GPUs.
 """
 
-import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-CPU_SLOTS_ENV = "WORKFLOWS_CPU_TRAINING_SLOTS"
-LOCK_DIR_ENV = "WORKFLOWS_DEVICE_LOCK_DIR"
+from filelock import FileLock, Timeout
+
+from workflows.settings import CPU_SLOTS_ENV as CPU_SLOTS_ENV  # where the CLI and tests read them from
+from workflows.settings import LOCK_DIR_ENV as LOCK_DIR_ENV
+from workflows.settings import cpu_training_slots, device_lock_dir
 
 
 def cpu_cores() -> int:
@@ -73,10 +74,8 @@ def machine_plan(gpus: int | None = None, cores: int | None = None, cpu_slots: i
         slots = gpus
     else:
         if cpu_slots is None:
-            configured = os.environ.get(CPU_SLOTS_ENV, "").strip()
-            if configured and not configured.isdigit():
-                raise ValueError(f"{CPU_SLOTS_ENV}={configured!r}: give a whole number of trainings, e.g. 4")
-            cpu_slots = int(configured) if configured else max(1, cores // 4)
+            configured = cpu_training_slots()
+            cpu_slots = configured if configured is not None else max(1, cores // 4)
         slots = max(1, min(cpu_slots, cores))
     return MachinePlan(gpus=gpus, cores=cores, training_slots=slots, threads_per_training=max(1, cores // slots))
 
@@ -89,7 +88,7 @@ class Placement:
 
 
 def _lock_dir() -> Path:
-    folder = Path(os.environ.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"workflows-devices-{os.getuid()}")
+    folder = device_lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -101,17 +100,15 @@ def _claim(kind: str, slots: int, wait_s: float, log: Callable[[str], None]) -> 
     told = False
     while True:
         for slot in range(slots):
-            handle = open(folder / f"{kind}{slot}.lock", "a+")  # noqa: SIM115 (held open: it is the lock)
+            lock = FileLock(folder / f"{kind}{slot}.lock", thread_local=False)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+                lock.acquire(blocking=False)  # probe: a slot another training holds is skipped, not waited for
+            except Timeout:
                 continue
             try:
                 yield slot
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                lock.release()
             return
         if time.monotonic() > deadline:
             raise TimeoutError(

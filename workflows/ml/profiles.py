@@ -10,7 +10,6 @@ volatility. Everything else (assets, evaluation, report, serving, the demo) deri
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
@@ -18,7 +17,8 @@ from typing import Literal, get_args
 from workflows.data.features import FEATURE_COLUMNS, REFERENCE_FEATURES
 from workflows.ml.training import TrainConfig, trains_returns
 from workflows.ml.windows import WindowSpec
-from workflows.settings import PROFILE_ENV
+from workflows.settings import PROFILE_ENV as PROFILE_ENV  # where the CLI reads it from
+from workflows.settings import requested_profile
 
 Profile = Literal["ci", "cpu", "full"]  # a resolved profile: every reader past `resolve_profile` holds one of these
 PROFILES: tuple[Profile, ...] = get_args(Profile)
@@ -72,7 +72,7 @@ class Recipe:
 
 def resolve_profile(requested: str | None = None) -> Profile:
     """The one place a profile is chosen: `requested`, else `$WORKFLOWS_PROFILE`, else `cpu`."""
-    profile = requested or os.environ.get(PROFILE_ENV) or "cpu"
+    profile = requested or requested_profile() or "cpu"
     for known in PROFILES:
         if profile == known:
             return known
@@ -123,7 +123,7 @@ class ModelKind:
     """One model kind: everything the assets, the evaluation, the report and serving need to know.
 
     Adding a kind is one `register(ModelKind(...))` here and, for a new architecture, its class in
-    `ml/models.py`: its asset (`{name}_model`), its walk-forward forecasts, its report row and (with a
+    `ml/models.py`: its asset (`{name}_model`), its forecast-log rows, its report row and (with a
     `twin`) its no-attention control all follow from this entry.
     """
 

@@ -32,8 +32,7 @@ def fold_skill_figure(ev: Evaluation, order: list[str], path: Path) -> tuple[Pat
     labels = [f"fold {f.fold}\n{f.test_start[:10]}" for f in folds] + [f"pooled\n{ev.hours:,} h"]
     ax.set_xticks(np.arange(len(folds) + 1), labels, fontsize=8)
     ax.set_ylabel("skill vs zero-return forecast, % (95% interval)")
-    where = "per walk-forward fold and pooled" if ev.mode == "walk_forward" else "on one chronological split"
-    ax.set_title(f"Next-hour return: skill {where} (above 0 = better than forecasting no move)")
+    ax.set_title("Next-hour return: skill per monthly period and pooled (above 0 = better than forecasting no move)")
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp))

@@ -2,9 +2,8 @@
 the same page; nothing is claimed that the page does not show.
 
 Rules the forecast wording follows (the attention wording: `attention_text`):
-* The evidence is named first: pooled walk-forward test hours (every model and
-  control retrained per fold) when the history allows, else one chronological
-  split, labelled as the weaker evidence with the skill it can resolve.
+* The evidence is named first: the forecast log's monthly periods, pooled (every
+  model and control trained once per period on the hours before it).
 * Every comparative claim is a member of one of three families of one-sided
   Diebold-Mariano tests, by question (return skill: each forecaster vs the zero
   forecast; does attention help: each attention model vs its no-attention twin;
@@ -17,7 +16,7 @@ Rules the forecast wording follows (the attention wording: `attention_text`):
   one-sided test survives the same correction, otherwise "not shown to differ" with the
   skill and the skill the test resolves (a non-rejection is never written as equality).
 * Figures outside the family (skill against the training mean, direction tests,
-  the model assets' own single split) are labelled descriptive.
+  the per-period skills) are labelled descriptive.
 * never "converged", never "detects a cycle".
 """
 
@@ -70,8 +69,15 @@ def order(names) -> list[str]:
     return known + sorted(n for n in names if n not in known)
 
 
+def data_note(sources: list[str]) -> str:
+    """The report's line on where the candles came from (synthetic data said loudly)."""
+    if any(s.startswith("synthetic") for s in sources):
+        return "SYNTHETIC data: generated candles with a planted dependency, not a market."
+    return f"Data sources: {', '.join(sources)}."
+
+
 def _evidence_words(ev: Evaluation) -> str:
-    return "pooled walk-forward test hours" if ev.mode == "walk_forward" else "test hours of one split"
+    return "pooled test hours of the forecast log's monthly periods"
 
 
 def family_words(ev: Evaluation, family: str = RETURN_SKILL) -> str:
@@ -375,11 +381,6 @@ def recommendations(ev: Evaluation, analyses: dict) -> list[str]:
         recs.append(
             f"No model beats the zero-return forecast on these {ev.hours:,} hours after the correction: do not "
             "act on the models' return forecasts."
-            + (
-                " Evaluate on a longer history (walk-forward needs more history) before drawing conclusions."
-                if ev.mode == "single_split"
-                else ""
-            )
         )
         if controls:
             recs.append(
@@ -493,12 +494,7 @@ def write_report(inputs: ReportInputs) -> str:
     lines = [f"# Attention report: {inputs.symbol}", ""]
     if inputs.data_note:
         lines += [f"> {inputs.data_note}", ""]
-    evidence = (
-        f"**Evidence:** {ev.note}."
-        if ev.mode == "walk_forward"
-        else f"**Evidence: one chronological split, the weaker kind.** {ev.note}. With {ev.hours:,} test hours a "
-        f"skill below about {100 * ev.min_detectable_skill:.1f}% cannot be told apart from luck."
-    )
+    evidence = f"**Evidence:** {ev.note}."
     lines += [
         f"Generated {now}; {profiles_note(inputs.profiles or {'': inputs.profile})}; test hours {ev.test_start} .. "
         f"{ev.test_end}.",
@@ -569,16 +565,15 @@ def write_report(inputs: ReportInputs) -> str:
             "",
         ]
         lines += [f"- {probability_sentence(name, ev.probabilities[name])}" for name in order(ev.probabilities)]
-    if ev.mode == "walk_forward":
-        lines += [
-            "",
-            "### Per fold",
-            "",
-            "Skill against the zero-return forecast in each fold's test period "
-            "(descriptive: the tests use the pooled hours).",
-            "",
-        ]
-        lines += fold_table(ev, list(order(ev.returns)))
+    lines += [
+        "",
+        "### Per monthly period",
+        "",
+        "Skill against the zero-return forecast in each monthly period's test hours "
+        "(descriptive: the tests use the pooled hours).",
+        "",
+    ]
+    lines += fold_table(ev, list(order(ev.returns)))
     twins = [c for c in ev.family if c.kind == "attention vs twin"]
     if twins:
         lines += [
@@ -604,21 +599,6 @@ def write_report(inputs: ReportInputs) -> str:
         "",
     ]
     lines += family_table(ev)
-    if ev.single_split:
-        lines += [
-            "",
-            "## The model assets on their own test split (descriptive)",
-            "",
-            "The checkpoints the pipeline serves and analyses, trained on the whole history, tested on its last "
-            "15%: fewer hours than the walk-forward, not in the family.",
-            "",
-            "| model | test hours | skill vs zero | DM p (uncorrected) |",
-            "| --- | ---: | ---: | ---: |",
-        ]
-        lines += [
-            f"| {n} | {m.n:,} | {_pct(m.skill_vs_zero)} | {_p(m.dm_vs_zero.p_better)} |"
-            for n, m in ev.single_split.items()
-        ]
     lines += ["", *attention_sections(analyses, inputs.attention_source)]
     lines += ["", "## Training", ""]
     for m, info in inputs.training.items():

@@ -20,27 +20,12 @@ import duckdb
 import polars as pl
 
 from workflows.data.features import WARMUP_HOURS
+from workflows.data.tables import ensure
 from workflows.data.warehouse import replace_table_slice, table_exists
 from workflows.serving.served_record import ServedForecast
 
 DEFAULT_MAX_AGE_HOURS = 3.0  # two missed hourly runs are tolerated; a third makes the forecast stale
-FORECASTS_DDL = (
-    "CREATE TABLE IF NOT EXISTS forecasts (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, model VARCHAR, "
-    "return_pct DOUBLE, lo80_pct DOUBLE, hi80_pct DOUBLE, p_down DOUBLE, p_stable DOUBLE, p_up DOUBLE, "
-    "origin_ts TIMESTAMP, made_at TIMESTAMP, resumes_at TIMESTAMP)"
-)
-# Columns added after the table first shipped: an older table gains them before the next write or read.
-FORECASTS_ADDED = tuple(
-    f"ALTER TABLE forecasts ADD COLUMN IF NOT EXISTS {column} TIMESTAMP"
-    for column in ("origin_ts", "made_at", "resumes_at")
-)
 HOUR = timedelta(hours=1)
-
-
-def ensure_forecasts_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(FORECASTS_DDL)
-    for statement in FORECASTS_ADDED:
-        con.execute(statement)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -151,14 +136,13 @@ def store_forecast(con: duckdb.DuckDBPyConnection, symbol: str, forecast: Served
         ],
         schema_overrides={"resumes_at": pl.Datetime("us", "UTC")},
     )
-    ensure_forecasts_table(con)
-    replace_table_slice(con, "forecasts", symbol, row, FORECASTS_DDL)
+    replace_table_slice(con, "forecasts", symbol, row)
 
 
 def mark_unservable(con: duckdb.DuckDBPyConnection, symbol: str, resume: datetime) -> None:
     """The newest hours cannot be forecast (a gap): the served row stays what it was, flagged with the first hour
     a forecast can be made for again, so no reader takes it for current."""
-    ensure_forecasts_table(con)
+    ensure(con, "forecasts")
     con.execute("UPDATE forecasts SET resumes_at = ? WHERE symbol = ?", [_utc(resume).replace(tzinfo=None), symbol])
 
 
@@ -171,7 +155,7 @@ def served_forecast(
     """The stored forecast of `symbol` and its age at `now` (default: the clock); None when nothing is served."""
     if not table_exists(con, "forecasts"):
         return None
-    ensure_forecasts_table(con)
+    ensure(con, "forecasts")
     rows = con.execute("SELECT * FROM forecasts WHERE symbol = ? ORDER BY ts DESC LIMIT 1", [symbol]).fetchall()
     if not rows:
         return None

@@ -49,7 +49,6 @@ kind's rows of the whole forecast log (`served_quantiles`): the procedure the ga
 and the report evaluates, on the report's hours, and says so in the forecast.
 """
 
-import fcntl
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -61,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from filelock import FileLock
 from scipy import stats
 
 from workflows.data.sources.candles import ts_bounds
@@ -574,17 +574,13 @@ def register_test(folder: Path, candidate_path: str, candidate_sha256: str, comp
 
 @contextmanager
 def promotion_lock(folder: Path) -> Iterator[None]:
-    """Hold the symbol's promotion lock (an exclusive `flock` on `.production.lock` in `folder`).
+    """Hold the symbol's promotion lock (an exclusive `filelock` on `.production.lock` in `folder`).
 
     Read the incumbent, judge, write the pointer: all inside it, so two runs never promote
     against the same incumbent (the second waits and then judges against the first's winner)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(folder / LOCK_FILE, thread_local=False):
+        yield
 
 
 def promote(

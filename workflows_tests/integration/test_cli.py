@@ -86,7 +86,7 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
     assert not list((data_dir / "checkpoints" / "BTCUSDT").glob("*.pt"))  # nothing trained outside the periods
     assert "Summary (as in the report)" in out
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
-    assert "**Evidence:** walk-forward: the forecast log, 1 monthly period" in report
+    assert "**Evidence:** the forecast log, 1 monthly period" in report
     summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0].strip().splitlines()
     assert len(summary) >= 3  # the bottom line and its sentences, printed from the typed results
     for line in filter(None, summary):
@@ -102,7 +102,7 @@ def test_demo_runs_offline_end_to_end(data_dir, capsys):
 
 
 @needs_shared
-def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_dir, tmp_path, capsys):
+def test_run_on_a_shortened_real_export_puts_the_forecast_log_evidence_first(data_dir, tmp_path, capsys):
     """The real Binance BTC/USDT export, cut to its newest 140 days (the file runs newest first),
     through `workflows run` in the ci profile backfilling 2 monthly forecast periods: the report's
     headline rests on the pooled forecast log, with the controls, the corrected family and the
@@ -127,7 +127,7 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     out = capsys.readouterr().out
     report = (data_dir / "reports" / "BTCUSDT" / "attention_report.md").read_text()
     assert "Data sources:" in report and "SYNTHETIC" not in report
-    assert "**Evidence:** walk-forward: the forecast log, 2 monthly periods (2021-05 to 2021-06)" in report
+    assert "**Evidence:** the forecast log, 2 monthly periods (2021-05 to 2021-06)" in report
     assert "backfilling 2 monthly forecast periods, 2021-05 to 2021-06" in out
     # attention from the same period models on the same hours, pooled, each period's checkpoints and hours named
     assert "**Models and hours read:** the forecast periods' models of 2021-05 to 2021-06 (2 period(s))" in report
@@ -135,8 +135,8 @@ def test_run_on_a_shortened_real_export_puts_walk_forward_evidence_first(data_di
     assert "## Across forecast periods" in report and "attention_lstm across 2 period(s)" in report
     assert "**Bottom line:**" in report and "Holm" in report
     for section in (
-        "## Forecasts against baselines and controls (pooled walk-forward test hours)",
-        "### Per fold",
+        "## Forecasts against baselines and controls (pooled test hours of the forecast log's monthly periods)",
+        "### Per monthly period",
         "## Does attention help?",
         "## Volatility",
         "### Where the volatility model looks",

@@ -21,7 +21,6 @@ def _evaluation(note: str) -> Evaluation:
     rng = np.random.default_rng(1)
     actual = rng.normal(0, 0.01, 200)
     return Evaluation(
-        mode="single_split",
         note=note,
         hours=200,
         test_start="2024-01-01",

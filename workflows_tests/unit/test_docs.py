@@ -1,10 +1,12 @@
 """Docs the code keeps true: every module under workflows/ has its line in docs/architecture.md's table, and
-every DuckDB table the code creates has its row in docs/data.md. Adding a module or a `CREATE TABLE` without
-its docs line fails here, with what to add."""
+every DuckDB table the code creates has its row in docs/data.md. Tables are defined in one module
+(`workflows/data/tables.py`'s `TABLES`); a `CREATE TABLE` anywhere else in workflows/ fails here, and so does
+adding a module or a table without its docs line, with what to add."""
 
 import re
 from pathlib import Path
 
+from workflows.data.tables import TABLES
 from workflows_tests.helpers import PROJECT_ROOT
 
 ROW = re.compile(r"^\s+\d+\s{4}(\S.*?)\s{2,}(.*)$")
@@ -66,9 +68,21 @@ def test_every_module_has_its_line_in_the_architecture_table():
     )
 
 
-def test_every_duckdb_table_has_its_row_in_data_md():
+SCHEMA_MODULE = "workflows/data/tables.py"
+
+
+def test_tables_are_defined_in_the_schema_module_only():
     tables = created_tables(PROJECT_ROOT)
     assert {"candles", "features", "forecast_log", "period_models"} <= tables.keys()  # the scan finds them
+    elsewhere = [f"{name} (created in {file})" for name, file in sorted(tables.items()) if file != SCHEMA_MODULE]
+    assert not elsewhere, f"CREATE TABLE outside {SCHEMA_MODULE} (move its DDL into TABLES there):\n" + (
+        "\n".join(elsewhere)
+    )
+    assert set(TABLES) == set(tables), "every TABLES entry creates the table it is named after"
+
+
+def test_every_duckdb_table_has_its_row_in_data_md():
+    tables = dict.fromkeys(TABLES, SCHEMA_MODULE)
     missing = undocumented_tables(tables, (PROJECT_ROOT / "docs" / "data.md").read_text())
     assert not missing, "tables missing from docs/data.md's warehouse table (add a `| `name` | ... |` row):\n" + (
         "\n".join(missing)

@@ -137,7 +137,7 @@ def test_equal_volatility_forecasts_read_not_shown_to_differ():
 
     fs = _forecast_set(np.random.default_rng(4), n=600)
     fs.vol_var = {"multitask": fs.realised_var * 0 + 1e-4, "constant": fs.realised_var * 0 + 1e-4}
-    ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
+    ev = evaluate_forecasts(fs, "test", _fold_info(fs), {})
     c = ev.comparison("volatility", "multitask", "constant")
     assert c.dm.p_better == pytest.approx(0.5) and not c.survives
     text = comparison_sentence(ev, "multitask", 24) or ""
@@ -155,7 +155,7 @@ def test_better_volatility_forecast_survives_and_is_named():
     fs = _forecast_set(rng, n=n)
     fs.realised_var = realised
     fs.vol_var = {"multitask": true_var, "constant": np.full(n, true_var.mean())}
-    ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
+    ev = evaluate_forecasts(fs, "test", _fold_info(fs), {})
     assert ev.comparison("volatility", "multitask", "constant").survives
     assert "beats constant training variance" in (comparison_sentence(ev, "multitask", 24) or "")
 
@@ -193,7 +193,7 @@ def test_family_is_corrected_and_only_survivors_make_the_bottom_line():
         if 0.004 < dm_test((f - fs.actual) ** 2 - fs.actual**2).p_better < 0.02
     )
     fs.returns["transformer"] = lucky
-    ev = evaluate_forecasts(fs, "walk_forward", "test", _fold_info(fs), {})
+    ev = evaluate_forecasts(fs, "test", _fold_info(fs), {})
     assert [c.model for c in ev.survivors()] == ["attention_lstm"]
     lucky_c = ev.comparison("vs zero", "transformer")
     assert lucky_c.dm.p_better < 0.05 and lucky_c.p_holm >= 0.05
@@ -215,7 +215,7 @@ def test_attention_vs_twin_is_in_the_family():
         "reference_lstm": rng.normal(0, 0.003, n),  # noise ten times the twin's: truly worse
         "no_attention_reference": rng.normal(0, 0.0003, n),
     }
-    ev = evaluate_forecasts(fs, "single_split", "test", _fold_info(fs), {})
+    ev = evaluate_forecasts(fs, "test", _fold_info(fs), {})
     assert ev.comparison("attention vs twin", "attention_lstm").survives  # positive case
     assert not ev.comparison("attention vs twin", "reference_lstm").survives  # negative case
     assert len(ev.family) == 4 + 2

@@ -148,8 +148,8 @@ def test_stored_forecasts_reproduce_the_evaluation_exactly(feats, tmp_path, one_
     pooled, periods = fl.forecast_set_from_rows(fl.load_log(con, "BTC"))
     assert periods == [NOV.key, DEC.key]
     spans, _ = fl.period_spans(con, "BTC", periods)
-    a = evaluate_forecasts(direct, "walk_forward", "", spans, {})
-    b = evaluate_forecasts(pooled, "walk_forward", "", spans, {})
+    a = evaluate_forecasts(direct, "", spans, {})
+    b = evaluate_forecasts(pooled, "", spans, {})
     assert a.to_dict() == b.to_dict()  # every figure, to the last bit
     assert b.hours == 720 + 720 and [f.test_hours for f in b.folds] == [720, 720]
     assert set(b.returns) == {"attention_lstm", "multitask", "no_attention_lstm", "ridge_ar48", "ridge_features"}
@@ -203,15 +203,13 @@ def test_rows_round_trip_the_direction_probabilities_and_an_old_log_still_loads(
     np.testing.assert_array_equal(back.probabilities["multitask"], fs.probabilities["multitask"])
     np.testing.assert_array_equal(back.direction, fs.direction)
     np.testing.assert_array_equal(back.base_rates, fs.base_rates)
-    assert evaluate_forecasts(back, "walk_forward", "", [], {}).to_dict() == (
-        evaluate_forecasts(fs, "walk_forward", "", [], {}).to_dict()
-    )
+    assert evaluate_forecasts(back, "", [], {}).to_dict() == (evaluate_forecasts(fs, "", [], {}).to_dict())
     # a log written before the probabilities were stored: loads, and scores no probabilities
     new = set(fl.PROBABILITY_QUANTITIES) | set(fl.BASE_RATE_QUANTITIES) | {fl.DIRECTION}
     old, _ = fl.forecast_set_from_rows(rows.filter(~pl.col("quantity").is_in(list(new))))
     assert old.direction is None and old.base_rates is None and old.probabilities == {}
     assert set(old.returns) == {"multitask"}
-    ev = evaluate_forecasts(old, "walk_forward", "", [], {})
+    ev = evaluate_forecasts(old, "", [], {})
     assert ev.probabilities == {} and "multitask" in ev.returns
     # an old period pooled with a new one: known for only some hours, so pooled without them
     later = replace(fs, end_ts=fs.end_ts + np.timedelta64(60, "D"))
@@ -223,7 +221,7 @@ def test_rows_round_trip_the_direction_probabilities_and_an_old_log_still_loads(
     )
     pooled, periods = fl.forecast_set_from_rows(mixed)
     assert len(periods) == 2 and pooled.direction is None and pooled.probabilities == {}
-    assert evaluate_forecasts(pooled, "walk_forward", "", [], {}).probabilities == {}
+    assert evaluate_forecasts(pooled, "", [], {}).probabilities == {}
 
 
 @pytest.fixture(scope="module")

@@ -297,17 +297,13 @@ def test_an_older_served_record_gains_the_sd_column_and_keeps_its_rows(tmp_path)
 
     import duckdb
 
-    from workflows.data.warehouse import (
-        SERVED_COLUMNS,
-        SERVED_FORECASTS_DDL,
-        append_served_forecast,
-        load_served_forecasts,
-    )
+    from workflows.data.tables import TABLES
+    from workflows.data.warehouse import SERVED_COLUMNS, append_served_forecast, load_served_forecasts
 
     hour = datetime(2026, 1, 1, 5, tzinfo=timezone.utc)
     db = str(tmp_path / "w.duckdb")
     with duckdb.connect(db) as con:
-        con.execute(SERVED_FORECASTS_DDL.replace("    sd_pct DOUBLE,\n", ""))
+        con.execute(TABLES["served_forecasts"].replace("    sd_pct DOUBLE,\n", ""))
         old = "symbol, forecast_hour, as_of_candle, served_at, model, return_pct"
         con.execute(
             f"INSERT INTO served_forecasts ({old}) VALUES ('BTCUSDT', '2026-01-01 04:00', "

@@ -221,3 +221,50 @@ def test_benchmarks_import_nothing_from_the_tests():
     assert not bad, "benchmarks importing from workflows_tests (move what they need into benchmarks/):\n" + "\n".join(
         bad
     )
+
+
+# --- The environment is read in settings.py only -----------------------------------------------------------
+
+ENVIRONMENT_ALLOWED = ("settings.py", "cli")
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb"}
+
+
+def environment_reads(root: Path, top: str = "workflows") -> list[str]:
+    """`file:line: what` for every `os.environ` / `os.getenv` (attribute or `from os import`) outside settings.py
+    and cli/ (function-level code included)."""
+    found = []
+    for path in sorted((root / top).rglob("*.py")):
+        if path.relative_to(root / top).parts[0] in ENVIRONMENT_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT_NAMES:
+                if isinstance(node.value, ast.Name) and node.value.id == "os":
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: os.{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "os":
+                names = [a.name for a in node.names if a.name in ENVIRONMENT_NAMES]
+                if names:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: from os import {', '.join(names)}")
+    return found
+
+
+def test_the_environment_is_read_in_settings_only():
+    bad = environment_reads(PROJECT_ROOT)
+    assert not bad, (
+        "environment read outside settings.py and cli/ (add a function to workflows/settings.py and call it):\n"
+        + "\n".join(bad)
+    )
+
+
+def test_an_environment_read_outside_settings_is_caught(tmp_path):
+    pkg = tmp_path / "workflows"
+    for sub in ("cli", "ml", "data"):
+        (pkg / sub).mkdir(parents=True)
+    (pkg / "settings.py").write_text("import os\nHOME = os.environ.get('HOME')\n")
+    (pkg / "cli" / "commands.py").write_text("import os\nos.environ['X'] = '1'\n")
+    (pkg / "ml" / "fit.py").write_text("import os\ndef f():\n    return os.getenv('SLOTS')\n")
+    (pkg / "data" / "files.py").write_text("from os import environ, path\nimport os.path\nx = path.join('a')\n")
+    (pkg / "data" / "ok.py").write_text("import os\nx = os.cpu_count()\ny = other.environ\n")
+    assert environment_reads(tmp_path) == [
+        "workflows/data/files.py:1: from os import environ",
+        "workflows/ml/fit.py:3: os.getenv",
+    ]

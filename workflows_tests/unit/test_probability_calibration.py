@@ -114,9 +114,9 @@ def test_the_evaluation_scores_probabilities_and_calibrates_every_interval_on_th
     fs.returns = {"multitask": np.zeros(3000), "ensemble": np.zeros(3000), "ridge_ar48": np.zeros(3000)}
     fs.variances = {"multitask": var * 4, "ensemble": np.full(3000, 1e-8)}
     fs.probabilities["multitask"] = probs
-    without = evaluate_forecasts(fs, "walk_forward", "test", [], {})
+    without = evaluate_forecasts(fs, "test", [], {})
     fs.next_var[VOLATILITY_MODEL] = var
-    ev = evaluate_forecasts(fs, "walk_forward", "test", [], {})
+    ev = evaluate_forecasts(fs, "test", [], {})
     assert set(ev.probabilities) == {"multitask"} and ev.probabilities["multitask"].beats_base_rate
     assert {n for n, m in ev.returns.items() if m.calibration} == {"multitask", "ensemble"}
     for name in ("multitask", "ensemble"):

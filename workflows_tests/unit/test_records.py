@@ -93,7 +93,6 @@ def test_an_evaluation_survives_the_round_trip():
     dm = dm_test(rng.normal(0, 1, 300))
     metrics = return_metrics(actual * 0.1, actual, 0.0)
     ev = Evaluation(
-        mode="walk_forward",
         note="two folds",
         hours=100,
         test_start="2024-01-01",
@@ -123,7 +122,6 @@ def test_direction_probabilities_survive_the_round_trip_and_old_records_still_lo
     probs = rng.dirichlet(np.ones(3), 1000)
     outcome = rng.integers(0, 3, 1000)
     ev = Evaluation(
-        mode="walk_forward",
         note="one fold",
         hours=1000,
         test_start="2024-01-01",

@@ -57,7 +57,7 @@ def evaluation(signal_share: float, n: int, seed: int = 0):
     )
     fs.returns["reference_lstm"] = signal_share * signal + (1 - signal_share) * rng.normal(0, 0.0005, n)
     info = [FoldSpan(fold=1, test_start="a", test_end="b", train_windows=1, train_start="x", train_end="y")]
-    return evaluate_forecasts(fs, "single_split", "one split", info, {})
+    return evaluate_forecasts(fs, "one split", info, {})
 
 
 def test_attention_figure_has_seven_panels_and_expected_size(tmp_path):
@@ -246,7 +246,7 @@ def _calibration_evaluation(seed: int = 0, informative: bool = True):
     fs.variances["multitask"] = var / 100  # intervals a tenth as wide as they should be
     fs.probabilities["multitask"] = probs
     fs.next_var[VOLATILITY_MODEL] = var
-    return evaluate_forecasts(fs, "walk_forward", "test", [], {})
+    return evaluate_forecasts(fs, "test", [], {})
 
 
 def test_calibration_sentences_say_when_intervals_pass_and_when_they_fail():

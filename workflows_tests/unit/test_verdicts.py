@@ -30,7 +30,7 @@ def _evaluation(models_win: tuple[bool, bool], controls_win: tuple[bool, bool]) 
     for name, wins in zip(names, (*models_win, *controls_win)):
         fs.returns[name] = 0.9 * signal if wins else rng.normal(0, 0.04, n)
     info = [FoldSpan(fold=1, test_start="a", test_end="b", train_windows=1, train_start="x", train_end="y")]
-    return evaluate_forecasts(fs, "walk_forward", "test", info, {})
+    return evaluate_forecasts(fs, "test", info, {})
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def _vol_evaluation(beaten: int, same: int, worse: int) -> Evaluation:
         family.append(Comparison("volatility", "volatility", f"s{i}", "QLIKE", 24, 0.01, _dm(0.4), 1.0, 0.5, 1.0))
     for i in range(worse):
         family.append(Comparison("volatility", "volatility", f"w{i}", "QLIKE", 24, -0.71, _dm(0.9999), 1.0, 0.5, 0.001))
-    return Evaluation("walk_forward", "", 1_000, "a", "b", {}, {}, family, [], {})
+    return Evaluation("", 1_000, "a", "b", {}, {}, family, [], {})
 
 
 @pytest.mark.parametrize(("beaten", "same", "worse"), [c for c in itertools.product([0, 2], repeat=3) if any(c)])
@@ -120,7 +120,7 @@ def test_a_significantly_worse_model_is_worse_in_the_family_not_no_difference():
     fs.next_var = {}
     worse = [c for c in build_family(fs) if c.loss == "QLIKE" and c.baseline == "constant"]
     assert worse and all(c.worse and not c.survives and c.dm.periods == 12 for c in worse)
-    text = comparison_sentence(Evaluation("walk_forward", "", n, "a", "b", {}, {}, worse, [], {}), "volatility", 24)
+    text = comparison_sentence(Evaluation("", n, "a", "b", {}, {}, worse, [], {}), "volatility", 24)
     assert "is worse than constant training variance (skill -" in (text or "")
 
 
@@ -133,7 +133,7 @@ def test_twin_sentence_says_worse_or_not_shown_to_differ_with_what_the_hours_res
     unclear = Comparison(
         "attention vs twin", "attention_lstm", "no_attention_lstm", "MSE", 1, 0.01, _dm(0.4), 1.0, 0.5, 1.0
     )
-    ev = Evaluation("walk_forward", "", 8_640, "a", "b", {}, {}, [worse], [], {})
+    ev = Evaluation("", 8_640, "a", "b", {}, {}, [worse], [], {})
     text = twin_sentence(worse, ev)
     assert (
         "no, the model with attention is worse (its MSE is 5.00% higher than the twin's; the reverse one-sided" in text

@@ -99,3 +99,40 @@ def test_valid_candles_survive_write_then_read_unchanged(frame):
         upsert_candles(con, frame, "prop")
         back = load_candles(con, frame["symbol"][0])
     assert back.equals(frame)
+
+
+def test_a_transaction_commits_its_block_or_nothing(con):
+    from workflows.data.warehouse import transaction
+
+    con.execute("CREATE TEMP TABLE t (x INT)")
+    with transaction(con):
+        con.execute("INSERT INTO t VALUES (1)")
+
+    def write_then(stop: BaseException) -> None:
+        with transaction(con):
+            con.execute("INSERT INTO t VALUES (2)")
+            raise stop
+
+    for stop in (ValueError("bad row"), KeyboardInterrupt()):
+        with pytest.raises(type(stop)):
+            write_then(stop)
+    assert con.execute("SELECT x FROM t").fetchall() == [(1,)]  # the committed block only
+    with transaction(con):  # no transaction is left open by the failed ones
+        con.execute("INSERT INTO t VALUES (3)")
+    assert con.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (3,)]
+
+
+def test_ensure_creates_a_table_and_adds_the_columns_an_older_one_lacks(con):
+    from workflows.data.tables import ADDED, TABLES, ensure
+
+    con.execute("CREATE TABLE forecasts (symbol VARCHAR NOT NULL, ts TIMESTAMP NOT NULL)")  # an older table
+    con.execute("INSERT INTO forecasts VALUES ('BTCUSDT', '2026-01-01 00:00')")
+    ensure(con, "forecasts", "candles")
+    query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'forecasts'"
+    columns = {r[0] for r in con.execute(query).fetchall()}
+    assert set(ADDED["forecasts"]) <= columns and "return_pct" not in columns  # added in place, not recreated
+    assert con.execute("SELECT count(*) FROM forecasts").fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM candles").fetchall() == [(0,)]
+    assert len(TABLES) == 15
+    with pytest.raises(KeyError, match="no warehouse table `candle`"):
+        ensure(con, "candle")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import polars as pl
 
+from workflows import settings
 from workflows.data.sources.candles import (
     VALUE_COLUMNS,
     CandleSourceError,
@@ -47,12 +48,12 @@ from workflows.data.sources.candles import (
     resolve_duplicates,
     symbol_from_filename,
 )
+from workflows.settings import MAX_FILE_BYTES_ENV
 
 PARQUET_MAGIC = b"PAR1"
 # Limits: a file over the size cap is refused whole (quarantined with its size); a line over the line
 # cap is one rejected row (a candle line is under 200 bytes). Rows are parsed CHUNK_LINES at a time.
 MAX_FILE_BYTES = 1 << 30
-MAX_FILE_BYTES_ENV = "WORKFLOWS_MAX_FILE_BYTES"
 MAX_LINE_BYTES = 4096
 CHUNK_LINES = 20_000
 MIN_STEPS_FOR_SPACING = 3  # fewer candles than 4 in a file: too few to judge its spacing
@@ -90,11 +91,7 @@ class FileChangedError(CandleSourceError):
 
 def max_file_bytes() -> int:
     """The size cap on one input file: `$WORKFLOWS_MAX_FILE_BYTES`, else `MAX_FILE_BYTES`."""
-    raw = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
-    try:
-        return int(raw) if raw else MAX_FILE_BYTES
-    except ValueError:
-        raise ValueError(f"{MAX_FILE_BYTES_ENV}={raw!r}: expected a number of bytes") from None
+    return settings.max_file_bytes(MAX_FILE_BYTES)
 
 
 def read_candle_file(path: str | Path, *, now: datetime | None = None) -> ReadResult:

@@ -1,8 +1,8 @@
 """What every forecaster says for a forecast period's hours: the models' raw outputs in log-return units
 (`model_forecasts`), the volatility model recalibrated on its validation hours (`recalibrated`), and the
 full `ForecastSet` with the ridge controls and the volatility baselines fitted on the period's training
-hours (`forecast_set`). The forecast log (`forecast_log.py`) stores these per period; pooled over periods
-they are the walk-forward evidence.
+hours (`forecast_set`). The forecast log (`forecast_log.py`) stores these per monthly period; pooled over the
+periods they are the evaluation's evidence.
 """
 
 import numpy as np
