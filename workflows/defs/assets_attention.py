@@ -118,6 +118,8 @@ def period_attention(
     if outcome.analysed:
         metadata |= {
             "reused": outcome.reused,
+            "appended": outcome.appended,
+            "nulls_redrawn": outcome.nulls_redrawn,
             "controls_trained": outcome.controls_trained,
             "folder": dg.MetadataValue.path(str(folder)),
         }
