@@ -238,22 +238,23 @@ def appended(
     assert d is not None
     every = math.ceil(n / protocol.deletion_windows)
     picked = np.arange(n_old, n)[np.arange(n_old, n) % every == 0]  # the full run's windows x[::every] past n_old
-    top, recent, size = sanity.deletion_changes(ckpt.model, x[picked], both["attention"][picked], d.k, output=output)
-    d = replace(d, top=np.concatenate([d.top, top]), recent=np.concatenate([d.recent, recent]))
-    d = replace(d, size=np.concatenate([d.size, size]), null_windows=d.covered)
-    if nulls_due(d, data.test.end_ts[-1], closed):
-        sums = sanity.deletion_nulls(
-            ckpt.model,
-            x[::every],
-            both["attention"][::every],
-            d.k,
-            protocol.deletion_draws,
-            protocol.random_draws,
-            output=output,
-        )
-        d = _dated(
-            replace(d, matched_sums=sums[0], overlap_sums=sums[1], random_sums=sums[2], null_windows=len(d.top)), data
-        )
+    with sanity._on_device(ckpt.model, "auto"):  # a GPU where there is one, as `sanity.deletion_evidence`
+        attention = both["attention"]
+        top, recent, size = sanity.deletion_changes(ckpt.model, x[picked], attention[picked], d.k, output=output)
+        d = replace(d, top=np.concatenate([d.top, top]), recent=np.concatenate([d.recent, recent]))
+        d = replace(d, size=np.concatenate([d.size, size]), null_windows=d.covered)
+        if nulls_due(d, data.test.end_ts[-1], closed):
+            sums = sanity.deletion_nulls(
+                ckpt.model,
+                x[::every],
+                both["attention"][::every],
+                d.k,
+                protocol.deletion_draws,
+                protocol.random_draws,
+                output=output,
+            )
+            d = replace(d, matched_sums=sums[0], overlap_sums=sums[1], random_sums=sums[2])
+            d = _dated(replace(d, null_windows=len(d.top)), data)
     attribution = old.attribution
     if attribution is not None and len(attribution[0]) < IG_WINDOWS:  # the first IG_WINDOWS windows: not all there yet
         attribution = sanity.attribution_evidence(
