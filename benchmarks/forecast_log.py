@@ -9,7 +9,13 @@ process's CPU time (user + system, this process and its threads) of each part, t
 trainings counted from the model assets' `trained` metadata.
 
     .venv/bin/python -m benchmarks.forecast_log [--file ../shared/data/Binance_BTCUSDT_1h.csv]
-        [--days 200] [--periods 3] [--profile ci] [--write]
+        [--days 200] [--periods 3] [--profile ci] [--daily newest|month] [--write]
+
+`--daily month` (a day that costs a day, issue 28): the history is cut so that the newest month has 14 days, the
+first run is timed on it, then three daily runs of that month (its `forecast_period` partition and the
+`refresh_report` job): the 15th day (mid-month: the month's attention evidence appended, its nulls kept), the 16
+days up to the month's last (a catch-up, timed but not a day), and the day that closes the month (its last logged
+hours, whose targets are the next month's first day: appended, the month's nulls redrawn).
 
 The evaluation, attention analysis and report are not part of either figure (they
 run on the stored forecasts; see docs/benchmarks.md's full-run section).
@@ -21,7 +27,7 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -45,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--periods", type=int, default=3, help="the newest N months the history allows")
     parser.add_argument("--profile", default="ci", help="training profile (ci | cpu | full)")
     parser.add_argument("--min-train-days", type=int, default=60)
+    parser.add_argument("--daily", choices=("newest", "month"), default="newest", help="which daily runs (docstring)")
     parser.add_argument("--write", action="store_true", help="write the figures into docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.daily == "month":
+        return month_days(args)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-forecast-log-"))
     os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         candles = generate_candles(SyntheticSpec(days=args.days + 1, seed=7))
         source = f"synthetic candles, {args.days} days"
     newest = candles["ts"].max()
-    assert newest is not None
+    assert isinstance(newest, datetime)
     candles = candles.filter(pl.col("ts") > newest - timedelta(days=args.days))
     symbol = candles["symbol"][0]
     last_day = candles.filter(pl.col("ts") > newest - timedelta(hours=24))
@@ -167,6 +176,138 @@ def main(argv: list[str] | None = None) -> int:
         write_section(ROOT / "docs" / "benchmarks.md", "forecast-log", "Forecast log: first run and daily work", body)
     else:
         print(body)
+    return 0
+
+
+def month_days(args) -> int:
+    """`--daily month`: the first run on a month's first 14 days, then its 15th day, the catch-up to its last day,
+    and the day that closes it (module docstring)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-forecast-log-"))
+    os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
+    os.environ["WORKFLOWS_DATA_DIR"] = str(tmp / "data")
+    os.environ["WORKFLOWS_DEVICE_LOCK_DIR"] = str(tmp / "device_locks")
+    (tmp / "dagster_home").mkdir()
+
+    import dagster as dg
+
+    from workflows.data.sources.files import read_candle_file
+    from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
+    from workflows.data.warehouse import ensure_schema, load_features, upsert_candles
+    from workflows.definitions import defs
+    from workflows.defs.assets_periods import PERIOD_KINDS
+    from workflows.defs.partitions import period_key
+    from workflows.ml.periods import ForecastPeriod, PeriodConfig, trainable_periods
+    from workflows.ml.windows import WindowSpec
+
+    if args.file:
+        candles = read_candle_file(Path(args.file)).candles.sort("ts")
+        newest = candles["ts"].max()
+        assert isinstance(newest, datetime)
+        close = ForecastPeriod.of(newest - timedelta(hours=23)).start + timedelta(days=1)
+        source = f"{Path(args.file).name}, {args.days} days to {close:%Y-%m-%d}"
+    else:
+        close = datetime(2026, 1, 2, tzinfo=timezone.utc)
+        candles = generate_candles(SyntheticSpec(days=args.days + 1, seed=7, end=close))
+        source = f"synthetic candles, {args.days} days to {close:%Y-%m-%d}"
+    month = ForecastPeriod.of(close - timedelta(days=2))
+    candles = candles.filter((pl.col("ts") < close) & (pl.col("ts") >= close - timedelta(days=args.days)))
+    symbol = candles["symbol"][0]
+    mid, last = month.start + timedelta(days=14), close - timedelta(days=1)
+    stages = {
+        "first": candles.filter(pl.col("ts") < mid),
+        "mid": candles.filter((pl.col("ts") >= mid) & (pl.col("ts") < mid + timedelta(days=1))),
+        "catch-up": candles.filter((pl.col("ts") >= mid + timedelta(days=1)) & (pl.col("ts") < last)),
+        "last": candles.filter(pl.col("ts") >= last),
+    }
+    data = tmp / "data"
+    data.mkdir()
+    resources = {"resources": {"warehouse": {"config": {"data_dir": str(data)}}}}
+    settings = {"profile": args.profile, "device": "cpu", "min_train_days": args.min_train_days}
+    ops = {f"{k}_period_model": {"config": settings} for k in PERIOD_KINDS}
+    figures: dict[str, dict] = {}
+
+    with dg.instance_for_test(temp_dir=str(tmp / "dagster_home")) as instance:
+        instance.add_dynamic_partitions("symbols", [symbol])
+
+        def run(job: str, partition, **kw):
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=partition, run_config=kw.pop("run_config", resources), **kw
+            )
+            assert result.success
+            return result
+
+        def trainable() -> list[str]:
+            with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+                table, _ = load_features(con, symbol)
+            cfg = PeriodConfig(min_train_days=args.min_train_days)
+            return [p.key for p in trainable_periods(table, WindowSpec(), cfg, max_periods=args.periods)]
+
+        def stage(name: str, which) -> list[str]:
+            t0, c0 = time.perf_counter(), cpu_s()
+            with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+                ensure_schema(con)
+                upsert_candles(con, stages[name], "benchmark")
+            run("ingest", symbol, asset_selection=[dg.AssetKey("features")])
+            periods = which()
+            t1, c1 = time.perf_counter(), cpu_s()
+            attention: dict = {}
+            for key in periods:
+                result = run("forecast_period", period_key(symbol, key), run_config={"ops": ops} | resources)
+                meta = result.asset_materializations_for_node("period_attention")[-1].metadata
+                attention = {k: v.value for k, v in meta.items() if k in ("windows", "appended", "nulls_redrawn")}
+            t2, c2 = time.perf_counter(), cpu_s()
+            run("refresh_report", symbol)
+            t3, c3 = time.perf_counter(), cpu_s()
+            figures[name] = {
+                "wall": t3 - t0,
+                "cpu": c3 - c0,
+                "periods_wall": t2 - t1,
+                "periods_cpu": c2 - c1,
+                "report_wall": t3 - t2,
+                "report_cpu": c3 - c2,
+                **attention,
+            }
+            print(name, figures[name], flush=True)
+            return periods
+
+        periods = stage("first", trainable)
+        assert periods[-1] == month.key, (periods, month)
+        for name in ("mid", "catch-up", "last"):
+            stage(name, lambda: [month.key])
+
+    load = os.getloadavg()[0]
+    first = figures["first"]
+    labels = {
+        "first": f"first run: {len(periods)} months ({periods[0][:7]} to {month}, the last one's first 14 days)",
+        "mid": f"day 15 of {month}: 24 new hours",
+        "catch-up": "catch-up: days 16 to the month's last (not a day: the weekly null redraw falls in it)",
+        "last": f"the day that closes {month}: its last 24 logged hours",
+    }
+    lines = [
+        "| run | wall | CPU | of the first run's CPU | the month's job: wall / CPU | `refresh_report`: wall / CPU "
+        "| the month's attention |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, f in figures.items():
+        how = (
+            f"{f.get('windows', '?')} hours, {f.get('appended', 0)} appended, nulls "
+            f"{'redrawn' if f.get('nulls_redrawn', True) else 'kept'}"
+        )
+        lines.append(
+            f"| {labels[name]} | {f['wall']:.1f} s | {f['cpu']:.1f} s | {f['cpu'] / first['cpu']:.1%} "
+            f"| {f['periods_wall']:.1f} s / {f['periods_cpu']:.1f} s | {f['report_wall']:.1f} s / "
+            f"{f['report_cpu']:.1f} s | {how} |"
+        )
+    body = (
+        f"Measured with `python -m benchmarks.forecast_log --daily month --days {args.days} --periods {args.periods} "
+        f"--profile {args.profile} --min-train-days {args.min_train_days}"
+        f"{' --file ' + Path(args.file).name if args.file else ''}` on {machine()}; 1-minute load average at the "
+        f"end {load:.1f}. Data: {source}. CPU: this process's user + system time.\n\n" + "\n".join(lines)
+    )
+    print(body)
+    if args.write:
+        title = "A day that costs a day: mid-month and the month's last day"
+        write_section(ROOT / "docs" / "benchmarks.md", "daily-month", title, body)
     return 0
 
 

@@ -163,6 +163,8 @@ def save_evidence(path: Path, ev: PeriodEvidence) -> Path:
             "deletion_matched_sums": d.matched_sums,
             "deletion_overlap_sums": d.overlap_sums,
             "deletion_random_sums": d.random_sums,
+            "deletion_null_windows": np.array(d.covered),
+            "deletion_nulls_text": np.array([d.nulls_computed_on, d.nulls_through]),
         }
     if ev.attribution is not None:
         arrays["attribution_rho"], arrays["attribution_importance"] = ev.attribution
@@ -220,6 +222,9 @@ def _evidence_from(a: dict[str, np.ndarray]) -> PeriodEvidence:
             matched_sums=a["deletion_matched_sums"],
             overlap_sums=a["deletion_overlap_sums"],
             random_sums=a["deletion_random_sums"],
+            null_windows=int(a["deletion_null_windows"]) if "deletion_null_windows" in a else None,
+            nulls_computed_on=str(a["deletion_nulls_text"][0]) if "deletion_nulls_text" in a else "",
+            nulls_through=str(a["deletion_nulls_text"][1]) if "deletion_nulls_text" in a else "",
         )
     return PeriodEvidence(
         reading=reading,

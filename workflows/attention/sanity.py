@@ -326,6 +326,10 @@ class DeletionTest:
     size_change: float = float("nan")  # deleting each window's k largest-|input| hours
     size_ratio: float = float("nan")
     size_ratio_ci: tuple[float, float] = (float("nan"), float("nan"))
+    # where the current month's nulls cover fewer windows than its changes (`DeletionEvidence.null_windows`): the
+    # UTC date they were computed and the newest hour they cover; "" when every null covers every window
+    nulls_computed_on: str = ""
+    nulls_through: str = ""
 
     @property
     def beats_size(self) -> bool:
@@ -374,7 +378,13 @@ class DeletionEvidence:
     """The deletion test's raw changes: per window (top-k, recency, size) and per null draw the SUM of the
     changes over the windows (matched, random) and of the matched overlap, so that the evidence of several
     forecast periods pools exactly: the pooled null's draw j permutes windows within each period (each period
-    is its own model) and adds the periods' sums."""
+    is its own model) and adds the periods' sums.
+
+    `null_windows`: how many windows (the first ones) the null sums cover. A month whose hours are still arriving
+    appends its new windows' own changes daily but recomputes its nulls only weekly and when it closes
+    (`workflows.attention.period_run`): between, its nulls cover fewer windows than its changes, and are read as
+    per-window means (`null_means`). `nulls_computed_on`: the UTC date they were computed, `nulls_through`: the
+    newest hour they cover ("" where unknown)."""
 
     k: int
     top: np.ndarray
@@ -383,19 +393,42 @@ class DeletionEvidence:
     matched_sums: np.ndarray  # (draws,)
     overlap_sums: np.ndarray  # (draws,)
     random_sums: np.ndarray  # (random_draws,)
+    null_windows: int | None = None  # None: every window
+    nulls_computed_on: str = ""
+    nulls_through: str = ""
+
+    @property
+    def covered(self) -> int:
+        return len(self.top) if self.null_windows is None else self.null_windows
+
+    @property
+    def nulls_current(self) -> bool:
+        return self.covered == len(self.top)
+
+    def scaled_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The null sums over every window: as stored when they cover them all, else their per-window means over
+        the windows they cover times the windows."""
+        f = len(self.top) / self.covered if self.covered else 1.0
+        if f == 1.0:
+            return self.matched_sums, self.overlap_sums, self.random_sums
+        return self.matched_sums * f, self.overlap_sums * f, self.random_sums * f
 
     @classmethod
     def concat(cls, parts: "list[DeletionEvidence]") -> "DeletionEvidence":
         draws = min(len(p.matched_sums) for p in parts)
         random_draws = min(len(p.random_sums) for p in parts)
+        sums = [p.scaled_sums() for p in parts]
+        stale = [p for p in parts if not p.nulls_current]
         return cls(
             k=parts[0].k,
             top=np.concatenate([p.top for p in parts]),
             recent=np.concatenate([p.recent for p in parts]),
             size=np.concatenate([p.size for p in parts]),
-            matched_sums=np.sum([p.matched_sums[:draws] for p in parts], axis=0),
-            overlap_sums=np.sum([p.overlap_sums[:draws] for p in parts], axis=0),
-            random_sums=np.sum([p.random_sums[:random_draws] for p in parts], axis=0),
+            matched_sums=np.sum([m[:draws] for m, _, _ in sums], axis=0),
+            overlap_sums=np.sum([o[:draws] for _, o, _ in sums], axis=0),
+            random_sums=np.sum([r[:random_draws] for _, _, r in sums], axis=0),
+            nulls_computed_on=min((p.nulls_computed_on for p in stale), default=""),
+            nulls_through=min((p.nulls_through for p in stale), default=""),
         )
 
 
@@ -410,28 +443,62 @@ def deletion_evidence(
     device: str = "auto",
     output: str = "ret",
 ) -> DeletionEvidence:
+    with _on_device(model, device):
+        top, recent, size = deletion_changes(model, x, attention, k, output=output)
+        matched, overlap, random_null = deletion_nulls(model, x, attention, k, draws, random_draws, seed, output=output)
+    return DeletionEvidence(k, top, recent, size, matched, overlap, random_null, null_windows=len(x))
+
+
+def _top_positions(attention: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-attention, axis=1, kind="stable")[:, :k]
+
+
+def deletion_changes(
+    model: nn.Module, x: np.ndarray, attention: np.ndarray, k: int = 5, output: str = "ret"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window, |change in the forecast| after deleting its top-k attention hours, its k most recent hours and
+    its k largest-|input| hours: each window's own, so the changes of new windows append to the old ones'."""
+    n, t = attention.shape
+    base = _ret(model, x, output=output)
+
+    def changes(positions: np.ndarray) -> np.ndarray:
+        return np.abs(_ret(model, _deleted(x, positions), output=output) - base)
+
+    top_changes = changes(_top_positions(attention, k))
+    recent_changes = changes(np.broadcast_to(np.arange(t - k, t), (n, k)))
+    size = np.abs(np.asarray(x, float)).sum(axis=2)  # |input| of each hour, summed over its features
+    size_changes = changes(np.argsort(-size, axis=1, kind="stable")[:, :k])
+    return top_changes, recent_changes, size_changes
+
+
+def deletion_nulls(
+    model: nn.Module,
+    x: np.ndarray,
+    attention: np.ndarray,
+    k: int = 5,
+    draws: int = 200,
+    random_draws: int = 100,
+    seed: int = 0,
+    output: str = "ret",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per null draw, the SUM over the windows of the changes after deleting another window's top-k positions (a
+    permutation of the windows), of the overlap of those positions with the window's own, and of the changes after
+    deleting k random hours: a permutation spans every window, so these are recomputed over all of them."""
     rng = np.random.default_rng(seed)
     n, t = attention.shape
-    top = np.argsort(-attention, axis=1, kind="stable")[:, :k]
+    top = _top_positions(attention, k)
+    base = _ret(model, x, output=output)
+
+    def changes(positions: np.ndarray) -> np.ndarray:
+        return np.abs(_ret(model, _deleted(x, positions), output=output) - base)
+
     matched, overlap = np.empty(draws), np.empty(draws)
-    with _on_device(model, device):
-        base = _ret(model, x, output=output)
-
-        def changes(positions: np.ndarray) -> np.ndarray:
-            return np.abs(_ret(model, _deleted(x, positions), output=output) - base)
-
-        top_changes = changes(top)
-        for j in range(draws):
-            partner = top[rng.permutation(n)]
-            matched[j] = changes(partner).sum()
-            overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).sum()
-        recent_changes = changes(np.broadcast_to(np.arange(t - k, t), (n, k)))
-        size = np.abs(np.asarray(x, float)).sum(axis=2)  # |input| of each hour, summed over its features
-        size_changes = changes(np.argsort(-size, axis=1, kind="stable")[:, :k])
-        random_null = np.array(
-            [changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).sum() for _ in range(random_draws)]
-        )
-    return DeletionEvidence(k, top_changes, recent_changes, size_changes, matched, overlap, random_null)
+    for j in range(draws):
+        partner = top[rng.permutation(n)]
+        matched[j] = changes(partner).sum()
+        overlap[j] = (top[:, :, None] == partner[:, None, :]).any(axis=2).sum()
+    random_null = np.array([changes(np.argsort(rng.random((n, t)), axis=1)[:, :k]).sum() for _ in range(random_draws)])
+    return matched, overlap, random_null
 
 
 def deletion_from_evidence(
@@ -439,7 +506,7 @@ def deletion_from_evidence(
 ) -> DeletionTest:
     n, k, draws, random_draws = len(ev.top), ev.k, len(ev.matched_sums), len(ev.random_sums)
     top_changes, recent_changes, size_changes = ev.top, ev.recent, ev.size
-    matched, overlap, random_null = ev.matched_sums / n, ev.overlap_sums / n, ev.random_sums / n
+    matched, overlap, random_null = (s / n for s in ev.scaled_sums())
     top_change = float(top_changes.mean())
 
     def ratio(num: float, den: float) -> float:
@@ -475,6 +542,8 @@ def deletion_from_evidence(
         size_change=float(size_changes.mean()),
         size_ratio=ratio(top_change, float(size_changes.mean())),
         size_ratio_ci=(float(size_ci[0]), float(size_ci[1])),
+        nulls_computed_on="" if ev.null_windows == n else ev.nulls_computed_on,
+        nulls_through="" if ev.null_windows == n else ev.nulls_through,
     )
 
 

@@ -7,25 +7,21 @@ and `attention_analysis` (per symbol) pool the periods (`workflows.attention.per
 Without periods, both read the model assets on their own split.
 """
 
-from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
 from workflows.attention.analysis import Protocol, analyse_all
-from workflows.attention.extract import load_attention, save_attention, summary_row
-from workflows.attention.periods import (
-    evidence_fingerprint,
-    evidence_of,
-    load_evidence,
-    pool_all,
-    save_evidence,
-    stored_fingerprint,
+from workflows.attention.extract import load_attention
+from workflows.attention.period_run import (
+    analyse_period,
+    load_period_models,
+    model_attention_files,
+    pooled_attention_files,
 )
-from workflows.attention.sanity import ControlStore
+from workflows.attention.periods import load_evidence, pool_all
 from workflows.data.retention import prune_versions
 from workflows.data.warehouse import load_features, replace_table_slice
 from workflows.defs.assets_data import OWNERS
@@ -40,14 +36,10 @@ from workflows.defs.partitions import (
 )
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import stored_periods
-from workflows.evaluation.run import period_window_data, predictions
 from workflows.io import write_json_atomic
-from workflows.ml.placement import place_training
 from workflows.ml.profiles import model_kinds
 from workflows.reporting.markdown import frame_to_markdown
 
-# A period with fewer logged hours is not analysed (the block bootstrap's blocks are 48 windows long).
-MIN_PERIOD_WINDOWS = 96
 PROTOCOL = Protocol()
 
 
@@ -108,75 +100,34 @@ def period_attention(
     cfg = next(iter(models.values())).period_config
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
-    loaded = {}
-    for kind in model_kinds():
-        ref = models[f"{kind}_period_model"]
-        ckpt = ref.load()
-        loaded[kind] = (ckpt, period_window_data(ckpt, table, period.key, cfg))
+    refs = {kind: models[f"{kind}_period_model"] for kind in model_kinds()}
     folder = evidence_folder(warehouse, symbol) / period.key
-    windows = len(loaded["attention_lstm"][1].test)
-    if windows < MIN_PERIOD_WINDOWS:
-        for stale in folder.glob("*.npz") if folder.exists() else []:
-            stale.unlink()
-        context.log.info(f"{symbol} {period}: {windows} logged hours (< {MIN_PERIOD_WINDOWS}): not analysed yet")
-        return dg.MaterializeResult(metadata={"windows": windows, "analysed": False})
-    version = ANALYSIS_CODE_VERSION + ("" if protocol == PROTOCOL else f"|{protocol.label()}")
-    fingerprints = {
-        kind: evidence_fingerprint(version, models[f"{kind}_period_model"].sha256, data)
-        for kind, (_, data) in loaded.items()
-    }
-    if all(stored_fingerprint(folder / f"{kind}.npz") == fp for kind, fp in fingerprints.items()):
-        # the same code read the same checkpoints on the same hours: a rerun (a resumed backfill, a re-executed
-        # job) reuses the stored evidence instead of redoing minutes of analysis
-        context.log.info(f"{symbol} {period}: every model's evidence is current ({windows} hours): reused")
-        return dg.MaterializeResult(
-            metadata={
-                "windows": windows,
-                "analysed": True,
-                "reused": True,
-                "controls_trained": 0,
-                "folder": dg.MetadataValue.path(str(folder)),
-            }
-        )
-    tensors = {}
-    for name, (ckpt, data) in loaded.items():
-        p = predictions(ckpt, data)
-        tensors[name] = {
-            "attention": p.attention,
-            "attention_maps": p.attention_maps,
-            "member_attention": p.member_attention,
-            "scale_attention": p.outputs.get("scale_attention"),
-        }
-    checkpoints = warehouse.paths().checkpoints / symbol / "periods"
-    store = ControlStore(
-        checkpoints / period.key / "controls",
-        previous=checkpoints / period.previous().key / "controls",
-        warm_epochs=cfg.warm_epochs,
-        warm_patience=cfg.warm_patience,
+    outcome = analyse_period(
+        load_period_models(table, refs, period.key, cfg),
+        {kind: ref.sha256 for kind, ref in refs.items()},
+        period,
+        folder,
+        warehouse.paths().checkpoints / symbol / "periods",
+        cfg,
+        protocol,
+        ANALYSIS_CODE_VERSION + ("" if protocol == PROTOCOL else f"|{protocol.label()}"),
+        log=lambda msg: context.log.info(f"{symbol} {msg}"),
     )
-    before = set(store.trained())
-    with place_training("cpu", log=context.log.info):  # a training slot and its share of the cores, as a training
-        results = analyse_all(loaded, tensors, log=context.log.info, store=store, protocol=protocol)
-    for name, analysed in results.items():
-        ckpt = loaded[name][0]
-        arch = ckpt.arch[0] if isinstance(ckpt.arch, list) else ckpt.arch
-        ev = evidence_of(str(period), ckpt.path.name, analysed, tensors[name], arch.kwargs.get("scales"))
-        save_evidence(folder / f"{name}.npz", replace(ev, fingerprint=fingerprints[name]))
-    trained = sorted(p.name for p in set(store.trained()) - before)
-    verdicts = pl.DataFrame(
-        [{"model": m, **{k: str(v) for k, v in a.analysis.verdict.to_dict().items()}} for m, a in results.items()]
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "windows": windows,
-            "analysed": True,
-            "reused": False,
-            "controls_trained": len(trained),
-            "controls_reused": len(store.trained()) - len(trained),
-            "verdicts": dg.MetadataValue.md(frame_to_markdown(verdicts)),
+    metadata: dict = {"windows": outcome.windows, "analysed": outcome.analysed}
+    if outcome.analysed:
+        metadata |= {
+            "reused": outcome.reused,
+            "appended": outcome.appended,
+            "nulls_redrawn": outcome.nulls_redrawn,
+            "controls_trained": outcome.controls_trained,
             "folder": dg.MetadataValue.path(str(folder)),
         }
-    )
+    if outcome.verdicts:
+        metadata |= {
+            "controls_reused": outcome.controls_reused,
+            "verdicts": dg.MetadataValue.md(frame_to_markdown(pl.DataFrame(outcome.verdicts))),
+        }
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -195,45 +146,13 @@ def attention_tensors(
 ) -> dict:
     symbol = partition_symbol(context)
     folder = warehouse.paths().root / "attention" / symbol
-    files, rows = {}, []
     pooled = period_evidence(warehouse, symbol, config.periods)
     if pooled:  # the forecast periods' models on their own months, concatenated
-        for name, paths in pooled.items():
-            parts = [load_evidence(p) for p in paths]
-            end_ts = np.concatenate([e.end_ts for e in parts])
-
-            def cat(key: str, parts=parts) -> np.ndarray | None:
-                arrays = [e.tensors.get(key) for e in parts]
-                return None if any(a is None for a in arrays) else np.concatenate(arrays)  # type: ignore[arg-type]
-
-            attention = cat("attention")
-            assert attention is not None
-            first, last = parts[0].reading.period, parts[-1].reading.period
-            path = save_attention(
-                folder / f"{name}-periods-{first}-{last}.npz",
-                end_ts,
-                attention,
-                cat("attention_maps"),
-                cat("member_attention"),
-                cat("scale_attention"),
-            )
-            files[name] = str(path)
-            rows.append(summary_row(symbol, name, path, end_ts, attention))
+        files, rows = pooled_attention_files(symbol, pooled, folder)
         context.log.info(f"attention of the forecast periods' models: {len(next(iter(pooled.values())))} period(s)")
     else:
         _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
-        for name, (ckpt, data) in loaded.items():
-            p = predictions(ckpt, data)
-            path = save_attention(
-                folder / f"{name}-{ckpt.sha256[:12]}.npz",
-                data.test.end_ts,
-                p.attention,
-                p.attention_maps,
-                p.member_attention,
-                p.outputs.get("scale_attention"),
-            )
-            files[name] = str(path)
-            rows.append(summary_row(symbol, name, path, data.test.end_ts, p.attention))
+        files, rows = model_attention_files(symbol, loaded, folder)
     prune_versions(folder, ".npz", warehouse.keep_versions, protect=files.values())
     root = warehouse.paths().root  # the table names each file relative to the data folder, like every stored path
     frame = pl.DataFrame([r | {"file": Path(r["file"]).relative_to(root).as_posix()} for r in rows])

@@ -112,6 +112,11 @@ def _deletion_sentences(name: str, an: AttentionAnalysis) -> list[str]:
     if d is None:
         return []
     test = f"position-matched deletion on {d.windows:,} test windows, {d.draws} draws, p = {_p(d.matched_p_value)}"
+    if d.nulls_computed_on:  # the month in progress appends its windows daily and redraws its nulls weekly
+        test += (
+            f"; the current month's p-values were last computed on {d.nulls_computed_on}, on its hours through "
+            f"{d.nulls_through}"
+        )
     shared = f"the matched windows share {100 * d.matched_overlap:.0f}% of those positions"
     if d.faithful and not v.concentrated:
         first = (
