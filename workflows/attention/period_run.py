@@ -50,11 +50,11 @@ from workflows.attention.periods import (
 )
 from workflows.attention.sanity import ControlStore
 from workflows.attention.volatility import SEASONAL_LAG
-from workflows.evaluation.run import period_window_data, predictions
 from workflows.io import StoredFileError
 from workflows.ml.model_ref import ModelRef
 from workflows.ml.periods import ForecastPeriod, PeriodConfig
 from workflows.ml.placement import place_training
+from workflows.ml.predictions import period_window_data, predictions
 from workflows.ml.profiles import model_kinds
 from workflows.ml.windows import Split, WindowData
 

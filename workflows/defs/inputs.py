@@ -6,9 +6,9 @@ from pydantic import Field
 from workflows.data.warehouse import candle_sources, load_features
 from workflows.defs.resources import WarehouseResource
 from workflows.evaluation.forecast_log import stored_periods
-from workflows.evaluation.run import period_window_data
 from workflows.ml.model_ref import ModelRef
 from workflows.ml.period_models import registered, registered_config
+from workflows.ml.predictions import period_window_data
 from workflows.ml.profiles import model_kinds
 
 ANALYSIS_CODE_VERSION = "3"

@@ -23,10 +23,10 @@ import polars as pl
 from workflows.attention.analysis import AttentionAnalysis, analyse
 from workflows.attention.metrics import BUCKET_NAMES, AttentionSummary, uniform_bucket_shares
 from workflows.data.history import select_history
-from workflows.evaluation.run import predictions
 from workflows.io import write_text_atomic
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.pipeline import fit
+from workflows.ml.predictions import predictions
 from workflows.ml.profiles import recipe_for
 from workflows.ml.training import EpochReport
 from workflows.ml.windows import build_windows

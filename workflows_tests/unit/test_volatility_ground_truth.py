@@ -20,9 +20,9 @@ from workflows.attention.analysis import analyse
 from workflows.attention.volatility import volatility_attention
 from workflows.data.features import compute_features
 from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
-from workflows.evaluation.run import predictions
 from workflows.ml.checkpoints import load_checkpoint
 from workflows.ml.pipeline import fit
+from workflows.ml.predictions import predictions
 from workflows.ml.profiles import recipe_for
 from workflows.ml.windows import build_windows
 from workflows.reporting.volatility_text import attention_sentence
