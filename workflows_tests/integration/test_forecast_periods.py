@@ -22,6 +22,7 @@ from workflows.evaluation import forecast_log as fl
 from workflows.ml.periods import ForecastPeriod, PeriodConfig, training_bounds
 from workflows.ml.profiles import model_kinds
 from workflows.ml.windows import WindowSpec
+from workflows_tests.helpers import SMALL_PROTOCOL
 
 UTC = timezone.utc
 SETTINGS = {"profile": "ci", "device": "cpu", "train_days": 25, "min_train_days": 20, "val_days": 5, "max_epochs": 1}
@@ -48,6 +49,8 @@ def _res(data_dir) -> dict:
 
 def _period(data_dir, instance, period: str):
     ops = {f"{k}_period_model": {"config": SETTINGS} for k in PERIOD_KINDS}
+    # every window deleted from (the stride stays 1, so a grown month appends), the fewest draws and resamples
+    ops["period_attention"] = {"config": {**SMALL_PROTOCOL, "deletion_windows": 1_000}}
     result = defs.resolve_job_def("forecast_period").execute_in_process(
         instance=instance,
         partition_key=period_key("BTCUSDT", period),
