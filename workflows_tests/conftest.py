@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,13 @@ def pytest_configure(config):
     # Started with SIGTERM ignored (as some runners start jobs), every Dagster step in a test would wait a
     # minute for its log tails and leave them running: the suite took 34 minutes instead of 12 here.
     default_sigterm()
+    # Started in the background without job control (`make test &`, nohup, some CI runners), the suite inherits
+    # SIGINT ignored; every process it starts would inherit that too (Python installs its Ctrl-C handler only
+    # where SIGINT is at its default), and Dagster copies SIGINT's action to SIGTERM in a process that executes a
+    # run. Seen here: the Ctrl-C test's `workflows demo` ran to the end and exited 0, and the Celery script,
+    # started with SIGTERM ignored, could not trap it and waited for its Redis for ever.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
