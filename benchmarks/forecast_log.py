@@ -57,12 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.daily == "month":
         return month_days(args)
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-forecast-log-"))
-    os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
-    os.environ["WORKFLOWS_DATA_DIR"] = str(tmp / "data")
-    # a private training-slot folder: the figures are this run's work, not a wait for other processes' trainings
-    os.environ["WORKFLOWS_DEVICE_LOCK_DIR"] = str(tmp / "device_locks")
-    (tmp / "dagster_home").mkdir()
+    tmp = private_folders()
 
     import dagster as dg
 
@@ -179,14 +174,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def month_days(args) -> int:
-    """`--daily month`: the first run on a month's first 14 days, then its 15th day, the catch-up to its last day,
-    and the day that closes it (module docstring)."""
+def private_folders() -> Path:
+    """A fresh folder for this run's Dagster home, data and training-slot locks (exported to the environment): the
+    figures are this run's work, not a wait for other processes' trainings."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-forecast-log-"))
     os.environ["DAGSTER_HOME"] = str(tmp / "dagster_home")
     os.environ["WORKFLOWS_DATA_DIR"] = str(tmp / "data")
     os.environ["WORKFLOWS_DEVICE_LOCK_DIR"] = str(tmp / "device_locks")
     (tmp / "dagster_home").mkdir()
+    return tmp
+
+
+def month_days(args) -> int:
+    """`--daily month`: the first run on a month's first 14 days, then its 15th day, the catch-up to its last day,
+    and the day that closes it (module docstring)."""
+    tmp = private_folders()
 
     import dagster as dg
 
