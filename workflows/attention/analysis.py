@@ -498,9 +498,7 @@ def analyse(
         ckpt.model,
         data.test.x[::every],
         attention[::every],
-        draws=deletion_draws,
-        random_draws=random_draws,
-        seed=seed,
+        sanity.NullDraws(draws=deletion_draws, random_draws=random_draws, seed=seed),
         output=output,
     )
     deletion = sanity.deletion_from_evidence(deletion_ev, resamples=resamples, seed=seed)

@@ -247,9 +247,7 @@ def appended(
                 ckpt.model,
                 x[::every],
                 both["attention"][::every],
-                d.k,
-                protocol.deletion_draws,
-                protocol.random_draws,
+                sanity.NullDraws(d.k, protocol.deletion_draws, protocol.random_draws),
                 output=output,
             )
             d = replace(d, matched_sums=sums[0], overlap_sums=sums[1], random_sums=sums[2])

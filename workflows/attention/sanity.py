@@ -369,7 +369,7 @@ def deletion_test(
 ) -> DeletionTest:
     """Top-k deletion against the position-matched null, the largest-|input| hours, the recency baseline
     and random hours (1 + draws + 2 + random_draws forward passes over the windows, on `device`)."""
-    ev = deletion_evidence(model, x, attention, k, draws, random_draws, seed, device, output)
+    ev = deletion_evidence(model, x, attention, NullDraws(k, draws, random_draws, seed), device, output)
     return deletion_from_evidence(ev, margin=margin, resamples=resamples, seed=seed)
 
 
@@ -432,21 +432,30 @@ class DeletionEvidence:
         )
 
 
+@dataclass(frozen=True)
+class NullDraws:
+    """The deletion test's sizes: k hours deleted per window, `draws` position-matched permutations of the windows
+    and `random_draws` deletions of k random hours, drawn from `seed`."""
+
+    k: int = 5
+    draws: int = 200
+    random_draws: int = 100
+    seed: int = 0
+
+
 def deletion_evidence(
     model: nn.Module,
     x: np.ndarray,
     attention: np.ndarray,
-    k: int = 5,
-    draws: int = 200,
-    random_draws: int = 100,
-    seed: int = 0,
+    nulls: NullDraws = NullDraws(),
     device: str = "auto",
     output: str = "ret",
 ) -> DeletionEvidence:
+    """Every window's own changes and the null draws' sums, on `device`."""
     with _on_device(model, device):
-        top, recent, size = deletion_changes(model, x, attention, k, output=output)
-        matched, overlap, random_null = deletion_nulls(model, x, attention, k, draws, random_draws, seed, output=output)
-    return DeletionEvidence(k, top, recent, size, matched, overlap, random_null, null_windows=len(x))
+        top, recent, size = deletion_changes(model, x, attention, nulls.k, output=output)
+        matched, overlap, random_null = deletion_nulls(model, x, attention, nulls, output=output)
+    return DeletionEvidence(nulls.k, top, recent, size, matched, overlap, random_null, null_windows=len(x))
 
 
 def _top_positions(attention: np.ndarray, k: int) -> np.ndarray:
@@ -472,19 +481,13 @@ def deletion_changes(
 
 
 def deletion_nulls(
-    model: nn.Module,
-    x: np.ndarray,
-    attention: np.ndarray,
-    k: int = 5,
-    draws: int = 200,
-    random_draws: int = 100,
-    seed: int = 0,
-    output: str = "ret",
+    model: nn.Module, x: np.ndarray, attention: np.ndarray, nulls: NullDraws = NullDraws(), output: str = "ret"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per null draw, the SUM over the windows of the changes after deleting another window's top-k positions (a
     permutation of the windows), of the overlap of those positions with the window's own, and of the changes after
     deleting k random hours: a permutation spans every window, so these are recomputed over all of them."""
-    rng = np.random.default_rng(seed)
+    k, draws, random_draws = nulls.k, nulls.draws, nulls.random_draws
+    rng = np.random.default_rng(nulls.seed)
     n, t = attention.shape
     top = _top_positions(attention, k)
     base = _ret(model, x, output=output)

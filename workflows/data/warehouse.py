@@ -14,7 +14,6 @@ import duckdb
 import polars as pl
 
 from workflows.data.features import FEATURE_COLUMNS
-from workflows.data.history import history_version, select_history
 from workflows.data.sources.candles import CANDLE_COLUMNS, CANDLE_SCHEMA, VALUE_COLUMNS
 from workflows.data.tables import ensure
 
@@ -323,17 +322,13 @@ def database_file(con: duckdb.DuckDBPyConnection) -> str:
     return str(row[0]) if row and row[0] else "an in-memory warehouse"
 
 
-def load_features(
-    con: duckdb.DuckDBPyConnection, symbol: str, history_days: int | None = None
-) -> tuple[pl.DataFrame, str]:
-    """One symbol's feature rows (the last `history_days` days; None or 0: all) and their data version.
+def load_features(con: duckdb.DuckDBPyConnection, symbol: str) -> tuple[pl.DataFrame, str]:
+    """One symbol's feature rows and their data version.
     Raises `MissingFeaturesError` (saying how to make them) when the symbol has none."""
     rows = load_table_slice(con, "features", symbol) if table_exists(con, "features") else pl.DataFrame()
     if rows.is_empty():
         raise MissingFeaturesError(database_file(con), symbol)
-    table = select_history(rows, history_days)
-    version = slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
-    return table, history_version(version, history_days)
+    return rows, slice_fingerprint(con, "features", symbol, ["ts", *FEATURE_COLUMNS])
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:

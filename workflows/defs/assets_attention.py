@@ -25,7 +25,7 @@ from workflows.attention.periods import load_evidence, pool_all
 from workflows.data.retention import prune_versions
 from workflows.data.warehouse import load_features, replace_table_slice
 from workflows.defs.assets_data import OWNERS
-from workflows.defs.inputs import ANALYSIS_CODE_VERSION, HISTORY_DAYS_FIELD, MODEL_INS, load_inputs
+from workflows.defs.inputs import ANALYSIS_CODE_VERSION, MODEL_INS, load_inputs
 from workflows.defs.partitions import (
     EAGER_AFTER_CHECKS,
     EVERY_PERIOD_OF_SYMBOL,
@@ -44,7 +44,6 @@ PROTOCOL = Protocol()
 
 
 class AttentionConfig(dg.Config):
-    history_days: int | None = HISTORY_DAYS_FIELD
     periods: int = Field(
         default=0, description="Pool the newest N analysed forecast periods (0: every one), as the evaluation does"
     )
@@ -151,7 +150,7 @@ def attention_tensors(
         files, rows = pooled_attention_files(symbol, pooled, folder)
         context.log.info(f"attention of the forecast periods' models: {len(next(iter(pooled.values())))} period(s)")
     else:
-        _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
+        _, _, loaded = load_inputs(warehouse, symbol, models)
         files, rows = model_attention_files(symbol, loaded, folder)
     prune_versions(folder, ".npz", warehouse.keep_versions, protect=files.values())
     root = warehouse.paths().root  # the table names each file relative to the data folder, like every stored path
@@ -196,7 +195,7 @@ def attention_analysis(
         evidence = {name: [load_evidence(p) for p in paths] for name, paths in pooled.items()}
         results = pool_all(evidence, context.log.info, resamples=config.resamples)
     else:
-        _, _, loaded = load_inputs(warehouse, symbol, models, config.history_days)
+        _, _, loaded = load_inputs(warehouse, symbol, models)
         tensors = {name: load_attention(attention_tensors[name]) for name in loaded}
         analysed = analyse_all(loaded, tensors, log=context.log.info, protocol=Protocol(resamples=config.resamples))
         results = {name: a.analysis for name, a in analysed.items()}

@@ -1,7 +1,6 @@
 """What the analysis assets load: features, their version, and each model's checkpoint."""
 
 import dagster as dg
-from pydantic import Field
 
 from workflows.data.warehouse import candle_sources, load_features
 from workflows.defs.resources import WarehouseResource
@@ -15,18 +14,10 @@ ANALYSIS_CODE_VERSION = "3"
 MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in model_kinds()}
 
 
-HISTORY_DAYS_FIELD = Field(
-    default=None,
-    description="The last N days of features to analyse (empty or 0: all)",
-)
-
-
-def load_inputs(
-    warehouse: WarehouseResource, symbol: str, models: dict[str, ModelRef], history_days: int | None = None
-):
-    """Features (the last `history_days` days, else all), and each model's checkpoint with its test windows."""
+def load_inputs(warehouse: WarehouseResource, symbol: str, models: dict[str, ModelRef]):
+    """Features, and each model's checkpoint with its period's test windows."""
     with warehouse.connect() as con:
-        table, version = load_features(con, symbol, history_days)
+        table, version = load_features(con, symbol)
         sources = candle_sources(con, symbol)
     loaded = {}
     for kind in model_kinds():  # reference first, in a fixed order

@@ -172,8 +172,8 @@ def build_windows(features: pl.DataFrame, spec: WindowSpec = WindowSpec(), data_
     if not in_val.any():  # training needs validation windows (an empty test split is the caller's business)
         raise ValueError(
             f"no validation windows: {n} complete windows in {frame.height} feature rows leave "
-            f"nothing after the {spec.embargo}-hour embargo between splits; use more history (a longer "
-            "history_days, or land more candles)"
+            f"nothing after the {spec.embargo}-hour embargo between splits; land more candles "
+            "(or shorten the window or the embargo)"
         )
     return _assemble(frame, values, ret_all, ends, in_train, in_val, in_test, spec, data_version)
 

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from workflows.cli.commands import main
-from workflows.data.history import history_version, select_history
+from workflows.data.history import select_history
 from workflows.settings import PROJECT_ROOT, dagster_home
 from workflows_tests.helpers import BTC_FILE, needs_shared
 from workflows_tests.integration.test_cli import write_candles
@@ -34,7 +34,7 @@ def _hours(n: int) -> pl.DataFrame:
     return pl.DataFrame({"symbol": ["X"] * n, "ts": [start + timedelta(hours=i) for i in range(n)]})
 
 
-def test_select_history_keeps_the_last_n_days_and_names_them_in_the_version():
+def test_select_history_keeps_the_last_n_days():
     frame = _hours(24 * 10)
     last3 = select_history(frame, 3)
     assert last3.height == 72 and last3["ts"].max() == frame["ts"].max()
@@ -45,7 +45,6 @@ def test_select_history_keeps_the_last_n_days_and_names_them_in_the_version():
     assert select_history(frame, 30).height == 240  # more days than there are: all of them
     with pytest.raises(ValueError, match="history_days must be positive"):
         select_history(frame, -1)
-    assert history_version("v1", 90) == "v1-last90d" and history_version("v1", None) == "v1"
 
 
 # --- instances that agree ----------------------------------------------------------------------
@@ -347,6 +346,6 @@ def test_too_short_a_window_says_so_before_training():
     from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
     from workflows.ml.windows import build_windows
 
-    with pytest.raises(ValueError, match=r"no validation windows.*a longer history_days"):
+    with pytest.raises(ValueError, match=r"no validation windows.*land more candles"):
         build_windows(compute_features(generate_candles(SyntheticSpec(days=20))))
     assert len(build_windows(compute_features(generate_candles(SyntheticSpec(days=30)))).val) > 0
