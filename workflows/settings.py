@@ -80,6 +80,16 @@ def default_env(name: str, value: str) -> str:
     return os.environ.setdefault(name, value)
 
 
+class _Under:
+    """A path under `DataPaths.root`, read as an attribute (`paths.incoming`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: "DataPaths", owner: object = None) -> Path:
+        return paths.root / self.name
+
+
 @dataclass(frozen=True)
 class DataPaths:
     """Every runtime path hangs off one root, so `WORKFLOWS_DATA_DIR` relocates all of it."""
@@ -92,29 +102,13 @@ class DataPaths:
         chosen = root or os.environ.get(DATA_DIR_ENV) or PROJECT_ROOT / "data"
         return cls(Path(chosen).expanduser().resolve())
 
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
-
-    @property
-    def incoming(self) -> Path:
-        return self.root / "incoming"
-
-    @property
-    def processed(self) -> Path:
-        return self.root / "processed"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
+    # the folders and the warehouse file under the root
+    warehouse = _Under("warehouse.duckdb")
+    incoming = _Under("incoming")
+    processed = _Under("processed")
+    quarantine = _Under("quarantine")
+    checkpoints = _Under("checkpoints")
+    reports = _Under("reports")
 
     def ensure(self) -> "DataPaths":
         for folder in (self.root, self.incoming, self.processed, self.quarantine):
