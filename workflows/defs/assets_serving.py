@@ -7,19 +7,16 @@ from pydantic import Field
 
 from workflows.data.warehouse import load_features
 from workflows.defs.assets_data import OWNERS
+from workflows.defs.inputs import period_candidates
 from workflows.defs.partitions import EAGER_AFTER_CHECKS, partition_symbol, symbols_partitions
 from workflows.defs.resources import WarehouseResource
 from workflows.io import write_text_atomic
 from workflows.ml.model_ref import ModelRef
 from workflows.ml.profiles import served_kind
 from workflows.serving.freshness import DEFAULT_MAX_AGE_HOURS
-from workflows.serving.gate_record import GATE_RECORD, gate_metadata, gate_record, with_newest_tested
-from workflows.serving.promotion import (
-    GateConfig,
-    evidence_ends,
-    gate,
-    promote,
-)
+from workflows.serving.gate_closes import Candidate, judge
+from workflows.serving.gate_record import GATE_RECORD, gate_metadata, gate_record, with_history, with_newest_tested
+from workflows.serving.promotion import GateConfig
 from workflows.serving.serve import NothingServedYet, serve_next_hour
 from workflows.serving.served_record import served_metadata
 
@@ -81,20 +78,19 @@ def production_model(
     folder = warehouse.paths().checkpoints / symbol
     with warehouse.connect() as con:
         table, _ = load_features(con, symbol)
-    ckpt = candidate.load()
+        months = period_candidates(con, symbol, SERVED_KIND)
+    newest = Candidate(candidate.period, candidate.path, candidate.sha256)
     rule = GateConfig(margin=config.margin, alpha=config.alpha, min_hours=config.min_hours, t_opt=config.t_opt)
-    ends = evidence_ends(table)  # every hour since the candidate's last target: its period and all later ones
-    # read the incumbent, judge and move the pointer under the symbol's lock: no two runs promote against one incumbent
-    decision, pointer = promote(
-        folder, candidate.path, candidate.sha256, lambda current, k: gate(ckpt, current, table, ends, rule, k)
-    )
+    # the months' closes not judged yet, then the newest candidate on every hour, each under the symbol's lock
+    decision, pointer, looks = judge([*(m for m in months if m.period < newest.period), newest], folder, table, rule)
     context.log.info(f"promotion gate: {'PROMOTED' if decision.promoted else 'REFUSED'} ({decision.reason})")
     metadata = gate_metadata(decision)
     serving = (pointer or {}).get("path", "zero-return forecast (nothing promoted yet)")
     record = gate_record(symbol, candidate.file_name, decision, serving)
     path = warehouse.paths().reports / symbol / GATE_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, with_newest_tested(record, decision, path.read_text() if path.exists() else ""))
+    previous = path.read_text() if path.exists() else ""
+    write_text_atomic(path, with_history(with_newest_tested(record, decision, previous), looks))
     shown = {**metadata, "tests": dg.MetadataValue.md(metadata.get("tests", "no test ran"))}
     return dg.MaterializeResult(
         metadata={**shown, "serving": serving, "record": dg.MetadataValue.path(str(path))},

@@ -9,6 +9,7 @@ from workflows.ml.model_ref import ModelRef
 from workflows.ml.period_models import registered, registered_config
 from workflows.ml.predictions import period_window_data
 from workflows.ml.profiles import model_kinds
+from workflows.serving.gate_closes import Candidate
 
 ANALYSIS_CODE_VERSION = "3"
 MODEL_INS = {f"{kind}_model": dg.AssetIn(f"{kind}_model") for kind in model_kinds()}
@@ -42,3 +43,9 @@ def newest_period_model(con, symbol: str, kind: str) -> ModelRef | None:
         if model is not None and cfg is not None:
             return model.ref(cfg)
     return None
+
+
+def period_candidates(con, symbol: str, kind: str) -> list[Candidate]:
+    """`kind`'s model of every period with stored forecasts, oldest first: the gate's candidates, month by month."""
+    found = [(period, registered(con, symbol, period, kind)) for period in stored_periods(con, symbol)]
+    return [Candidate(period, str(m.path), m.sha256) for period, m in found if m is not None]

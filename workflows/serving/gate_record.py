@@ -3,13 +3,16 @@
 Plain values only (the Dagster layer wraps the Markdown in `MetadataValue.md`), so the words and
 numbers the UI shows and the record beside the report keep are built in one place."""
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
+from workflows.serving.gate_closes import Look
 from workflows.serving.promotion import GateDecision
 
 GATE_RECORD = "promotion_gate.md"  # beside the report: the newest decision, in words and with every figure
 DECISION_HEADING = "## The gate's decision"
 TESTED_HEADING = "## The newest decision that ran its test"
+HISTORY_HEADING = "## Every look of the gate"
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -175,4 +178,38 @@ def with_newest_tested(record: str, decision: GateDecision, previous: str) -> st
         earlier = previous.split(DECISION_HEADING, 1)[1]
     else:
         return record
-    return f"{record.rstrip()}\n\n{TESTED_HEADING}\n{earlier}"
+    earlier = earlier.split(HISTORY_HEADING, 1)[0]  # the history is written anew below
+    return f"{record.rstrip()}\n\n{TESTED_HEADING}\n{earlier.rstrip()}\n"
+
+
+def with_history(record: str, looks: Sequence[Look]) -> str:
+    """The record with every look of the gate below it, oldest first."""
+    if not looks:
+        return record
+    intro = (
+        "Oldest first. A month's candidate is judged at its month's close on the hours through that close (a "
+        "backfill judges each month in turn, as daily runs would have), the newest on every hour landed so far; "
+        "each look's test k spends alpha_k of the lifetime budget once (a test seen again keeps its k)."
+    )
+    return f"{record.rstrip()}\n\n{HISTORY_HEADING}\n\n{intro}\n\n{history_markdown(looks)}\n"
+
+
+def history_markdown(looks: Sequence[Look]) -> str:
+    """Every look as one Markdown table, oldest first (empty string for none)."""
+    if not looks:
+        return ""
+    head = "| judged | candidate's month | look | evidence hours | comparator | test k | E max / threshold | " + (
+        "skill vs comparator | decision | serving after |"
+    )
+    rows = [head, "| " + " | ".join(["---"] * 10) + " |"]
+    for look in looks:
+        e = "n/a" if look.e_max is None or look.threshold is None else f"{look.e_max:.3g} / {look.threshold:.3g}"
+        skill = "n/a" if look.skill_vs_comparator is None else f"{look.skill_vs_comparator:+.2%}"
+        span = f"{look.hours} ({look.first_hour} .. {look.last_hour})" if look.first_hour else str(look.hours)
+        verdict = "PROMOTED" if look.promoted else ("REFUSED" if look.decided else "not decided")
+        rows.append(
+            f"| {look.judged_at[:16]} | {look.period[:7]} | {'month close' if look.at_close else 'hours so far'} | "
+            f"{span} | {look.comparator or 'n/a'} | {look.test_index or 'n/a'} | {e} | {skill} | {verdict} | "
+            f"{look.serving or 'zero-return forecast'} |"
+        )
+    return "\n".join(rows)

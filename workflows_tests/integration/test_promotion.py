@@ -18,7 +18,7 @@ from workflows.data.sources.synthetic import SyntheticSpec, generate_candles
 from workflows.data.warehouse import append_served_forecast, load_served_forecasts
 from workflows.evaluation.evidence import interval_calibration
 from workflows.evaluation.intervals import WARM_UP, IntervalHistory, log_intervals
-from workflows.io import sha256_file
+from workflows.io import StoredFileError, sha256_file
 from workflows.ml.checkpoints import load_checkpoint, save_checkpoint
 from workflows.ml.models import ArchConfig
 from workflows.ml.pipeline import fit
@@ -26,6 +26,8 @@ from workflows.ml.profiles import recipe_for
 from workflows.ml.training import train
 from workflows.ml.windows import build_windows, parse_iso_hour, training_window
 from workflows.records import from_record, to_record
+from workflows.serving.gate_closes import HISTORY, Candidate, Look, append_look, judge, read_history
+from workflows.serving.gate_record import DECISION_HEADING, HISTORY_HEADING, with_history, with_newest_tested
 from workflows.serving.promotion import (
     GateConfig,
     GateDecision,
@@ -398,6 +400,57 @@ def test_the_ledger_numbers_each_test_once(setup, tmp_path):
     ledger = read_ledger(tmp_path)
     assert [t["k"] for t in ledger] == [1, 2] and ledger[1]["comparator"] == good[1]
     assert ledger[0]["comparator"] == "zero-return forecast" and ledger[1]["candidate_sha256"] == bad[1]
+
+
+def test_a_backfill_is_judged_month_by_month_at_each_close_then_the_newest_on_every_hour(setup, tmp_path):
+    """Each month's candidate is judged once at its close on the hours through that close (nothing later is
+    offered to it), oldest first and against what served then; the newest on every hour; a look at the serving
+    checkpoint is no decision; each look is one line of the history, and the record shows them all."""
+    feats, _, _, paths, _ = setup
+
+    def month(period: str, name: str) -> Candidate:
+        return Candidate(period, str(paths[name][0]), paths[name][1])
+
+    # November closes before the first test hour (December): the bad model has no hour through its close
+    decision, pointer, looks = judge([month("2025-11-01", "bad"), month("2025-12-01", "good")], tmp_path, feats)
+    assert decision.promoted and decision.test_index == 1 and pointer is not None and decision.hours > 200
+    assert [(x.period, x.at_close, x.decided, x.hours) for x in looks] == [
+        ("2025-11-01", True, False, 0),
+        ("2025-12-01", False, True, decision.hours),
+    ]
+    assert looks[1].last_hour is not None and looks[1].last_hour.startswith("2025-12-31")
+    assert looks[0].serving == "" and looks[1].serving == Path(paths["good"][0]).name
+    # two months later: December's close finds its candidate serving (no test), January's close judges the bad
+    # model against it (test 2), and February's candidate is the serving checkpoint: no decision, not recorded
+    months = [month("2025-11-01", "bad"), month("2025-12-01", "good"), month("2026-01-01", "bad")]
+    decision, _, looks = judge([*months, month("2026-02-01", "good")], tmp_path, feats)
+    assert decision.self_comparison and not decision.decided
+    assert [(x.period, x.at_close, x.decided, x.test_index, x.promoted) for x in looks[2:]] == [
+        ("2025-12-01", True, False, None, False),
+        ("2026-01-01", True, True, 2, False),
+    ]
+    assert looks[3].comparator == "incumbent" and looks[3].serving == Path(paths["good"][0]).name
+    assert [t["k"] for t in read_ledger(tmp_path)] == [1, 2]
+    # the next run: every close is judged, nothing new is recorded
+    again, _, same = judge([*months, month("2026-02-01", "good")], tmp_path, feats)
+    assert again.self_comparison and same == looks
+    # the record shows every look once, also below an undecided decision that carries the newest tested one
+    previous = with_history(f"# Promotion gate: X\n\n{DECISION_HEADING}\n\nE = 1.2\n", looks)
+    record = with_history(with_newest_tested("# Promotion gate: X\n", again, previous), same)
+    assert "E = 1.2" in record and record.count(HISTORY_HEADING) == 1 and record.count("| month close |") == 3
+    assert record.count("| hours so far |") == 1 and record.count("| PROMOTED |") == 1
+
+
+def test_a_history_line_cut_short_is_dropped_and_a_damaged_one_is_named(tmp_path):
+    look = Look("2026-01-01T00:00:00+00:00", "2025-12-01", True, "m.pt", False, False, "too few hours", 0)
+    append_look(tmp_path, look)
+    (tmp_path / HISTORY).write_text((tmp_path / HISTORY).read_text() + '{"judged_at": "2026-01-02')  # a crash
+    assert read_history(tmp_path) == [look]
+    append_look(tmp_path, look)  # the cut line goes, the new one lands whole
+    assert read_history(tmp_path) == [look, look]
+    (tmp_path / HISTORY).write_text("[1, 2]\n" + (tmp_path / HISTORY).read_text())
+    with pytest.raises(StoredFileError, match=r"gate_history.jsonl.*line 1 is not a look"):
+        read_history(tmp_path)
 
 
 # --- the asset -------------------------------------------------------------------------------------------------
