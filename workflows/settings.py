@@ -65,6 +65,12 @@ def use_dagster_home() -> Path:
     return home
 
 
+def use_data_dir(root: str | os.PathLike) -> None:
+    """Export the data folder a command was given (`--data-dir`) as `$WORKFLOWS_DATA_DIR`: the runs it executes
+    and every process they start (a step's, a month's attention analysis) resolve the same folder."""
+    os.environ[DATA_DIR_ENV] = str(root)
+
+
 def requested_workers() -> str:
     """`$WORKFLOWS_WORKERS`, stripped ("" when unset)."""
     return os.environ.get(WORKERS_ENV, "").strip()

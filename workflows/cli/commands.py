@@ -14,7 +14,7 @@ from workflows.cli.instance import interrupted
 from workflows.cli.machine import cmd_doctor, cmd_pools
 from workflows.cli.reproduce import cmd_reproduce
 from workflows.cli.run import cmd_fetch, cmd_run
-from workflows.settings import WORKERS_ENV, DataPaths, default_sigterm, exchange_url
+from workflows.settings import WORKERS_ENV, DataPaths, default_sigterm, exchange_url, use_data_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         DataPaths.resolve(args.data_dir).ensure()
+        if args.data_dir:  # the folder given wins over $WORKFLOWS_DATA_DIR, in this process and those it starts
+            use_data_dir(DataPaths.resolve(args.data_dir).root)
     except OSError as exc:
         root = DataPaths.resolve(args.data_dir).root
         print(

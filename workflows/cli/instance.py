@@ -41,6 +41,16 @@ def write_instance_config(home: Path) -> None:
         write_text_atomic(target, ours.read_text())
 
 
+def cancel_run(instance, run_id: str) -> None:
+    """Mark a run CANCELED in the instance (unless it finished) and free the pool slots its steps held (the `gpu`
+    pool is 1 on 2 cores): else a resumed run waits for them forever, as Dagster frees them only for runs it ends
+    itself."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        instance.report_run_canceled(run, message="interrupted in the terminal (Ctrl-C)")
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
 def interrupted(run_id: str | None, argv: list[str]) -> int:
     """Ctrl-C: cancel the run in the instance (so the UI does not show it running forever) and free the pool
     slots its steps held, say what was kept
@@ -54,12 +64,7 @@ def interrupted(run_id: str | None, argv: list[str]) -> int:
     print("\ninterrupted (Ctrl-C)", file=sys.stderr)
     if run_id is not None:
         instance = dg.DagsterInstance.get()
-        run = instance.get_run_by_id(run_id)
-        if run is not None and not run.is_finished:
-            instance.report_run_canceled(run, message="interrupted in the terminal (Ctrl-C)")
-        # the pools' slots its steps held (the `gpu` pool is 1 on 2 cores): else the resumed run waits for them
-        # forever, as Dagster frees them only for runs it ends itself
-        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        cancel_run(instance, run_id)
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
         ).records

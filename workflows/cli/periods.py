@@ -59,8 +59,9 @@ def backfill_periods(
     instance, symbol: str, paths: DataPaths, profiles: "Mapping[str, Profile]", args, protocol: dict | None = None
 ) -> list[str] | None:
     """The walk-forward: one `forecast_period` run per month the history allows (the newest `--periods`), oldest
-    first, so each warm-starts from the one before. Returns the periods (None: a run failed, or the history
-    holds no period: then what it lacks is printed)."""
+    first, so each warm-starts from the one before; with several workers each month's attention analysis in a
+    run of its own beside the next month's models (`backfill_overlapped`). Returns the periods (None: a run
+    failed, or the history holds no period: then what it lacks is printed)."""
 
     import dagster as dg
 
@@ -86,32 +87,84 @@ def backfill_periods(
         return None
     print(
         f"{symbol}: backfilling {len(periods)} monthly forecast periods, {periods[0]} to {periods[-1]}"
-        + (f"; up to {workers} steps side by side" if workers > 1 else "")
+        + (
+            f"; up to {workers} steps side by side, each month's attention analysis beside the next month's models"
+            if workers > 1
+            else ""
+        )
     )
-    job = defs.resolve_job_def("forecast_period")
+    attention = {"period_attention": PeriodAttentionConfig(**protocol)} if protocol else {}
+    loggers = console_config(args.verbose)
     if workers > 1:  # each training claims one of `workers` CPU slots, with its share of the cores
         default_env(CPU_SLOTS_ENV, str(workers))
-    attention = {"period_attention": PeriodAttentionConfig(**protocol)} if protocol else {}
-    run_config = dg.RunConfig(ops={**ops, **attention}, loggers=console_config(args.verbose))
+        months = [(period, period_key(symbol, period.key)) for period in periods]
+        done = backfill_overlapped(instance, months, ops, protocol or {}, workers, args)
+        return [p.key for p in periods] if done else None
+    job = defs.resolve_job_def("forecast_period")
+    run_config = dg.RunConfig(ops={**ops, **attention}, loggers=loggers)
     for i, period in enumerate(periods, start=1):
-        print(f"period {period} ({i}/{len(periods)}): models (trained once, warm-started) and forecasts")
+        announce(period, i, len(periods))
         key = period_key(symbol, period.key)
         result = execute_with_progress(
-            (lambda ref, key=key: execute_parallel(instance, key, run_config, workers, ref))
-            if workers > 1
-            else lambda ref, key=key: job.execute_in_process(
+            lambda ref, key=key: job.execute_in_process(
                 run_config=run_config, instance=instance, partition_key=key, raise_on_error=False, run_id=ref
             ),
             instance,
             args.verbose,
         )
-        if not result.success:
-            print(f"period {period}: run {result.run_id} failed: {' '.join(failure_messages(result))}", file=sys.stderr)
+        if not month_done(period, result, ops):
             return None
-        trained = [n for n in ops if metadata_of(result, n).get("trained") is True]
-        added = metadata_of(result, "forecasts").get("hours_added", 0)
-        print(f"period {period}: {len(trained)} model(s) trained, {added} hours forecast")
     return [p.key for p in periods]
+
+
+def announce(period, i: int, n: int) -> None:
+    print(f"period {period} ({i}/{n}): models (trained once, warm-started) and forecasts")
+
+
+def month_done(period, result, ops: Mapping) -> bool:
+    """Say what the month's run did (False: it failed, its root causes printed)."""
+    if not result.success:
+        print(f"period {period}: run {result.run_id} failed: {' '.join(failure_messages(result))}", file=sys.stderr)
+        return False
+    trained = [n for n in ops if metadata_of(result, n).get("trained") is True]
+    added = metadata_of(result, "forecasts").get("hours_added", 0)
+    print(f"period {period}: {len(trained)} model(s) trained, {added} hours forecast")
+    return True
+
+
+def backfill_overlapped(instance, months: list, ops: Mapping, protocol: dict, workers: int, args) -> bool:
+    """The months oldest first, each in two runs: its models and forecasts (up to `workers` steps side by side),
+    then its attention analysis, which goes on beside the next month's models (`cli/overlap.py`). False: a run
+    failed. Ctrl-C cancels the analysis in flight too."""
+    import dagster as dg
+
+    from workflows.cli.overlap import AttentionInFlight
+    from workflows.cli.terminal import RunInterrupted, console_config, execute_with_progress
+    from workflows.defs.assets_periods import forecasts, period_model_assets
+
+    steps = [a.key for a in (*period_model_assets, forecasts)]  # `forecast_period` but its attention step
+    models = dg.RunConfig(ops=dict(ops), loggers=console_config(args.verbose))
+    pending: AttentionInFlight | None = None
+    try:
+        for i, (period, key) in enumerate(months, start=1):
+            announce(period, i, len(months))
+            result = execute_with_progress(
+                lambda ref, key=key: execute_parallel(instance, key, models, workers, ref, steps),
+                instance,
+                args.verbose,
+            )
+            if not month_done(period, result, ops):
+                if pending is not None:
+                    pending.finish(beside_next=False)  # what it did is said; the backfill stops at the failed month
+                return False
+            if pending is not None and not pending.finish():
+                return False
+            pending = AttentionInFlight(instance, key, str(period), protocol)
+        return pending is None or pending.finish(beside_next=False)
+    except RunInterrupted:
+        if pending is not None:
+            pending.stop()
+        raise
 
 
 def worker_count(args) -> int:
@@ -129,9 +182,9 @@ def forecast_period_parallel():
     return defs.resolve_job_def("forecast_period_parallel")
 
 
-def execute_parallel(instance, key, run_config: "dg.RunConfig", workers: int, ref: str):
-    """One `forecast_period` partition with its independent steps in up to `workers` processes at once; the run is
-    tagged with `ref` so that `execute_with_progress` finds its events."""
+def execute_parallel(instance, key, run_config: "dg.RunConfig", workers: int, ref: str, assets=None):
+    """One `forecast_period` partition with its independent steps in up to `workers` processes at once (`assets`:
+    only those steps; None: all); the run is tagged with `ref` so that `execute_with_progress` finds its events."""
     import dagster as dg
 
     from workflows.cli.terminal import PROGRESS_TAG
@@ -146,7 +199,7 @@ def execute_parallel(instance, key, run_config: "dg.RunConfig", workers: int, re
         execution={"config": {"max_concurrent": workers}},
     )
     # execute_job takes the plain mapping (execute_in_process takes RunConfig itself); its events are read by the end
-    with dg.execute_job(job, instance, run_config=config.to_config_dict(), tags=tags) as result:
+    with dg.execute_job(job, instance, run_config=config.to_config_dict(), tags=tags, asset_selection=assets) as result:
         return result
 
 

@@ -113,7 +113,7 @@ class RunInterrupted(Exception):
 PROGRESS_TAG = "workflows/progress"
 
 
-def _run_of(instance, ref: str) -> str | None:
+def run_of(instance, ref: str) -> str | None:
     if instance.get_run_by_id(ref) is not None:
         return ref
     runs = instance.get_runs(filters=dg.RunsFilter(tags={PROGRESS_TAG: ref}), limit=1)
@@ -141,7 +141,7 @@ def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, 
     try:
         while True:
             alive = worker.is_alive()
-            run_id = run_id or _run_of(instance, ref)
+            run_id = run_id or run_of(instance, ref)
             if renderer is not None and run_id is not None:
                 conn = instance.get_records_for_run(run_id, cursor=cursor)
                 for record in conn.records:
@@ -156,7 +156,7 @@ def execute_with_progress(execute: Callable[[str], T], instance, verbose: bool, 
     except KeyboardInterrupt:
         if renderer is not None:
             renderer._close_bar()
-        raise RunInterrupted(run_id or _run_of(instance, ref) or ref) from None
+        raise RunInterrupted(run_id or run_of(instance, ref) or ref) from None
     if renderer is not None:
         renderer._close_bar()
     if "error" in box:

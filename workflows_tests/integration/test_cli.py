@@ -54,6 +54,19 @@ def test_ingest_lands_files_and_files_them_away(data_dir, tmp_path):
     assert set(instance.get_dynamic_partitions("symbols")) == {"BTCUSDT", "ETHUSDT"}
 
 
+def test_data_dir_given_on_the_command_line_is_the_one_the_runs_use(data_dir, tmp_path, monkeypatch):
+    """`--data-dir` wins over $WORKFLOWS_DATA_DIR for the runs the command executes, not only for its messages."""
+    other = tmp_path / "elsewhere"
+    (other / "incoming").mkdir(parents=True)
+    write_candles(other / "incoming" / "BTCUSDT-1h-2025-12.csv", "BTCUSDT")
+    monkeypatch.setenv("WORKFLOWS_DATA_DIR", str(data_dir))  # restored after the test: main() exports the given one
+    assert main(["--data-dir", str(other), "ingest"]) == 0
+    with duckdb.connect(str(other / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM candles").fetchone() == (72,)
+    assert (other / "processed" / "BTCUSDT-1h-2025-12.csv").exists()
+    assert not (data_dir / "warehouse.duckdb").exists()
+
+
 def test_ingest_twice_with_same_file_adds_nothing(data_dir):
     incoming = data_dir / "incoming"
     incoming.mkdir(parents=True)
