@@ -10,6 +10,8 @@ from workflows.cli.symbols import warehouse
 from workflows.ml.placement import CPU_SLOTS_ENV
 from workflows.settings import WORKERS_ENV, DataPaths, default_env, requested_workers
 
+TRAINING_POOL = "gpu"  # the Dagster pool of every training and attention step (`defs/`)
+
 if TYPE_CHECKING:
     import dagster as dg
 
@@ -97,6 +99,7 @@ def backfill_periods(
     loggers = console_config(args.verbose)
     if workers > 1:  # each training claims one of `workers` CPU slots, with its share of the cores
         default_env(CPU_SLOTS_ENV, str(workers))
+        widen_training_pool(instance, workers)
         months = [(period, period_key(symbol, period.key)) for period in periods]
         done = backfill_overlapped(instance, months, ops, protocol or {}, workers, args)
         return [p.key for p in periods] if done else None
@@ -115,6 +118,20 @@ def backfill_periods(
         if not month_done(period, result, ops):
             return None
     return [p.key for p in periods]
+
+
+def widen_training_pool(instance, workers: int) -> None:
+    """Let `workers` training steps run at once: the instance's `gpu` pool (every training and attention step is in
+    it) admits one step unless `workflows pools` sized it, which would run a month's steps one after another
+    whatever `--workers` says. A limit below `workers` is raised, and the terminal says so (it stays: the
+    instance's pools are its configuration, `workflows pools` sizes them to the machine)."""
+    storage = instance.event_log_storage
+    limit = storage.get_concurrency_info(TRAINING_POOL).limit
+    if limit is None:
+        limit = instance.get_concurrency_config().pool_config.default_pool_limit
+    if limit is not None and limit < workers:
+        storage.set_concurrency_slots(TRAINING_POOL, workers)
+        print(f"pool {TRAINING_POOL}: limit raised from {limit} to {workers} for --workers {workers}")
 
 
 def announce(period, i: int, n: int) -> None:
