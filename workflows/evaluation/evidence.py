@@ -28,6 +28,7 @@ descriptive and labelled so.
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -370,6 +371,22 @@ def test_words(dm: DMResult) -> str:
     if dm.variance.startswith("MAC"):
         return f"memory and autocorrelation consistent variance, {dm.variance}, standard normal"
     return f"{dm.variance} variance, t({dm.df:.0f})"
+
+
+def tests_words(dms: Iterable[DMResult]) -> str:
+    """The variances several Diebold-Mariano results rest on, each kind named once: the MAC variance's memory
+    estimates as one range instead of one phrase per comparison."""
+    words, memory = [], []
+    for dm in dms:
+        if dm.variance.startswith("MAC (d = ") and not dm.periods:
+            memory.append(float(dm.variance.removeprefix("MAC (d = ").rstrip(")")))
+        else:
+            words.append(test_words(dm))
+    if memory:
+        lo, hi = min(memory), max(memory)
+        span = f"d = {lo:.2f}" if lo == hi else f"d from {lo:.2f} to {hi:.2f}"
+        words.append(f"memory and autocorrelation consistent variance, MAC ({span}), standard normal")
+    return "; ".join(dict.fromkeys(words))
 
 
 @dataclass

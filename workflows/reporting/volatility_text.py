@@ -26,7 +26,7 @@ from workflows.evaluation.evidence import (
     Comparison,
     Evaluation,
     VolatilityMetrics,
-    test_words,
+    tests_words,
 )
 from workflows.ml.profiles import model_kind, variance_forecasters
 from workflows.reporting.fmt import ALPHA, _p, _pct
@@ -62,7 +62,7 @@ def best_sentence(ev: Evaluation, horizon: int) -> str | None:
         return None
     name = VOL_NAMES.get(bt.best, bt.best)
     test = (
-        f"two-sided Diebold-Mariano ({'; '.join(dict.fromkeys(test_words(t) for t in bt.tests.values()))}) of each "
+        f"two-sided Diebold-Mariano ({tests_words(bt.tests.values())}) of each "
         f"against {name} (chosen by the same hours), Holm-corrected over the {len(bt.tests)} others, {bt.alpha:.0%}"
     )
 
@@ -123,7 +123,7 @@ def comparison_sentence(ev: Evaluation, model: str, horizon: int, loss: str = "Q
 
 
 def _tests(comps: list[Comparison]) -> str:
-    return "; ".join(dict.fromkeys(test_words(c.dm) for c in comps))
+    return tests_words(c.dm for c in comps)
 
 
 def _with_skill(cs: list[Comparison], resolvable: bool = False) -> str:

@@ -7,7 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from workflows.evaluation.evidence import Comparison, Evaluation, FoldSpan, ForecastSet, evaluate_forecasts
+from workflows.evaluation.evidence import (
+    Comparison,
+    Evaluation,
+    FoldSpan,
+    ForecastSet,
+    evaluate_forecasts,
+)
+from workflows.evaluation.evidence import tests_words as named_tests  # not collected as a test
 from workflows.reporting.report import bottom_line, recommendations
 from workflows.reporting.volatility_text import comparison_sentence
 from workflows.stats.significance import DMResult
@@ -142,3 +149,14 @@ def test_twin_sentence_says_worse_or_not_shown_to_differ_with_what_the_hours_res
     text = twin_sentence(unclear, ev)
     assert "not shown to differ (its MSE is 1.00% lower than the twin's;" in text
     assert "the hours resolve a skill of about 0.5%" in text and "worse" not in text
+
+
+def test_the_tests_behind_a_sentence_are_named_once_with_the_memory_estimates_as_a_range():
+    def dm(variance: str) -> DMResult:
+        return DMResult(0.0, 0.5, 1.0, 720, 0.0, variance=variance)
+
+    mac = [dm("MAC (d = 0.04)"), dm("MAC (d = -0.12)"), dm("MAC (d = 0.30)")]
+    assert named_tests([dm("HLN"), *mac, dm("HLN")]) == (
+        "HLN variance; memory and autocorrelation consistent variance, MAC (d from -0.12 to 0.30), standard normal"
+    )
+    assert named_tests(mac[:1]) == "memory and autocorrelation consistent variance, MAC (d = 0.04), standard normal"
