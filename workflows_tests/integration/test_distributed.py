@@ -142,13 +142,16 @@ def masked_report(text: str) -> str:
     return CHECKPOINT_DIGEST.sub("<digest>.pt", text)
 
 
-# The gate's record (workflows/defs/assets_serving.py): when it was decided, on which checkpoint file.
+# The gate's record (workflows/defs/assets_serving.py): when it was decided, on which checkpoint file, and when
+# each look in its history table ran (the table's first cell, workflows/serving/gate_record.py).
 DECIDED = re.compile(r"^Decided \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", re.MULTILINE)
+JUDGED = re.compile(r"^\| \d{4}-\d{2}-\d{2}T\d{2}:\d{2} \|", re.MULTILINE)
 
 
 def masked_gate_record(text: str) -> str:
     text, decided = DECIDED.subn("Decided <clock> UTC", text)
-    assert decided >= 1, "the gate record's clock reading moved: update the mask"
+    text, judged = JUDGED.subn("| <clock> |", text)
+    assert decided >= 1 and judged >= 1, "the gate record's clock readings moved: update the masks"
     return CHECKPOINT_DIGEST.sub("<digest>.pt", text)
 
 
