@@ -24,7 +24,7 @@ import polars as pl
 from workflows.io import StoredFileError
 from workflows.ml.checkpoints import Checkpoint, load_checkpoint
 from workflows.ml.periods import ForecastPeriod
-from workflows.serving.promotion import GateConfig, GateDecision, evidence_ends, gate, promote
+from workflows.serving.promotion import GateConfig, GateDecision, evidence_ends, gate, promote, read_pointer
 
 HISTORY = "gate_history.jsonl"
 
@@ -156,10 +156,16 @@ def judge(
     """The gate's run over the months' candidates (one per forecast period, the newest last). First every month
     before the newest not yet judged at its close, oldest first, on the hours through that close; then the newest
     on every hour landed. Each look is appended to the history, except a look at the serving checkpoint itself
-    (no decision). Returns the newest's decision, the pointer in force afterwards and the whole history."""
+    (no decision); a month whose checkpoint cannot be read is recorded as not judged (the file and the fault
+    named) and the others are judged, so one lost file never stops the gate. Returns the newest's decision, the
+    pointer in force afterwards and the whole history."""
     rule = rule or GateConfig()
     for c in closes_due(read_history(folder), candidates):
-        append_look(folder, judge_one(c, folder, through_close(features, c.period), rule, at_close=True)[2])
+        try:
+            look = judge_one(c, folder, through_close(features, c.period), rule, at_close=True)[2]
+        except (StoredFileError, FileNotFoundError) as exc:  # a month's checkpoint gone: say so, judge the rest
+            look = Look.of(GateDecision(False, f"not judged at its close: {exc}", 0), c, True, read_pointer(folder))
+        append_look(folder, look)
     newest = max(candidates, key=lambda c: c.period)
     decision, pointer, look = judge_one(newest, folder, features, rule, at_close=False)
     if not decision.self_comparison:

@@ -441,6 +441,23 @@ def test_a_backfill_is_judged_month_by_month_at_each_close_then_the_newest_on_ev
     assert record.count("| hours so far |") == 1 and record.count("| PROMOTED |") == 1
 
 
+def test_a_month_whose_checkpoint_is_gone_is_recorded_unjudged_and_the_gate_goes_on(setup, tmp_path):
+    feats, _, _, paths, _ = setup
+    gone = Candidate("2025-11-01", str(tmp_path / "multitask-2025-11-01-deleted.pt"), "0" * 64)
+    newest = Candidate("2025-12-01", str(paths["good"][0]), paths["good"][1])
+    decision, pointer, looks = judge([gone, newest], tmp_path, feats)
+    assert decision.promoted and pointer is not None
+    assert [(x.period, x.at_close, x.decided) for x in looks] == [
+        ("2025-11-01", True, False),
+        ("2025-12-01", False, True),
+    ]
+    assert (
+        looks[0].reason.startswith("not judged at its close:") and "multitask-2025-11-01-deleted.pt" in looks[0].reason
+    )
+    # judged once: the next run does not try the lost month again
+    assert judge([gone, newest], tmp_path, feats)[2] == looks
+
+
 def test_a_history_line_cut_short_is_dropped_and_a_damaged_one_is_named(tmp_path):
     look = Look("2026-01-01T00:00:00+00:00", "2025-12-01", True, "m.pt", False, False, "too few hours", 0)
     append_look(tmp_path, look)
