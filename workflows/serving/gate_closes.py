@@ -14,6 +14,7 @@ report shows as one table.
 """
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -61,23 +62,18 @@ class Look:
 
     @classmethod
     def of(cls, decision: GateDecision, candidate: Candidate, at_close: bool, pointer: dict | None) -> "Look":
+        shared = {f.name: getattr(decision, f.name) for f in fields(cls) if hasattr(decision, f.name)}
         return cls(
-            judged_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            period=candidate.period,
-            at_close=at_close,
-            candidate=Path(candidate.path).name,
-            promoted=decision.promoted,
-            decided=decision.decided,
-            reason=decision.reason,
-            hours=decision.hours,
-            comparator=decision.comparator,
-            test_index=decision.test_index if decision.decided else None,
-            e_max=decision.e_max,
-            threshold=decision.threshold,
-            skill_vs_comparator=decision.skill_vs_comparator,
-            first_hour=decision.first_hour,
-            last_hour=decision.last_hour,
-            serving=Path(pointer["path"]).name if pointer and pointer.get("path") else "",
+            **shared
+            | {
+                "judged_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "period": candidate.period,
+                "at_close": at_close,
+                "candidate": Path(candidate.path).name,
+                "decided": decision.decided,
+                "test_index": decision.test_index if decision.decided else None,  # only a test that ran takes k
+                "serving": Path(pointer["path"]).name if pointer and pointer.get("path") else "",
+            }
         )
 
 
@@ -87,7 +83,8 @@ def read_history(folder: Path) -> list[Look]:
     path = folder / HISTORY
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    raw = path.read_bytes()
+    lines = raw.decode().splitlines()
     known = {f.name for f in fields(Look)}
     looks = []
     for number, line in enumerate(lines, start=1):
@@ -97,7 +94,7 @@ def read_history(folder: Path) -> list[Look]:
                 raise ValueError("not a JSON object")
             looks.append(Look(**{k: v for k, v in row.items() if k in known}))
         except (ValueError, TypeError) as exc:
-            if number == len(lines) and not path.read_bytes().endswith(b"\n"):
+            if number == len(lines) and not raw.endswith(b"\n"):
                 break  # a write cut short: that look was not completed
             raise StoredFileError(
                 path,
@@ -112,11 +109,13 @@ def append_look(folder: Path, look: Look) -> None:
     """One line at the end of the history (the file is never rewritten)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / HISTORY
-    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-        with path.open("rb+") as f:  # a line a crash cut short: cut it off before appending
-            data = f.read()
-            f.seek(data.rfind(b"\n") + 1)
-            f.truncate()
+    if path.exists() and path.stat().st_size:
+        with path.open("rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a line a crash cut short: cut it off before appending
+                f.seek(0)
+                f.seek(f.read().rfind(b"\n") + 1)
+                f.truncate()
     with path.open("a") as f:
         f.write(json.dumps(asdict(look)) + "\n")
 
@@ -160,14 +159,18 @@ def judge(
     named) and the others are judged, so one lost file never stops the gate. Returns the newest's decision, the
     pointer in force afterwards and the whole history."""
     rule = rule or GateConfig()
-    for c in closes_due(read_history(folder), candidates):
+    history = read_history(folder)
+    looks = []
+    for c in closes_due(history, candidates):
         try:
-            look = judge_one(c, folder, through_close(features, c.period), rule, at_close=True)[2]
+            looks.append(judge_one(c, folder, through_close(features, c.period), rule, at_close=True)[2])
         except (StoredFileError, FileNotFoundError) as exc:  # a month's checkpoint gone: say so, judge the rest
-            look = Look.of(GateDecision(False, f"not judged at its close: {exc}", 0), c, True, read_pointer(folder))
-        append_look(folder, look)
+            unjudged = GateDecision(False, f"not judged at its close: {exc}", 0)
+            looks.append(Look.of(unjudged, c, True, read_pointer(folder)))
+        append_look(folder, looks[-1])
     newest = max(candidates, key=lambda c: c.period)
     decision, pointer, look = judge_one(newest, folder, features, rule, at_close=False)
     if not decision.self_comparison:
         append_look(folder, look)
-    return decision, pointer, read_history(folder)
+        looks.append(look)
+    return decision, pointer, history + looks
