@@ -378,8 +378,8 @@ def tests_words(dms: Iterable[DMResult]) -> str:
     estimates as one range instead of one phrase per comparison."""
     words, memory = [], []
     for dm in dms:
-        if dm.variance.startswith("MAC (d = ") and not dm.periods:
-            memory.append(float(dm.variance.removeprefix("MAC (d = ").rstrip(")")))
+        if dm.memory is not None and not dm.periods:
+            memory.append(dm.memory)
         else:
             words.append(test_words(dm))
     if memory:

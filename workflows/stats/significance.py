@@ -23,7 +23,7 @@ months, MAC over-rejects at one month and h = 24 (9-27%), and the report says wh
 each verdict rests on.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -40,6 +40,7 @@ class DMResult:
     periods: int | None = None  # G, the periods whose means the Ibragimov-Mueller test compared (else None)
     std_error: float = float("nan")  # of the mean the statistic divides (HLN: with its correction)
     df: float = float("nan")  # degrees of freedom of the Student t reference
+    memory: float | None = None  # the MAC test's local Whittle d (None for the other variances)
 
     def resolvable(self, power: float = 0.8, alpha: float = 0.05) -> float:
         """The smallest mean loss difference this test finds (one-sided `alpha`) with probability `power`:
@@ -224,8 +225,8 @@ def mac_test(d: np.ndarray, horizon: int = 1) -> DMResult:
     se = float(np.sqrt(max(level * float(mac_scale(np.array(memory))), 0.0) * n ** (2 * memory - 1)))
     label = f"MAC (d = {memory:.2f})"
     if se <= 1e-12 * max(float(np.abs(d).max()), 1e-300):
-        return DMResult(0.0, 0.5, 1.0, n, mean, label, std_error=se, df=np.inf)
-    return _t_result(mean / se, np.inf, n, mean, label, None, se)
+        return DMResult(0.0, 0.5, 1.0, n, mean, label, std_error=se, df=np.inf, memory=memory)
+    return replace(_t_result(mean / se, np.inf, n, mean, label, None, se), memory=memory)
 
 
 def _cosine_weights(n: int, nu: int) -> np.ndarray:

@@ -152,10 +152,10 @@ def test_twin_sentence_says_worse_or_not_shown_to_differ_with_what_the_hours_res
 
 
 def test_the_tests_behind_a_sentence_are_named_once_with_the_memory_estimates_as_a_range():
-    def dm(variance: str) -> DMResult:
-        return DMResult(0.0, 0.5, 1.0, 720, 0.0, variance=variance)
+    def dm(variance: str, memory: float | None = None) -> DMResult:
+        return DMResult(0.0, 0.5, 1.0, 720, 0.0, variance=variance, memory=memory)
 
-    mac = [dm("MAC (d = 0.04)"), dm("MAC (d = -0.12)"), dm("MAC (d = 0.30)")]
+    mac = [dm(f"MAC (d = {d:.2f})", d) for d in (0.04, -0.12, 0.30)]
     assert named_tests([dm("HLN"), *mac, dm("HLN")]) == (
         "HLN variance; memory and autocorrelation consistent variance, MAC (d from -0.12 to 0.30), standard normal"
     )
