@@ -12,6 +12,7 @@ A process, not a thread: two Dagster runs starting and logging in one process ca
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -69,8 +70,6 @@ class AttentionInFlight:
 def analyse_month(argv: list[str]) -> int:
     """The child: one `forecast_period` partition's `period_attention` step as run `run_id`, in this process.
     Exits 0 (done), 1 (failed: the root causes printed) or 130 (Ctrl-C: the run canceled)."""
-    import os
-
     import dagster as dg
 
     from workflows.cli.instance import open_instance
